@@ -1,0 +1,35 @@
+//! What can go wrong in the userapi, as callers see it: semantic variants, no HTTP codes
+//! (routing maps them to Matrix errors).
+
+use crate::actors::bridge::BridgeError;
+use crate::storage::StorageError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum UserApiError {
+    /// The localpart is taken.
+    #[error("user ID already taken")]
+    UserInUse,
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A token that is not (or no longer) valid.
+    #[error("unknown token")]
+    UnknownToken,
+    /// The request makes no sense (e.g. a device ID that belongs to another user).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Storage or hashing failed; the detail is logged where it happened.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The component could not be reached.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+}
+
+impl From<StorageError> for UserApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "userapi storage failure");
+        UserApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,21 @@
+//! One file per userapi message.
+
+pub mod input_device_activity;
+pub mod perform_account_creation;
+pub mod perform_account_data_update;
+pub mod perform_account_deactivation;
+pub mod perform_device_creation;
+pub mod perform_device_deletion;
+pub mod perform_device_update;
+pub mod perform_filter_creation;
+pub mod perform_password_update;
+pub mod perform_profile_update;
+pub mod perform_token_refresh;
+pub mod query_access_token;
+pub mod query_account_availability;
+pub mod query_account_data;
+pub mod query_device;
+pub mod query_devices;
+pub mod query_filter;
+pub mod query_password_check;
+pub mod query_profile;

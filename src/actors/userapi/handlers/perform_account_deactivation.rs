@@ -1,0 +1,18 @@
+//! `PerformAccountDeactivation`: the account can never be used again.
+
+use crate::actors::userapi::actor::Deps;
+use crate::actors::userapi::messages::PerformAccountDeactivation;
+use crate::actors::userapi::storage::{account_data, accounts, devices, profiles};
+use crate::actors::userapi::UserApiError;
+
+pub async fn handle(deps: &Deps, msg: PerformAccountDeactivation) -> Result<(), UserApiError> {
+    let txn = deps.db.begin().await?;
+    accounts::deactivate(&txn, &msg.localpart).await?;
+    devices::delete_all(&txn, &msg.localpart, None).await?;
+    profiles::set_display_name(&txn, &msg.localpart, None).await?;
+    profiles::set_avatar_url(&txn, &msg.localpart, None).await?;
+    account_data::delete_all(&txn, &msg.localpart).await?;
+    txn.commit().await?;
+    tracing::info!(localpart = %msg.localpart, "account deactivated");
+    Ok(())
+}

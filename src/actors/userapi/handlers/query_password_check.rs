@@ -1,0 +1,28 @@
+//! `QueryPasswordCheck`: verifies a password on the hasher threads.
+
+use crate::actors::userapi::actor::Deps;
+use crate::actors::userapi::hasher::VerifyPassword;
+use crate::actors::userapi::messages::{PasswordCheck, QueryPasswordCheck};
+use crate::actors::userapi::storage::accounts;
+use crate::actors::userapi::UserApiError;
+
+pub async fn handle(deps: &Deps, msg: QueryPasswordCheck) -> Result<PasswordCheck, UserApiError> {
+    let account = accounts::select(&deps.db, &msg.localpart).await?;
+    let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+    // Verify against a dummy hash when there is none, so timing does not reveal accounts.
+    let verified = deps
+        .hasher
+        .send(VerifyPassword {
+            hash: hash.clone().unwrap_or_else(|| deps.dummy_hash.to_string()),
+            password: msg.password,
+        })
+        .await
+        .map_err(|e| UserApiError::Internal(e.to_string()))?;
+    Ok(match account {
+        Some(a) if a.deactivated => PasswordCheck::Deactivated,
+        Some(_) if verified && hash.is_some() => PasswordCheck::Valid {
+            user_id: format!("@{}:{}", msg.localpart, deps.server_name),
+        },
+        _ => PasswordCheck::Invalid,
+    })
+}

@@ -1,0 +1,124 @@
+//! The userapi: accounts, devices and access tokens, profiles, account data and filters.
+//!
+//! Owns the `userapi_*` tables. Called by the client API routing (every message in
+//! `messages.rs`); emits no stream yet (account data reaches /sync with the syncapi).
+//! Passwords are hashed by [`hasher::PasswordHasher`] on a `SyncArbiter`.
+
+mod actor;
+pub mod error;
+mod handlers;
+pub mod hasher;
+pub mod messages;
+pub(crate) mod storage;
+mod tokens;
+
+pub use actor::UserApiActor;
+pub use error::UserApiError;
+
+use crate::actors::bridge::{serve, Handle};
+use crate::storage::Db;
+use actix::prelude::*;
+use actix_web::web;
+use messages::*;
+use std::collections::HashMap;
+
+/// How callers reach the userapi, here or on another node.
+pub type UserApiHandle = Handle<UserApiActor>;
+
+/// What the userapi needs to start.
+pub struct UserApiConfig {
+    pub server_name: String,
+    pub access_token_lifetime_ms: u64,
+    pub hasher_threads: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+/// Starts the userapi actor (and its hasher threads) on the current arbiter.
+pub async fn start(db: Db, config: &UserApiConfig) -> Result<Addr<UserApiActor>, UserApiError> {
+    let hasher = hasher::PasswordHasher::start(
+        config.hasher_threads,
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+    )
+    .map_err(UserApiError::Internal)?;
+    let dummy_hash = hasher
+        .send(hasher::HashPassword(tokens::random_token("")))
+        .await
+        .map_err(|e| UserApiError::Internal(e.to_string()))?
+        .map_err(UserApiError::Internal)?;
+    let deps = actor::Deps {
+        db,
+        hasher,
+        server_name: config.server_name.as_str().into(),
+        access_token_lifetime_ms: config.access_token_lifetime_ms,
+        dummy_hash: dummy_hash.into(),
+    };
+    Ok(UserApiActor {
+        deps,
+        seen: HashMap::new(),
+    }
+    .start())
+}
+
+/// Mounts the userapi's internal routes, so other nodes reach `addr` over the HTTP bridge.
+pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<UserApiActor>) {
+    serve::<QueryAccessToken, _, _, _>(cfg, addr.clone());
+    serve::<QueryAccountAvailability, _, _, _>(cfg, addr.clone());
+    serve::<QueryPasswordCheck, _, _, _>(cfg, addr.clone());
+    serve::<QueryDevices, _, _, _>(cfg, addr.clone());
+    serve::<QueryDevice, _, _, _>(cfg, addr.clone());
+    serve::<QueryProfile, _, _, _>(cfg, addr.clone());
+    serve::<QueryAccountData, _, _, _>(cfg, addr.clone());
+    serve::<QueryFilter, _, _, _>(cfg, addr.clone());
+    serve::<PerformAccountCreation, _, _, _>(cfg, addr.clone());
+    serve::<PerformDeviceCreation, _, _, _>(cfg, addr.clone());
+    serve::<PerformTokenRefresh, _, _, _>(cfg, addr.clone());
+    serve::<PerformPasswordUpdate, _, _, _>(cfg, addr.clone());
+    serve::<PerformAccountDeactivation, _, _, _>(cfg, addr.clone());
+    serve::<PerformDeviceUpdate, _, _, _>(cfg, addr.clone());
+    serve::<PerformDeviceDeletion, _, _, _>(cfg, addr.clone());
+    serve::<PerformProfileUpdate, _, _, _>(cfg, addr.clone());
+    serve::<PerformAccountDataUpdate, _, _, _>(cfg, addr.clone());
+    serve::<PerformFilterCreation, _, _, _>(cfg, addr.clone());
+    serve::<InputDeviceActivity, _, _, _>(cfg, addr);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::messages::*;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    fn round_trip<M: Serialize + DeserializeOwned + std::fmt::Debug>(m: M) {
+        let json = serde_json::to_string(&m).unwrap();
+        let back: M = serde_json::from_str(&json).unwrap();
+        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    }
+
+    #[test]
+    fn every_message_survives_serde() {
+        let l = || "alice".to_string();
+        round_trip(QueryAccessToken { access_token: "t".into() });
+        round_trip(QueryAccountAvailability { localpart: l() });
+        round_trip(QueryPasswordCheck { localpart: l(), password: "p".into() });
+        round_trip(QueryDevices { localpart: l() });
+        round_trip(QueryDevice { localpart: l(), device_id: "D".into() });
+        round_trip(QueryProfile { localpart: l() });
+        round_trip(QueryAccountData { localpart: l(), room_id: Some("!r:x".into()), data_type: "t".into() });
+        round_trip(QueryFilter { localpart: l(), filter_id: "0".into() });
+        round_trip(PerformAccountCreation { localpart: l(), password: Some("p".into()), is_guest: false, display_name: None });
+        round_trip(PerformDeviceCreation { localpart: l(), device_id: None, display_name: Some("d".into()), ip: None, user_agent: None, refresh_token: true });
+        round_trip(PerformTokenRefresh { refresh_token: "r".into() });
+        round_trip(PerformPasswordUpdate { localpart: l(), new_password: "p".into(), logout_devices: true, keep_device: None });
+        round_trip(PerformAccountDeactivation { localpart: l() });
+        round_trip(PerformDeviceUpdate { localpart: l(), device_id: "D".into(), display_name: None });
+        round_trip(PerformDeviceDeletion { localpart: l(), device_ids: Some(vec!["D".into()]), except: None });
+        round_trip(PerformProfileUpdate { localpart: l(), field: ProfileField::AvatarUrl, value: None });
+        round_trip(PerformAccountDataUpdate { localpart: l(), room_id: None, data_type: "t".into(), content: "{}".into() });
+        round_trip(PerformFilterCreation { localpart: l(), filter: "{}".into() });
+        round_trip(InputDeviceActivity { localpart: l(), device_id: "D".into(), ip: None, user_agent: None });
+        round_trip(TokenLookup::Valid(TokenOwner { user_id: "@a:x".into(), localpart: l(), device_id: "D".into(), is_guest: false }));
+        round_trip(Err::<(), _>(super::UserApiError::UserInUse));
+    }
+}

@@ -1,0 +1,464 @@
+//! Node configuration: `config.toml`, then environment variables, then `--set key=value`
+//! flags, each overriding the one before. A bad value stops the start with an error that
+//! names the key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub components: ComponentsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The server name: the part after the colon in user IDs.
+    pub name: String,
+    /// Address of the client (and, later, federation) HTTP listener.
+    pub listen: String,
+    /// The URL clients reach this server at, for `/.well-known/matrix/client`.
+    /// Empty: `http://<listen>`.
+    pub public_baseurl: String,
+    /// The `host:port` other servers reach this one at, for `/.well-known/matrix/server`.
+    /// Empty: the server name.
+    pub federation_address: String,
+    /// Where the node keeps its files (the SQLite database by default, later keys and media).
+    pub data_dir: PathBuf,
+    /// The largest request body accepted, in bytes; larger ones get 413 M_TOO_LARGE.
+    pub max_request_bytes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "localhost:8008".into(),
+            listen: "127.0.0.1:8008".into(),
+            public_baseurl: String::new(),
+            federation_address: String::new(),
+            data_dir: "./data".into(),
+            max_request_bytes: 10 * 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` or `postgres://user@host:port/db`. Empty: SQLite at
+    /// `<data_dir>/myelin.db`.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the metrics listener (`/metrics`, `/debug/pprof/...`). Empty: none.
+    pub listen: String,
+    /// Whether `/debug/pprof/profile` is served.
+    pub profiling: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9009".into(),
+            profiling: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Whether new accounts may register at all.
+    pub enabled: bool,
+    /// When not empty, registering needs one of these tokens (`m.login.registration_token`).
+    pub tokens: Vec<String>,
+    /// Whether guest accounts (`kind=guest`) may register.
+    pub guests: bool,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            enabled: true,
+            tokens: Vec::new(),
+            guests: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens issued with a refresh token, in ms. Tokens issued without
+    /// one never expire.
+    pub access_token_lifetime_ms: u64,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id time cost (iterations).
+    pub argon2_iterations: u32,
+    /// Threads that hash and verify passwords, away from the async executor.
+    pub hasher_threads: usize,
+    /// How long a user-interactive auth session lives, in ms.
+    pub uia_session_lifetime_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_lifetime_ms: 5 * 60 * 1000,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            hasher_threads: 2,
+            uia_session_lifetime_ms: 15 * 60 * 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Whether rate limiting applies at all.
+    pub enabled: bool,
+    /// Sustained requests per second to rate-limited endpoints, per user (or per IP when
+    /// not logged in).
+    pub per_second: f64,
+    /// Requests allowed in a burst above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            per_second: 5.0,
+            burst: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `myelin=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsConfig {
+    /// Address of this node's internal listener, which serves the components that run here
+    /// to other nodes over the HTTP bridge. Empty: none (a single-process node).
+    pub internal_listen: String,
+    /// Where the userapi runs: `local`, or the internal URL of the node hosting it
+    /// (`http://10.0.0.2:7000`).
+    pub userapi: String,
+}
+
+impl Default for ComponentsConfig {
+    fn default() -> Self {
+        ComponentsConfig {
+            internal_listen: String::new(),
+            userapi: "local".into(),
+        }
+    }
+}
+
+/// Where a component runs, as seen from this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Local,
+    Remote(String),
+}
+
+/// The environment variables read, and the key each sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("MYELIN_SERVER_NAME", "server.name"),
+    ("MYELIN_LISTEN", "server.listen"),
+    ("MYELIN_PUBLIC_BASEURL", "server.public_baseurl"),
+    ("MYELIN_DATA_DIR", "server.data_dir"),
+    ("MYELIN_METRICS_LISTEN", "metrics.listen"),
+    ("MYELIN_DATABASE", "database.url"),
+    ("MYELIN_LOG", "log.level"),
+];
+
+/// A configuration error; its message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads the file (if any), then the environment, then the `--set` overrides.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl Fn(&str) -> Option<String>,
+        sets: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(v) = env(var) {
+                set_key(&mut table, key, toml::Value::String(v))?;
+            }
+        }
+        for s in sets {
+            let (key, raw) = s
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("--set {s:?}: expected section.key=value")))?;
+            set_key(&mut table, key.trim(), parse_scalar(raw.trim()))?;
+        }
+        Self::from_table(table)
+    }
+
+    /// Parses a configuration from TOML text alone (tests, embedded use).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError(format!("key {}: {}", e.path(), e.inner())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        ruma::ServerName::parse(&self.server.name)
+            .map_err(|e| ConfigError(format!("key server.name: {:?} is not a server name: {e}", self.server.name)))?;
+        parse_addr("server.listen", &self.server.listen)?;
+        if !self.metrics.listen.is_empty() {
+            parse_addr("metrics.listen", &self.metrics.listen)?;
+        }
+        if !self.components.internal_listen.is_empty() {
+            parse_addr("components.internal_listen", &self.components.internal_listen)?;
+        }
+        self.placement("components.userapi", &self.components.userapi)?;
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError(format!(
+                "key database.url: {url:?} is neither sqlite:PATH nor a postgres:// URL"
+            )));
+        }
+        if self.database.pool_size == 0 {
+            return Err(ConfigError("key database.pool_size: must be at least 1".into()));
+        }
+        if self.server.max_request_bytes < 1024 {
+            return Err(ConfigError("key server.max_request_bytes: must be at least 1024".into()));
+        }
+        if self.rate_limit.enabled && !(self.rate_limit.per_second > 0.0) {
+            return Err(ConfigError("key rate_limit.per_second: must be above 0".into()));
+        }
+        if self.auth.argon2_memory_kib < 8 || self.auth.argon2_iterations == 0 {
+            return Err(ConfigError(
+                "key auth.argon2_memory_kib / auth.argon2_iterations: too small for argon2".into(),
+            ));
+        }
+        if self.auth.hasher_threads == 0 {
+            return Err(ConfigError("key auth.hasher_threads: must be at least 1".into()));
+        }
+        if self.registration.tokens.iter().any(|t| t.is_empty() || t.len() > 64) {
+            return Err(ConfigError(
+                "key registration.tokens: tokens must be 1 to 64 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn placement(&self, key: &str, value: &str) -> Result<Placement, ConfigError> {
+        match value {
+            "local" | "" => Ok(Placement::Local),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Placement::Remote(url.trim_end_matches('/').to_owned()))
+            }
+            other => Err(ConfigError(format!(
+                "key {key}: {other:?} is neither \"local\" nor an http(s):// URL"
+            ))),
+        }
+    }
+
+    /// Where the userapi runs.
+    pub fn userapi_placement(&self) -> Placement {
+        self.placement("components.userapi", &self.components.userapi)
+            .unwrap_or(Placement::Local)
+    }
+
+    /// The database URL, with the default (SQLite in the data dir) filled in.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite:{}", self.server.data_dir.join("myelin.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The base URL clients should use, for `/.well-known/matrix/client`.
+    pub fn public_baseurl(&self) -> String {
+        if self.server.public_baseurl.is_empty() {
+            format!("http://{}", self.server.listen)
+        } else {
+            self.server.public_baseurl.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|e| ConfigError(format!("key {key}: {value:?} is not an IP:port address ({e})")))
+}
+
+/// A `--set` value: TOML when it parses as a TOML value (numbers, booleans, arrays),
+/// otherwise the plain string.
+fn parse_scalar(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts
+        .pop()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| ConfigError(format!("bad key {key:?}")))?;
+    let mut t = table;
+    for p in parts {
+        let entry = t
+            .entry(p.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError(format!("key {key}: {p} is not a section")))?;
+    }
+    // Keep the type of numbers and booleans given as strings (environment variables).
+    let value = match (&value, t.get(last)) {
+        (toml::Value::String(s), Some(old)) if !old.is_str() => parse_scalar(s),
+        _ => value,
+    };
+    t.insert(last.to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(
+            Some(&path),
+            |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            &sets,
+        )
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_matches_defaults() {
+        let text = include_str!("../config.toml");
+        let c = Config::from_toml(text).expect("config.toml parses");
+        assert_eq!(c.server.name, "localhost:8008");
+        assert_eq!(c.server.listen, "127.0.0.1:8008");
+        assert!(c.database_url().starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn environment_then_flags_override_the_file() {
+        let c = load(
+            "[server]\nname = \"a.example\"\n",
+            &[
+                ("MYELIN_SERVER_NAME", "b.example"),
+                ("MYELIN_DATABASE", "postgres://u@h/db"),
+                ("MYELIN_DATA_DIR", "/tmp/x"),
+            ],
+            &["server.name=c.example", "rate_limit.enabled=false", "database.pool_size=3"],
+        )
+        .unwrap();
+        assert_eq!(c.server.name, "c.example");
+        assert_eq!(c.database_url(), "postgres://u@h/db");
+        assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
+        assert!(!c.rate_limit.enabled);
+        assert_eq!(c.database.pool_size, 3);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("[server]\nlisten = \"nowhere\"\n", &[], "server.listen"),
+            ("[server]\nnme = \"x\"\n", &[], "nme"),
+            ("", &["database.pool_size=lots"], "database.pool_size"),
+            ("", &["database.url=mysql://x"], "database.url"),
+            ("", &["server.name=bad name!"], "server.name"),
+            ("", &["components.userapi=elsewhere"], "components.userapi"),
+            ("", &["metrics.listen=1.2.3.4"], "metrics.listen"),
+        ];
+        for (text, sets, key) in cases {
+            let err = load(text, &[], sets).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} {sets:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_the_data_dir() {
+        let c = load("", &[("MYELIN_DATA_DIR", "/srv/m")], &[]).unwrap();
+        assert_eq!(c.database_url(), "sqlite:/srv/m/myelin.db");
+    }
+}

@@ -1,0 +1,18 @@
+//! myelin: a Matrix homeserver built from actix actor components.
+//!
+//! # Layout
+//! - [`actors`]: the components (userapi, ... ), each an actor behind a message API, and the
+//!   HTTP bridge that reaches a component on another node.
+//! - [`routing`]: the client API: validates requests, sends messages, maps replies.
+//! - [`storage`]: the Db layer over PostgreSQL and SQLite, and the migration runner.
+//! - [`server`]: starts a node: database, components, listeners.
+//! - [`config`], [`metrics`], [`profiling`].
+
+pub mod actors;
+pub mod config;
+pub mod metrics;
+pub mod profiling;
+pub mod room_versions;
+pub mod routing;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,83 @@
+//! The client-server API, one file per area and one fn per endpoint.
+
+mod account;
+mod account_data;
+mod devices;
+mod discovery;
+mod filter;
+mod profile;
+mod register;
+mod session;
+
+use super::error::MatrixError;
+use super::ruma::{Authed, Router};
+use actix_web::http::Method;
+use actix_web::web;
+use ruma::api::client as c;
+use ruma::UserId;
+
+/// Every client endpoint myelin serves.
+pub fn router() -> Router {
+    let mut r = Router::default();
+    r.add::<c::discovery::get_supported_versions::Request, _, _>(discovery::get_supported_versions)
+        .add::<c::discovery::discover_homeserver::Request, _, _>(discovery::discover_homeserver)
+        .add::<c::discovery::get_capabilities::v3::Request, _, _>(discovery::get_capabilities)
+        .add_raw(
+            "/.well-known/matrix/server",
+            Method::GET,
+            web::get().to(discovery::well_known_server),
+        )
+        .add::<c::account::register::v3::Request, _, _>(register::register)
+        .add::<c::account::get_username_availability::v3::Request, _, _>(register::get_username_availability)
+        .add::<c::account::check_registration_token_validity::v1::Request, _, _>(
+            register::check_registration_token_validity,
+        )
+        .add::<c::session::get_login_types::v3::Request, _, _>(session::get_login_types)
+        .add::<c::session::login::v3::Request, _, _>(session::login)
+        .add::<c::session::refresh_token::v3::Request, _, _>(session::refresh_token)
+        .add::<c::session::logout::v3::Request, _, _>(session::logout)
+        .add::<c::session::logout_all::v3::Request, _, _>(session::logout_all)
+        .add::<c::account::whoami::v3::Request, _, _>(account::whoami)
+        .add::<c::account::change_password::v3::Request, _, _>(account::change_password)
+        .add::<c::account::deactivate::v3::Request, _, _>(account::deactivate)
+        .add::<c::account::get_3pids::v3::Request, _, _>(account::get_3pids)
+        .add::<c::account::add_3pid::v3::Request, _, _>(account::add_3pid)
+        .add::<c::account::bind_3pid::v3::Request, _, _>(account::bind_3pid)
+        .add::<c::account::request_3pid_management_token_via_email::v3::Request, _, _>(
+            account::request_3pid_management_token_via_email,
+        )
+        .add::<c::account::request_3pid_management_token_via_msisdn::v3::Request, _, _>(
+            account::request_3pid_management_token_via_msisdn,
+        )
+        .add::<c::device::get_devices::v3::Request, _, _>(devices::get_devices)
+        .add::<c::device::get_device::v3::Request, _, _>(devices::get_device)
+        .add::<c::device::update_device::v3::Request, _, _>(devices::update_device)
+        .add::<c::device::delete_device::v3::Request, _, _>(devices::delete_device)
+        .add::<c::device::delete_devices::v3::Request, _, _>(devices::delete_devices)
+        .add::<c::profile::get_profile::v3::Request, _, _>(profile::get_profile)
+        .add::<c::profile::get_display_name::v3::Request, _, _>(profile::get_display_name)
+        .add::<c::profile::set_display_name::v3::Request, _, _>(profile::set_display_name)
+        .add::<c::profile::get_avatar_url::v3::Request, _, _>(profile::get_avatar_url)
+        .add::<c::profile::set_avatar_url::v3::Request, _, _>(profile::set_avatar_url)
+        .add::<c::config::get_global_account_data::v3::Request, _, _>(account_data::get_global_account_data)
+        .add::<c::config::set_global_account_data::v3::Request, _, _>(account_data::set_global_account_data)
+        .add::<c::config::get_room_account_data::v3::Request, _, _>(account_data::get_room_account_data)
+        .add::<c::config::set_room_account_data::v3::Request, _, _>(account_data::set_room_account_data)
+        .add::<c::filter::create_filter::v3::Request, _, _>(filter::create_filter)
+        .add::<c::filter::get_filter::v3::Request, _, _>(filter::get_filter);
+    r
+}
+
+/// Refuses acting for another user: the path's user must be the sender.
+fn ensure_self(sender: &Authed, user_id: &UserId, what: &str) -> Result<(), MatrixError> {
+    if sender.user_id == user_id {
+        Ok(())
+    } else {
+        Err(MatrixError::forbidden(format!("Cannot {what} for other users.")))
+    }
+}
+
+/// The localpart of a user of this server, or `None` for a remote user.
+fn local_part<'a>(server_name: &str, user_id: &'a UserId) -> Option<&'a str> {
+    (user_id.server_name().as_str() == server_name).then(|| user_id.localpart())
+}

@@ -1,0 +1,150 @@
+//! `MatrixError`: the only place that knows Matrix errcodes and HTTP statuses. Component
+//! errors map into it here; the status follows from the errcode in one table.
+
+use crate::actors::userapi::UserApiError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+/// A Matrix error response: `{"errcode": ..., "error": ..., ...extra}`.
+#[derive(Debug, Clone)]
+pub struct MatrixError {
+    pub errcode: &'static str,
+    pub error: String,
+    /// Extra top-level fields (`retry_after_ms`, `soft_logout`, UIA flows...).
+    pub extra: Map<String, Value>,
+    /// Set when the errcode alone does not decide the status (405, UIA's 401).
+    pub status_override: Option<StatusCode>,
+}
+
+impl MatrixError {
+    pub fn new(errcode: &'static str, error: impl Into<String>) -> MatrixError {
+        MatrixError {
+            errcode,
+            error: error.into(),
+            extra: Map::new(),
+            status_override: None,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> MatrixError {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> MatrixError {
+        self.status_override = Some(status);
+        self
+    }
+
+    pub fn forbidden(error: impl Into<String>) -> MatrixError {
+        Self::new("M_FORBIDDEN", error)
+    }
+    pub fn not_found(error: impl Into<String>) -> MatrixError {
+        Self::new("M_NOT_FOUND", error)
+    }
+    pub fn bad_json(error: impl Into<String>) -> MatrixError {
+        Self::new("M_BAD_JSON", error)
+    }
+    pub fn invalid_param(error: impl Into<String>) -> MatrixError {
+        Self::new("M_INVALID_PARAM", error)
+    }
+    pub fn unrecognized() -> MatrixError {
+        Self::new("M_UNRECOGNIZED", "Unrecognized request")
+    }
+    pub fn method_not_allowed() -> MatrixError {
+        Self::new("M_UNRECOGNIZED", "Method not allowed for this endpoint")
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    }
+    pub fn internal() -> MatrixError {
+        Self::new("M_UNKNOWN", "Internal server error")
+    }
+
+    /// The HTTP status of an errcode, as the spec and Synapse pair them.
+    pub fn status(&self) -> StatusCode {
+        if let Some(s) = self.status_override {
+            return s;
+        }
+        match self.errcode {
+            "M_FORBIDDEN" | "M_USER_DEACTIVATED" | "M_THREEPID_DENIED"
+            | "M_GUEST_ACCESS_FORBIDDEN" | "M_THREEPID_MEDIUM_NOT_SUPPORTED" => StatusCode::FORBIDDEN,
+            "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN" | "M_UNAUTHORIZED" => StatusCode::UNAUTHORIZED,
+            "M_NOT_FOUND" | "M_UNRECOGNIZED" => StatusCode::NOT_FOUND,
+            "M_LIMIT_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
+            "M_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+            "M_UNKNOWN" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = self.extra.clone();
+        // An empty errcode is a bare user-interactive auth challenge: no errcode, no error.
+        if !self.errcode.is_empty() {
+            body.insert("errcode".into(), json!(self.errcode));
+            body.insert("error".into(), json!(self.error));
+        }
+        Value::Object(body)
+    }
+}
+
+impl fmt::Display for MatrixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.errcode, self.error)
+    }
+}
+
+impl ResponseError for MatrixError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status()).json(self.body())
+    }
+}
+
+impl From<UserApiError> for MatrixError {
+    fn from(e: UserApiError) -> Self {
+        match e {
+            UserApiError::UserInUse => MatrixError::new("M_USER_IN_USE", "User ID already taken."),
+            UserApiError::NotFound(what) => MatrixError::not_found(what),
+            UserApiError::UnknownToken => MatrixError::new("M_UNKNOWN_TOKEN", "Unknown token"),
+            UserApiError::BadRequest(what) => MatrixError::invalid_param(what),
+            // The detail was logged where it happened; the client gets a sanitized body.
+            UserApiError::Internal(_) => MatrixError::internal(),
+            UserApiError::Bridge(e) => {
+                tracing::error!(error = %e, "userapi unreachable");
+                MatrixError::internal()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_errcodes() {
+        let cases = [
+            ("M_FORBIDDEN", 403),
+            ("M_UNKNOWN_TOKEN", 401),
+            ("M_MISSING_TOKEN", 401),
+            ("M_NOT_FOUND", 404),
+            ("M_UNRECOGNIZED", 404),
+            ("M_LIMIT_EXCEEDED", 429),
+            ("M_TOO_LARGE", 413),
+            ("M_NOT_JSON", 400),
+            ("M_BAD_JSON", 400),
+            ("M_USER_IN_USE", 400),
+            ("M_INVALID_USERNAME", 400),
+            ("M_UNKNOWN", 500),
+        ];
+        for (code, status) in cases {
+            assert_eq!(MatrixError::new(code, "").status().as_u16(), status, "{code}");
+        }
+        assert_eq!(MatrixError::method_not_allowed().status().as_u16(), 405);
+    }
+}

@@ -1,0 +1,38 @@
+//! The client API: validates a request, sends messages to components, maps the reply to a
+//! response. Routing never touches storage.
+
+pub mod client;
+pub mod error;
+pub mod ratelimit;
+pub mod ruma;
+pub mod uia;
+
+use crate::actors::userapi::UserApiHandle;
+use crate::config::Config;
+use std::sync::Arc;
+
+/// What every endpoint may use, shared by all HTTP workers.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub userapi: UserApiHandle,
+    pub uia: uia::UiaSessions,
+    pub limiter: ratelimit::RateLimiter,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, userapi: UserApiHandle) -> AppState {
+        AppState {
+            uia: uia::UiaSessions::new(std::time::Duration::from_millis(
+                config.auth.uia_session_lifetime_ms,
+            )),
+            limiter: ratelimit::RateLimiter::new(&config.rate_limit),
+            config,
+            userapi,
+        }
+    }
+
+    /// The server name as a ruma type (validated when the config loaded).
+    pub fn server_name(&self) -> &str {
+        &self.config.server.name
+    }
+}

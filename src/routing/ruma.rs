@@ -1,0 +1,398 @@
+//! The bridge between actix-web and ruma's endpoint types, written once:
+//!
+//! - [`Ruma<T>`] extracts a ruma request: reads the body (413 past the limit), authenticates
+//!   as `T`'s metadata says, rate-limits `T`s marked so, converts actix's `http` 0.2 request
+//!   into ruma's `http` 1.x one and parses it (M_NOT_JSON / M_BAD_JSON / M_INVALID_PARAM).
+//! - [`RumaResponse<R>`] renders a ruma response back into an actix response.
+//! - [`Router`] registers handlers under every path of a ruma endpoint's metadata, one
+//!   resource per path with all its methods, so a known path with a wrong method is 405.
+
+use super::error::MatrixError;
+use super::AppState;
+use crate::actors::userapi::messages::{InputDeviceActivity, QueryAccessToken, TokenLookup};
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder};
+use bytes::{Bytes, BytesMut};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use ruma::api::auth_scheme::{
+    AccessToken, AccessTokenOptional, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
+};
+use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
+use ruma::{OwnedDeviceId, OwnedUserId};
+use std::collections::BTreeMap;
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub user_id: OwnedUserId,
+    pub localpart: String,
+    pub device_id: OwnedDeviceId,
+    pub is_guest: bool,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What an endpoint's authentication scheme yields: `Authed` when a token is required,
+/// `Option<Authed>` when optional, `()` when none is used.
+pub trait AuthRequirement {
+    type Sender;
+
+    #[allow(async_fn_in_trait)]
+    async fn authenticate(
+        state: &AppState,
+        token: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Self::Sender, MatrixError>;
+
+    /// The rate-limit key of a sender; `None`: limit by IP.
+    fn rate_key(sender: &Self::Sender) -> Option<String>;
+}
+
+impl AuthRequirement for AccessToken {
+    type Sender = Authed;
+
+    async fn authenticate(
+        state: &AppState,
+        token: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Authed, MatrixError> {
+        let token = token.ok_or_else(|| {
+            MatrixError::new("M_MISSING_TOKEN", "Missing access token")
+        })?;
+        lookup(state, token, client).await
+    }
+
+    fn rate_key(sender: &Authed) -> Option<String> {
+        Some(sender.user_id.to_string())
+    }
+}
+
+impl AuthRequirement for AccessTokenOptional {
+    type Sender = Option<Authed>;
+
+    async fn authenticate(
+        state: &AppState,
+        token: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Option<Authed>, MatrixError> {
+        match token {
+            Some(t) => lookup(state, t, client).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn rate_key(sender: &Option<Authed>) -> Option<String> {
+        sender.as_ref().map(|s| s.user_id.to_string())
+    }
+}
+
+impl AuthRequirement for NoAuthentication {
+    type Sender = ();
+
+    async fn authenticate(_: &AppState, _: Option<String>, _: &ClientInfo) -> Result<(), MatrixError> {
+        Ok(())
+    }
+
+    fn rate_key(_: &()) -> Option<String> {
+        None
+    }
+}
+
+/// Register and login accept an appservice's token; until appservices land the token is
+/// not used and the request is treated as a plain client's.
+impl AuthRequirement for AppserviceTokenOptional {
+    type Sender = ();
+
+    async fn authenticate(_: &AppState, _: Option<String>, _: &ClientInfo) -> Result<(), MatrixError> {
+        Ok(())
+    }
+
+    fn rate_key(_: &()) -> Option<String> {
+        None
+    }
+}
+
+impl AuthRequirement for NoAccessToken {
+    type Sender = ();
+
+    async fn authenticate(_: &AppState, _: Option<String>, _: &ClientInfo) -> Result<(), MatrixError> {
+        Ok(())
+    }
+
+    fn rate_key(_: &()) -> Option<String> {
+        None
+    }
+}
+
+/// Resolves an access token and records the device's activity (without waiting for it).
+async fn lookup(state: &AppState, token: String, client: &ClientInfo) -> Result<Authed, MatrixError> {
+    match state.userapi.send(QueryAccessToken { access_token: token }).await? {
+        TokenLookup::Valid(owner) => {
+            let user_id = OwnedUserId::try_from(owner.user_id.as_str())
+                .map_err(|_| MatrixError::internal())?;
+            let activity = InputDeviceActivity {
+                localpart: owner.localpart.clone(),
+                device_id: owner.device_id.clone(),
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+            };
+            let userapi = state.userapi.clone();
+            actix_web::rt::spawn(async move {
+                if let Err(e) = userapi.send(activity).await {
+                    tracing::warn!(error = %e, "recording device activity failed");
+                }
+            });
+            Ok(Authed {
+                user_id,
+                localpart: owner.localpart,
+                device_id: owner.device_id.into(),
+                is_guest: owner.is_guest,
+            })
+        }
+        TokenLookup::Expired => Err(MatrixError::new("M_UNKNOWN_TOKEN", "Access token has expired")
+            .with("soft_logout", true)),
+        TokenLookup::Unknown => Err(MatrixError::new("M_UNKNOWN_TOKEN", "Unrecognised access token")),
+    }
+}
+
+/// The access token of a request: `Authorization: Bearer`, else the `access_token` query
+/// parameter (deprecated, still used by some clients).
+pub fn access_token(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let v = h.to_str().ok()?;
+        return v
+            .strip_prefix("Bearer ")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+    }
+    req.query_string().split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "access_token").then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+pub fn client_info(req: &HttpRequest) -> ClientInfo {
+    ClientInfo {
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// A parsed ruma request with its authenticated sender.
+pub struct Ruma<T: Metadata>
+where
+    T::Authentication: AuthRequirement,
+{
+    pub body: T,
+    pub sender: <T::Authentication as AuthRequirement>::Sender,
+    pub client: ClientInfo,
+}
+
+/// Reads a request body, refusing more than `limit` bytes with 413 M_TOO_LARGE.
+pub async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<Bytes, MatrixError> {
+    let too_large = || {
+        MatrixError::new("M_TOO_LARGE", format!("Request body is larger than {limit} bytes"))
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| MatrixError::bad_json(format!("Reading body failed: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+impl<T> FromRequest for Ruma<T>
+where
+    T: IncomingRequest + 'static,
+    T::Authentication: AuthRequirement,
+{
+    type Error = MatrixError;
+    type Future = LocalBoxFuture<'static, Result<Self, MatrixError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(MatrixError::internal)?;
+            let body = read_body(&req, payload, state.config.server.max_request_bytes).await?;
+            let client = client_info(&req);
+            let sender =
+                <T::Authentication as AuthRequirement>::authenticate(&state, access_token(&req), &client)
+                    .await?;
+            if T::RATE_LIMITED {
+                let key = <T::Authentication as AuthRequirement>::rate_key(&sender)
+                    .or_else(|| client.ip.clone())
+                    .unwrap_or_default();
+                state.limiter.check(&key)?;
+            }
+            let http_request = to_http1(&req, &body)?;
+            let args: Vec<String> = req
+                .match_info()
+                .iter()
+                .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+                .collect();
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            // ruma's parsers can panic on some malformed bodies (a login without "type");
+            // a panic must never take a worker down, so it becomes M_BAD_JSON.
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                T::try_from_http_request(http_request, &arg_refs)
+            }))
+            .map_err(|_| MatrixError::bad_json("Malformed request body"))?
+            .map_err(parse_error)?;
+            Ok(Ruma {
+                body: parsed,
+                sender,
+                client,
+            })
+        })
+    }
+}
+
+/// The one conversion from actix's request (`http` 0.2) to ruma's (`http` 1.x).
+fn to_http1<'b>(req: &HttpRequest, body: &'b [u8]) -> Result<http::Request<&'b [u8]>, MatrixError> {
+    let mut builder = http::Request::builder()
+        .method(req.method().as_str())
+        .uri(req.uri().to_string());
+    for (name, value) in req.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    builder
+        .body(body)
+        .map_err(|e| MatrixError::invalid_param(format!("Malformed request: {e}")))
+}
+
+/// Maps ruma's parse failure to the Matrix error a client should see.
+fn parse_error(e: FromHttpRequestError) -> MatrixError {
+    match e {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            if e.is_syntax() || e.is_eof() {
+                MatrixError::new("M_NOT_JSON", "Content not JSON.")
+            } else {
+                MatrixError::bad_json(format!("Invalid request body: {e}"))
+            }
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
+            MatrixError::invalid_param(format!("Invalid query parameters: {e}"))
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            MatrixError::invalid_param(format!("Invalid identifier: {e}"))
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Utf8(_)) => {
+            MatrixError::new("M_NOT_JSON", "Content not UTF-8.")
+        }
+        other => MatrixError::invalid_param(format!("Malformed request: {other}")),
+    }
+}
+
+/// A ruma response, rendered for actix.
+pub struct RumaResponse<R>(pub R);
+
+impl<R: OutgoingResponse> Responder for RumaResponse<R> {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(res) => {
+                let (parts, body) = res.into_parts();
+                let status = actix_web::http::StatusCode::from_u16(parts.status.as_u16())
+                    .unwrap_or(actix_web::http::StatusCode::OK);
+                let mut out = HttpResponse::build(status);
+                for (name, value) in &parts.headers {
+                    out.append_header((name.as_str(), value.as_bytes()));
+                }
+                out.body(body.freeze())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "serializing response failed");
+                actix_web::ResponseError::error_response(&MatrixError::internal())
+            }
+        }
+    }
+}
+
+/// The shorthand of every endpoint's return type.
+pub type RumaResult<R> = Result<RumaResponse<R>, MatrixError>;
+
+/// Collects routes by path, then mounts one resource per path.
+#[derive(Default)]
+pub struct Router {
+    /// Keyed so that literal segments sort before `{parameters}` (and so win the match).
+    routes: BTreeMap<Vec<(bool, String)>, (String, Vec<(Method, actix_web::Route)>)>,
+}
+
+fn route_key(path: &str) -> Vec<(bool, String)> {
+    path.split('/')
+        .map(|s| (s.starts_with('{'), s.to_owned()))
+        .collect()
+}
+
+impl Router {
+    /// Routes every path of ruma endpoint `T` (all its versions) to `handler`.
+    pub fn add<T, F, Args>(&mut self, handler: F) -> &mut Self
+    where
+        T: Metadata,
+        F: actix_web::Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let method = Method::from_bytes(T::METHOD.as_str().as_bytes()).unwrap_or(Method::GET);
+        for path in T::PATH_BUILDER.all_paths() {
+            self.add_raw(path, method.clone(), web::method(method.clone()).to(handler.clone()));
+        }
+        self
+    }
+
+    /// Routes one path and method that has no ruma type (e.g. `.well-known`).
+    pub fn add_raw(&mut self, path: &str, method: Method, route: actix_web::Route) -> &mut Self {
+        self.routes
+            .entry(route_key(path))
+            .or_insert_with(|| (path.to_owned(), Vec::new()))
+            .1
+            .push((method, route));
+        self
+    }
+
+    /// Mounts every collected path; a path's other methods answer 405 M_UNRECOGNIZED.
+    pub fn mount(self, cfg: &mut web::ServiceConfig) {
+        for (_, (path, routes)) in self.routes {
+            let mut resource = web::resource(path);
+            for (_, route) in routes {
+                resource = resource.route(route);
+            }
+            cfg.service(resource.default_service(web::to(|| async {
+                Err::<HttpResponse, _>(MatrixError::method_not_allowed())
+            })));
+        }
+    }
+}

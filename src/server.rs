@@ -1,0 +1,217 @@
+//! Starting a node: database and migrations, the components that run here, handles to those
+//! that run elsewhere, and the listeners (client, metrics, internal).
+
+use crate::actors::bridge::{Handle, HttpBridge};
+use crate::actors::userapi::{self, UserApiConfig};
+use crate::config::{Config, Placement};
+use crate::routing::error::MatrixError;
+use crate::routing::{client, AppState};
+use crate::storage::{self, Db};
+use actix::Actor;
+use actix_web::dev::{Service, ServerHandle};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use futures_util::future::{ready, Either, FutureExt};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] storage::StorageError),
+    #[error("userapi: {0}")]
+    UserApi(#[from] userapi::UserApiError),
+    #[error("cannot listen on {addr} ({key}): {error}")]
+    Listen {
+        key: &'static str,
+        addr: String,
+        error: std::io::Error,
+    },
+}
+
+/// A running node. Listener addresses are the bound ones (port 0 picks a free port).
+pub struct Node {
+    pub client_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub internal_addr: Option<SocketAddr>,
+    servers: Vec<ServerHandle>,
+}
+
+fn bind(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|error| StartError::Listen {
+        key,
+        addr: addr.to_owned(),
+        error,
+    })
+}
+
+/// CORS headers of every client API response (the spec asks for these exact values).
+fn add_cors(headers: &mut actix_web::http::header::HeaderMap) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
+    );
+}
+
+impl Node {
+    /// Starts every part of the node this config asks for. Call inside an actix system.
+    pub async fn start(config: Config) -> Result<Node, StartError> {
+        let config = Arc::new(config);
+        let workers = if config.server.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            config.server.workers
+        };
+
+        // Only a node hosting a component needs the database.
+        let userapi_here = config.userapi_placement() == Placement::Local;
+        let db = if userapi_here {
+            let url = config.database_url();
+            let db = Db::connect(&url, config.database.pool_size).await?;
+            storage::migrate(&db).await?;
+            tracing::info!(backend = %db.backend(), "database ready");
+            Some(db)
+        } else {
+            None
+        };
+
+        let (userapi, userapi_local) = match (config.userapi_placement(), &db) {
+            (Placement::Local, Some(db)) => {
+                let addr = userapi::start(
+                    db.clone(),
+                    &UserApiConfig {
+                        server_name: config.server.name.clone(),
+                        access_token_lifetime_ms: config.auth.access_token_lifetime_ms,
+                        hasher_threads: config.auth.hasher_threads,
+                        argon2_memory_kib: config.auth.argon2_memory_kib,
+                        argon2_iterations: config.auth.argon2_iterations,
+                    },
+                )
+                .await?;
+                (Handle::Local(addr.clone()), Some(addr))
+            }
+            (Placement::Remote(url), _) => (Handle::Remote(HttpBridge::new(&url).start()), None),
+            (Placement::Local, None) => unreachable!("a local userapi always has a database"),
+        };
+
+        let mut servers = Vec::new();
+
+        // Internal listener: this node's components, for the other nodes' bridges.
+        let internal_addr = match (&userapi_local, config.components.internal_listen.as_str()) {
+            (Some(addr), listen) if !listen.is_empty() => {
+                let listener = bind("components.internal_listen", listen)?;
+                let bound = listener.local_addr().ok();
+                let addr = addr.clone();
+                let server = HttpServer::new(move || {
+                    let addr = addr.clone();
+                    App::new().configure(move |cfg| userapi::serve_remote(cfg, addr))
+                })
+                .workers(workers)
+                .disable_signals()
+                .listen(listener)
+                .map_err(|error| StartError::Listen { key: "components.internal_listen", addr: listen.into(), error })?
+                .run();
+                servers.push(server.handle());
+                actix_web::rt::spawn(server);
+                bound
+            }
+            _ => None,
+        };
+
+        // Metrics listener.
+        let metrics_addr = if config.metrics.listen.is_empty() {
+            None
+        } else {
+            let listener = bind("metrics.listen", &config.metrics.listen)?;
+            let bound = listener.local_addr().ok();
+            let state = web::Data::new(crate::profiling::MetricsState {
+                db: db.clone(),
+                profiling: config.metrics.profiling,
+            });
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .configure(crate::profiling::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .map_err(|error| StartError::Listen { key: "metrics.listen", addr: config.metrics.listen.clone(), error })?
+            .run();
+            servers.push(server.handle());
+            actix_web::rt::spawn(server);
+            bound
+        };
+
+        // Client listener.
+        let listener = bind("server.listen", &config.server.listen)?;
+        let client_addr = listener.local_addr().map_err(|error| StartError::Listen {
+            key: "server.listen",
+            addr: config.server.listen.clone(),
+            error,
+        })?;
+        let state = web::Data::new(AppState::new(config.clone(), userapi));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(|req, srv| {
+                    let started = Instant::now();
+                    if req.method() == Method::OPTIONS {
+                        // CORS preflight: answered for every path, before routing.
+                        let mut res = HttpResponse::Ok().json(serde_json::json!({}));
+                        add_cors(res.headers_mut());
+                        return Either::Left(ready(Ok(req.into_response(res))));
+                    }
+                    let method = req.method().to_string();
+                    Either::Right(srv.call(req).map(move |res| {
+                        res.map(|mut res| {
+                            add_cors(res.headers_mut());
+                            let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                            crate::metrics::observe_http(&route, &method, res.status().as_u16(), started.elapsed());
+                            res
+                        })
+                    }))
+                })
+                .configure(|cfg| client::router().mount(cfg))
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(MatrixError::unrecognized())
+                }))
+        })
+        .workers(workers)
+        .disable_signals()
+        .listen(listener)
+        .map_err(|error| StartError::Listen { key: "server.listen", addr: config.server.listen.clone(), error })?
+        .run();
+        servers.push(server.handle());
+        actix_web::rt::spawn(server);
+
+        tracing::info!(
+            server_name = %config.server.name,
+            client = %client_addr,
+            metrics = ?metrics_addr,
+            internal = ?internal_addr,
+            "myelin node started"
+        );
+        Ok(Node {
+            client_addr,
+            metrics_addr,
+            internal_addr,
+            servers,
+        })
+    }
+
+    /// Stops the listeners, letting requests in flight finish.
+    pub async fn stop(self) {
+        for s in self.servers {
+            s.stop(true).await;
+        }
+    }
+}

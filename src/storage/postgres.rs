@@ -1,0 +1,185 @@
+//! PostgreSQL backend: a deadpool pool of tokio-postgres clients, statements prepared once per
+//! connection and cached.
+
+use super::{values, Row, StorageError, ToValue, Value};
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+#[derive(Clone)]
+pub struct PgDb {
+    pool: Pool,
+}
+
+impl PgDb {
+    pub async fn connect(url: &str, pool_size: usize) -> Result<PgDb, StorageError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StorageError::Config(format!("bad PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|e| StorageError::Pool(e.to_string()))?;
+        let db = PgDb { pool };
+        // Fail at start, not at the first request, when the server is unreachable.
+        drop(db.conn().await?);
+        Ok(db)
+    }
+
+    async fn conn(&self) -> Result<Object, StorageError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StorageError::Pool(e.to_string()))
+    }
+
+    pub fn pool_status(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.available, s.size.saturating_sub(s.available))
+    }
+
+    pub async fn begin(&self) -> Result<PgTxn, StorageError> {
+        let conn = self.conn().await?;
+        conn.batch_execute("BEGIN").await?;
+        Ok(PgTxn { conn: Some(conn) })
+    }
+
+    /// A dedicated connection for the migration runner (advisory lock, DDL batches).
+    pub(super) async fn raw(&self) -> Result<Object, StorageError> {
+        self.conn().await
+    }
+
+    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+        query(&*self.conn().await?, sql, params).await
+    }
+
+    pub async fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
+        execute(&*self.conn().await?, sql, params).await
+    }
+}
+
+pub struct PgTxn {
+    conn: Option<Object>,
+}
+
+impl PgTxn {
+    fn client(&self) -> &deadpool_postgres::ClientWrapper {
+        self.conn.as_ref().expect("transaction used after commit")
+    }
+
+    pub async fn commit(mut self) -> Result<(), StorageError> {
+        let conn = self.conn.take().expect("committed twice");
+        conn.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+
+    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+        query(self.client(), sql, params).await
+    }
+
+    pub async fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
+        execute(self.client(), sql, params).await
+    }
+}
+
+impl Drop for PgTxn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            match tokio::runtime::Handle::try_current() {
+                // The connection goes back to the pool only after the rollback ran.
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        if conn.batch_execute("ROLLBACK").await.is_err() {
+                            let _ = Object::take(conn);
+                        }
+                    });
+                }
+                // No runtime to roll back on: discard the connection; the server rolls back.
+                Err(_) => drop(Object::take(conn)),
+            }
+        }
+    }
+}
+
+async fn query(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    params: &[&dyn ToValue],
+) -> Result<Vec<Row>, StorageError> {
+    let stmt = client.prepare_cached(sql).await?;
+    let vals = values(params);
+    let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    let rows = client.query(&stmt, &refs).await?;
+    rows.iter().map(decode_row).collect()
+}
+
+async fn execute(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    params: &[&dyn ToValue],
+) -> Result<u64, StorageError> {
+    let stmt = client.prepare_cached(sql).await?;
+    let vals = values(params);
+    let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    Ok(client.execute(&stmt, &refs).await?)
+}
+
+fn decode_row(row: &tokio_postgres::Row) -> Result<Row, StorageError> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let ty = col.type_();
+        let v = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into()))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into()))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into()))
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Bytes)
+        } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::NAME || *ty == Type::BPCHAR
+        {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        } else {
+            return Err(StorageError::Decode {
+                column: i,
+                reason: format!("unsupported column type {ty}"),
+            });
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+            Value::Int(v) if *ty == Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+            Value::Int(v) if *ty == Type::BOOL => (*v != 0).to_sql(ty, out),
+            Value::Int(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}

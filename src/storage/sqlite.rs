@@ -1,0 +1,270 @@
+//! SQLite backend (the embedded default): a small pool of rusqlite connections on one file in
+//! WAL mode. rusqlite is synchronous, so every statement runs on tokio's blocking pool and the
+//! async executor never waits on the disk.
+
+use super::{values, Row, StorageError, ToValue, Value};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::Connection;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+type Shared = Arc<Mutex<Connection>>;
+
+#[derive(Clone)]
+pub struct SqliteDb {
+    inner: Arc<Pool>,
+}
+
+struct Pool {
+    idle: Mutex<Vec<Shared>>,
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+/// A checked-out connection; goes back to the pool on drop.
+struct Lease {
+    conn: Option<Shared>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if let Ok(mut idle) = self.pool.idle.lock() {
+                idle.push(c);
+            }
+        }
+    }
+}
+
+fn open_one(path: &str) -> Result<Connection, StorageError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL: readers never block the writer. synchronous=NORMAL keeps every committed
+    // transaction across a process crash (kill -9); only an OS crash may lose the last ones.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(conn)
+}
+
+impl SqliteDb {
+    pub async fn open(path: &str, pool_size: usize) -> Result<SqliteDb, StorageError> {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StorageError::Config(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let size = pool_size.max(1);
+        let path = path.to_owned();
+        let conns = tokio::task::spawn_blocking(move || {
+            (0..size)
+                .map(|_| open_one(&path).map(|c| Arc::new(Mutex::new(c))))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| StorageError::Join(e.to_string()))??;
+        Ok(SqliteDb {
+            inner: Arc::new(Pool {
+                idle: Mutex::new(conns),
+                permits: Arc::new(Semaphore::new(size)),
+                size,
+            }),
+        })
+    }
+
+    async fn lease(&self) -> Result<Lease, StorageError> {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StorageError::Pool(e.to_string()))?;
+        let conn = self
+            .inner
+            .idle
+            .lock()
+            .map_err(|e| StorageError::Pool(e.to_string()))?
+            .pop()
+            .ok_or_else(|| StorageError::Pool("no idle connection behind a permit".into()))?;
+        Ok(Lease {
+            conn: Some(conn),
+            pool: self.inner.clone(),
+            _permit: permit,
+        })
+    }
+
+    pub fn pool_status(&self) -> (usize, usize) {
+        let idle = self.inner.idle.lock().map(|v| v.len()).unwrap_or(0);
+        (idle, self.inner.size - idle)
+    }
+
+    pub async fn begin(&self) -> Result<SqliteTxn, StorageError> {
+        let lease = self.lease().await?;
+        // IMMEDIATE takes the write lock up front, so two transactions never deadlock
+        // upgrading from read to write.
+        run(&lease, |c| c.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)).await?;
+        Ok(SqliteTxn {
+            lease: Some(lease),
+        })
+    }
+
+    /// Runs a batch of statements (the migration runner's DDL).
+    pub(super) async fn batch(&self, sql: String) -> Result<(), StorageError> {
+        let lease = self.lease().await?;
+        run(&lease, move |c| c.execute_batch(&sql).map_err(Into::into)).await
+    }
+
+    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+        let lease = self.lease().await?;
+        query(&lease, sql, params).await
+    }
+
+    pub async fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
+        let lease = self.lease().await?;
+        execute(&lease, sql, params).await
+    }
+}
+
+pub struct SqliteTxn {
+    lease: Option<Lease>,
+}
+
+impl SqliteTxn {
+    fn lease(&self) -> &Lease {
+        self.lease.as_ref().expect("transaction used after commit")
+    }
+
+    pub async fn commit(mut self) -> Result<(), StorageError> {
+        let lease = self.lease.take().expect("committed twice");
+        let result = run(&lease, |c| c.execute_batch("COMMIT").map_err(Into::into)).await;
+        if result.is_err() {
+            rollback(&lease);
+        }
+        result
+    }
+
+    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+        query(self.lease(), sql, params).await
+    }
+
+    pub async fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
+        execute(self.lease(), sql, params).await
+    }
+}
+
+fn rollback(lease: &Lease) {
+    if let Some(conn) = &lease.conn {
+        if let Ok(c) = conn.lock() {
+            if !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+        }
+    }
+}
+
+impl Drop for SqliteTxn {
+    fn drop(&mut self) {
+        // A rollback is a few microseconds of local work: done in place, before the
+        // connection returns to the pool.
+        if let Some(lease) = self.lease.take() {
+            rollback(&lease);
+        }
+    }
+}
+
+async fn run<T, F>(lease: &Lease, f: F) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+{
+    let conn = lease.conn.clone().expect("lease without connection");
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn
+            .lock()
+            .map_err(|e| StorageError::Pool(format!("poisoned connection: {e}")))?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| StorageError::Join(e.to_string()))?
+}
+
+/// Rewrites `$N` placeholders to SQLite's `?N`, leaving quoted text alone.
+pub(super) fn translate(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\'' {
+            quoted = !quoted;
+        }
+        if ch == '$' && !quoted && chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+async fn query(lease: &Lease, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+    let sql = translate(sql);
+    let vals = values(params);
+    run(lease, move |c| {
+        let mut stmt = c.prepare_cached(&sql)?;
+        let width = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(vals.iter()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut vs = Vec::with_capacity(width);
+            for i in 0..width {
+                vs.push(match row.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Real(v) => Value::Int(v as i64),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                });
+            }
+            out.push(Row(vs));
+        }
+        Ok(out)
+    })
+    .await
+}
+
+async fn execute(lease: &Lease, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
+    let sql = translate(sql);
+    let vals = values(params);
+    run(lease, move |c| {
+        let mut stmt = c.prepare_cached(&sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(vals.iter()))? as u64)
+    })
+    .await
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_numbered_question_marks() {
+        assert_eq!(
+            super::translate("SELECT '$1' FROM t WHERE a = $1 AND b = $12"),
+            "SELECT '$1' FROM t WHERE a = ?1 AND b = ?12"
+        );
+    }
+}
