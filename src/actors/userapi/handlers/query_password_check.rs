@@ -18,9 +18,12 @@ pub async fn handle(deps: &Deps, msg: QueryPasswordCheck) -> Result<PasswordChec
         })
         .await
         .map_err(|e| UserApiError::Internal(e.to_string()))?;
+    // Deactivation removes the password, so it is reported only to whoever still knows it
+    // (an account deactivated by an admin keeping the hash); no one else learns of it.
+    let verified = verified && hash.is_some();
     Ok(match account {
-        Some(a) if a.deactivated => PasswordCheck::Deactivated,
-        Some(_) if verified && hash.is_some() => PasswordCheck::Valid {
+        Some(a) if a.deactivated && verified => PasswordCheck::Deactivated,
+        Some(a) if !a.deactivated && verified => PasswordCheck::Valid {
             user_id: format!("@{}:{}", msg.localpart, deps.server_name),
         },
         _ => PasswordCheck::Invalid,
