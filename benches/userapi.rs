@@ -15,8 +15,8 @@
 //! Run: `cargo bench --bench userapi`.
 
 use actix::SystemRunner;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use futures_util::future::join_all;
 use myelin::actors::bridge::Handle;
 use myelin::actors::userapi::messages::{
@@ -73,7 +73,9 @@ impl PgDatabase {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .map_err(|e| format!("create {name}: {e}"))?;
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
         Ok((PgDatabase { admin_url, name }, url))
     }
@@ -224,7 +226,11 @@ fn bench_access_token(
         .throughput(Throughput::Elements(1));
     for (name, token, valid) in [
         ("access_token_valid", f.access_token.as_str(), true),
-        ("access_token_unknown", "syt_not_a_token_that_was_ever_issued", false),
+        (
+            "access_token_unknown",
+            "syt_not_a_token_that_was_ever_issued",
+            false,
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -258,9 +264,7 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let db = system
-        .block_on(Db::connect(&url, 8))
-        .expect("open sqlite");
+    let db = system.block_on(Db::connect(&url, 8)).expect("open sqlite");
     bench_backend(&mut c, &system, "sqlite", db);
 
     match system.block_on(PgDatabase::create()) {

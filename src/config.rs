@@ -275,30 +275,46 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        ruma::ServerName::parse(&self.server.name)
-            .map_err(|e| ConfigError(format!("key server.name: {:?} is not a server name: {e}", self.server.name)))?;
+        ruma::ServerName::parse(&self.server.name).map_err(|e| {
+            ConfigError(format!(
+                "key server.name: {:?} is not a server name: {e}",
+                self.server.name
+            ))
+        })?;
         parse_addr("server.listen", &self.server.listen)?;
         if !self.metrics.listen.is_empty() {
             parse_addr("metrics.listen", &self.metrics.listen)?;
         }
         if !self.components.internal_listen.is_empty() {
-            parse_addr("components.internal_listen", &self.components.internal_listen)?;
+            parse_addr(
+                "components.internal_listen",
+                &self.components.internal_listen,
+            )?;
         }
         self.placement("components.userapi", &self.components.userapi)?;
         let url = self.database_url();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(ConfigError(format!(
                 "key database.url: {url:?} is neither sqlite:PATH nor a postgres:// URL"
             )));
         }
         if self.database.pool_size == 0 {
-            return Err(ConfigError("key database.pool_size: must be at least 1".into()));
+            return Err(ConfigError(
+                "key database.pool_size: must be at least 1".into(),
+            ));
         }
         if self.server.max_request_bytes < 1024 {
-            return Err(ConfigError("key server.max_request_bytes: must be at least 1024".into()));
+            return Err(ConfigError(
+                "key server.max_request_bytes: must be at least 1024".into(),
+            ));
         }
         if self.rate_limit.enabled && !(self.rate_limit.per_second > 0.0) {
-            return Err(ConfigError("key rate_limit.per_second: must be above 0".into()));
+            return Err(ConfigError(
+                "key rate_limit.per_second: must be above 0".into(),
+            ));
         }
         if self.auth.argon2_memory_kib < 8 || self.auth.argon2_iterations == 0 {
             return Err(ConfigError(
@@ -306,9 +322,16 @@ impl Config {
             ));
         }
         if self.auth.hasher_threads == 0 {
-            return Err(ConfigError("key auth.hasher_threads: must be at least 1".into()));
+            return Err(ConfigError(
+                "key auth.hasher_threads: must be at least 1".into(),
+            ));
         }
-        if self.registration.tokens.iter().any(|t| t.is_empty() || t.len() > 64) {
+        if self
+            .registration
+            .tokens
+            .iter()
+            .any(|t| t.is_empty() || t.len() > 64)
+        {
             return Err(ConfigError(
                 "key registration.tokens: tokens must be 1 to 64 characters".into(),
             ));
@@ -337,7 +360,10 @@ impl Config {
     /// The database URL, with the default (SQLite in the data dir) filled in.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!("sqlite:{}", self.server.data_dir.join("myelin.db").display())
+            format!(
+                "sqlite:{}",
+                self.server.data_dir.join("myelin.db").display()
+            )
         } else {
             self.database.url.clone()
         }
@@ -354,9 +380,11 @@ impl Config {
 }
 
 fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|e| ConfigError(format!("key {key}: {value:?} is not an IP:port address ({e})")))
+    value.parse().map_err(|e| {
+        ConfigError(format!(
+            "key {key}: {value:?} is not an IP:port address ({e})"
+        ))
+    })
 }
 
 /// A `--set` value: TOML when it parses as a TOML value (numbers, booleans, arrays),
@@ -401,8 +429,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         Config::load(
             Some(&path),
@@ -429,7 +459,11 @@ mod tests {
                 ("MYELIN_DATABASE", "postgres://u@h/db"),
                 ("MYELIN_DATA_DIR", "/tmp/x"),
             ],
-            &["server.name=c.example", "rate_limit.enabled=false", "database.pool_size=3"],
+            &[
+                "server.name=c.example",
+                "rate_limit.enabled=false",
+                "database.pool_size=3",
+            ],
         )
         .unwrap();
         assert_eq!(c.server.name, "c.example");

@@ -30,7 +30,10 @@ impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new_custom(Some("myelin".into()), None).expect("registry");
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("metric");
@@ -41,13 +44,19 @@ impl Metrics {
         )
         .expect("metric");
         let messages = IntCounterVec::new(
-            Opts::new("actor_messages_total", "Actor messages by component, type and outcome"),
+            Opts::new(
+                "actor_messages_total",
+                "Actor messages by component, type and outcome",
+            ),
             &["component", "message", "outcome"],
         )
         .expect("metric");
         let message_latency = HistogramVec::new(
-            HistogramOpts::new("actor_message_duration_seconds", "Actor message latency, as the caller sees it")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "actor_message_duration_seconds",
+                "Actor message latency, as the caller sees it",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["component", "message"],
         )
         .expect("metric");
@@ -102,8 +111,12 @@ pub fn observe_message(component: &str, message: &str, ok: bool, elapsed: Durati
 /// Records the database pool's idle and in-use connection counts.
 pub fn observe_db_pool(idle: usize, in_use: usize) {
     let m = &*METRICS;
-    m.db_connections.with_label_values(&["idle"]).set(idle as i64);
-    m.db_connections.with_label_values(&["in_use"]).set(in_use as i64);
+    m.db_connections
+        .with_label_values(&["idle"])
+        .set(idle as i64);
+    m.db_connections
+        .with_label_values(&["in_use"])
+        .set(in_use as i64);
 }
 
 /// The text exposition of every metric.

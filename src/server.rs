@@ -8,7 +8,7 @@ use crate::routing::error::MatrixError;
 use crate::routing::{client, AppState};
 use crate::storage::{self, Db};
 use actix::Actor;
-use actix_web::dev::{Service, ServerHandle};
+use actix_web::dev::{ServerHandle, Service};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -50,7 +50,10 @@ fn bind(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
 
 /// CORS headers of every client API response (the spec asks for these exact values).
 fn add_cors(headers: &mut actix_web::http::header::HeaderMap) {
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
@@ -117,7 +120,11 @@ impl Node {
                 .workers(workers)
                 .disable_signals()
                 .listen(listener)
-                .map_err(|error| StartError::Listen { key: "components.internal_listen", addr: listen.into(), error })?
+                .map_err(|error| StartError::Listen {
+                    key: "components.internal_listen",
+                    addr: listen.into(),
+                    error,
+                })?
                 .run();
                 servers.push(server.handle());
                 actix_web::rt::spawn(server);
@@ -144,7 +151,11 @@ impl Node {
             .workers(1)
             .disable_signals()
             .listen(listener)
-            .map_err(|error| StartError::Listen { key: "metrics.listen", addr: config.metrics.listen.clone(), error })?
+            .map_err(|error| StartError::Listen {
+                key: "metrics.listen",
+                addr: config.metrics.listen.clone(),
+                error,
+            })?
             .run();
             servers.push(server.handle());
             actix_web::rt::spawn(server);
@@ -174,8 +185,16 @@ impl Node {
                     Either::Right(srv.call(req).map(move |res| {
                         res.map(|mut res| {
                             add_cors(res.headers_mut());
-                            let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-                            crate::metrics::observe_http(&route, &method, res.status().as_u16(), started.elapsed());
+                            let route = res
+                                .request()
+                                .match_pattern()
+                                .unwrap_or_else(|| "unmatched".into());
+                            crate::metrics::observe_http(
+                                &route,
+                                &method,
+                                res.status().as_u16(),
+                                started.elapsed(),
+                            );
                             res
                         })
                     }))
@@ -188,7 +207,11 @@ impl Node {
         .workers(workers)
         .disable_signals()
         .listen(listener)
-        .map_err(|error| StartError::Listen { key: "server.listen", addr: config.server.listen.clone(), error })?
+        .map_err(|error| StartError::Listen {
+            key: "server.listen",
+            addr: config.server.listen.clone(),
+            error,
+        })?
         .run();
         servers.push(server.handle());
         actix_web::rt::spawn(server);

@@ -12,27 +12,68 @@ async fn discovery(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &["server.public_baseurl=https://matrix.test.local/"]).await;
     let (st, v) = s.get("/_matrix/client/versions", None).await;
     assert_eq!(st, 200);
-    assert!(v["versions"].as_array().unwrap().iter().any(|x| x == "v1.1"));
-    assert_error(&s.post("/_matrix/client/versions", None, json!({})).await, 405, "M_UNRECOGNIZED");
+    assert!(v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == "v1.1"));
+    assert_error(
+        &s.post("/_matrix/client/versions", None, json!({})).await,
+        405,
+        "M_UNRECOGNIZED",
+    );
     let (st, v) = s.get("/.well-known/matrix/client", None).await;
-    assert_eq!((st, v["m.homeserver"]["base_url"].as_str()), (200, Some("https://matrix.test.local")));
+    assert_eq!(
+        (st, v["m.homeserver"]["base_url"].as_str()),
+        (200, Some("https://matrix.test.local"))
+    );
     let (st, v) = s.get("/.well-known/matrix/server", None).await;
     assert_eq!((st, v["m.server"].as_str()), (200, Some("test.local")));
-    assert_error(&s.get(&format!("{C}/capabilities"), None).await, 401, "M_MISSING_TOKEN");
+    assert_error(
+        &s.get(&format!("{C}/capabilities"), None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
     let (_, tok, _) = s.register("alice", "pw").await;
     let (st, v) = s.get(&format!("{C}/capabilities"), Some(&tok)).await;
     assert_eq!(st, 200);
     assert_eq!(v["capabilities"]["m.change_password"]["enabled"], true);
     assert_eq!(v["capabilities"]["m.room_versions"]["default"], "12");
-    assert_error(&s.get(&format!("{C}/no/such/endpoint"), None).await, 404, "M_UNRECOGNIZED");
+    assert_error(
+        &s.get(&format!("{C}/no/such/endpoint"), None).await,
+        404,
+        "M_UNRECOGNIZED",
+    );
     assert_error(&s.get("/nowhere", None).await, 404, "M_UNRECOGNIZED");
     // CORS: preflight and ordinary responses.
-    let resp = s.client.request(awc::http::Method::OPTIONS, format!("{}{C}/login", s.base)).send().await.unwrap();
+    let resp = s
+        .client
+        .request(awc::http::Method::OPTIONS, format!("{}{C}/login", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.headers().get("access-control-allow-origin").unwrap(), "*");
-    assert!(resp.headers().get("access-control-allow-headers").unwrap().to_str().unwrap().contains("Authorization"));
-    let resp = s.client.get(format!("{}/_matrix/client/versions", s.base)).send().await.unwrap();
-    assert_eq!(resp.headers().get("access-control-allow-methods").unwrap(), "GET, POST, PUT, DELETE, OPTIONS");
+    assert_eq!(
+        resp.headers().get("access-control-allow-origin").unwrap(),
+        "*"
+    );
+    assert!(resp
+        .headers()
+        .get("access-control-allow-headers")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("Authorization"));
+    let resp = s
+        .client
+        .get(format!("{}/_matrix/client/versions", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("access-control-allow-methods").unwrap(),
+        "GET, POST, PUT, DELETE, OPTIONS"
+    );
     s.stop().await;
 }
 
@@ -40,7 +81,9 @@ async fn registration(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &[]).await;
     let reg = format!("{C}/register");
     // First call: the flows and a session.
-    let (st, v) = s.post(&reg, None, json!({"username": "alice", "password": "pw"})).await;
+    let (st, v) = s
+        .post(&reg, None, json!({"username": "alice", "password": "pw"}))
+        .await;
     assert_eq!(st, 401, "{v}");
     assert_eq!(v["flows"], json!([{"stages": ["m.login.dummy"]}]));
     let session = v["session"].as_str().unwrap().to_owned();
@@ -62,17 +105,78 @@ async fn registration(b: Backend, t: Topology) {
         "M_UNKNOWN",
     );
     // Names: taken, invalid, availability.
-    assert_error(&s.post(&reg, None, json!({"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy"}})).await, 400, "M_USER_IN_USE");
-    assert_error(&s.post(&reg, None, json!({"username": "bad name", "password": "pw"})).await, 400, "M_INVALID_USERNAME");
-    assert_error(&s.post(&reg, None, json!({"username": "_reserved", "password": "pw"})).await, 400, "M_INVALID_USERNAME");
-    assert_error(&s.get(&format!("{C}/register/available?username=alice"), None).await, 400, "M_USER_IN_USE");
-    assert_error(&s.get(&format!("{C}/register/available?username=b%20c"), None).await, 400, "M_INVALID_USERNAME");
-    assert_error(&s.get(&format!("{C}/register/available"), None).await, 400, "M_INVALID_PARAM");
-    let (st, v) = s.get(&format!("{C}/register/available?username=bob"), None).await;
+    assert_error(
+        &s.post(
+            &reg,
+            None,
+            json!({"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy"}}),
+        )
+        .await,
+        400,
+        "M_USER_IN_USE",
+    );
+    assert_error(
+        &s.post(
+            &reg,
+            None,
+            json!({"username": "bad name", "password": "pw"}),
+        )
+        .await,
+        400,
+        "M_INVALID_USERNAME",
+    );
+    assert_error(
+        &s.post(
+            &reg,
+            None,
+            json!({"username": "_reserved", "password": "pw"}),
+        )
+        .await,
+        400,
+        "M_INVALID_USERNAME",
+    );
+    assert_error(
+        &s.get(&format!("{C}/register/available?username=alice"), None)
+            .await,
+        400,
+        "M_USER_IN_USE",
+    );
+    assert_error(
+        &s.get(&format!("{C}/register/available?username=b%20c"), None)
+            .await,
+        400,
+        "M_INVALID_USERNAME",
+    );
+    assert_error(
+        &s.get(&format!("{C}/register/available"), None).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    let (st, v) = s
+        .get(&format!("{C}/register/available?username=bob"), None)
+        .await;
     assert_eq!((st, v["available"].as_bool()), (200, Some(true)));
     // Password rules.
-    assert_error(&s.post(&reg, None, json!({"username": "nopw", "auth": {"type": "m.login.dummy"}})).await, 400, "M_MISSING_PARAM");
-    assert_error(&s.post(&reg, None, json!({"username": "longpw", "password": "x".repeat(513)})).await, 400, "M_INVALID_PARAM");
+    assert_error(
+        &s.post(
+            &reg,
+            None,
+            json!({"username": "nopw", "auth": {"type": "m.login.dummy"}}),
+        )
+        .await,
+        400,
+        "M_MISSING_PARAM",
+    );
+    assert_error(
+        &s.post(
+            &reg,
+            None,
+            json!({"username": "longpw", "password": "x".repeat(513)}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
     // inhibit_login: an account, no session.
     let (st, v) = s.post(&reg, None, json!({"username": "quiet", "password": "pw", "inhibit_login": true, "auth": {"type": "m.login.dummy"}})).await;
     assert_eq!(st, 200);
@@ -80,29 +184,65 @@ async fn registration(b: Backend, t: Topology) {
     assert!(v.get("access_token").is_none(), "{v}");
     assert_eq!(s.login("quiet", "pw").await.0, 200);
     // No username: one is made up.
-    let (st, v) = s.post(&reg, None, json!({"password": "pw", "auth": {"type": "m.login.dummy"}})).await;
+    let (st, v) = s
+        .post(
+            &reg,
+            None,
+            json!({"password": "pw", "auth": {"type": "m.login.dummy"}}),
+        )
+        .await;
     assert_eq!(st, 200);
     assert!(v["user_id"].as_str().unwrap().ends_with(":test.local"));
     // Refresh tokens on request.
     let (st, v) = s.post(&reg, None, json!({"username": "fresh", "password": "pw", "refresh_token": true, "auth": {"type": "m.login.dummy"}})).await;
     assert_eq!(st, 200);
-    assert!(v["refresh_token"].is_string() && v["expires_in_ms"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["refresh_token"].is_string() && v["expires_in_ms"].as_u64().unwrap() > 0,
+        "{v}"
+    );
     // Unknown auth stage; guest registration switched off.
     assert_eq!(s.post(&reg, None, json!({"username": "st", "password": "pw", "auth": {"type": "m.login.recaptcha", "response": "x"}})).await.0, 401);
-    assert_error(&s.post(&format!("{reg}?kind=guest"), None, json!({})).await, 403, "M_FORBIDDEN");
+    assert_error(
+        &s.post(&format!("{reg}?kind=guest"), None, json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
     s.stop().await;
 }
 
 async fn registration_switches(b: Backend, t: Topology) {
     let closed = TestServer::start(b, t, &["registration.enabled=false"]).await;
-    assert_error(&closed.post(&format!("{C}/register"), None, json!({"username": "a", "password": "pw", "auth": {"type": "m.login.dummy"}})).await, 403, "M_FORBIDDEN");
+    assert_error(
+        &closed
+            .post(
+                &format!("{C}/register"),
+                None,
+                json!({"username": "a", "password": "pw", "auth": {"type": "m.login.dummy"}}),
+            )
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
     closed.stop().await;
 
-    let s = TestServer::start(b, t, &["registration.tokens=[\"letmein\"]", "registration.guests=true"]).await;
+    let s = TestServer::start(
+        b,
+        t,
+        &[
+            "registration.tokens=[\"letmein\"]",
+            "registration.guests=true",
+        ],
+    )
+    .await;
     let reg = format!("{C}/register");
-    let (st, v) = s.post(&reg, None, json!({"username": "a", "password": "pw"})).await;
+    let (st, v) = s
+        .post(&reg, None, json!({"username": "a", "password": "pw"}))
+        .await;
     assert_eq!(st, 401);
-    assert_eq!(v["flows"], json!([{"stages": ["m.login.registration_token"]}]));
+    assert_eq!(
+        v["flows"],
+        json!([{"stages": ["m.login.registration_token"]}])
+    );
     let session = v["session"].as_str().unwrap().to_owned();
     assert_eq!(s.post(&reg, None, json!({"username": "a", "password": "pw", "auth": {"type": "m.login.dummy", "session": session}})).await.0, 401);
     let bad = s.post(&reg, None, json!({"username": "a", "password": "pw", "auth": {"type": "m.login.registration_token", "token": "nope", "session": session}})).await;
@@ -111,12 +251,20 @@ async fn registration_switches(b: Backend, t: Topology) {
     let (st, v) = s.post(&reg, None, json!({"username": "a", "password": "pw", "auth": {"type": "m.login.registration_token", "token": "letmein", "session": session}})).await;
     assert_eq!(st, 200, "{v}");
     let validity = "/_matrix/client/v1/register/m.login.registration_token/validity";
-    assert_eq!(s.get(&format!("{validity}?token=letmein"), None).await.1["valid"], true);
-    assert_eq!(s.get(&format!("{validity}?token=other"), None).await.1["valid"], false);
+    assert_eq!(
+        s.get(&format!("{validity}?token=letmein"), None).await.1["valid"],
+        true
+    );
+    assert_eq!(
+        s.get(&format!("{validity}?token=other"), None).await.1["valid"],
+        false
+    );
     // Guests.
     let (st, v) = s.post(&format!("{reg}?kind=guest"), None, json!({})).await;
     assert_eq!(st, 200, "{v}");
-    let (st, w) = s.get(&format!("{C}/account/whoami"), v["access_token"].as_str()).await;
+    let (st, w) = s
+        .get(&format!("{C}/account/whoami"), v["access_token"].as_str())
+        .await;
     assert_eq!((st, w["is_guest"].as_bool()), (200, Some(true)));
     s.stop().await;
 }
@@ -125,48 +273,128 @@ async fn login_and_sessions(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &[]).await;
     let (uid, tok1, dev1) = s.register("alice", "secret").await;
     let (st, v) = s.get(&format!("{C}/login"), None).await;
-    assert_eq!((st, v["flows"][0]["type"].as_str()), (200, Some("m.login.password")));
+    assert_eq!(
+        (st, v["flows"][0]["type"].as_str()),
+        (200, Some("m.login.password"))
+    );
     // Localpart, full ID and the legacy `user` field.
     let (st, v) = s.login("alice", "secret").await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["user_id"], uid.as_str());
     assert_eq!(s.login(&uid, "secret").await.0, 200);
     assert_eq!(s.login("ALICE", "secret").await.0, 200);
-    let (st, _) = s.post(&format!("{C}/login"), None, json!({"type": "m.login.password", "user": "alice", "password": "secret"})).await;
+    let (st, _) = s
+        .post(
+            &format!("{C}/login"),
+            None,
+            json!({"type": "m.login.password", "user": "alice", "password": "secret"}),
+        )
+        .await;
     assert_eq!(st, 200);
     // Failures.
     assert_error(&s.login("alice", "wrong").await, 403, "M_FORBIDDEN");
     assert_error(&s.login("nobody", "secret").await, 403, "M_FORBIDDEN");
-    assert_error(&s.login("@alice:elsewhere.org", "secret").await, 403, "M_FORBIDDEN");
-    assert_error(&s.post(&format!("{C}/login"), None, json!({"password": "secret"})).await, 400, "M_BAD_JSON");
-    assert_error(&s.post(&format!("{C}/login"), None, json!({"type": "m.login.token", "token": "x"})).await, 400, "M_UNKNOWN");
+    assert_error(
+        &s.login("@alice:elsewhere.org", "secret").await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(&format!("{C}/login"), None, json!({"password": "secret"}))
+            .await,
+        400,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/login"),
+            None,
+            json!({"type": "m.login.token", "token": "x"}),
+        )
+        .await,
+        400,
+        "M_UNKNOWN",
+    );
     // An existing device ID is reused, not duplicated.
     let (st, v) = s.post(&format!("{C}/login"), None, json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "secret", "device_id": dev1})).await;
     assert_eq!((st, v["device_id"].as_str()), (200, Some(dev1.as_str())));
     let tok_reused = v["access_token"].as_str().unwrap().to_owned();
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&tok1)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&tok1)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     // whoami, by header and by query parameter.
-    let (st, w) = s.get(&format!("{C}/account/whoami"), Some(&tok_reused)).await;
+    let (st, w) = s
+        .get(&format!("{C}/account/whoami"), Some(&tok_reused))
+        .await;
     assert_eq!(st, 200);
     assert_eq!(w["user_id"], uid.as_str());
     assert_eq!(w["device_id"], dev1.as_str());
-    assert_eq!(w.get("is_guest").and_then(|g| g.as_bool()).unwrap_or(false), false);
-    let (st, _) = s.get(&format!("{C}/account/whoami?access_token={tok_reused}"), None).await;
+    assert_eq!(
+        w.get("is_guest").and_then(|g| g.as_bool()).unwrap_or(false),
+        false
+    );
+    let (st, _) = s
+        .get(
+            &format!("{C}/account/whoami?access_token={tok_reused}"),
+            None,
+        )
+        .await;
     assert_eq!(st, 200);
-    assert_error(&s.get(&format!("{C}/account/whoami"), None).await, 401, "M_MISSING_TOKEN");
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some("mya_nonsense")).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some("mya_nonsense"))
+            .await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     // logout kills one session, logout/all every one.
     let (_, v) = s.login("alice", "secret").await;
     let tok2 = v["access_token"].as_str().unwrap().to_owned();
     let (_, v) = s.login("alice", "secret").await;
     let tok3 = v["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(s.post(&format!("{C}/logout"), Some(&tok2), json!({})).await.0, 200);
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&tok2)).await, 401, "M_UNKNOWN_TOKEN");
-    assert_eq!(s.get(&format!("{C}/account/whoami"), Some(&tok3)).await.0, 200);
-    assert_eq!(s.post(&format!("{C}/logout/all"), Some(&tok3), json!({})).await.0, 200);
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&tok3)).await, 401, "M_UNKNOWN_TOKEN");
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&tok_reused)).await, 401, "M_UNKNOWN_TOKEN");
-    assert_error(&s.post(&format!("{C}/logout"), None, json!({})).await, 401, "M_MISSING_TOKEN");
+    assert_eq!(
+        s.post(&format!("{C}/logout"), Some(&tok2), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&tok2)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_eq!(
+        s.get(&format!("{C}/account/whoami"), Some(&tok3)).await.0,
+        200
+    );
+    assert_eq!(
+        s.post(&format!("{C}/logout/all"), Some(&tok3), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&tok3)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&tok_reused))
+            .await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_error(
+        &s.post(&format!("{C}/logout"), None, json!({})).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
     s.stop().await;
 }
 
@@ -175,27 +403,81 @@ async fn refresh_tokens(b: Backend, t: Topology) {
     s.register("alice", "pw").await;
     let (st, v) = s.post(&format!("{C}/login"), None, json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw", "refresh_token": true})).await;
     assert_eq!(st, 200);
-    let (access, refresh) = (v["access_token"].as_str().unwrap().to_owned(), v["refresh_token"].as_str().unwrap().to_owned());
+    let (access, refresh) = (
+        v["access_token"].as_str().unwrap().to_owned(),
+        v["refresh_token"].as_str().unwrap().to_owned(),
+    );
     assert!(v["expires_in_ms"].as_u64().is_some());
-    let (st, r) = s.post(&format!("{C}/refresh"), None, json!({"refresh_token": refresh})).await;
+    let (st, r) = s
+        .post(
+            &format!("{C}/refresh"),
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
-    let (access2, refresh2) = (r["access_token"].as_str().unwrap().to_owned(), r["refresh_token"].as_str().unwrap().to_owned());
+    let (access2, refresh2) = (
+        r["access_token"].as_str().unwrap().to_owned(),
+        r["refresh_token"].as_str().unwrap().to_owned(),
+    );
     assert_ne!(access, access2);
-    assert_eq!(s.get(&format!("{C}/account/whoami"), Some(&access2)).await.0, 200);
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&access)).await, 401, "M_UNKNOWN_TOKEN");
-    assert_error(&s.post(&format!("{C}/refresh"), None, json!({"refresh_token": refresh})).await, 401, "M_UNKNOWN_TOKEN");
-    assert_eq!(s.post(&format!("{C}/refresh"), None, json!({"refresh_token": refresh2})).await.0, 200);
-    assert_error(&s.post(&format!("{C}/refresh"), None, json!({})).await, 400, "M_BAD_JSON");
+    assert_eq!(
+        s.get(&format!("{C}/account/whoami"), Some(&access2))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&access)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/refresh"),
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/refresh"),
+            None,
+            json!({"refresh_token": refresh2})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.post(&format!("{C}/refresh"), None, json!({})).await,
+        400,
+        "M_BAD_JSON",
+    );
     s.stop().await;
 
     // Tokens past their lifetime: 401 with soft_logout, and the refresh still works.
     let s = TestServer::start(b, t, &["auth.access_token_lifetime_ms=1"]).await;
     s.register("bob", "pw").await;
     let (_, v) = s.post(&format!("{C}/login"), None, json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"}, "password": "pw", "refresh_token": true})).await;
-    let expired = s.get(&format!("{C}/account/whoami"), v["access_token"].as_str()).await;
+    let expired = s
+        .get(&format!("{C}/account/whoami"), v["access_token"].as_str())
+        .await;
     assert_error(&expired, 401, "M_UNKNOWN_TOKEN");
     assert_eq!(expired.1["soft_logout"], true);
-    assert_eq!(s.post(&format!("{C}/refresh"), None, json!({"refresh_token": v["refresh_token"]})).await.0, 200);
+    assert_eq!(
+        s.post(
+            &format!("{C}/refresh"),
+            None,
+            json!({"refresh_token": v["refresh_token"]})
+        )
+        .await
+        .0,
+        200
+    );
     s.stop().await;
 }
 
@@ -205,32 +487,75 @@ async fn password_change(b: Backend, t: Topology) {
     let (_, other) = s.login("alice", "old").await;
     let other = other["access_token"].as_str().unwrap().to_owned();
     let url = format!("{C}/account/password");
-    let (st, v) = s.post(&url, Some(&tok), json!({"new_password": "new"})).await;
+    let (st, v) = s
+        .post(&url, Some(&tok), json!({"new_password": "new"}))
+        .await;
     assert_eq!(st, 401);
     assert_eq!(v["flows"], json!([{"stages": ["m.login.password"]}]));
     let session = v["session"].as_str().unwrap().to_owned();
     let auth = |pw: &str, user: &str| json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": pw, "session": session});
-    let wrong = s.post(&url, Some(&tok), json!({"new_password": "new", "auth": auth("nope", "alice")})).await;
+    let wrong = s
+        .post(
+            &url,
+            Some(&tok),
+            json!({"new_password": "new", "auth": auth("nope", "alice")}),
+        )
+        .await;
     assert_error(&wrong, 401, "M_FORBIDDEN");
     // Proving to be someone else does not help.
     s.register("mallory", "mal").await;
-    assert_error(&s.post(&url, Some(&tok), json!({"new_password": "new", "auth": auth("mal", "mallory")})).await, 401, "M_FORBIDDEN");
-    let (st, v) = s.post(&url, Some(&tok), json!({"new_password": "new", "auth": auth("old", &uid)})).await;
+    assert_error(
+        &s.post(
+            &url,
+            Some(&tok),
+            json!({"new_password": "new", "auth": auth("mal", "mallory")}),
+        )
+        .await,
+        401,
+        "M_FORBIDDEN",
+    );
+    let (st, v) = s
+        .post(
+            &url,
+            Some(&tok),
+            json!({"new_password": "new", "auth": auth("old", &uid)}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     // logout_devices defaults to true: the other session is gone, this one stays.
-    assert_eq!(s.get(&format!("{C}/account/whoami"), Some(&tok)).await.0, 200);
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&other)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_eq!(
+        s.get(&format!("{C}/account/whoami"), Some(&tok)).await.0,
+        200
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&other)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     assert_error(&s.login("alice", "old").await, 403, "M_FORBIDDEN");
     let (st, v) = s.login("alice", "new").await;
     assert_eq!(st, 200);
     let keep = v["access_token"].as_str().unwrap().to_owned();
     // logout_devices: false keeps the others.
-    let (_, v) = s.post(&url, Some(&tok), json!({"new_password": "newer", "logout_devices": false})).await;
+    let (_, v) = s
+        .post(
+            &url,
+            Some(&tok),
+            json!({"new_password": "newer", "logout_devices": false}),
+        )
+        .await;
     let session = v["session"].as_str().unwrap().to_owned();
     let (st, _) = s.post(&url, Some(&tok), json!({"new_password": "newer", "logout_devices": false, "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "new", "session": session}})).await;
     assert_eq!(st, 200);
-    assert_eq!(s.get(&format!("{C}/account/whoami"), Some(&keep)).await.0, 200);
-    assert_error(&s.post(&url, None, json!({"new_password": "x"})).await, 401, "M_MISSING_TOKEN");
+    assert_eq!(
+        s.get(&format!("{C}/account/whoami"), Some(&keep)).await.0,
+        200
+    );
+    assert_error(
+        &s.post(&url, None, json!({"new_password": "x"})).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
     s.stop().await;
 }
 
@@ -244,9 +569,18 @@ async fn deactivation(b: Backend, t: Topology) {
     let (st, v) = s.post(&url, Some(&tok), json!({"auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw", "session": session}})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["id_server_unbind_result"], "no-support");
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&tok)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&tok)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     assert_error(&s.login("alice", "pw").await, 403, "M_FORBIDDEN");
-    assert_error(&s.get(&format!("{C}/register/available?username=alice"), None).await, 400, "M_USER_IN_USE");
+    assert_error(
+        &s.get(&format!("{C}/register/available?username=alice"), None)
+            .await,
+        400,
+        "M_USER_IN_USE",
+    );
     s.stop().await;
 }
 
@@ -255,10 +589,41 @@ async fn third_party_ids(b: Backend, t: Topology) {
     let (_, tok, _) = s.register("alice", "pw").await;
     let (st, v) = s.get(&format!("{C}/account/3pid"), Some(&tok)).await;
     assert_eq!((st, v), (200, json!({"threepids": []})));
-    assert_error(&s.post(&format!("{C}/account/3pid/add"), Some(&tok), json!({"client_secret": "abc", "sid": "1"})).await, 403, "M_THREEPID_DENIED");
-    assert_error(&s.post(&format!("{C}/account/3pid/bind"), Some(&tok), json!({"client_secret": "abc", "sid": "1", "id_server": "x", "id_access_token": "y"})).await, 403, "M_THREEPID_DENIED");
-    assert_error(&s.post(&format!("{C}/account/3pid/email/requestToken"), None, json!({"client_secret": "abc", "email": "a@b.c", "send_attempt": 1})).await, 403, "M_THREEPID_DENIED");
-    assert_error(&s.get(&format!("{C}/account/3pid"), None).await, 401, "M_MISSING_TOKEN");
+    assert_error(
+        &s.post(
+            &format!("{C}/account/3pid/add"),
+            Some(&tok),
+            json!({"client_secret": "abc", "sid": "1"}),
+        )
+        .await,
+        403,
+        "M_THREEPID_DENIED",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/account/3pid/bind"),
+            Some(&tok),
+            json!({"client_secret": "abc", "sid": "1", "id_server": "x", "id_access_token": "y"}),
+        )
+        .await,
+        403,
+        "M_THREEPID_DENIED",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/account/3pid/email/requestToken"),
+            None,
+            json!({"client_secret": "abc", "email": "a@b.c", "send_attempt": 1}),
+        )
+        .await,
+        403,
+        "M_THREEPID_DENIED",
+    );
+    assert_error(
+        &s.get(&format!("{C}/account/3pid"), None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
     s.stop().await;
 }
 
@@ -266,32 +631,99 @@ async fn devices(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &[]).await;
     let (_, tok, dev) = s.register("alice", "pw").await;
     let (_, v) = s.login("alice", "pw").await;
-    let (tok2, dev2) = (v["access_token"].as_str().unwrap().to_owned(), v["device_id"].as_str().unwrap().to_owned());
+    let (tok2, dev2) = (
+        v["access_token"].as_str().unwrap().to_owned(),
+        v["device_id"].as_str().unwrap().to_owned(),
+    );
     let (st, v) = s.get(&format!("{C}/devices"), Some(&tok)).await;
     assert_eq!(st, 200);
     let list = v["devices"].as_array().unwrap();
     assert_eq!(list.len(), 2);
-    let mine = list.iter().find(|d| d["device_id"] == dev.as_str()).unwrap();
+    let mine = list
+        .iter()
+        .find(|d| d["device_id"] == dev.as_str())
+        .unwrap();
     assert_eq!(mine["last_seen_ip"], "127.0.0.1");
     assert!(mine["last_seen_ts"].as_u64().unwrap() > 0);
     // Rename, and the errors of unknown devices.
-    assert_eq!(s.put(&format!("{C}/devices/{dev}"), Some(&tok), json!({"display_name": "laptop"})).await.0, 200);
-    assert_eq!(s.get(&format!("{C}/devices/{dev}"), Some(&tok)).await.1["display_name"], "laptop");
-    assert_error(&s.get(&format!("{C}/devices/NOPE"), Some(&tok)).await, 404, "M_NOT_FOUND");
-    assert_error(&s.put(&format!("{C}/devices/NOPE"), Some(&tok), json!({"display_name": "x"})).await, 404, "M_NOT_FOUND");
-    assert_error(&s.call("DELETE", &format!("{C}/devices/NOPE"), Some(&tok), Some(json!({}))).await, 404, "M_NOT_FOUND");
-    assert_error(&s.put(&format!("{C}/devices/{dev}"), Some(&tok), json!({"display_name": 5})).await, 400, "M_BAD_JSON");
+    assert_eq!(
+        s.put(
+            &format!("{C}/devices/{dev}"),
+            Some(&tok),
+            json!({"display_name": "laptop"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("{C}/devices/{dev}"), Some(&tok)).await.1["display_name"],
+        "laptop"
+    );
+    assert_error(
+        &s.get(&format!("{C}/devices/NOPE"), Some(&tok)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/devices/NOPE"),
+            Some(&tok),
+            json!({"display_name": "x"}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.call(
+            "DELETE",
+            &format!("{C}/devices/NOPE"),
+            Some(&tok),
+            Some(json!({})),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/devices/{dev}"),
+            Some(&tok),
+            json!({"display_name": 5}),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
     // Delete behind UIA.
-    let (st, v) = s.call("DELETE", &format!("{C}/devices/{dev2}"), Some(&tok), Some(json!({}))).await;
+    let (st, v) = s
+        .call(
+            "DELETE",
+            &format!("{C}/devices/{dev2}"),
+            Some(&tok),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(st, 401);
     let session = v["session"].as_str().unwrap().to_owned();
     let (st, _) = s.call("DELETE", &format!("{C}/devices/{dev2}"), Some(&tok), Some(json!({"auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw", "session": session}}))).await;
     assert_eq!(st, 200);
-    assert_error(&s.get(&format!("{C}/account/whoami"), Some(&tok2)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&tok2)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     // delete_devices, with a session from another request refused.
     let (_, v) = s.login("alice", "pw").await;
     let dev3 = v["device_id"].as_str().unwrap().to_owned();
-    let (st, v) = s.post(&format!("{C}/delete_devices"), Some(&tok), json!({"devices": [dev3]})).await;
+    let (st, v) = s
+        .post(
+            &format!("{C}/delete_devices"),
+            Some(&tok),
+            json!({"devices": [dev3]}),
+        )
+        .await;
     assert_eq!(st, 401);
     let session = v["session"].as_str().unwrap().to_owned();
     let other_req = s.post(&format!("{C}/delete_devices"), Some(&tok), json!({"devices": [dev], "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw", "session": session}})).await;
@@ -300,7 +732,11 @@ async fn devices(b: Backend, t: Topology) {
     assert_eq!(st, 200);
     let (_, v) = s.get(&format!("{C}/devices"), Some(&tok)).await;
     assert_eq!(v["devices"].as_array().unwrap().len(), 1);
-    assert_error(&s.get(&format!("{C}/devices"), None).await, 401, "M_MISSING_TOKEN");
+    assert_error(
+        &s.get(&format!("{C}/devices"), None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
     s.stop().await;
 }
 
@@ -309,22 +745,108 @@ async fn profiles(b: Backend, t: Topology) {
     let (uid, tok, _) = s.register("alice", "pw").await;
     let (_, bob_tok, _) = s.register("bob", "pw").await;
     let p = format!("{C}/profile/{uid}");
-    assert_eq!(s.get(&format!("{p}/displayname"), None).await.1["displayname"], "alice");
-    assert_eq!(s.put(&format!("{p}/displayname"), Some(&tok), json!({"displayname": "Alice A."})).await.0, 200);
-    assert_eq!(s.put(&format!("{p}/avatar_url"), Some(&tok), json!({"avatar_url": "mxc://test.local/abc"})).await.0, 200);
+    assert_eq!(
+        s.get(&format!("{p}/displayname"), None).await.1["displayname"],
+        "alice"
+    );
+    assert_eq!(
+        s.put(
+            &format!("{p}/displayname"),
+            Some(&tok),
+            json!({"displayname": "Alice A."})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.put(
+            &format!("{p}/avatar_url"),
+            Some(&tok),
+            json!({"avatar_url": "mxc://test.local/abc"})
+        )
+        .await
+        .0,
+        200
+    );
     let (st, v) = s.get(&p, None).await;
     assert_eq!(st, 200);
-    assert_eq!(v, json!({"displayname": "Alice A.", "avatar_url": "mxc://test.local/abc"}));
-    assert_eq!(s.get(&format!("{p}/avatar_url"), None).await.1["avatar_url"], "mxc://test.local/abc");
-    assert_error(&s.put(&format!("{p}/displayname"), Some(&bob_tok), json!({"displayname": "evil"})).await, 403, "M_FORBIDDEN");
-    assert_error(&s.put(&format!("{p}/avatar_url"), Some(&bob_tok), json!({"avatar_url": "mxc://x/y"})).await, 403, "M_FORBIDDEN");
-    assert_error(&s.put(&format!("{p}/displayname"), None, json!({"displayname": "x"})).await, 401, "M_MISSING_TOKEN");
-    assert_error(&s.put(&format!("{p}/displayname"), Some(&tok), json!({"displayname": "x".repeat(300)})).await, 400, "M_INVALID_PARAM");
-    assert_error(&s.get(&format!("{C}/profile/@nobody:test.local"), None).await, 404, "M_NOT_FOUND");
-    assert_error(&s.get(&format!("{C}/profile/@nobody:test.local/displayname"), None).await, 404, "M_NOT_FOUND");
-    assert_error(&s.get(&format!("{C}/profile/not-a-user-id"), None).await, 400, "M_INVALID_PARAM");
+    assert_eq!(
+        v,
+        json!({"displayname": "Alice A.", "avatar_url": "mxc://test.local/abc"})
+    );
+    assert_eq!(
+        s.get(&format!("{p}/avatar_url"), None).await.1["avatar_url"],
+        "mxc://test.local/abc"
+    );
+    assert_error(
+        &s.put(
+            &format!("{p}/displayname"),
+            Some(&bob_tok),
+            json!({"displayname": "evil"}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.put(
+            &format!("{p}/avatar_url"),
+            Some(&bob_tok),
+            json!({"avatar_url": "mxc://x/y"}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.put(
+            &format!("{p}/displayname"),
+            None,
+            json!({"displayname": "x"}),
+        )
+        .await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &s.put(
+            &format!("{p}/displayname"),
+            Some(&tok),
+            json!({"displayname": "x".repeat(300)}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &s.get(&format!("{C}/profile/@nobody:test.local"), None)
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("{C}/profile/@nobody:test.local/displayname"), None)
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("{C}/profile/not-a-user-id"), None).await,
+        400,
+        "M_INVALID_PARAM",
+    );
     // Clearing the avatar.
-    assert_eq!(s.put(&format!("{p}/avatar_url"), Some(&tok), json!({"avatar_url": ""})).await.0, 200);
+    assert_eq!(
+        s.put(
+            &format!("{p}/avatar_url"),
+            Some(&tok),
+            json!({"avatar_url": ""})
+        )
+        .await
+        .0,
+        200
+    );
     assert_eq!(s.get(&p, None).await.1, json!({"displayname": "Alice A."}));
     s.stop().await;
 }
@@ -337,19 +859,65 @@ async fn account_data(b: Backend, t: Topology) {
     assert_error(&s.get(&g, Some(&tok)).await, 404, "M_NOT_FOUND");
     assert_eq!(s.put(&g, Some(&tok), json!({"theme": "dark"})).await.0, 200);
     assert_eq!(s.get(&g, Some(&tok)).await, (200, json!({"theme": "dark"})));
-    assert_eq!(s.put(&g, Some(&tok), json!({"theme": "light"})).await.0, 200);
+    assert_eq!(
+        s.put(&g, Some(&tok), json!({"theme": "light"})).await.0,
+        200
+    );
     assert_eq!(s.get(&g, Some(&tok)).await.1, json!({"theme": "light"}));
     let r = format!("{C}/user/{uid}/rooms/!room:test.local/account_data/m.tag.like");
     assert_eq!(s.put(&r, Some(&tok), json!({"v": 1})).await.0, 200);
     assert_eq!(s.get(&r, Some(&tok)).await.1, json!({"v": 1}));
-    assert_error(&s.get(&format!("{C}/user/{uid}/rooms/!other:test.local/account_data/m.tag.like"), Some(&tok)).await, 404, "M_NOT_FOUND");
+    assert_error(
+        &s.get(
+            &format!("{C}/user/{uid}/rooms/!other:test.local/account_data/m.tag.like"),
+            Some(&tok),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
     // Errors: another user, not an object, a reserved type, a bad room ID.
     assert_error(&s.get(&g, Some(&bob_tok)).await, 403, "M_FORBIDDEN");
-    assert_error(&s.put(&g, Some(&bob_tok), json!({})).await, 403, "M_FORBIDDEN");
-    assert_error(&s.put(&format!("{C}/user/{bob}/account_data/x"), Some(&tok), json!({})).await, 403, "M_FORBIDDEN");
-    assert_error(&s.put(&g, Some(&tok), json!([1, 2])).await, 400, "M_BAD_JSON");
-    assert_error(&s.put(&format!("{C}/user/{uid}/account_data/m.fully_read"), Some(&tok), json!({})).await, 400, "M_BAD_JSON");
-    assert_error(&s.put(&format!("{C}/user/{uid}/rooms/notaroom/account_data/x"), Some(&tok), json!({})).await, 400, "M_INVALID_PARAM");
+    assert_error(
+        &s.put(&g, Some(&bob_tok), json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/user/{bob}/account_data/x"),
+            Some(&tok),
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.put(&g, Some(&tok), json!([1, 2])).await,
+        400,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/user/{uid}/account_data/m.fully_read"),
+            Some(&tok),
+            json!({}),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/user/{uid}/rooms/notaroom/account_data/x"),
+            Some(&tok),
+            json!({}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
     assert_error(&s.get(&g, None).await, 401, "M_MISSING_TOKEN");
     s.stop().await;
 }
@@ -359,20 +927,59 @@ async fn filters(b: Backend, t: Topology) {
     let (uid, tok, _) = s.register("alice", "pw").await;
     let (_, bob_tok, _) = s.register("bob", "pw").await;
     let filter = json!({"room": {"timeline": {"limit": 10, "types": ["m.room.message"]}}, "presence": {"not_types": ["*"]}});
-    let (st, v) = s.post(&format!("{C}/user/{uid}/filter"), Some(&tok), filter.clone()).await;
+    let (st, v) = s
+        .post(
+            &format!("{C}/user/{uid}/filter"),
+            Some(&tok),
+            filter.clone(),
+        )
+        .await;
     assert_eq!(st, 200);
     let id = v["filter_id"].as_str().unwrap().to_owned();
-    let (st, got) = s.get(&format!("{C}/user/{uid}/filter/{id}"), Some(&tok)).await;
+    let (st, got) = s
+        .get(&format!("{C}/user/{uid}/filter/{id}"), Some(&tok))
+        .await;
     assert_eq!(st, 200);
     assert_eq!(got["room"]["timeline"]["limit"], 10);
     assert_eq!(got["presence"]["not_types"], json!(["*"]));
-    let (_, v2) = s.post(&format!("{C}/user/{uid}/filter"), Some(&tok), json!({})).await;
+    let (_, v2) = s
+        .post(&format!("{C}/user/{uid}/filter"), Some(&tok), json!({}))
+        .await;
     assert_ne!(v2["filter_id"], v["filter_id"]);
-    assert_error(&s.get(&format!("{C}/user/{uid}/filter/999"), Some(&tok)).await, 404, "M_NOT_FOUND");
-    assert_error(&s.get(&format!("{C}/user/{uid}/filter/abc"), Some(&tok)).await, 404, "M_NOT_FOUND");
-    assert_error(&s.get(&format!("{C}/user/{uid}/filter/{id}"), Some(&bob_tok)).await, 403, "M_FORBIDDEN");
-    assert_error(&s.post(&format!("{C}/user/{uid}/filter"), Some(&bob_tok), json!({})).await, 403, "M_FORBIDDEN");
-    assert_error(&s.post(&format!("{C}/user/{uid}/filter"), Some(&tok), json!({"room": {"timeline": {"limit": "ten"}}})).await, 400, "M_BAD_JSON");
+    assert_error(
+        &s.get(&format!("{C}/user/{uid}/filter/999"), Some(&tok))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("{C}/user/{uid}/filter/abc"), Some(&tok))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("{C}/user/{uid}/filter/{id}"), Some(&bob_tok))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(&format!("{C}/user/{uid}/filter"), Some(&bob_tok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/user/{uid}/filter"),
+            Some(&tok),
+            json!({"room": {"timeline": {"limit": "ten"}}}),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
     s.stop().await;
 }
 
@@ -380,18 +987,62 @@ async fn request_errors(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &["server.max_request_bytes=4096"]).await;
     let (uid, tok, _) = s.register("alice", "pw").await;
     let login = format!("{C}/login");
-    assert_error(&s.call_raw("POST", &login, None, b"{not json".to_vec()).await, 400, "M_NOT_JSON");
-    assert_error(&s.call_raw("POST", &login, None, b"{\"type\": \"m.login.password\", ".to_vec()).await, 400, "M_NOT_JSON");
+    assert_error(
+        &s.call_raw("POST", &login, None, b"{not json".to_vec())
+            .await,
+        400,
+        "M_NOT_JSON",
+    );
+    assert_error(
+        &s.call_raw(
+            "POST",
+            &login,
+            None,
+            b"{\"type\": \"m.login.password\", ".to_vec(),
+        )
+        .await,
+        400,
+        "M_NOT_JSON",
+    );
     assert_error(&s.post(&login, None, json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": 5}, "password": "pw"})).await, 400, "M_BAD_JSON");
-    assert_error(&s.post(&format!("{C}/register"), None, json!({"username": 5})).await, 400, "M_BAD_JSON");
+    assert_error(
+        &s.post(&format!("{C}/register"), None, json!({"username": 5}))
+            .await,
+        400,
+        "M_BAD_JSON",
+    );
     let big = format!("{{\"displayname\": \"{}\"}}", "x".repeat(8000)).into_bytes();
-    assert_error(&s.call_raw("PUT", &format!("{C}/profile/{uid}/displayname"), Some(&tok), big).await, 413, "M_TOO_LARGE");
-    assert_error(&s.call("DELETE", &format!("{C}/account/whoami"), Some(&tok), None).await, 405, "M_UNRECOGNIZED");
+    assert_error(
+        &s.call_raw(
+            "PUT",
+            &format!("{C}/profile/{uid}/displayname"),
+            Some(&tok),
+            big,
+        )
+        .await,
+        413,
+        "M_TOO_LARGE",
+    );
+    assert_error(
+        &s.call("DELETE", &format!("{C}/account/whoami"), Some(&tok), None)
+            .await,
+        405,
+        "M_UNRECOGNIZED",
+    );
     s.stop().await;
 }
 
 async fn rate_limits(b: Backend, t: Topology) {
-    let s = TestServer::start(b, t, &["rate_limit.enabled=true", "rate_limit.per_second=0.2", "rate_limit.burst=3"]).await;
+    let s = TestServer::start(
+        b,
+        t,
+        &[
+            "rate_limit.enabled=true",
+            "rate_limit.per_second=0.2",
+            "rate_limit.burst=3",
+        ],
+    )
+    .await;
     // GET /login is rate-limited per IP.
     for _ in 0..3 {
         assert_eq!(s.get(&format!("{C}/login"), None).await.0, 200);
@@ -410,20 +1061,47 @@ async fn metrics_and_profile(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &[]).await;
     s.register("alice", "pw").await;
     assert_eq!(s.get("/_matrix/client/versions", None).await.0, 200);
-    let mut resp = s.client.get(format!("{}/metrics", s.metrics_base())).send().await.unwrap();
+    let mut resp = s
+        .client
+        .get(format!("{}/metrics", s.metrics_base()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let text = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
     assert!(text.contains("myelin_http_requests_total{method=\"GET\",route=\"/_matrix/client/versions\",status=\"200\"}"), "{text}");
-    assert!(text.contains("route=\"/_matrix/client/v3/register\""), "{text}");
+    assert!(
+        text.contains("route=\"/_matrix/client/v3/register\""),
+        "{text}"
+    );
     assert!(text.contains("myelin_actor_messages_total{component=\"userapi\",message=\"PerformAccountCreation\",outcome=\"ok\"}"), "{text}");
-    let mut resp = s.client.get(format!("{}/debug/pprof/profile?seconds=1", s.metrics_base())).send().await.unwrap();
+    let mut resp = s
+        .client
+        .get(format!(
+            "{}/debug/pprof/profile?seconds=1",
+            s.metrics_base()
+        ))
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let body = resp.body().limit(64 << 20).await.unwrap();
     // A concurrent test may hold the one profiler: then 409, never a fake success.
-    assert!(status == 200 && !body.is_empty() || status == 409, "{status}");
+    assert!(
+        status == 200 && !body.is_empty() || status == 409,
+        "{status}"
+    );
     s.stop().await;
     let off = TestServer::start(b, t, &["metrics.profiling=false"]).await;
-    let resp = off.client.get(format!("{}/debug/pprof/profile?seconds=1", off.metrics_base())).send().await.unwrap();
+    let resp = off
+        .client
+        .get(format!(
+            "{}/debug/pprof/profile?seconds=1",
+            off.metrics_base()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     off.stop().await;
 }
@@ -431,11 +1109,24 @@ async fn metrics_and_profile(b: Backend, t: Topology) {
 async fn survives_restart(b: Backend, t: Topology) {
     let mut s = TestServer::start(b, t, &[]).await;
     let (uid, tok, _) = s.register("alice", "pw").await;
-    s.put(&format!("{C}/profile/{uid}/displayname"), Some(&tok), json!({"displayname": "Persistent"})).await;
+    s.put(
+        &format!("{C}/profile/{uid}/displayname"),
+        Some(&tok),
+        json!({"displayname": "Persistent"}),
+    )
+    .await;
     s.restart().await;
-    assert_eq!(s.get(&format!("{C}/account/whoami"), Some(&tok)).await.0, 200);
+    assert_eq!(
+        s.get(&format!("{C}/account/whoami"), Some(&tok)).await.0,
+        200
+    );
     assert_eq!(s.login("alice", "pw").await.0, 200);
-    assert_eq!(s.get(&format!("{C}/profile/{uid}/displayname"), None).await.1["displayname"], "Persistent");
+    assert_eq!(
+        s.get(&format!("{C}/profile/{uid}/displayname"), None)
+            .await
+            .1["displayname"],
+        "Persistent"
+    );
     s.stop().await;
 }
 

@@ -67,8 +67,11 @@ impl MatrixError {
             return s;
         }
         match self.errcode {
-            "M_FORBIDDEN" | "M_USER_DEACTIVATED" | "M_THREEPID_DENIED"
-            | "M_GUEST_ACCESS_FORBIDDEN" | "M_THREEPID_MEDIUM_NOT_SUPPORTED" => StatusCode::FORBIDDEN,
+            "M_FORBIDDEN"
+            | "M_USER_DEACTIVATED"
+            | "M_THREEPID_DENIED"
+            | "M_GUEST_ACCESS_FORBIDDEN"
+            | "M_THREEPID_MEDIUM_NOT_SUPPORTED" => StatusCode::FORBIDDEN,
             "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN" | "M_UNAUTHORIZED" => StatusCode::UNAUTHORIZED,
             "M_NOT_FOUND" | "M_UNRECOGNIZED" => StatusCode::NOT_FOUND,
             "M_LIMIT_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
@@ -143,7 +146,11 @@ mod tests {
             ("M_UNKNOWN", 500),
         ];
         for (code, status) in cases {
-            assert_eq!(MatrixError::new(code, "").status().as_u16(), status, "{code}");
+            assert_eq!(
+                MatrixError::new(code, "").status().as_u16(),
+                status,
+                "{code}"
+            );
         }
         assert_eq!(MatrixError::method_not_allowed().status().as_u16(), 405);
     }

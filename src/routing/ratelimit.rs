@@ -47,10 +47,9 @@ impl RateLimiter {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
             });
         }
-        let (tokens, at) = buckets
-            .entry(key.to_owned())
-            .or_insert((self.burst, now));
-        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        let refilled =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;
@@ -69,7 +68,11 @@ mod tests {
 
     #[test]
     fn bursts_then_refills() {
-        let l = RateLimiter::new(&RateLimitConfig { enabled: true, per_second: 2.0, burst: 3 });
+        let l = RateLimiter::new(&RateLimitConfig {
+            enabled: true,
+            per_second: 2.0,
+            burst: 3,
+        });
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(l.take("a", t0).is_ok());
@@ -83,7 +86,11 @@ mod tests {
 
     #[test]
     fn disabled_never_limits() {
-        let l = RateLimiter::new(&RateLimitConfig { enabled: false, per_second: 0.1, burst: 1 });
+        let l = RateLimiter::new(&RateLimitConfig {
+            enabled: false,
+            per_second: 0.1,
+            burst: 1,
+        });
         for _ in 0..100 {
             assert!(l.check("a").is_ok());
         }

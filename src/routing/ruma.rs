@@ -21,7 +21,9 @@ use ruma::api::auth_scheme::{
 };
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::path_builder::PathBuilder;
-use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt,
+};
 use ruma::{OwnedDeviceId, OwnedUserId};
 use std::collections::BTreeMap;
 
@@ -65,9 +67,8 @@ impl AuthRequirement for AccessToken {
         token: Option<String>,
         client: &ClientInfo,
     ) -> Result<Authed, MatrixError> {
-        let token = token.ok_or_else(|| {
-            MatrixError::new("M_MISSING_TOKEN", "Missing access token")
-        })?;
+        let token =
+            token.ok_or_else(|| MatrixError::new("M_MISSING_TOKEN", "Missing access token"))?;
         lookup(state, token, client).await
     }
 
@@ -98,7 +99,11 @@ impl AuthRequirement for AccessTokenOptional {
 impl AuthRequirement for NoAuthentication {
     type Sender = ();
 
-    async fn authenticate(_: &AppState, _: Option<String>, _: &ClientInfo) -> Result<(), MatrixError> {
+    async fn authenticate(
+        _: &AppState,
+        _: Option<String>,
+        _: &ClientInfo,
+    ) -> Result<(), MatrixError> {
         Ok(())
     }
 
@@ -112,7 +117,11 @@ impl AuthRequirement for NoAuthentication {
 impl AuthRequirement for AppserviceTokenOptional {
     type Sender = ();
 
-    async fn authenticate(_: &AppState, _: Option<String>, _: &ClientInfo) -> Result<(), MatrixError> {
+    async fn authenticate(
+        _: &AppState,
+        _: Option<String>,
+        _: &ClientInfo,
+    ) -> Result<(), MatrixError> {
         Ok(())
     }
 
@@ -124,7 +133,11 @@ impl AuthRequirement for AppserviceTokenOptional {
 impl AuthRequirement for NoAccessToken {
     type Sender = ();
 
-    async fn authenticate(_: &AppState, _: Option<String>, _: &ClientInfo) -> Result<(), MatrixError> {
+    async fn authenticate(
+        _: &AppState,
+        _: Option<String>,
+        _: &ClientInfo,
+    ) -> Result<(), MatrixError> {
         Ok(())
     }
 
@@ -134,8 +147,18 @@ impl AuthRequirement for NoAccessToken {
 }
 
 /// Resolves an access token and records the device's activity (without waiting for it).
-async fn lookup(state: &AppState, token: String, client: &ClientInfo) -> Result<Authed, MatrixError> {
-    match state.userapi.send(QueryAccessToken { access_token: token }).await? {
+async fn lookup(
+    state: &AppState,
+    token: String,
+    client: &ClientInfo,
+) -> Result<Authed, MatrixError> {
+    match state
+        .userapi
+        .send(QueryAccessToken {
+            access_token: token,
+        })
+        .await?
+    {
         TokenLookup::Valid(owner) => {
             let user_id = OwnedUserId::try_from(owner.user_id.as_str())
                 .map_err(|_| MatrixError::internal())?;
@@ -158,9 +181,15 @@ async fn lookup(state: &AppState, token: String, client: &ClientInfo) -> Result<
                 is_guest: owner.is_guest,
             })
         }
-        TokenLookup::Expired => Err(MatrixError::new("M_UNKNOWN_TOKEN", "Access token has expired")
-            .with("soft_logout", true)),
-        TokenLookup::Unknown => Err(MatrixError::new("M_UNKNOWN_TOKEN", "Unrecognised access token")),
+        TokenLookup::Expired => Err(MatrixError::new(
+            "M_UNKNOWN_TOKEN",
+            "Access token has expired",
+        )
+        .with("soft_logout", true)),
+        TokenLookup::Unknown => Err(MatrixError::new(
+            "M_UNKNOWN_TOKEN",
+            "Unrecognised access token",
+        )),
     }
 }
 
@@ -206,9 +235,16 @@ where
 }
 
 /// Reads a request body, refusing more than `limit` bytes with 413 M_TOO_LARGE.
-pub async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<Bytes, MatrixError> {
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Bytes, MatrixError> {
     let too_large = || {
-        MatrixError::new("M_TOO_LARGE", format!("Request body is larger than {limit} bytes"))
+        MatrixError::new(
+            "M_TOO_LARGE",
+            format!("Request body is larger than {limit} bytes"),
+        )
     };
     let declared = req
         .headers()
@@ -220,7 +256,8 @@ pub async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) ->
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| MatrixError::bad_json(format!("Reading body failed: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| MatrixError::bad_json(format!("Reading body failed: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -247,9 +284,12 @@ where
                 .ok_or_else(MatrixError::internal)?;
             let body = read_body(&req, payload, state.config.server.max_request_bytes).await?;
             let client = client_info(&req);
-            let sender =
-                <T::Authentication as AuthRequirement>::authenticate(&state, access_token(&req), &client)
-                    .await?;
+            let sender = <T::Authentication as AuthRequirement>::authenticate(
+                &state,
+                access_token(&req),
+                &client,
+            )
+            .await?;
             if T::RATE_LIMITED {
                 let key = <T::Authentication as AuthRequirement>::rate_key(&sender)
                     .or_else(|| client.ip.clone())
@@ -260,7 +300,11 @@ where
             let args: Vec<String> = req
                 .match_info()
                 .iter()
-                .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+                .map(|(_, v)| {
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
                 .collect();
             let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
             // ruma's parsers can panic on some malformed bodies (a login without "type");
@@ -368,7 +412,11 @@ impl Router {
     {
         let method = Method::from_bytes(T::METHOD.as_str().as_bytes()).unwrap_or(Method::GET);
         for path in T::PATH_BUILDER.all_paths() {
-            self.add_raw(path, method.clone(), web::method(method.clone()).to(handler.clone()));
+            self.add_raw(
+                path,
+                method.clone(),
+                web::method(method.clone()).to(handler.clone()),
+            );
         }
         self
     }

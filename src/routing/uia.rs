@@ -68,7 +68,12 @@ impl UiaSessions {
     }
 
     /// The 401 answer that tells the client what to do next.
-    fn challenge(&self, flows: &[&[&'static str]], session: &str, error: Option<(&'static str, &str)>) -> MatrixError {
+    fn challenge(
+        &self,
+        flows: &[&[&'static str]],
+        session: &str,
+        error: Option<(&'static str, &str)>,
+    ) -> MatrixError {
         let completed = self
             .lock()
             .get(session)
@@ -102,16 +107,24 @@ impl UiaSessions {
             Some(id) => {
                 let s = self.lock();
                 match s.get(id) {
-                    Some(found) if found.purpose == purpose && found.created.elapsed() < self.lifetime => {
+                    Some(found)
+                        if found.purpose == purpose && found.created.elapsed() < self.lifetime =>
+                    {
                         id.to_owned()
                     }
                     Some(_) => {
-                        return Err(MatrixError::new("M_UNKNOWN", "Session was issued for another request")
-                            .with_status(StatusCode::BAD_REQUEST))
+                        return Err(MatrixError::new(
+                            "M_UNKNOWN",
+                            "Session was issued for another request",
+                        )
+                        .with_status(StatusCode::BAD_REQUEST))
                     }
                     None => {
-                        return Err(MatrixError::new("M_UNKNOWN", format!("Unknown session ID: {id}"))
-                            .with_status(StatusCode::BAD_REQUEST))
+                        return Err(MatrixError::new(
+                            "M_UNKNOWN",
+                            format!("Unknown session ID: {id}"),
+                        )
+                        .with_status(StatusCode::BAD_REQUEST))
                     }
                 }
             }
@@ -120,18 +133,36 @@ impl UiaSessions {
         let stage: &'static str = match auth {
             AuthData::Dummy(_) => DUMMY,
             AuthData::RegistrationToken(t) => {
-                if !state.config.registration.tokens.iter().any(|k| k == &t.token) {
-                    return Err(self.challenge(flows, &session, Some(("M_UNAUTHORIZED", "Invalid registration token"))));
+                if !state
+                    .config
+                    .registration
+                    .tokens
+                    .iter()
+                    .any(|k| k == &t.token)
+                {
+                    return Err(self.challenge(
+                        flows,
+                        &session,
+                        Some(("M_UNAUTHORIZED", "Invalid registration token")),
+                    ));
                 }
                 REGISTRATION_TOKEN
             }
             AuthData::Password(p) => {
                 let Some(owner) = &owner else {
-                    return Err(MatrixError::bad_json("Password authentication needs a logged-in user"));
+                    return Err(MatrixError::bad_json(
+                        "Password authentication needs a logged-in user",
+                    ));
                 };
                 let named = match &p.identifier {
                     UserIdentifier::Matrix(m) => m.user.clone(),
-                    _ => return Err(self.challenge(flows, &session, Some(("M_FORBIDDEN", "Only m.id.user identifiers are supported")))),
+                    _ => {
+                        return Err(self.challenge(
+                            flows,
+                            &session,
+                            Some(("M_FORBIDDEN", "Only m.id.user identifiers are supported")),
+                        ))
+                    }
                 };
                 let same = named == owner.localpart || named == owner.user_id;
                 let check = if same {
@@ -146,21 +177,35 @@ impl UiaSessions {
                     PasswordCheck::Invalid
                 };
                 if !matches!(check, PasswordCheck::Valid { .. }) {
-                    return Err(self.challenge(flows, &session, Some(("M_FORBIDDEN", "Invalid password"))));
+                    return Err(self.challenge(
+                        flows,
+                        &session,
+                        Some(("M_FORBIDDEN", "Invalid password")),
+                    ));
                 }
                 PASSWORD
             }
             other => {
-                let kind = other.auth_type().map(|t| t.as_str().to_owned()).unwrap_or_default();
+                let kind = other
+                    .auth_type()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default();
                 return Err(self.challenge(
                     flows,
                     &session,
-                    Some(("M_UNRECOGNIZED", &format!("Unsupported authentication type {kind:?}"))),
+                    Some((
+                        "M_UNRECOGNIZED",
+                        &format!("Unsupported authentication type {kind:?}"),
+                    )),
                 ));
             }
         };
         if !flows.iter().any(|f| f.contains(&stage)) {
-            return Err(self.challenge(flows, &session, Some(("M_FORBIDDEN", "That stage is not in any flow"))));
+            return Err(self.challenge(
+                flows,
+                &session,
+                Some(("M_FORBIDDEN", "That stage is not in any flow")),
+            ));
         }
         let done = {
             let mut s = self.lock();
@@ -168,7 +213,9 @@ impl UiaSessions {
             if !entry.completed.contains(&stage) {
                 entry.completed.push(stage);
             }
-            let done = flows.iter().any(|f| f.iter().all(|st| entry.completed.contains(st)));
+            let done = flows
+                .iter()
+                .any(|f| f.iter().all(|st| entry.completed.contains(st)));
             if done {
                 s.remove(&session);
             }

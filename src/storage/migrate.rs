@@ -12,11 +12,31 @@ use sha2::{Digest, Sha256};
 
 /// Every schema file, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "001_userapi_accounts", include_str!("../../sql/001_userapi_accounts.sql")),
-    (2, "002_userapi_devices", include_str!("../../sql/002_userapi_devices.sql")),
-    (3, "003_userapi_profiles", include_str!("../../sql/003_userapi_profiles.sql")),
-    (4, "004_userapi_account_data", include_str!("../../sql/004_userapi_account_data.sql")),
-    (5, "005_userapi_filters", include_str!("../../sql/005_userapi_filters.sql")),
+    (
+        1,
+        "001_userapi_accounts",
+        include_str!("../../sql/001_userapi_accounts.sql"),
+    ),
+    (
+        2,
+        "002_userapi_devices",
+        include_str!("../../sql/002_userapi_devices.sql"),
+    ),
+    (
+        3,
+        "003_userapi_profiles",
+        include_str!("../../sql/003_userapi_profiles.sql"),
+    ),
+    (
+        4,
+        "004_userapi_account_data",
+        include_str!("../../sql/004_userapi_account_data.sql"),
+    ),
+    (
+        5,
+        "005_userapi_filters",
+        include_str!("../../sql/005_userapi_filters.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -112,7 +132,10 @@ pub async fn migrate(db: &Db) -> Result<(), StorageError> {
                 Err(e) => {
                     let _ = lite.batch("ROLLBACK".into()).await;
                     let now = db_checksums(db).await?;
-                    if MIGRATIONS.iter().all(|(v, _, _)| now.iter().any(|(a, _)| a == v)) {
+                    if MIGRATIONS
+                        .iter()
+                        .all(|(v, _, _)| now.iter().any(|(a, _)| a == v))
+                    {
                         Ok(())
                     } else {
                         Err(StorageError::Migration(e.to_string()))
@@ -156,9 +179,11 @@ mod tests {
             let (a, b) = tokio::join!(migrate(&t.db), migrate(&t.db));
             a.unwrap();
             b.unwrap();
-            let rows = t
-                .db
-                .query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[])
+            let rows =
+                t.db.query(
+                    "SELECT version, checksum FROM schema_migrations ORDER BY version",
+                    &[],
+                )
                 .await
                 .unwrap();
             assert_eq!(rows.len(), MIGRATIONS.len(), "{backend}");
@@ -180,7 +205,10 @@ mod tests {
             .await
             .unwrap();
             let err = migrate(&t.db).await.unwrap_err();
-            assert!(err.to_string().contains("changed after it was applied"), "{backend}: {err}");
+            assert!(
+                err.to_string().contains("changed after it was applied"),
+                "{backend}: {err}"
+            );
         }
     }
 }

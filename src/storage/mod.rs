@@ -438,7 +438,10 @@ mod tests {
             assert_eq!(row.string(1).unwrap(), "héllo", "{backend}");
             assert_eq!(row.bytes(2).unwrap(), bytes, "{backend}");
             assert_eq!(row.opt_string(3).unwrap(), None, "{backend}");
-            assert!(row.string(0).is_err(), "{backend}: type mismatch is an error");
+            assert!(
+                row.string(0).is_err(),
+                "{backend}: type mismatch is an error"
+            );
         }
     }
 
@@ -462,7 +465,10 @@ mod tests {
                 .await
                 .unwrap();
             txn.commit().await.unwrap();
-            let rows = db.query("SELECT k FROM t_txn ORDER BY k", &[]).await.unwrap();
+            let rows = db
+                .query("SELECT k FROM t_txn ORDER BY k", &[])
+                .await
+                .unwrap();
             let keys: Vec<String> = rows.iter().map(|r| r.string(0).unwrap()).collect();
             assert_eq!(keys, vec!["kept".to_string()], "{backend}");
         }

@@ -57,7 +57,11 @@ impl PgDb {
         self.conn().await
     }
 
-    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<Vec<Row>, StorageError> {
         query(&*self.conn().await?, sql, params).await
     }
 
@@ -81,7 +85,11 @@ impl PgTxn {
         Ok(())
     }
 
-    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<Vec<Row>, StorageError> {
         query(self.client(), sql, params).await
     }
 
@@ -139,14 +147,20 @@ fn decode_row(row: &tokio_postgres::Row) -> Result<Row, StorageError> {
         let v = if *ty == Type::INT8 {
             row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
         } else if *ty == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into()))
+            row.try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v.into()))
         } else if *ty == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into()))
+            row.try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v.into()))
         } else if *ty == Type::BOOL {
-            row.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into()))
+            row.try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v.into()))
         } else if *ty == Type::BYTEA {
             row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Bytes)
-        } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::NAME || *ty == Type::BPCHAR
+        } else if *ty == Type::TEXT
+            || *ty == Type::VARCHAR
+            || *ty == Type::NAME
+            || *ty == Type::BPCHAR
         {
             row.try_get::<_, Option<String>>(i)?.map(Value::Text)
         } else {

@@ -107,10 +107,11 @@ impl SqliteDb {
         let lease = self.lease().await?;
         // IMMEDIATE takes the write lock up front, so two transactions never deadlock
         // upgrading from read to write.
-        run(&lease, |c| c.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)).await?;
-        Ok(SqliteTxn {
-            lease: Some(lease),
+        run(&lease, |c| {
+            c.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)
         })
+        .await?;
+        Ok(SqliteTxn { lease: Some(lease) })
     }
 
     /// Runs a batch of statements (the migration runner's DDL).
@@ -119,7 +120,11 @@ impl SqliteDb {
         run(&lease, move |c| c.execute_batch(&sql).map_err(Into::into)).await
     }
 
-    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<Vec<Row>, StorageError> {
         let lease = self.lease().await?;
         query(&lease, sql, params).await
     }
@@ -148,7 +153,11 @@ impl SqliteTxn {
         result
     }
 
-    pub async fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<Vec<Row>, StorageError> {
         query(self.lease(), sql, params).await
     }
 
@@ -211,7 +220,11 @@ pub(super) fn translate(sql: &str) -> String {
     out
 }
 
-async fn query(lease: &Lease, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, StorageError> {
+async fn query(
+    lease: &Lease,
+    sql: &str,
+    params: &[&dyn ToValue],
+) -> Result<Vec<Row>, StorageError> {
     let sql = translate(sql);
     let vals = values(params);
     run(lease, move |c| {

@@ -52,8 +52,15 @@ impl TestDb {
                 );
                 admin(&format!("CREATE DATABASE {name}")).await;
                 let admin_url = postgres_admin_url();
-                let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url);
-                TestDb { url: format!("{base}/{name}"), dir, pg_name: Some(name) }
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .unwrap_or(admin_url);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
             }
         }
     }
@@ -86,7 +93,9 @@ impl Drop for TestDb {
 
 /// Drops a test database from a plain thread (Drop cannot await).
 fn postgres_blocking(url: &str) -> Option<Dropper> {
-    Some(Dropper { url: url.to_owned() })
+    Some(Dropper {
+        url: url.to_owned(),
+    })
 }
 
 struct Dropper {
@@ -95,11 +104,18 @@ struct Dropper {
 
 impl Dropper {
     fn block_on(&mut self, name: String) -> Option<()> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.ok()?;
+            let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .ok()?;
             tokio::spawn(conn);
-            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .ok()
         })
     }
 }
@@ -145,18 +161,26 @@ impl TestServer {
             node: Some(node),
             userapi_node,
             db,
-            client: awc::Client::builder().timeout(std::time::Duration::from_secs(60)).finish(),
+            client: awc::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .finish(),
             backend,
             topology,
             extra,
         }
     }
 
-    async fn start_nodes(db: &TestDb, topology: Topology, extra: &[String]) -> (Node, Option<Node>) {
+    async fn start_nodes(
+        db: &TestDb,
+        topology: Topology,
+        extra: &[String],
+    ) -> (Node, Option<Node>) {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         match topology {
             Topology::Local => {
-                let node = Node::start(test_config(&db.url, db.dir.path(), &extra)).await.expect("start node");
+                let node = Node::start(test_config(&db.url, db.dir.path(), &extra))
+                    .await
+                    .expect("start node");
                 (node, None)
             }
             Topology::Bridged => {
@@ -170,9 +194,13 @@ impl TestServer {
                 let mut c_extra = extra.clone();
                 c_extra.push(&remote);
                 // The routing node has no database: point it at nowhere to prove it.
-                let node = Node::start(test_config("sqlite:/nonexistent/never-opened.db", db.dir.path(), &c_extra))
-                    .await
-                    .expect("start routing node");
+                let node = Node::start(test_config(
+                    "sqlite:/nonexistent/never-opened.db",
+                    db.dir.path(),
+                    &c_extra,
+                ))
+                .await
+                .expect("start routing node");
                 (node, Some(unode))
             }
         }
@@ -193,11 +221,24 @@ impl TestServer {
     }
 
     pub fn metrics_base(&self) -> String {
-        format!("http://{}", self.node.as_ref().unwrap().metrics_addr.expect("metrics listener"))
+        format!(
+            "http://{}",
+            self.node
+                .as_ref()
+                .unwrap()
+                .metrics_addr
+                .expect("metrics listener")
+        )
     }
 
     /// Sends a request to the client listener; returns status and JSON body (Null if none).
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}{}", self.base, path);
         let mut req = self.client.request(method.parse().unwrap(), url);
         if let Some(t) = token {
@@ -209,20 +250,36 @@ impl TestServer {
         }
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let bytes = resp.body().limit(16 * 1024 * 1024).await.expect("body");
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         (resp.status().as_u16(), json)
     }
 
     /// Sends raw bytes as the body.
-    pub async fn call_raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.client.request(method.parse().unwrap(), url).insert_header(("Content-Type", "application/json"));
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), url)
+            .insert_header(("Content-Type", "application/json"));
         if let Some(t) = token {
             req = req.insert_header(("Authorization", format!("Bearer {t}")));
         }
         let mut resp = req.send_body(body).await.expect("send");
         let bytes = resp.body().limit(16 * 1024 * 1024).await.expect("body");
-        (resp.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            resp.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {

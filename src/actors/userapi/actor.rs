@@ -79,7 +79,9 @@ impl Handler<InputDeviceActivity> for UserApiActor {
         let now = crate::storage::now_ms();
         let key = (msg.localpart.clone(), msg.device_id.clone());
         let write = match self.seen.get(&key) {
-            Some((ip, at)) => *ip != msg.ip || now - at >= handlers::input_device_activity::COALESCE_MS,
+            Some((ip, at)) => {
+                *ip != msg.ip || now - at >= handlers::input_device_activity::COALESCE_MS
+            }
             None => true,
         };
         if !write {

@@ -3,7 +3,9 @@
 //! stalls the async executor that serves every other request.
 
 use actix::prelude::*;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 pub struct PasswordHasher {
@@ -12,7 +14,11 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     /// Starts `threads` hasher threads with the given argon2id cost.
-    pub fn start(threads: usize, memory_kib: u32, iterations: u32) -> Result<Addr<PasswordHasher>, String> {
+    pub fn start(
+        threads: usize,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> Result<Addr<PasswordHasher>, String> {
         let params = Params::new(memory_kib, iterations, 1, None).map_err(|e| e.to_string())?;
         Ok(SyncArbiter::start(threads.max(1), move || PasswordHasher {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
@@ -54,7 +60,11 @@ impl Handler<VerifyPassword> for PasswordHasher {
 
     fn handle(&mut self, msg: VerifyPassword, _: &mut SyncContext<Self>) -> bool {
         PasswordHash::new(&msg.hash)
-            .map(|h| self.argon2.verify_password(msg.password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                self.argon2
+                    .verify_password(msg.password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     }
 }

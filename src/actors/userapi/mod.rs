@@ -99,26 +99,90 @@ mod tests {
     #[test]
     fn every_message_survives_serde() {
         let l = || "alice".to_string();
-        round_trip(QueryAccessToken { access_token: "t".into() });
+        round_trip(QueryAccessToken {
+            access_token: "t".into(),
+        });
         round_trip(QueryAccountAvailability { localpart: l() });
-        round_trip(QueryPasswordCheck { localpart: l(), password: "p".into() });
+        round_trip(QueryPasswordCheck {
+            localpart: l(),
+            password: "p".into(),
+        });
         round_trip(QueryDevices { localpart: l() });
-        round_trip(QueryDevice { localpart: l(), device_id: "D".into() });
+        round_trip(QueryDevice {
+            localpart: l(),
+            device_id: "D".into(),
+        });
         round_trip(QueryProfile { localpart: l() });
-        round_trip(QueryAccountData { localpart: l(), room_id: Some("!r:x".into()), data_type: "t".into() });
-        round_trip(QueryFilter { localpart: l(), filter_id: "0".into() });
-        round_trip(PerformAccountCreation { localpart: l(), password: Some("p".into()), is_guest: false, display_name: None });
-        round_trip(PerformDeviceCreation { localpart: l(), device_id: None, display_name: Some("d".into()), ip: None, user_agent: None, refresh_token: true });
-        round_trip(PerformTokenRefresh { refresh_token: "r".into() });
-        round_trip(PerformPasswordUpdate { localpart: l(), new_password: "p".into(), logout_devices: true, keep_device: None });
+        round_trip(QueryAccountData {
+            localpart: l(),
+            room_id: Some("!r:x".into()),
+            data_type: "t".into(),
+        });
+        round_trip(QueryFilter {
+            localpart: l(),
+            filter_id: "0".into(),
+        });
+        round_trip(PerformAccountCreation {
+            localpart: l(),
+            password: Some("p".into()),
+            is_guest: false,
+            display_name: None,
+        });
+        round_trip(PerformDeviceCreation {
+            localpart: l(),
+            device_id: None,
+            display_name: Some("d".into()),
+            ip: None,
+            user_agent: None,
+            refresh_token: true,
+        });
+        round_trip(PerformTokenRefresh {
+            refresh_token: "r".into(),
+        });
+        round_trip(PerformPasswordUpdate {
+            localpart: l(),
+            new_password: "p".into(),
+            logout_devices: true,
+            keep_device: None,
+        });
         round_trip(PerformAccountDeactivation { localpart: l() });
-        round_trip(PerformDeviceUpdate { localpart: l(), device_id: "D".into(), display_name: None });
-        round_trip(PerformDeviceDeletion { localpart: l(), device_ids: Some(vec!["D".into()]), except: None });
-        round_trip(PerformProfileUpdate { localpart: l(), field: ProfileField::AvatarUrl, value: None });
-        round_trip(PerformAccountDataUpdate { localpart: l(), room_id: None, data_type: "t".into(), content: "{}".into() });
-        round_trip(PerformFilterCreation { localpart: l(), filter: "{}".into() });
-        round_trip(InputDeviceActivity { localpart: l(), device_id: "D".into(), ip: None, user_agent: None });
-        round_trip(TokenLookup::Valid(TokenOwner { user_id: "@a:x".into(), localpart: l(), device_id: "D".into(), is_guest: false }));
+        round_trip(PerformDeviceUpdate {
+            localpart: l(),
+            device_id: "D".into(),
+            display_name: None,
+        });
+        round_trip(PerformDeviceDeletion {
+            localpart: l(),
+            device_ids: Some(vec!["D".into()]),
+            except: None,
+        });
+        round_trip(PerformProfileUpdate {
+            localpart: l(),
+            field: ProfileField::AvatarUrl,
+            value: None,
+        });
+        round_trip(PerformAccountDataUpdate {
+            localpart: l(),
+            room_id: None,
+            data_type: "t".into(),
+            content: "{}".into(),
+        });
+        round_trip(PerformFilterCreation {
+            localpart: l(),
+            filter: "{}".into(),
+        });
+        round_trip(InputDeviceActivity {
+            localpart: l(),
+            device_id: "D".into(),
+            ip: None,
+            user_agent: None,
+        });
+        round_trip(TokenLookup::Valid(TokenOwner {
+            user_id: "@a:x".into(),
+            localpart: l(),
+            device_id: "D".into(),
+            is_guest: false,
+        }));
         round_trip(Err::<(), _>(super::UserApiError::UserInUse));
     }
 }

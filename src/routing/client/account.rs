@@ -31,7 +31,10 @@ pub async fn change_password(
     let sender = require(req.sender)?;
     let body = req.body;
     if body.new_password.is_empty() {
-        return Err(MatrixError::new("M_MISSING_PARAM", "new_password must not be empty"));
+        return Err(MatrixError::new(
+            "M_MISSING_PARAM",
+            "new_password must not be empty",
+        ));
     }
     if body.new_password.len() > super::register::MAX_PASSWORD_LEN {
         return Err(MatrixError::invalid_param("Password too long"));
@@ -44,7 +47,10 @@ pub async fn change_password(
             body.auth.as_ref(),
             &[&[uia::PASSWORD]],
             &format!("change_password:{user_id}"),
-            Some(PasswordOwner { localpart: &sender.localpart, user_id: &user_id }),
+            Some(PasswordOwner {
+                localpart: &sender.localpart,
+                user_id: &user_id,
+            }),
         )
         .await?;
     state
@@ -73,20 +79,29 @@ pub async fn deactivate(
             req.body.auth.as_ref(),
             &[&[uia::PASSWORD]],
             &format!("deactivate:{user_id}"),
-            Some(PasswordOwner { localpart: &sender.localpart, user_id: &user_id }),
+            Some(PasswordOwner {
+                localpart: &sender.localpart,
+                user_id: &user_id,
+            }),
         )
         .await?;
     state
         .userapi
-        .send(PerformAccountDeactivation { localpart: sender.localpart.clone() })
+        .send(PerformAccountDeactivation {
+            localpart: sender.localpart.clone(),
+        })
         .await?;
-    Ok(RumaResponse(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport)))
+    Ok(RumaResponse(deactivate::v3::Response::new(
+        ThirdPartyIdRemovalStatus::NoSupport,
+    )))
 }
 
 /// # `GET /_matrix/client/v3/account/3pid`
 ///
 /// This server binds no third-party identifiers, so the list is always empty.
-pub async fn get_3pids(_req: Ruma<get_3pids::v3::Request>) -> Result<actix_web::HttpResponse, MatrixError> {
+pub async fn get_3pids(
+    _req: Ruma<get_3pids::v3::Request>,
+) -> Result<actix_web::HttpResponse, MatrixError> {
     // Written out so the empty list is present (ruma omits it).
     Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({ "threepids": [] })))
 }

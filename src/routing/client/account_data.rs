@@ -7,8 +7,7 @@ use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::web;
 use ruma::api::client::config::{
-    get_global_account_data, get_room_account_data, set_global_account_data,
-    set_room_account_data,
+    get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
 };
 use ruma::serde::Raw;
 
@@ -31,19 +30,39 @@ fn check_writable(data_type: &str) -> Result<(), MatrixError> {
     Ok(())
 }
 
-async fn get(state: &AppState, localpart: &str, room_id: Option<String>, data_type: String) -> Result<String, MatrixError> {
+async fn get(
+    state: &AppState,
+    localpart: &str,
+    room_id: Option<String>,
+    data_type: String,
+) -> Result<String, MatrixError> {
     state
         .userapi
-        .send(QueryAccountData { localpart: localpart.to_owned(), room_id, data_type })
+        .send(QueryAccountData {
+            localpart: localpart.to_owned(),
+            room_id,
+            data_type,
+        })
         .await?
         .ok_or_else(|| MatrixError::not_found("Account data not found"))
 }
 
-async fn put(state: &AppState, localpart: &str, room_id: Option<String>, data_type: String, content: String) -> Result<(), MatrixError> {
+async fn put(
+    state: &AppState,
+    localpart: &str,
+    room_id: Option<String>,
+    data_type: String,
+    content: String,
+) -> Result<(), MatrixError> {
     check_writable(&data_type)?;
     state
         .userapi
-        .send(PerformAccountDataUpdate { localpart: localpart.to_owned(), room_id, data_type, content })
+        .send(PerformAccountDataUpdate {
+            localpart: localpart.to_owned(),
+            room_id,
+            data_type,
+            content,
+        })
         .await?;
     Ok(())
 }
@@ -58,8 +77,16 @@ pub async fn get_global_account_data(
     req: Ruma<get_global_account_data::v3::Request>,
 ) -> RumaResult<get_global_account_data::v3::Response> {
     ensure_self(&req.sender, &req.body.user_id, "get account data")?;
-    let text = get(&state, &req.sender.localpart, None, req.body.event_type.to_string()).await?;
-    Ok(RumaResponse(get_global_account_data::v3::Response::new(raw(text)?)))
+    let text = get(
+        &state,
+        &req.sender.localpart,
+        None,
+        req.body.event_type.to_string(),
+    )
+    .await?;
+    Ok(RumaResponse(get_global_account_data::v3::Response::new(
+        raw(text)?,
+    )))
 }
 
 /// # `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
@@ -69,7 +96,14 @@ pub async fn set_global_account_data(
 ) -> RumaResult<set_global_account_data::v3::Response> {
     ensure_self(&req.sender, &req.body.user_id, "add account data")?;
     let content = object_text(req.body.data.json())?;
-    put(&state, &req.sender.localpart, None, req.body.event_type.to_string(), content).await?;
+    put(
+        &state,
+        &req.sender.localpart,
+        None,
+        req.body.event_type.to_string(),
+        content,
+    )
+    .await?;
     Ok(RumaResponse(set_global_account_data::v3::Response::new()))
 }
 
@@ -80,8 +114,16 @@ pub async fn get_room_account_data(
 ) -> RumaResult<get_room_account_data::v3::Response> {
     ensure_self(&req.sender, &req.body.user_id, "get account data")?;
     let room = Some(req.body.room_id.to_string());
-    let text = get(&state, &req.sender.localpart, room, req.body.event_type.to_string()).await?;
-    Ok(RumaResponse(get_room_account_data::v3::Response::new(raw(text)?)))
+    let text = get(
+        &state,
+        &req.sender.localpart,
+        room,
+        req.body.event_type.to_string(),
+    )
+    .await?;
+    Ok(RumaResponse(get_room_account_data::v3::Response::new(raw(
+        text,
+    )?)))
 }
 
 /// # `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
@@ -92,6 +134,13 @@ pub async fn set_room_account_data(
     ensure_self(&req.sender, &req.body.user_id, "add account data")?;
     let content = object_text(req.body.data.json())?;
     let room = Some(req.body.room_id.to_string());
-    put(&state, &req.sender.localpart, room, req.body.event_type.to_string(), content).await?;
+    put(
+        &state,
+        &req.sender.localpart,
+        room,
+        req.body.event_type.to_string(),
+        content,
+    )
+    .await?;
     Ok(RumaResponse(set_room_account_data::v3::Response::new()))
 }

@@ -31,7 +31,9 @@ pub async fn get_devices(
 ) -> RumaResult<get_devices::v3::Response> {
     let devices = state
         .userapi
-        .send(QueryDevices { localpart: req.sender.localpart.clone() })
+        .send(QueryDevices {
+            localpart: req.sender.localpart.clone(),
+        })
         .await?;
     Ok(RumaResponse(get_devices::v3::Response::new(
         devices.into_iter().map(device).collect(),
@@ -59,8 +61,15 @@ pub async fn update_device(
     state: web::Data<AppState>,
     req: Ruma<update_device::v3::Request>,
 ) -> RumaResult<update_device::v3::Response> {
-    if req.body.display_name.as_ref().is_some_and(|n| n.len() > 100) {
-        return Err(MatrixError::invalid_param("Device display name is too long (max 100)"));
+    if req
+        .body
+        .display_name
+        .as_ref()
+        .is_some_and(|n| n.len() > 100)
+    {
+        return Err(MatrixError::invalid_param(
+            "Device display name is too long (max 100)",
+        ));
     }
     state
         .userapi
@@ -82,7 +91,10 @@ pub async fn delete_device(
     let device_id = req.body.device_id.to_string();
     let exists = state
         .userapi
-        .send(QueryDevice { localpart: sender.localpart.clone(), device_id: device_id.clone() })
+        .send(QueryDevice {
+            localpart: sender.localpart.clone(),
+            device_id: device_id.clone(),
+        })
         .await?
         .is_some();
     if !exists {
@@ -96,7 +108,10 @@ pub async fn delete_device(
             req.body.auth.as_ref(),
             &[&[uia::PASSWORD]],
             &format!("delete_device:{user_id}:{device_id}"),
-            Some(PasswordOwner { localpart: &sender.localpart, user_id: &user_id }),
+            Some(PasswordOwner {
+                localpart: &sender.localpart,
+                user_id: &user_id,
+            }),
         )
         .await?;
     state
@@ -126,7 +141,10 @@ pub async fn delete_devices(
             req.body.auth.as_ref(),
             &[&[uia::PASSWORD]],
             &format!("delete_devices:{user_id}:{}", ids.join(",")),
-            Some(PasswordOwner { localpart: &sender.localpart, user_id: &user_id }),
+            Some(PasswordOwner {
+                localpart: &sender.localpart,
+                user_id: &user_id,
+            }),
         )
         .await?;
     state

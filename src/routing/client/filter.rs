@@ -17,7 +17,10 @@ pub async fn create_filter(
     let filter = serde_json::to_string(&req.body.filter).map_err(|_| MatrixError::internal())?;
     let filter_id = state
         .userapi
-        .send(PerformFilterCreation { localpart: req.sender.localpart.clone(), filter })
+        .send(PerformFilterCreation {
+            localpart: req.sender.localpart.clone(),
+            filter,
+        })
         .await?;
     Ok(RumaResponse(create_filter::v3::Response::new(filter_id)))
 }

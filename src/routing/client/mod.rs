@@ -28,7 +28,9 @@ pub fn router() -> Router {
             web::get().to(discovery::well_known_server),
         )
         .add::<c::account::register::v3::Request, _, _>(register::register)
-        .add::<c::account::get_username_availability::v3::Request, _, _>(register::get_username_availability)
+        .add::<c::account::get_username_availability::v3::Request, _, _>(
+            register::get_username_availability,
+        )
         .add::<c::account::check_registration_token_validity::v1::Request, _, _>(
             register::check_registration_token_validity,
         )
@@ -59,10 +61,18 @@ pub fn router() -> Router {
         .add::<c::profile::set_display_name::v3::Request, _, _>(profile::set_display_name)
         .add::<c::profile::get_avatar_url::v3::Request, _, _>(profile::get_avatar_url)
         .add::<c::profile::set_avatar_url::v3::Request, _, _>(profile::set_avatar_url)
-        .add::<c::config::get_global_account_data::v3::Request, _, _>(account_data::get_global_account_data)
-        .add::<c::config::set_global_account_data::v3::Request, _, _>(account_data::set_global_account_data)
-        .add::<c::config::get_room_account_data::v3::Request, _, _>(account_data::get_room_account_data)
-        .add::<c::config::set_room_account_data::v3::Request, _, _>(account_data::set_room_account_data)
+        .add::<c::config::get_global_account_data::v3::Request, _, _>(
+            account_data::get_global_account_data,
+        )
+        .add::<c::config::set_global_account_data::v3::Request, _, _>(
+            account_data::set_global_account_data,
+        )
+        .add::<c::config::get_room_account_data::v3::Request, _, _>(
+            account_data::get_room_account_data,
+        )
+        .add::<c::config::set_room_account_data::v3::Request, _, _>(
+            account_data::set_room_account_data,
+        )
         .add::<c::filter::create_filter::v3::Request, _, _>(filter::create_filter)
         .add::<c::filter::get_filter::v3::Request, _, _>(filter::get_filter);
     r
@@ -73,7 +83,9 @@ fn ensure_self(sender: &Authed, user_id: &UserId, what: &str) -> Result<(), Matr
     if sender.user_id == user_id {
         Ok(())
     } else {
-        Err(MatrixError::forbidden(format!("Cannot {what} for other users.")))
+        Err(MatrixError::forbidden(format!(
+            "Cannot {what} for other users."
+        )))
     }
 }
 

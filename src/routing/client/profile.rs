@@ -1,7 +1,7 @@
 //! Profiles: display name and avatar, read by anyone, set by their owner.
 
 use super::{ensure_self, local_part};
-use crate::actors::userapi::messages::{Profile, PerformProfileUpdate, ProfileField, QueryProfile};
+use crate::actors::userapi::messages::{PerformProfileUpdate, Profile, ProfileField, QueryProfile};
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
@@ -21,11 +21,15 @@ const MAX_AVATAR_URL_LEN: usize = 1000;
 async fn profile_of(state: &AppState, user_id: &UserId) -> Result<Profile, MatrixError> {
     let Some(localpart) = local_part(state.server_name(), user_id) else {
         // Remote profiles arrive with federation.
-        return Err(MatrixError::not_found("Profile lookup over federation is not supported yet"));
+        return Err(MatrixError::not_found(
+            "Profile lookup over federation is not supported yet",
+        ));
     };
     state
         .userapi
-        .send(QueryProfile { localpart: localpart.to_owned() })
+        .send(QueryProfile {
+            localpart: localpart.to_owned(),
+        })
         .await?
         .ok_or_else(|| MatrixError::not_found("Profile not found"))
 }
@@ -52,7 +56,9 @@ pub async fn get_display_name(
     req: Ruma<get_display_name::v3::Request>,
 ) -> RumaResult<get_display_name::v3::Response> {
     let profile = profile_of(&state, &req.body.user_id).await?;
-    Ok(RumaResponse(get_display_name::v3::Response::new(profile.displayname)))
+    Ok(RumaResponse(get_display_name::v3::Response::new(
+        profile.displayname,
+    )))
 }
 
 /// # `GET /_matrix/client/v3/profile/{userId}/avatar_url`
@@ -74,7 +80,11 @@ async fn set(
 ) -> Result<(), MatrixError> {
     state
         .userapi
-        .send(PerformProfileUpdate { localpart: localpart.to_owned(), field, value })
+        .send(PerformProfileUpdate {
+            localpart: localpart.to_owned(),
+            field,
+            value,
+        })
         .await?;
     Ok(())
 }
@@ -91,7 +101,13 @@ pub async fn set_display_name(
             "Display name is too long (max {MAX_DISPLAYNAME_LEN})"
         )));
     }
-    set(&state, &req.sender.localpart, ProfileField::DisplayName, name).await?;
+    set(
+        &state,
+        &req.sender.localpart,
+        ProfileField::DisplayName,
+        name,
+    )
+    .await?;
     Ok(RumaResponse(set_display_name::v3::Response::new()))
 }
 

@@ -29,7 +29,9 @@ pub fn validate_localpart(server_name: &str, username: &str) -> Result<String, M
         .chars()
         .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
     {
-        return Err(invalid("User ID can only contain characters a-z, 0-9, or '=_-./+'"));
+        return Err(invalid(
+            "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+        ));
     }
     if localpart.starts_with('_') {
         return Err(invalid("User ID may not begin with _"));
@@ -77,7 +79,11 @@ pub async fn register(
     } else {
         // Name and password problems are reported before auth, so a client learns of
         // them before the user completes any stage.
-        if body.password.as_ref().is_some_and(|p| p.len() > MAX_PASSWORD_LEN) {
+        if body
+            .password
+            .as_ref()
+            .is_some_and(|p| p.len() > MAX_PASSWORD_LEN)
+        {
             return Err(MatrixError::invalid_param("Password too long"));
         }
         let localpart = match &body.username {
@@ -85,7 +91,9 @@ pub async fn register(
                 let lp = validate_localpart(state.server_name(), name)?;
                 let free = state
                     .userapi
-                    .send(QueryAccountAvailability { localpart: lp.clone() })
+                    .send(QueryAccountAvailability {
+                        localpart: lp.clone(),
+                    })
                     .await?;
                 if !free {
                     return Err(MatrixError::new("M_USER_IN_USE", "User ID already taken."));
@@ -109,7 +117,11 @@ pub async fn register(
         localpart
     };
 
-    let display_name = if is_guest { None } else { Some(localpart.clone()) };
+    let display_name = if is_guest {
+        None
+    } else {
+        Some(localpart.clone())
+    };
     state
         .userapi
         .send(PerformAccountCreation {
@@ -162,7 +174,9 @@ pub async fn get_username_availability(
     if !free {
         return Err(MatrixError::new("M_USER_IN_USE", "User ID already taken."));
     }
-    Ok(RumaResponse(get_username_availability::v3::Response::new(true)))
+    Ok(RumaResponse(get_username_availability::v3::Response::new(
+        true,
+    )))
 }
 
 /// # `GET /_matrix/client/v1/register/m.login.registration_token/validity`
@@ -179,7 +193,9 @@ pub async fn check_registration_token_validity(
         .tokens
         .iter()
         .any(|t| *t == req.body.token);
-    Ok(RumaResponse(check_registration_token_validity::v1::Response::new(valid)))
+    Ok(RumaResponse(
+        check_registration_token_validity::v1::Response::new(valid),
+    ))
 }
 
 #[cfg(test)]

@@ -26,7 +26,10 @@ pub async fn get_login_types(
 
 /// The localpart a login names: `m.id.user` (a localpart or a full ID of this server) or
 /// the legacy top-level `user` field.
-fn login_localpart(state: &AppState, password: &login::v3::Password) -> Result<String, MatrixError> {
+fn login_localpart(
+    state: &AppState,
+    password: &login::v3::Password,
+) -> Result<String, MatrixError> {
     #[allow(deprecated)]
     let named = match (&password.identifier, &password.user) {
         (Some(UserIdentifier::Matrix(m)), _) => m.user.clone(),
@@ -78,9 +81,14 @@ pub async fn login(
         .await?;
     let user_id = match check {
         PasswordCheck::Valid { user_id } => user_id,
-        PasswordCheck::Invalid => return Err(MatrixError::forbidden("Invalid username or password")),
+        PasswordCheck::Invalid => {
+            return Err(MatrixError::forbidden("Invalid username or password"))
+        }
         PasswordCheck::Deactivated => {
-            return Err(MatrixError::new("M_USER_DEACTIVATED", "This account has been deactivated"))
+            return Err(MatrixError::new(
+                "M_USER_DEACTIVATED",
+                "This account has been deactivated",
+            ))
         }
     };
     let session = state
@@ -99,9 +107,9 @@ pub async fn login(
         login::v3::Response::new(user_id, session.access_token, session.device_id.into());
     response.refresh_token = session.refresh_token;
     response.expires_in = session.expires_in_ms.map(Duration::from_millis);
-    response.well_known = Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(
-        state.config.public_baseurl(),
-    )));
+    response.well_known = Some(login::v3::DiscoveryInfo::new(
+        login::v3::HomeserverInfo::new(state.config.public_baseurl()),
+    ));
     Ok(RumaResponse(response))
 }
 

@@ -8,13 +8,18 @@ use crate::actors::userapi::{tokens, UserApiError};
 pub async fn handle(deps: &Deps, msg: PerformDeviceCreation) -> Result<NewSession, UserApiError> {
     let account = accounts::select(&deps.db, &msg.localpart).await?;
     if !account.is_some_and(|a| !a.deactivated) {
-        return Err(UserApiError::NotFound(format!("no active account {}", msg.localpart)));
+        return Err(UserApiError::NotFound(format!(
+            "no active account {}",
+            msg.localpart
+        )));
     }
     let device_id = msg.device_id.unwrap_or_else(tokens::random_device_id);
     let access_token = tokens::random_token("mya_");
     let refresh_token = msg.refresh_token.then(|| tokens::random_token("myr_"));
     let now = crate::storage::now_ms();
-    let expires_in_ms = refresh_token.as_ref().map(|_| deps.access_token_lifetime_ms);
+    let expires_in_ms = refresh_token
+        .as_ref()
+        .map(|_| deps.access_token_lifetime_ms);
     let access_hash = tokens::hash(&access_token);
     let refresh_hash = refresh_token.as_deref().map(tokens::hash);
     devices::upsert(

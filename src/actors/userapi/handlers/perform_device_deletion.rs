@@ -10,7 +10,10 @@ pub async fn handle(deps: &Deps, msg: PerformDeviceDeletion) -> Result<(), UserA
         None => devices::delete_all(&deps.db, &msg.localpart, msg.except.as_deref()).await?,
         Some(ids) => {
             let txn = deps.db.begin().await?;
-            for id in ids.iter().filter(|id| Some(id.as_str()) != msg.except.as_deref()) {
+            for id in ids
+                .iter()
+                .filter(|id| Some(id.as_str()) != msg.except.as_deref())
+            {
                 devices::delete_one(&txn, &msg.localpart, id).await?;
             }
             txn.commit().await?;

@@ -16,6 +16,9 @@ pub async fn handle(deps: &Deps, msg: PerformDeviceUpdate) -> Result<(), UserApi
     if found {
         Ok(())
     } else {
-        Err(UserApiError::NotFound(format!("no device {}", msg.device_id)))
+        Err(UserApiError::NotFound(format!(
+            "no device {}",
+            msg.device_id
+        )))
     }
 }

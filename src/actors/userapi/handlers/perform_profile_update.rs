@@ -8,12 +8,19 @@ use crate::actors::userapi::UserApiError;
 pub async fn handle(deps: &Deps, msg: PerformProfileUpdate) -> Result<(), UserApiError> {
     let value = msg.value.as_deref();
     let found = match msg.field {
-        ProfileField::DisplayName => profiles::set_display_name(&deps.db, &msg.localpart, value).await?,
-        ProfileField::AvatarUrl => profiles::set_avatar_url(&deps.db, &msg.localpart, value).await?,
+        ProfileField::DisplayName => {
+            profiles::set_display_name(&deps.db, &msg.localpart, value).await?
+        }
+        ProfileField::AvatarUrl => {
+            profiles::set_avatar_url(&deps.db, &msg.localpart, value).await?
+        }
     };
     if found {
         Ok(())
     } else {
-        Err(UserApiError::NotFound(format!("no profile for {}", msg.localpart)))
+        Err(UserApiError::NotFound(format!(
+            "no profile for {}",
+            msg.localpart
+        )))
     }
 }

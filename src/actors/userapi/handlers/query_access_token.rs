@@ -10,7 +10,10 @@ pub async fn handle(deps: &Deps, msg: QueryAccessToken) -> Result<TokenLookup, U
     else {
         return Ok(TokenLookup::Unknown);
     };
-    if row.expires_ts.is_some_and(|at| at <= crate::storage::now_ms()) {
+    if row
+        .expires_ts
+        .is_some_and(|at| at <= crate::storage::now_ms())
+    {
         return Ok(TokenLookup::Expired);
     }
     Ok(TokenLookup::Valid(TokenOwner {

@@ -6,5 +6,11 @@ use crate::actors::userapi::storage::account_data;
 use crate::actors::userapi::UserApiError;
 
 pub async fn handle(deps: &Deps, msg: QueryAccountData) -> Result<Option<String>, UserApiError> {
-    Ok(account_data::select(&deps.db, &msg.localpart, msg.room_id.as_deref(), &msg.data_type).await?)
+    Ok(account_data::select(
+        &deps.db,
+        &msg.localpart,
+        msg.room_id.as_deref(),
+        &msg.data_type,
+    )
+    .await?)
 }

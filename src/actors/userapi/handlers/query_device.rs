@@ -6,7 +6,9 @@ use crate::actors::userapi::storage::devices;
 use crate::actors::userapi::UserApiError;
 
 pub async fn handle(deps: &Deps, msg: QueryDevice) -> Result<Option<DeviceInfo>, UserApiError> {
-    Ok(devices::select_one(&deps.db, &msg.localpart, &msg.device_id)
-        .await?
-        .map(super::query_devices::info))
+    Ok(
+        devices::select_one(&deps.db, &msg.localpart, &msg.device_id)
+            .await?
+            .map(super::query_devices::info),
+    )
 }

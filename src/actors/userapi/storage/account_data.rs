@@ -22,8 +22,11 @@ pub async fn upsert(
     data_type: &str,
     content: &str,
 ) -> Result<(), StorageError> {
-    db.execute(UPSERT, &[&localpart, &room_key(room_id), &data_type, &content])
-        .await?;
+    db.execute(
+        UPSERT,
+        &[&localpart, &room_key(room_id), &data_type, &content],
+    )
+    .await?;
     Ok(())
 }
 
@@ -56,16 +59,36 @@ mod tests {
         for backend in BACKENDS {
             let t = test_db(backend).await;
             let db = &t.db;
-            upsert(db, "alice", None, "m.test", "{\"a\":1}").await.unwrap();
-            upsert(db, "alice", Some("!r:x"), "m.test", "{\"b\":2}").await.unwrap();
-            upsert(db, "alice", None, "m.test", "{\"a\":3}").await.unwrap();
-            assert_eq!(select(db, "alice", None, "m.test").await.unwrap().as_deref(), Some("{\"a\":3}"));
+            upsert(db, "alice", None, "m.test", "{\"a\":1}")
+                .await
+                .unwrap();
+            upsert(db, "alice", Some("!r:x"), "m.test", "{\"b\":2}")
+                .await
+                .unwrap();
+            upsert(db, "alice", None, "m.test", "{\"a\":3}")
+                .await
+                .unwrap();
             assert_eq!(
-                select(db, "alice", Some("!r:x"), "m.test").await.unwrap().as_deref(),
+                select(db, "alice", None, "m.test")
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("{\"a\":3}")
+            );
+            assert_eq!(
+                select(db, "alice", Some("!r:x"), "m.test")
+                    .await
+                    .unwrap()
+                    .as_deref(),
                 Some("{\"b\":2}"),
                 "{backend}"
             );
-            assert_eq!(select(db, "alice", Some("!other:x"), "m.test").await.unwrap(), None);
+            assert_eq!(
+                select(db, "alice", Some("!other:x"), "m.test")
+                    .await
+                    .unwrap(),
+                None
+            );
             delete_all(db, "alice").await.unwrap();
             assert_eq!(select(db, "alice", None, "m.test").await.unwrap(), None);
         }

@@ -74,14 +74,32 @@ mod tests {
             let t = test_db(backend).await;
             let db = &t.db;
             assert!(insert(db, "alice", Some("h1"), false, 1).await.unwrap());
-            assert!(!insert(db, "alice", None, true, 2).await.unwrap(), "{backend}: taken");
+            assert!(
+                !insert(db, "alice", None, true, 2).await.unwrap(),
+                "{backend}: taken"
+            );
             assert!(insert(db, "guest1", None, true, 3).await.unwrap());
             let a = select(db, "alice").await.unwrap().unwrap();
-            assert_eq!(a, Account { password_hash: Some("h1".into()), is_guest: false, deactivated: false });
+            assert_eq!(
+                a,
+                Account {
+                    password_hash: Some("h1".into()),
+                    is_guest: false,
+                    deactivated: false
+                }
+            );
             assert!(select(db, "guest1").await.unwrap().unwrap().is_guest);
             assert_eq!(select(db, "bob").await.unwrap(), None);
             update_password(db, "alice", "h2").await.unwrap();
-            assert_eq!(select(db, "alice").await.unwrap().unwrap().password_hash.as_deref(), Some("h2"));
+            assert_eq!(
+                select(db, "alice")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .password_hash
+                    .as_deref(),
+                Some("h2")
+            );
             deactivate(db, "alice").await.unwrap();
             let a = select(db, "alice").await.unwrap().unwrap();
             assert!(a.deactivated && a.password_hash.is_none(), "{backend}");

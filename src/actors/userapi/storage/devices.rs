@@ -139,7 +139,14 @@ pub async fn rotate_tokens(
     Ok(db
         .execute(
             ROTATE_TOKENS,
-            &[&localpart, &device_id, &access_hash, &access_expires_ts, &refresh_hash, &old_refresh_hash],
+            &[
+                &localpart,
+                &device_id,
+                &access_hash,
+                &access_expires_ts,
+                &refresh_hash,
+                &old_refresh_hash,
+            ],
         )
         .await?
         == 1)
@@ -147,7 +154,11 @@ pub async fn rotate_tokens(
 
 /// Lists a user's devices, ordered by ID.
 pub async fn select_all(db: &impl Conn, localpart: &str) -> Result<Vec<Device>, StorageError> {
-    db.query(SELECT_ALL, &[&localpart]).await?.iter().map(device).collect()
+    db.query(SELECT_ALL, &[&localpart])
+        .await?
+        .iter()
+        .map(device)
+        .collect()
 }
 
 /// Finds one device of a user.
@@ -185,13 +196,20 @@ pub async fn update_last_seen(
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<(), StorageError> {
-    db.execute(UPDATE_LAST_SEEN, &[&localpart, &device_id, &ts, &ip, &user_agent])
-        .await?;
+    db.execute(
+        UPDATE_LAST_SEEN,
+        &[&localpart, &device_id, &ts, &ip, &user_agent],
+    )
+    .await?;
     Ok(())
 }
 
 /// Deletes one device (and so its tokens).
-pub async fn delete_one(db: &impl Conn, localpart: &str, device_id: &str) -> Result<(), StorageError> {
+pub async fn delete_one(
+    db: &impl Conn,
+    localpart: &str,
+    device_id: &str,
+) -> Result<(), StorageError> {
     db.execute(DELETE_ONE, &[&localpart, &device_id]).await?;
     Ok(())
 }
@@ -238,9 +256,14 @@ mod tests {
             upsert(db, &new("D1", "t1", Some("r1"))).await.unwrap();
             upsert(db, &new("D2", "t2", None)).await.unwrap();
             let owner = select_by_token(db, "t1").await.unwrap().unwrap();
-            assert_eq!((owner.localpart.as_str(), owner.device_id.as_str()), ("alice", "D1"));
+            assert_eq!(
+                (owner.localpart.as_str(), owner.device_id.as_str()),
+                ("alice", "D1")
+            );
             // Reusing a device ID replaces its token and keeps its name.
-            update_display_name(db, "alice", "D1", Some("laptop")).await.unwrap();
+            update_display_name(db, "alice", "D1", Some("laptop"))
+                .await
+                .unwrap();
             upsert(db, &new("D1", "t1b", None)).await.unwrap();
             assert_eq!(select_by_token(db, "t1").await.unwrap(), None, "{backend}");
             assert!(select_by_token(db, "t1b").await.unwrap().is_some());
@@ -252,18 +275,42 @@ mod tests {
                 select_by_refresh_token(db, "r3").await.unwrap(),
                 Some(("alice".into(), "D3".into()))
             );
-            assert!(rotate_tokens(db, "alice", "D3", "t3b", Some(5), "r3b", "r3").await.unwrap());
-            assert!(!rotate_tokens(db, "alice", "D3", "t3c", None, "r3c", "r3").await.unwrap());
-            assert_eq!(select_by_token(db, "t3b").await.unwrap().unwrap().expires_ts, Some(5));
-            update_last_seen(db, "alice", "D2", 99, Some("10.0.0.1"), Some("ua")).await.unwrap();
+            assert!(
+                rotate_tokens(db, "alice", "D3", "t3b", Some(5), "r3b", "r3")
+                    .await
+                    .unwrap()
+            );
+            assert!(!rotate_tokens(db, "alice", "D3", "t3c", None, "r3c", "r3")
+                .await
+                .unwrap());
+            assert_eq!(
+                select_by_token(db, "t3b")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .expires_ts,
+                Some(5)
+            );
+            update_last_seen(db, "alice", "D2", 99, Some("10.0.0.1"), Some("ua"))
+                .await
+                .unwrap();
             let d2 = select_one(db, "alice", "D2").await.unwrap().unwrap();
-            assert_eq!((d2.last_seen_ts, d2.last_seen_ip.as_deref()), (Some(99), Some("10.0.0.1")));
+            assert_eq!(
+                (d2.last_seen_ts, d2.last_seen_ip.as_deref()),
+                (Some(99), Some("10.0.0.1"))
+            );
             assert_eq!(select_all(db, "alice").await.unwrap().len(), 3);
-            assert!(!update_display_name(db, "alice", "NOPE", None).await.unwrap());
+            assert!(!update_display_name(db, "alice", "NOPE", None)
+                .await
+                .unwrap());
             delete_one(db, "alice", "D2").await.unwrap();
             delete_all(db, "alice", Some("D1")).await.unwrap();
-            let left: Vec<String> =
-                select_all(db, "alice").await.unwrap().into_iter().map(|d| d.device_id).collect();
+            let left: Vec<String> = select_all(db, "alice")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.device_id)
+                .collect();
             assert_eq!(left, vec!["D1".to_string()], "{backend}");
             // Tokens of deactivated accounts are dead.
             accounts::deactivate(db, "alice").await.unwrap();

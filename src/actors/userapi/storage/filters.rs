@@ -43,7 +43,10 @@ mod tests {
             assert_eq!(insert(db, "alice", "{}").await.unwrap(), 0, "{backend}");
             assert_eq!(insert(db, "alice", "{\"x\":1}").await.unwrap(), 1);
             assert_eq!(insert(db, "bob", "{}").await.unwrap(), 0);
-            assert_eq!(select(db, "alice", 1).await.unwrap().as_deref(), Some("{\"x\":1}"));
+            assert_eq!(
+                select(db, "alice", 1).await.unwrap().as_deref(),
+                Some("{\"x\":1}")
+            );
             assert_eq!(select(db, "alice", 7).await.unwrap(), None);
         }
     }

@@ -4,10 +4,8 @@ use crate::storage::{Conn, StorageError};
 
 const INSERT: &str = "INSERT INTO userapi_profiles (localpart, display_name, avatar_url)
     VALUES ($1, $2, NULL) ON CONFLICT (localpart) DO NOTHING";
-const SELECT: &str =
-    "SELECT display_name, avatar_url FROM userapi_profiles WHERE localpart = $1";
-const SET_DISPLAY_NAME: &str =
-    "UPDATE userapi_profiles SET display_name = $2 WHERE localpart = $1";
+const SELECT: &str = "SELECT display_name, avatar_url FROM userapi_profiles WHERE localpart = $1";
+const SET_DISPLAY_NAME: &str = "UPDATE userapi_profiles SET display_name = $2 WHERE localpart = $1";
 const SET_AVATAR_URL: &str = "UPDATE userapi_profiles SET avatar_url = $2 WHERE localpart = $1";
 
 /// Creates the profile of a new account.
@@ -60,8 +58,13 @@ mod tests {
             let t = test_db(backend).await;
             let db = &t.db;
             insert(db, "alice", Some("Alice")).await.unwrap();
-            assert_eq!(select(db, "alice").await.unwrap(), Some((Some("Alice".into()), None)));
-            assert!(set_avatar_url(db, "alice", Some("mxc://x/y")).await.unwrap());
+            assert_eq!(
+                select(db, "alice").await.unwrap(),
+                Some((Some("Alice".into()), None))
+            );
+            assert!(set_avatar_url(db, "alice", Some("mxc://x/y"))
+                .await
+                .unwrap());
             assert!(set_display_name(db, "alice", None).await.unwrap());
             assert_eq!(
                 select(db, "alice").await.unwrap(),

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every myelin test: formatting, lints, unit and integration tests on SQLite and
+# PostgreSQL. Sets up what the tests need first: starts PostgreSQL when it is installed but
+# down, installs it (Debian/Ubuntu, as root) when missing, and fails loudly when it cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build output outside the clone, so repeated runs (and CI on a fresh clone) reuse it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/myelin/target}"
+export MYELIN_TEST_POSTGRES="${MYELIN_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+die() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+pg_up() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -h 127.0.0.1 -p 5432 -q
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null
+  fi
+}
+
+ensure_postgres() {
+  pg_up && return 0
+  local installed_now=0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and this is not root: install it (apt-get install postgresql) or set MYELIN_TEST_POSTGRES"
+    echo "installing PostgreSQL..."
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null || die "apt-get install postgresql failed"
+    installed_now=1
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if [ "$installed_now" = 1 ]; then
+    # The tests connect over TCP as user postgres without a password, as on the dev machines.
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "/etc/postgresql/$version/main/pg_hba.conf"
+  fi
+  echo "starting PostgreSQL $version..."
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do
+    pg_up && return 0
+    sleep 1
+  done
+  die "PostgreSQL did not come up on 127.0.0.1:5432"
+}
+
+ensure_postgres
+echo "PostgreSQL is up: $MYELIN_TEST_POSTGRES"
+
+cargo fmt --all -- --check || die "cargo fmt would change files: run cargo fmt --all"
+cargo clippy --all-targets --quiet -- -D warnings || die "clippy found problems"
+cargo test --all-targets 2>&1
