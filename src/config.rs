@@ -311,7 +311,9 @@ impl Config {
                 "key server.max_request_bytes: must be at least 1024".into(),
             ));
         }
-        if self.rate_limit.enabled && !(self.rate_limit.per_second > 0.0) {
+        if self.rate_limit.enabled
+            && self.rate_limit.per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
             return Err(ConfigError(
                 "key rate_limit.per_second: must be above 0".into(),
             ));

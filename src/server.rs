@@ -115,7 +115,11 @@ impl Node {
                 let addr = addr.clone();
                 let server = HttpServer::new(move || {
                     let addr = addr.clone();
-                    App::new().configure(move |cfg| userapi::serve_remote(cfg, addr))
+                    App::new()
+                        .app_data(web::PayloadConfig::new(
+                            crate::actors::bridge::MAX_BODY_BYTES,
+                        ))
+                        .configure(move |cfg| userapi::serve_remote(cfg, addr))
                 })
                 .workers(workers)
                 .disable_signals()

@@ -43,8 +43,8 @@ pub enum BridgeError {
     Protocol(String),
 }
 
-/// The largest reply the bridge reads.
-const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// The largest message or reply the bridge carries.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Forwards messages to a component on another node.
 pub struct HttpBridge {
@@ -90,7 +90,7 @@ where
                 .map_err(|e| E::from(BridgeError::Unreachable(e.to_string())))?;
             let body = response
                 .body()
-                .limit(MAX_REPLY_BYTES)
+                .limit(MAX_BODY_BYTES)
                 .await
                 .map_err(|e| E::from(BridgeError::Protocol(e.to_string())))?;
             if !response.status().is_success() {

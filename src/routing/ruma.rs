@@ -388,11 +388,14 @@ impl<R: OutgoingResponse> Responder for RumaResponse<R> {
 /// The shorthand of every endpoint's return type.
 pub type RumaResult<R> = Result<RumaResponse<R>, MatrixError>;
 
+/// One path and the routes (one per method) it serves.
+type PathRoutes = (String, Vec<(Method, actix_web::Route)>);
+
 /// Collects routes by path, then mounts one resource per path.
 #[derive(Default)]
 pub struct Router {
     /// Keyed so that literal segments sort before `{parameters}` (and so win the match).
-    routes: BTreeMap<Vec<(bool, String)>, (String, Vec<(Method, actix_web::Route)>)>,
+    routes: BTreeMap<Vec<(bool, String)>, PathRoutes>,
 }
 
 fn route_key(path: &str) -> Vec<(bool, String)> {

@@ -341,9 +341,9 @@ pub fn assert_error(got: &(u16, Value), status: u16, errcode: &str) {
 #[macro_export]
 macro_rules! scenarios {
     ($($name:ident),+ $(,)?) => {
-        mod sqlite_local { $( #[actix_web::test] async fn $name() { super::$name(crate::common::Backend::Sqlite, crate::common::Topology::Local).await } )+ }
-        mod sqlite_bridged { $( #[actix_web::test] async fn $name() { super::$name(crate::common::Backend::Sqlite, crate::common::Topology::Bridged).await } )+ }
-        mod postgres_local { $( #[actix_web::test] async fn $name() { super::$name(crate::common::Backend::Postgres, crate::common::Topology::Local).await } )+ }
-        mod postgres_bridged { $( #[actix_web::test] async fn $name() { super::$name(crate::common::Backend::Postgres, crate::common::Topology::Bridged).await } )+ }
+        mod sqlite_local { $( #[actix_web::test] async fn $name() { super::$name($crate::common::Backend::Sqlite, $crate::common::Topology::Local).await } )+ }
+        mod sqlite_bridged { $( #[actix_web::test] async fn $name() { super::$name($crate::common::Backend::Sqlite, $crate::common::Topology::Bridged).await } )+ }
+        mod postgres_local { $( #[actix_web::test] async fn $name() { super::$name($crate::common::Backend::Postgres, $crate::common::Topology::Local).await } )+ }
+        mod postgres_bridged { $( #[actix_web::test] async fn $name() { super::$name($crate::common::Backend::Postgres, $crate::common::Topology::Bridged).await } )+ }
     };
 }

@@ -187,12 +187,7 @@ pub async fn check_registration_token_validity(
     if !state.config.registration.enabled {
         return Err(MatrixError::forbidden("Registration has been disabled"));
     }
-    let valid = state
-        .config
-        .registration
-        .tokens
-        .iter()
-        .any(|t| *t == req.body.token);
+    let valid = state.config.registration.tokens.contains(&req.body.token);
     Ok(RumaResponse(
         check_registration_token_validity::v1::Response::new(valid),
     ))
@@ -218,7 +213,7 @@ mod tests {
             let got = validate_localpart("example.org", input).ok();
             assert_eq!(got.as_deref(), *expect, "{input:?}");
         }
-        assert!(validate_localpart("example.org", &"a".repeat(243)).is_ok());
-        assert!(validate_localpart("example.org", &"a".repeat(244)).is_err());
+        assert!(validate_localpart("example.org", &"a".repeat(242)).is_ok());
+        assert!(validate_localpart("example.org", &"a".repeat(243)).is_err());
     }
 }

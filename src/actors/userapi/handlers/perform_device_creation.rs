@@ -7,7 +7,7 @@ use crate::actors::userapi::{tokens, UserApiError};
 
 pub async fn handle(deps: &Deps, msg: PerformDeviceCreation) -> Result<NewSession, UserApiError> {
     let account = accounts::select(&deps.db, &msg.localpart).await?;
-    if !account.is_some_and(|a| !a.deactivated) {
+    if account.is_none_or(|a| a.deactivated) {
         return Err(UserApiError::NotFound(format!(
             "no active account {}",
             msg.localpart
