@@ -1,0 +1,183 @@
+//! The `myelin` binary as an operator runs it: the shipped config.toml with environment
+//! overrides, on both databases; acknowledged writes survive `kill -9`; bad config is
+//! refused with the key named.
+
+mod common;
+
+use common::{Backend, TestDb};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn(db: &TestDb) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_myelin"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ])
+        .args([
+            "--set",
+            "auth.argon2_memory_kib=64",
+            "--set",
+            "auth.argon2_iterations=1",
+        ])
+        .args(["--set", "rate_limit.enabled=false"])
+        .env("MYELIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "MYELIN_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("MYELIN_DATA_DIR", db.dir.path())
+        .env("MYELIN_DATABASE", &db.url)
+        .env("MYELIN_SERVER_NAME", "proc.test")
+        .env("MYELIN_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn myelin");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::default();
+    // Bounded wait for the listener: 200 tries, 50 ms apart.
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("{base}/_matrix/client/versions"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return Server { child, base };
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("myelin did not start on {base}");
+}
+
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let client = awc::Client::default();
+    let mut req = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut resp = req.send_json(&body).await.expect("request");
+    let bytes = resp.body().await.expect("body");
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or_default(),
+    )
+}
+
+async fn acknowledged_writes_survive_kill_9(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = spawn(&db).await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let (st, v) = call(&server.base, "POST", "/_matrix/client/v3/register", None,
+            json!({"username": format!("user{i}"), "password": "pw", "auth": {"type": "m.login.dummy"}})).await;
+        assert_eq!(st, 200, "{v}");
+        let token = v["access_token"].as_str().unwrap().to_owned();
+        let (st, _) = call(
+            &server.base,
+            "PUT",
+            &format!("/_matrix/client/v3/profile/@user{i}:proc.test/displayname"),
+            Some(&token),
+            json!({"displayname": format!("User {i}")}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        users.push(token);
+    }
+    // SIGKILL: no shutdown path runs.
+    drop(server);
+    let server = spawn(&db).await;
+    for (i, token) in users.iter().enumerate() {
+        let (st, v) = call(
+            &server.base,
+            "GET",
+            "/_matrix/client/v3/account/whoami",
+            Some(token),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (st, v["user_id"].as_str()),
+            (200, Some(format!("@user{i}:proc.test").as_str())),
+            "{backend:?}"
+        );
+        let (st, v) = call(
+            &server.base,
+            "GET",
+            &format!("/_matrix/client/v3/profile/@user{i}:proc.test/displayname"),
+            None,
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (st, v["displayname"].as_str()),
+            (200, Some(format!("User {i}").as_str()))
+        );
+        let (st, _) = call(&server.base, "POST", "/_matrix/client/v3/login", None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": format!("user{i}")}, "password": "pw"})).await;
+        assert_eq!(st, 200);
+    }
+}
+
+#[actix_web::test]
+async fn sqlite_acknowledged_writes_survive_kill_9() {
+    acknowledged_writes_survive_kill_9(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn postgres_acknowledged_writes_survive_kill_9() {
+    acknowledged_writes_survive_kill_9(Backend::Postgres).await;
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_key() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--set", "server.listen=nowhere"], &[], "server.listen"),
+        (&[], &[("MYELIN_DATABASE", "mysql://x")], "database.url"),
+        (&["--set", "rate_limit.burst=many"], &[], "rate_limit.burst"),
+        (&["--bogus"], &[], "unknown argument"),
+    ];
+    for (args, env, needle) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_myelin"))
+            .args([
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+            ])
+            .args(*args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run myelin");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
