@@ -1052,6 +1052,28 @@ async fn rate_limits(b: Backend, t: Topology) {
         assert_eq!(s.get("/_matrix/client/versions", None).await.0, 200);
     }
     s.stop().await;
+
+    // Authenticated requests are limited per user, not per IP: one user's burst leaves
+    // another's intact.
+    let s = TestServer::start(
+        b,
+        t,
+        &[
+            "rate_limit.enabled=true",
+            "rate_limit.per_second=0.2",
+            "rate_limit.burst=3",
+        ],
+    )
+    .await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (_, bob, _) = s.register("bob", "pw").await;
+    let whoami = format!("{C}/account/whoami");
+    for _ in 0..3 {
+        assert_eq!(s.get(&whoami, Some(&alice)).await.0, 200);
+    }
+    assert_error(&s.get(&whoami, Some(&alice)).await, 429, "M_LIMIT_EXCEEDED");
+    assert_eq!(s.get(&whoami, Some(&bob)).await.0, 200);
+    s.stop().await;
 }
 
 async fn metrics_and_profile(b: Backend, t: Topology) {

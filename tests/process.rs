@@ -56,6 +56,11 @@ async fn spawn(db: &TestDb) -> Server {
         .spawn()
         .expect("spawn myelin");
     let base = format!("http://127.0.0.1:{port}");
+    // Owned by the guard at once, so every path (a panic included) kills and reaps it.
+    let server = Server {
+        child,
+        base: base.clone(),
+    };
     let client = awc::Client::default();
     // Bounded wait for the listener: 200 tries, 50 ms apart.
     for _ in 0..200 {
@@ -65,7 +70,7 @@ async fn spawn(db: &TestDb) -> Server {
             .await
         {
             if r.status().is_success() {
-                return Server { child, base };
+                return server;
             }
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
@@ -160,7 +165,8 @@ async fn postgres_acknowledged_writes_survive_kill_9() {
 
 #[test]
 fn bad_config_is_refused_naming_the_key() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--set", "server.listen=nowhere"], &[], "server.listen"),
         (&[], &[("MYELIN_DATABASE", "mysql://x")], "database.url"),
         (&["--set", "rate_limit.burst=many"], &[], "rate_limit.burst"),
