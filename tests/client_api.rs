@@ -460,6 +460,8 @@ async fn refresh_tokens(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &["auth.access_token_lifetime_ms=1"]).await;
     s.register("bob", "pw").await;
     let (_, v) = s.post(&format!("{C}/login"), None, json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"}, "password": "pw", "refresh_token": true})).await;
+    // The 1 ms lifetime is over once the clock has moved on.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
     let expired = s
         .get(&format!("{C}/account/whoami"), v["access_token"].as_str())
         .await;
