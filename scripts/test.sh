@@ -49,4 +49,7 @@ echo "PostgreSQL is up: $MYELIN_TEST_POSTGRES"
 
 cargo fmt --all -- --check || die "cargo fmt would change files: run cargo fmt --all"
 cargo clippy --all-targets --quiet -- -D warnings || die "clippy found problems"
-cargo test --all-targets 2>&1
+# The benchmarks once each, as a smoke test (criterion's test mode)...
+cargo test --benches
+# ...then every unit and integration test; their summary closes the run.
+cargo test --lib --bins --tests
