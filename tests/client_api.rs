@@ -44,6 +44,17 @@ async fn discovery(b: Backend, t: Topology) {
         404,
         "M_UNRECOGNIZED",
     );
+    // HEAD is served wherever GET is, without a body.
+    let resp = s
+        .client
+        .request(
+            awc::http::Method::HEAD,
+            format!("{}/_matrix/client/versions", s.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     assert_error(&s.get("/nowhere", None).await, 404, "M_UNRECOGNIZED");
     // CORS: preflight and ordinary responses.
     let resp = s
@@ -262,10 +273,48 @@ async fn registration_switches(b: Backend, t: Topology) {
     // Guests.
     let (st, v) = s.post(&format!("{reg}?kind=guest"), None, json!({})).await;
     assert_eq!(st, 200, "{v}");
-    let (st, w) = s
-        .get(&format!("{C}/account/whoami"), v["access_token"].as_str())
-        .await;
+    let guest = v["access_token"].as_str();
+    let (st, w) = s.get(&format!("{C}/account/whoami"), guest).await;
     assert_eq!((st, w["is_guest"].as_bool()), (200, Some(true)));
+    // Guests reach only what the spec opens to them.
+    let guest_id = w["user_id"].as_str().unwrap().to_owned();
+    assert_eq!(s.get(&format!("{C}/devices"), guest).await.0, 200);
+    assert_eq!(
+        s.put(
+            &format!("{C}/profile/{guest_id}/displayname"),
+            guest,
+            json!({"displayname": "Visitor"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/profile/{guest_id}/avatar_url"),
+            guest,
+            json!({"avatar_url": "mxc://x/y"}),
+        )
+        .await,
+        403,
+        "M_GUEST_ACCESS_FORBIDDEN",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/user/{guest_id}/account_data/x"),
+            guest,
+            json!({}),
+        )
+        .await,
+        403,
+        "M_GUEST_ACCESS_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(&format!("{C}/user/{guest_id}/filter"), guest, json!({}))
+            .await,
+        403,
+        "M_GUEST_ACCESS_FORBIDDEN",
+    );
     s.stop().await;
 }
 

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod guest;
 pub mod ratelimit;
 pub mod ruma;
 pub mod uia;

@@ -57,6 +57,11 @@ pub trait AuthRequirement {
 
     /// The rate-limit key of a sender; `None`: limit by IP.
     fn rate_key(sender: &Self::Sender) -> Option<String>;
+
+    /// Whether the sender is a guest (whose access is restricted).
+    fn is_guest(_sender: &Self::Sender) -> bool {
+        false
+    }
 }
 
 impl AuthRequirement for AccessToken {
@@ -74,6 +79,10 @@ impl AuthRequirement for AccessToken {
 
     fn rate_key(sender: &Authed) -> Option<String> {
         Some(sender.user_id.to_string())
+    }
+
+    fn is_guest(sender: &Authed) -> bool {
+        sender.is_guest
     }
 }
 
@@ -93,6 +102,10 @@ impl AuthRequirement for AccessTokenOptional {
 
     fn rate_key(sender: &Option<Authed>) -> Option<String> {
         sender.as_ref().map(|s| s.user_id.to_string())
+    }
+
+    fn is_guest(sender: &Option<Authed>) -> bool {
+        sender.as_ref().is_some_and(|s| s.is_guest)
     }
 }
 
@@ -290,6 +303,11 @@ where
                 &client,
             )
             .await?;
+            if <T::Authentication as AuthRequirement>::is_guest(&sender)
+                && !super::guest::allowed(req.method(), &req.match_pattern().unwrap_or_default())
+            {
+                return Err(super::guest::forbidden());
+            }
             if T::RATE_LIMITED {
                 let key = <T::Authentication as AuthRequirement>::rate_key(&sender)
                     .or_else(|| client.ip.clone())
@@ -420,6 +438,10 @@ impl Router {
                 method.clone(),
                 web::method(method.clone()).to(handler.clone()),
             );
+            // HEAD is GET without the body (actix leaves the body out).
+            if method == Method::GET {
+                self.add_raw(path, Method::HEAD, web::head().to(handler.clone()));
+            }
         }
         self
     }
