@@ -11,8 +11,10 @@
 pub mod actors;
 pub mod config;
 pub mod metrics;
+pub mod pdu;
 pub mod profiling;
 pub mod room_versions;
 pub mod routing;
 pub mod server;
+pub mod signing_key;
 pub mod storage;

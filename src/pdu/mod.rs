@@ -1,0 +1,1 @@
+//! Events (PDUs) per room version (filled in next).

@@ -1,0 +1,1 @@
+//! Server signing keys (filled in next).
