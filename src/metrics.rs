@@ -17,6 +17,7 @@ pub struct Metrics {
     messages: IntCounterVec,
     message_latency: HistogramVec,
     db_connections: IntGaugeVec,
+    consumer_positions: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -65,12 +66,21 @@ impl Metrics {
             &["state"],
         )
         .expect("metric");
+        let consumer_positions = IntGaugeVec::new(
+            Opts::new(
+                "bus_consumer_position",
+                "Last stream position each consumer applied",
+            ),
+            &["consumer"],
+        )
+        .expect("metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
             Box::new(messages.clone()),
             Box::new(message_latency.clone()),
             Box::new(db_connections.clone()),
+            Box::new(consumer_positions.clone()),
         ] {
             registry.register(c).expect("register metric");
         }
@@ -81,6 +91,7 @@ impl Metrics {
             messages,
             message_latency,
             db_connections,
+            consumer_positions,
         }
     }
 }
@@ -117,6 +128,14 @@ pub fn observe_db_pool(idle: usize, in_use: usize) {
     m.db_connections
         .with_label_values(&["in_use"])
         .set(in_use as i64);
+}
+
+/// Records the last position a bus consumer applied.
+pub fn observe_consumer(consumer: &str, position: i64) {
+    METRICS
+        .consumer_positions
+        .with_label_values(&[consumer])
+        .set(position);
 }
 
 /// The text exposition of every metric.

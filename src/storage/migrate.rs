@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "005_userapi_filters",
         include_str!("../../sql/005_userapi_filters.sql"),
     ),
+    (6, "006_bus", include_str!("../../sql/006_bus.sql")),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

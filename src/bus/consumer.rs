@@ -1,0 +1,304 @@
+//! The consumer framework of the embedded bus: reads a stream in order and applies each
+//! output exactly once, storing its offset in the same transaction as what it applied.
+
+use super::Bus;
+use crate::storage::{Conn, Db, StorageError, Txn};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+const SELECT_OFFSET: &str = "SELECT position FROM bus_offsets WHERE consumer = $1";
+const UPSERT_OFFSET: &str =
+    "INSERT INTO bus_offsets (consumer, stream, position) VALUES ($1, $2, $3)
+    ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position";
+const SELECT_BATCH: &str = "SELECT position, payload FROM bus_outbox
+    WHERE stream = $1 AND position > $2 ORDER BY position LIMIT 256";
+
+/// Why applying an output failed. The batch rolls back and is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Apply(String),
+}
+
+/// A reader of one stream. Implemented once per (component, stream), in the component's
+/// `consumers/`.
+#[allow(async_fn_in_trait)]
+pub trait Consumer: 'static {
+    /// The producer's output type.
+    type Output: DeserializeOwned;
+    /// The stream read.
+    const STREAM: &'static str;
+    /// This consumer's stable name: the key of its offset.
+    const NAME: &'static str;
+
+    /// Applies one output. Everything written through `txn` commits together with the new
+    /// offset, or not at all.
+    async fn apply(
+        &mut self,
+        txn: &Txn,
+        position: i64,
+        output: Self::Output,
+    ) -> Result<(), ConsumerError>;
+
+    /// Called after a batch up to `position` committed (e.g. to wake waiting requests).
+    fn applied(&mut self, _position: i64) {}
+}
+
+/// A running consumer; dropping the handle leaves it running, [`ConsumerHandle::stop`]
+/// ends it (any batch in flight rolls back).
+pub struct ConsumerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConsumerHandle {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts `consumer` on the current actix arbiter.
+pub fn run_consumer<C: Consumer>(db: Db, bus: Bus, consumer: C) -> ConsumerHandle {
+    ConsumerHandle {
+        task: actix_web::rt::spawn(consume(db, bus, consumer)),
+    }
+}
+
+/// The longest wait between retries of a failing batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+async fn consume<C: Consumer>(db: Db, bus: Bus, mut consumer: C) {
+    let mut heads = bus.watch(C::STREAM);
+    let mut offset = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match step(&db, &mut consumer, &mut offset).await {
+            Ok(Some(position)) => {
+                backoff = Duration::from_millis(50);
+                crate::metrics::observe_consumer(C::NAME, position);
+                consumer.applied(position);
+            }
+            Ok(None) => {
+                // Caught up: sleep until a writer announces something newer.
+                let at = offset.unwrap_or(0);
+                if heads.wait_for(|head| *head > at).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(consumer = C::NAME, error = %e, "consumer batch failed; retrying");
+                // Bounded backoff for a failing database or consumer, not a polling loop.
+                actix_web::rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Applies the next batch; `Some(last position)` when there was one.
+async fn step<C: Consumer>(
+    db: &Db,
+    consumer: &mut C,
+    offset: &mut Option<i64>,
+) -> Result<Option<i64>, ConsumerError> {
+    let from = match *offset {
+        Some(o) => o,
+        None => {
+            let o = match db.query_opt(SELECT_OFFSET, &[&C::NAME]).await? {
+                Some(row) => row.i64(0)?,
+                None => 0,
+            };
+            *offset = Some(o);
+            o
+        }
+    };
+    let rows = db.query(SELECT_BATCH, &[&C::STREAM, &from]).await?;
+    let Some(last) = rows.last() else {
+        return Ok(None);
+    };
+    let last = last.i64(0)?;
+    let txn = db.begin().await?;
+    for row in &rows {
+        let position = row.i64(0)?;
+        match serde_json::from_str::<C::Output>(&row.string(1)?) {
+            Ok(output) => consumer.apply(&txn, position, output).await?,
+            // An output this consumer cannot read will never become readable: skipping it
+            // loudly beats stopping the stream for good.
+            Err(e) => tracing::error!(
+                consumer = C::NAME,
+                position,
+                error = %e,
+                "skipping an output that does not deserialize"
+            ),
+        }
+    }
+    txn.execute(UPSERT_OFFSET, &[&C::NAME, &C::STREAM, &last])
+        .await?;
+    txn.commit().await?;
+    *offset = Some(last);
+    Ok(Some(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{append, Bus};
+    use super::*;
+    use crate::storage::testing::*;
+    use serde::{Deserialize, Serialize};
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[derive(Serialize, Deserialize)]
+    struct Item {
+        n: i64,
+    }
+
+    /// Records every output it applies in a table of its own, in the same transaction.
+    struct Recorder {
+        /// Fails (once) when it reaches this position, to prove the batch rolls back.
+        fail_at: Option<i64>,
+        applied_up_to: Rc<Cell<i64>>,
+    }
+
+    impl Consumer for Recorder {
+        type Output = Item;
+        const STREAM: &'static str = "test";
+        const NAME: &'static str = "test.recorder";
+
+        async fn apply(
+            &mut self,
+            txn: &Txn,
+            position: i64,
+            item: Item,
+        ) -> Result<(), ConsumerError> {
+            txn.execute(
+                "INSERT INTO t_applied (position, n) VALUES ($1, $2)",
+                &[&position, &item.n],
+            )
+            .await?;
+            if self.fail_at == Some(position) {
+                self.fail_at = None;
+                return Err(ConsumerError::Apply("injected failure".into()));
+            }
+            Ok(())
+        }
+
+        fn applied(&mut self, position: i64) {
+            self.applied_up_to.set(position);
+        }
+    }
+
+    async fn produce(db: &Db, bus: &Bus, from: i64, count: i64) {
+        // Several concurrent writers, each output in its own transaction.
+        let writers = (0..4).map(|w| async move {
+            for n in (from..from + count).filter(|n| n % 4 == w) {
+                let txn = db.begin().await.unwrap();
+                let a = append(&txn, "test", &format!("k{}", n % 3), &Item { n })
+                    .await
+                    .unwrap();
+                bus.commit(txn, &[a]).await.unwrap();
+            }
+        });
+        futures_util::future::join_all(writers).await;
+    }
+
+    /// Waits until the consumer reports `position`, bounded to 30 s.
+    async fn applied(up_to: &Rc<Cell<i64>>, position: i64) {
+        for _ in 0..3000 {
+            if up_to.get() >= position {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("consumer did not reach {position}");
+    }
+
+    async fn check_exactly_once_in_order(db: &Db, total: i64) {
+        let rows = db
+            .query("SELECT position, n FROM t_applied ORDER BY position", &[])
+            .await
+            .unwrap();
+        let positions: Vec<i64> = rows.iter().map(|r| r.i64(0).unwrap()).collect();
+        assert_eq!(
+            positions,
+            (1..=total).collect::<Vec<_>>(),
+            "every position once"
+        );
+        let mut seen: Vec<i64> = rows.iter().map(|r| r.i64(1).unwrap()).collect();
+        seen.sort();
+        assert_eq!(seen, (0..total).collect::<Vec<_>>(), "every output once");
+    }
+
+    #[actix_web::test]
+    async fn ordered_exactly_once_across_restart_and_failure() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = t.db.clone();
+            db.execute(
+                "CREATE TABLE t_applied (position BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap();
+            let bus = Bus::new();
+            let up_to = Rc::new(Cell::new(0));
+            let handle = run_consumer(
+                db.clone(),
+                bus.clone(),
+                Recorder {
+                    fail_at: Some(7),
+                    applied_up_to: up_to.clone(),
+                },
+            );
+            produce(&db, &bus, 0, 60).await;
+            applied(&up_to, 60).await;
+            // A "crash": the consumer stops; more is written while it is down.
+            handle.stop();
+            produce(&db, &bus, 60, 40).await;
+            // A new process: a new bus that learns the head from the database.
+            let bus = Bus::new();
+            assert_eq!(bus.load_head(&db, "test").await.unwrap(), 100, "{backend}");
+            let up_to = Rc::new(Cell::new(0));
+            let handle = run_consumer(
+                db.clone(),
+                bus.clone(),
+                Recorder {
+                    fail_at: None,
+                    applied_up_to: up_to.clone(),
+                },
+            );
+            applied(&up_to, 100).await;
+            produce(&db, &bus, 100, 20).await;
+            applied(&up_to, 120).await;
+            handle.stop();
+            check_exactly_once_in_order(&db, 120).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_rolled_back_change_has_no_output() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = &t.db;
+            {
+                let txn = db.begin().await.unwrap();
+                let _ = append(&txn, "test", "k", &Item { n: 1 }).await.unwrap();
+                // Dropped: rolled back.
+            }
+            let txn = db.begin().await.unwrap();
+            let a = append(&txn, "test", "k", &Item { n: 2 }).await.unwrap();
+            assert_eq!(
+                a.position, 1,
+                "{backend}: the rolled-back position is reused, no gap"
+            );
+            txn.commit().await.unwrap();
+            let rows = db
+                .query("SELECT position, payload FROM bus_outbox", &[])
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].string(1).unwrap(), "{\"n\":2}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The embedded bus: durable, ordered streams from one component to others.
+//!
+//! - **Write side** ([`append`]): a component appends an output to its stream inside the
+//!   transaction that makes the change, so an acknowledged change always has its output and
+//!   a rolled-back one never does. Positions are gapless and follow commit order (taking a
+//!   position locks the stream's head row until the transaction ends).
+//! - **Wake-up** ([`Bus`]): after the commit the writer tells the bus the new head, which
+//!   wakes the stream's consumers in this process. Nothing polls.
+//! - **Read side** ([`run_consumer`]): a consumer applies outputs in order and stores its
+//!   offset in the same transaction as what it applied, so a crash replays nothing twice and
+//!   skips nothing.
+//!
+//! A split deployment relays the outbox to Kafka instead (not built yet); the consumer trait
+//! stays the same.
+
+mod consumer;
+
+pub use consumer::{run_consumer, Consumer, ConsumerError, ConsumerHandle};
+
+use crate::storage::{Conn, Db, StorageError, Txn};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+const INIT_STREAM: &str =
+    "INSERT INTO bus_streams (stream, head) VALUES ($1, 0) ON CONFLICT (stream) DO NOTHING";
+const NEXT_POSITION: &str =
+    "UPDATE bus_streams SET head = head + 1 WHERE stream = $1 RETURNING head";
+const INSERT_OUTPUT: &str = "INSERT INTO bus_outbox
+    (stream, position, partition_key, payload, created_ts) VALUES ($1, $2, $3, $4, $5)";
+const SELECT_HEAD: &str = "SELECT head FROM bus_streams WHERE stream = $1";
+
+/// An output appended but not yet announced: hand it to [`Bus::commit`].
+#[must_use = "commit the transaction with Bus::commit so consumers wake up"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub stream: &'static str,
+    pub position: i64,
+}
+
+/// Appends `payload` to `stream` inside `txn`. Do it last in the transaction: the stream's
+/// head stays locked until the transaction ends.
+pub async fn append(
+    txn: &Txn,
+    stream: &'static str,
+    partition_key: &str,
+    payload: &impl Serialize,
+) -> Result<Appended, StorageError> {
+    let payload = serde_json::to_string(payload).map_err(|e| StorageError::Decode {
+        column: 0,
+        reason: format!("output does not serialize: {e}"),
+    })?;
+    txn.execute(INIT_STREAM, &[&stream]).await?;
+    let position = txn
+        .query_opt(NEXT_POSITION, &[&stream])
+        .await?
+        .ok_or_else(|| StorageError::Decode {
+            column: 0,
+            reason: format!("stream {stream} has no head row"),
+        })?
+        .i64(0)?;
+    txn.execute(
+        INSERT_OUTPUT,
+        &[
+            &stream,
+            &position,
+            &partition_key,
+            &payload,
+            &crate::storage::now_ms(),
+        ],
+    )
+    .await?;
+    Ok(Appended { stream, position })
+}
+
+/// The in-process side of the bus: the newest committed position of each stream, watched
+/// by that stream's consumers. Cheap to clone; one per node.
+#[derive(Clone, Default)]
+pub struct Bus {
+    heads: Arc<Mutex<HashMap<&'static str, watch::Sender<i64>>>>,
+}
+
+impl Bus {
+    pub fn new() -> Bus {
+        Bus::default()
+    }
+
+    fn sender(&self, stream: &'static str) -> watch::Sender<i64> {
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        heads
+            .entry(stream)
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
+    }
+
+    /// Commits `txn` and wakes the consumers of what it appended.
+    pub async fn commit(&self, txn: Txn, appended: &[Appended]) -> Result<(), StorageError> {
+        txn.commit().await?;
+        for a in appended {
+            self.announce(a.stream, a.position);
+        }
+        Ok(())
+    }
+
+    /// Tells the consumers of `stream` that everything up to `position` is committed.
+    pub fn announce(&self, stream: &'static str, position: i64) {
+        self.sender(stream).send_if_modified(|head| {
+            if position > *head {
+                *head = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver of the committed head of `stream`.
+    pub fn watch(&self, stream: &'static str) -> watch::Receiver<i64> {
+        self.sender(stream).subscribe()
+    }
+
+    /// Reads the stream's head from the database into the bus (at start-up, so consumers
+    /// know how far behind they are).
+    pub async fn load_head(&self, db: &Db, stream: &'static str) -> Result<i64, StorageError> {
+        let head = match db.query_opt(SELECT_HEAD, &[&stream]).await? {
+            Some(row) => row.i64(0)?,
+            None => 0,
+        };
+        self.announce(stream, head);
+        Ok(head)
+    }
+}
