@@ -2,4 +2,5 @@
 //! the generic bridge that lets a caller reach a component on another node.
 
 pub mod bridge;
+pub mod roomserver;
 pub mod userapi;

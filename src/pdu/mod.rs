@@ -1,1 +1,98 @@
-//! Events (PDUs) per room version (filled in next).
+//! Events (PDUs) per room version: building, content-hashing and signing our own events, and
+//! checking, redacting and identifying anyone's. The roomserver builds events with it; federation
+//! verifies received ones with it.
+//!
+//! Everything here is keyed by the room version (see [`rules`]): it decides the redaction
+//! algorithm (hence what the signatures cover), the event ID format and, from version 12, that a
+//! room's ID is derived from its `m.room.create` event. Only the versions in
+//! [`crate::room_versions::STABLE`] are accepted.
+//!
+//! # Layout
+//! - [`versions`]: room version string -> ruma's rules, or [`PduError::UnsupportedRoomVersion`].
+//! - [`builder`]: [`PduBuilder`] -> a signed [`Pdu`] with its event ID (and room ID).
+//! - [`verify`]: [`verify()`], [`redact`] and [`event_id_of`] for events from anywhere.
+
+pub mod builder;
+pub mod verify;
+pub mod versions;
+
+pub use builder::PduBuilder;
+pub use ruma::signatures::{PublicKeyMap, Verified};
+pub use verify::{event_id_of, redact, verify};
+pub use versions::rules;
+
+use ruma::canonical_json::{CanonicalJsonError, CanonicalJsonFieldError};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::{JsonError, VerificationError};
+use ruma::state_res::check_pdu_format;
+use ruma::{
+    CanonicalJsonObject, IdParseError, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId,
+};
+
+/// A signed event in federation format, with the IDs derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pdu {
+    /// The reference hash of the event, `$` + url-safe base64 (the event carries no `event_id`).
+    pub event_id: OwnedEventId,
+    /// The room; for a version 12 `m.room.create` event, derived from the event itself.
+    pub room_id: OwnedRoomId,
+    /// The event as sent over federation: hashed and signed, without `unsigned`.
+    pub json: CanonicalJsonObject,
+}
+
+/// Why an event could not be built, checked or redacted. Semantic variants, no HTTP codes
+/// (routing maps [`PduError::UnsupportedRoomVersion`] to 400 `M_UNSUPPORTED_ROOM_VERSION`).
+#[derive(Debug, thiserror::Error)]
+pub enum PduError {
+    /// Not one of the room versions this server supports.
+    #[error("unsupported room version `{0}`")]
+    UnsupportedRoomVersion(String),
+    /// Every event names its room, except the `m.room.create` event of a version 12+ room.
+    #[error("the event needs a room ID")]
+    MissingRoomId,
+    /// A version 12+ `m.room.create` event has no room ID: the room ID is derived from it.
+    #[error("an m.room.create event in this room version has no room ID")]
+    UnexpectedRoomId,
+    /// We only sign events whose sender is on this server.
+    #[error("sender {sender} is not on this server ({origin})")]
+    ForeignSender {
+        sender: OwnedUserId,
+        origin: OwnedServerName,
+    },
+    /// The event content is not a JSON object.
+    #[error("event content must be a JSON object")]
+    ContentNotObject,
+    /// The content is not canonical JSON (a float, or an integer outside ±(2^53 - 1)).
+    #[error("event content is not canonical JSON: {0}")]
+    InvalidContent(#[source] CanonicalJsonError),
+    /// The event is larger than the 65535 bytes of canonical JSON that the spec allows.
+    #[error("the event is larger than {MAX_PDU_BYTES} bytes")]
+    TooLarge,
+    /// The event breaks the PDU format rules: too many prev or auth events, a field
+    /// too long or missing, a create event in a version 12 `auth_events`, ...
+    #[error("malformed PDU: {0}")]
+    Format(String),
+    /// Hashing or signing failed on the event's JSON.
+    #[error("cannot hash or sign the PDU: {0}")]
+    Json(#[from] JsonError),
+    /// A field the redaction algorithm looks at has the wrong type.
+    #[error("cannot redact the PDU: {0}")]
+    Redaction(#[from] CanonicalJsonFieldError),
+    /// A signature is missing or wrong (the content hash is reported by [`Verified`] instead).
+    #[error("PDU verification failed: {0}")]
+    Verification(#[from] VerificationError),
+    /// A reference hash did not make a valid event or room ID.
+    #[error("invalid ID: {0}")]
+    Id(#[from] IdParseError),
+}
+
+/// The largest PDU the spec allows, in bytes of canonical JSON (signatures included).
+pub const MAX_PDU_BYTES: usize = 65_535;
+
+/// Checks the PDU format rules of the room version, with the size as its own error.
+fn check_format(pdu: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<(), PduError> {
+    if serde_json::to_vec(pdu).map_err(JsonError::Serde)?.len() > MAX_PDU_BYTES {
+        return Err(PduError::TooLarge);
+    }
+    check_pdu_format(pdu, &rules.event_format).map_err(PduError::Format)
+}

@@ -4,8 +4,9 @@
 //! Two nodes of a split deployment may start together: on PostgreSQL the whole run holds an
 //! advisory lock; on SQLite it is one exclusive transaction.
 //!
-//! The files are written in the common subset of both dialects; the one spelling that differs
-//! (`BYTEA`, SQLite's `BLOB`) is rewritten for SQLite here.
+//! The files are written in the common subset of both dialects; the two spellings that
+//! differ are rewritten for SQLite here: `BYTEA` (SQLite's `BLOB`) and `BIGSERIAL PRIMARY KEY`
+//! (SQLite's `INTEGER PRIMARY KEY AUTOINCREMENT`; both hand out IDs with `RETURNING`).
 
 use super::{Db, StorageError};
 use sha2::{Digest, Sha256};
@@ -38,6 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/005_userapi_filters.sql"),
     ),
     (6, "006_bus", include_str!("../../sql/006_bus.sql")),
+    (
+        7,
+        "007_roomserver",
+        include_str!("../../sql/007_roomserver.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -57,6 +63,7 @@ fn checksum(sql: &str) -> String {
 
 fn for_sqlite(sql: &str) -> String {
     sql.replace("BYTEA", "BLOB")
+        .replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
 }
 
 /// Applies every migration not yet applied. Safe to call from several nodes at once.

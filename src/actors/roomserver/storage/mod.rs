@@ -1,0 +1,37 @@
+//! The roomserver's tables, one file each. Nobody else reads them.
+
+pub mod event_types;
+pub mod events;
+pub mod rooms;
+pub mod state_blocks;
+pub mod state_keys;
+pub mod state_snapshots;
+
+use crate::storage::{Conn, StorageError, ToValue};
+
+/// Inserts a row keyed by a unique text column unless it exists, and returns its numeric
+/// ID either way. `insert` must be `INSERT ... ON CONFLICT DO NOTHING RETURNING <nid>` and
+/// `select` a lookup of the nid by the same key (`$1`).
+pub async fn insert_or_get(
+    db: &impl Conn,
+    insert: &str,
+    select: &str,
+    params: &[&dyn ToValue],
+) -> Result<i64, StorageError> {
+    if let Some(row) = db.query_opt(insert, params).await? {
+        return row.i64(0);
+    }
+    db.query_opt(select, &params[..1])
+        .await?
+        .ok_or_else(|| StorageError::Decode {
+            column: 0,
+            reason: "row vanished between insert and select".into(),
+        })?
+        .i64(0)
+}
+
+/// `($1, $2, ..., $n)`, for statements over a list of IDs.
+pub fn placeholders(n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
+}

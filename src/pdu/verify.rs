@@ -1,0 +1,261 @@
+//! Checking events from anywhere (ours or received over federation) by their room version:
+//! format and signatures ([`verify()`]), the redaction algorithm ([`redact`]) and the
+//! content-addressed event ID ([`event_id_of`]).
+
+use ruma::signatures::{reference_hash, verify_event, PublicKeyMap, Verified};
+use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
+
+use super::{check_format, rules, PduError};
+
+/// Checks the PDU format, then the signatures of every server that must have signed the event
+/// (the sender's, and in version 8+ the one of `join_authorised_via_users_server`), then the
+/// content hash. `key_map` must hold those servers' keys; key validity is not checked here.
+///
+/// A wrong signature is an error. A wrong content hash is [`Verified::Signatures`]: the event
+/// must then be redacted ([`redact`]) before it is used.
+pub fn verify(
+    pdu: &CanonicalJsonObject,
+    version: &str,
+    key_map: &PublicKeyMap,
+) -> Result<Verified, PduError> {
+    let (_, rules) = rules(version)?;
+    check_format(pdu, &rules)?;
+    Ok(verify_event(key_map, pdu, &rules)?)
+}
+
+/// The event as the version's redaction algorithm leaves it: only the essential top-level keys
+/// and content keys, no `unsigned`. Signatures and hashes stay, so it still verifies.
+pub fn redact(pdu: CanonicalJsonObject, version: &str) -> Result<CanonicalJsonObject, PduError> {
+    let (_, rules) = rules(version)?;
+    Ok(ruma::canonical_json::redact(pdu, &rules.redaction, None)?)
+}
+
+/// The event ID of a PDU (`$` + its reference hash), which events in versions 3+ do not carry.
+/// Redacting the event does not change it.
+pub fn event_id_of(pdu: &CanonicalJsonObject, version: &str) -> Result<OwnedEventId, PduError> {
+    let (_, rules) = rules(version)?;
+    Ok(EventId::new_v2_or_v3(&reference_hash(pdu, &rules)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::builder::tests::{build, event};
+    use crate::pdu::{PduBuilder, MAX_PDU_BYTES};
+    use crate::room_versions::STABLE;
+    use crate::signing_key::SigningKey;
+    use ruma::{server_name, CanonicalJsonValue};
+    use serde_json::json;
+
+    fn is_reference_hash(s: &str) -> bool {
+        s.len() == 43
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    #[test]
+    fn every_version_builds_verifiable_events() {
+        let keys = SigningKey::for_tests().public_key_map(server_name!("example.org"));
+        let other_keys = SigningKey::for_tests().public_key_map(server_name!("other.org"));
+        for &version in STABLE {
+            let v12 = version == "12";
+            let mut create_content = json!({ "room_version": version });
+            if ["6", "7", "8", "9", "10"].contains(&version) {
+                create_content["creator"] = json!("@alice:example.org");
+            }
+            let create = build(event(version, "m.room.create", Some(""), create_content)).unwrap();
+            if v12 {
+                assert!(!create.json.contains_key("room_id"));
+                assert_eq!(create.room_id.strip_sigil(), create.event_id.localpart());
+                assert!(
+                    is_reference_hash(create.room_id.strip_sigil()),
+                    "{}",
+                    create.room_id
+                );
+            } else {
+                assert_eq!(create.room_id, "!room:example.org");
+            }
+            let message = build(PduBuilder {
+                room_id: Some(create.room_id.clone()),
+                prev_events: vec![create.event_id.clone()],
+                auth_events: if v12 {
+                    vec![]
+                } else {
+                    vec![create.event_id.clone()]
+                },
+                ..event(
+                    version,
+                    "m.room.message",
+                    None,
+                    json!({"body": "hi", "msgtype": "m.text"}),
+                )
+            })
+            .unwrap();
+            assert_eq!(
+                message.json["room_id"].as_str(),
+                Some(create.room_id.as_str())
+            );
+
+            for pdu in [&create, &message] {
+                let context = format!("v{version} {}", pdu.json["type"]);
+                assert!(
+                    is_reference_hash(pdu.event_id.localpart()),
+                    "{context}: {}",
+                    pdu.event_id
+                );
+                assert!(!pdu.json.contains_key("event_id"), "{context}");
+                let hash = &pdu.json["hashes"].as_object().unwrap()["sha256"];
+                assert!(
+                    matches!(hash, CanonicalJsonValue::String(h) if h.len() == 43),
+                    "{context}"
+                );
+                assert_eq!(
+                    verify(&pdu.json, version, &keys).unwrap(),
+                    Verified::All,
+                    "{context}"
+                );
+                assert!(
+                    verify(&pdu.json, version, &other_keys).is_err(),
+                    "{context}"
+                );
+                assert_eq!(
+                    event_id_of(&pdu.json, version).unwrap(),
+                    pdu.event_id,
+                    "{context}"
+                );
+            }
+
+            // A changed content breaks only the content hash: the signature covers the
+            // redacted event, which has no message content.
+            let mut tampered = message.json.clone();
+            tampered.insert(
+                "content".to_owned(),
+                json!({"body": "bye"}).try_into().unwrap(),
+            );
+            assert_eq!(
+                verify(&tampered, version, &keys).unwrap(),
+                Verified::Signatures
+            );
+            let redacted = redact(message.json.clone(), version).unwrap();
+            assert_eq!(
+                verify(&redacted, version, &keys).unwrap(),
+                Verified::Signatures
+            );
+            assert_eq!(event_id_of(&redacted, version).unwrap(), message.event_id);
+            // A changed signed field breaks the signature.
+            let mut tampered = message.json.clone();
+            tampered.insert("depth".to_owned(), CanonicalJsonValue::Integer(99.into()));
+            let err = verify(&tampered, version, &keys).unwrap_err();
+            assert!(
+                matches!(err, PduError::Verification(_)),
+                "v{version}: {err}"
+            );
+            assert_ne!(event_id_of(&tampered, version).unwrap(), message.event_id);
+        }
+    }
+
+    #[test]
+    fn redaction_follows_the_room_version() {
+        // (event type, content, content keys always kept, (key kept from version N on))
+        let cases = [
+            (
+                "m.room.message",
+                json!({"body": "hi", "msgtype": "m.text"}),
+                &[][..],
+                None,
+            ),
+            (
+                "m.room.aliases",
+                json!({"aliases": ["#a:example.org"]}),
+                &[],
+                None,
+            ),
+            (
+                "m.room.member",
+                json!({"membership": "join", "displayname": "A", "join_authorised_via_users_server": "@a:x.org"}),
+                &["membership"],
+                Some(("join_authorised_via_users_server", 9)),
+            ),
+            (
+                "m.room.join_rules",
+                json!({"join_rule": "restricted", "allow": []}),
+                &["join_rule"],
+                Some(("allow", 8)),
+            ),
+            (
+                "m.room.create",
+                json!({"creator": "@alice:example.org", "m.federate": false}),
+                &["creator"],
+                Some(("m.federate", 11)),
+            ),
+            (
+                "m.room.power_levels",
+                json!({"ban": 50, "invite": 0, "notifications": {}}),
+                &["ban"],
+                Some(("invite", 11)),
+            ),
+        ];
+        for (event_type, content, always, since) in cases {
+            for &version in STABLE {
+                let number: u8 = version.parse().unwrap();
+                let kept = |key: &str| {
+                    always.contains(&key) || since.is_some_and(|(k, n)| k == key && number >= n)
+                };
+                let mut expected = content.clone();
+                expected.as_object_mut().unwrap().retain(|key, _| kept(key));
+                let state_key = (event_type != "m.room.message").then_some("");
+                let mut json = build(event(version, event_type, state_key, content.clone()))
+                    .unwrap()
+                    .json;
+                json.insert("origin".to_owned(), "example.org".into());
+                json.insert("unsigned".to_owned(), json!({"age": 1}).try_into().unwrap());
+                let redacted = redact(json, version).unwrap();
+                let context = format!("v{version} {event_type}");
+                assert_eq!(
+                    redacted["content"],
+                    CanonicalJsonValue::try_from(expected).unwrap(),
+                    "{context}"
+                );
+                // Top level: `origin` is kept before version 11, `unsigned` never.
+                assert_eq!(redacted.contains_key("origin"), number < 11, "{context}");
+                assert!(!redacted.contains_key("unsigned"), "{context}");
+                assert!(redacted.contains_key("signatures") && redacted.contains_key("hashes"));
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_pdus_are_refused() {
+        let keys = SigningKey::for_tests().public_key_map(server_name!("example.org"));
+        let mut json = build(event("11", "m.room.message", None, json!({})))
+            .unwrap()
+            .json;
+        let padding = json!({"padding": "x".repeat(MAX_PDU_BYTES)});
+        json.insert("unsigned".to_owned(), padding.try_into().unwrap());
+        assert!(matches!(
+            verify(&json, "11", &keys),
+            Err(PduError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn unsupported_versions_are_refused_everywhere() {
+        let json = build(event("11", "m.room.message", None, json!({})))
+            .unwrap()
+            .json;
+        let keys = PublicKeyMap::new();
+        for version in ["5", "13", "foo"] {
+            let refused =
+                |r: Result<(), PduError>| matches!(r, Err(PduError::UnsupportedRoomVersion(_)));
+            assert!(
+                refused(verify(&json, version, &keys).map(drop)),
+                "{version}"
+            );
+            assert!(
+                refused(redact(json.clone(), version).map(drop)),
+                "{version}"
+            );
+            assert!(refused(event_id_of(&json, version).map(drop)), "{version}");
+        }
+    }
+}
