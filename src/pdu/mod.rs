@@ -13,10 +13,12 @@
 //! - [`verify`]: [`verify()`], [`redact`] and [`event_id_of`] for events from anywhere.
 
 pub mod builder;
+pub mod event;
 pub mod verify;
 pub mod versions;
 
 pub use builder::PduBuilder;
+pub use event::PduEvent;
 pub use ruma::signatures::{PublicKeyMap, Verified};
 pub use verify::{event_id_of, redact, verify};
 pub use versions::rules;

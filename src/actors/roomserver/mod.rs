@@ -1,9 +1,33 @@
 //! The roomserver: the room DAG, authorization and state.
 //!
-//! Built so far: its storage (rooms, interned event types and state keys, events, and state
-//! as snapshots of shared blocks; see `README.md`). The input path (per-room actors, auth
-//! checks with ruma's state-res, state resolution), its messages and its output stream come
-//! next.
+//! Built so far: sending events built on this server (`PerformRoomEvent`: create a room, or
+//! send into one, authorized with ruma's state-res against the current state), reading the
+//! current state and events, per-room ordering (one actor per active room), the `roomserver`
+//! output stream, and the storage (rooms, interned types and keys, events, state snapshots
+//! of shared blocks; see `README.md`). State resolution of forks and events from other
+//! servers come with federation's input; the client room API is next.
+//!
+//! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 
+mod actor;
+pub mod error;
+pub mod input;
+pub mod messages;
 pub mod state;
-pub mod storage;
+pub(crate) mod storage;
+#[cfg(test)]
+mod tests;
+
+pub use actor::RoomserverActor;
+pub use error::RoomserverError;
+
+use crate::actors::bridge::Handle;
+use actix::prelude::*;
+
+/// How callers reach the roomserver.
+pub type RoomserverHandle = Handle<RoomserverActor>;
+
+/// Starts the roomserver on the current arbiter.
+pub fn start(deps: input::Deps) -> Addr<RoomserverActor> {
+    RoomserverActor::new(deps).start()
+}

@@ -6,7 +6,6 @@ use crate::storage::{Conn, StorageError};
 const INSERT: &str = "INSERT INTO roomserver_event_types (event_type) VALUES ($1)
     ON CONFLICT (event_type) DO NOTHING RETURNING type_nid";
 const SELECT_NID: &str = "SELECT type_nid FROM roomserver_event_types WHERE event_type = $1";
-const SELECT_NAME: &str = "SELECT event_type FROM roomserver_event_types WHERE type_nid = $1";
 
 /// The numeric ID of an event type, assigned on first use.
 pub async fn intern(db: &impl Conn, event_type: &str) -> Result<i64, StorageError> {
@@ -18,13 +17,5 @@ pub async fn select_nid(db: &impl Conn, event_type: &str) -> Result<Option<i64>,
     db.query_opt(SELECT_NID, &[&event_type])
         .await?
         .map(|r| r.i64(0))
-        .transpose()
-}
-
-/// The event type of a numeric ID.
-pub async fn select_name(db: &impl Conn, type_nid: i64) -> Result<Option<String>, StorageError> {
-    db.query_opt(SELECT_NAME, &[&type_nid])
-        .await?
-        .map(|r| r.string(0))
         .transpose()
 }

@@ -12,7 +12,6 @@ const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, d
     state_snapshot_nid, json, rejected, redacted_by";
 const SET_SNAPSHOT: &str =
     "UPDATE roomserver_events SET state_snapshot_nid = $2 WHERE event_nid = $1";
-const SET_REDACTED: &str = "UPDATE roomserver_events SET redacted_by = $2 WHERE event_nid = $1";
 
 /// An event row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,17 +113,6 @@ pub async fn set_state_snapshot(
     Ok(())
 }
 
-/// Marks an event redacted by the redaction `redaction_id`.
-pub async fn set_redacted(
-    db: &impl Conn,
-    event_nid: i64,
-    redaction_id: &str,
-) -> Result<(), StorageError> {
-    db.execute(SET_REDACTED, &[&event_nid, &redaction_id])
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,11 +140,10 @@ mod tests {
             );
             let b = insert(db, &new("$b", None)).await.unwrap().unwrap();
             set_state_snapshot(db, b, 42).await.unwrap();
-            set_redacted(db, a, "$r").await.unwrap();
             let ea = select_by_id(db, "$a").await.unwrap().unwrap();
             assert_eq!(
                 (ea.state_key_nid, ea.redacted_by.as_deref()),
-                (Some(5), Some("$r"))
+                (Some(5), None)
             );
             let mut both = select_by_nids(db, &[a, b, 999]).await.unwrap();
             both.sort_by_key(|e| e.event_nid);

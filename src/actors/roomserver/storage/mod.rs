@@ -12,7 +12,7 @@ use crate::storage::{Conn, StorageError, ToValue};
 /// Inserts a row keyed by a unique text column unless it exists, and returns its numeric
 /// ID either way. `insert` must be `INSERT ... ON CONFLICT DO NOTHING RETURNING <nid>` and
 /// `select` a lookup of the nid by the same key (`$1`).
-pub async fn insert_or_get(
+pub(crate) async fn insert_or_get(
     db: &impl Conn,
     insert: &str,
     select: &str,
@@ -31,7 +31,7 @@ pub async fn insert_or_get(
 }
 
 /// `($1, $2, ..., $n)`, for statements over a list of IDs.
-pub fn placeholders(n: usize) -> String {
+pub(crate) fn placeholders(n: usize) -> String {
     let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
     format!("({})", list.join(", "))
 }

@@ -6,7 +6,6 @@ use crate::storage::{Conn, StorageError};
 const INSERT: &str = "INSERT INTO roomserver_state_keys (state_key) VALUES ($1)
     ON CONFLICT (state_key) DO NOTHING RETURNING state_key_nid";
 const SELECT_NID: &str = "SELECT state_key_nid FROM roomserver_state_keys WHERE state_key = $1";
-const SELECT_NAME: &str = "SELECT state_key FROM roomserver_state_keys WHERE state_key_nid = $1";
 
 /// The numeric ID of a state key, assigned on first use.
 pub async fn intern(db: &impl Conn, state_key: &str) -> Result<i64, StorageError> {
@@ -18,16 +17,5 @@ pub async fn select_nid(db: &impl Conn, state_key: &str) -> Result<Option<i64>, 
     db.query_opt(SELECT_NID, &[&state_key])
         .await?
         .map(|r| r.i64(0))
-        .transpose()
-}
-
-/// The state key of a numeric ID.
-pub async fn select_name(
-    db: &impl Conn,
-    state_key_nid: i64,
-) -> Result<Option<String>, StorageError> {
-    db.query_opt(SELECT_NAME, &[&state_key_nid])
-        .await?
-        .map(|r| r.string(0))
         .transpose()
 }

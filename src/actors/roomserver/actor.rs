@@ -1,0 +1,139 @@
+//! The roomserver actors: [`RoomserverActor`] receives every message and hands events for an
+//! existing room to that room's [`RoomActor`], started on demand. A room actor handles one
+//! event at a time (`AtomicResponse`), so a room's events form a linear DAG however many
+//! clients send at once, while rooms progress in parallel. Idle room actors are dropped.
+
+use super::input::{self, Deps};
+use super::messages::*;
+use super::RoomserverError;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A room actor unused for this long is dropped (it stops once its mailbox is empty).
+const IDLE: Duration = Duration::from_secs(300);
+
+pub struct RoomserverActor {
+    deps: Deps,
+    rooms: HashMap<String, (Addr<RoomActor>, Instant)>,
+}
+
+impl RoomserverActor {
+    pub fn new(deps: Deps) -> RoomserverActor {
+        RoomserverActor {
+            deps,
+            rooms: HashMap::new(),
+        }
+    }
+
+    fn room(&mut self, room_id: &str) -> Addr<RoomActor> {
+        let now = Instant::now();
+        let entry = self
+            .rooms
+            .entry(room_id.to_owned())
+            .or_insert_with(|| (RoomActor::start_for(self.deps.clone(), room_id), now));
+        if !entry.0.connected() {
+            entry.0 = RoomActor::start_for(self.deps.clone(), room_id);
+        }
+        entry.1 = now;
+        entry.0.clone()
+    }
+
+    /// How many room actors are running.
+    pub fn active_rooms(&self) -> usize {
+        self.rooms.len()
+    }
+}
+
+impl Actor for RoomserverActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(IDLE / 5, |act, _| {
+            act.rooms.retain(|_, (_, used)| used.elapsed() < IDLE);
+        });
+    }
+}
+
+impl Handler<PerformRoomEvent> for RoomserverActor {
+    type Result = ResponseFuture<Result<SentEvent, RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformRoomEvent, _: &mut Context<Self>) -> Self::Result {
+        match msg.room_id.clone() {
+            // A new room: nothing to order it against.
+            None if msg.event_type == "m.room.create" => {
+                let deps = self.deps.clone();
+                Box::pin(async move { input::create(&deps, msg).await })
+            }
+            None => Box::pin(async {
+                Err(RoomserverError::BadRequest(
+                    "the event needs a room ID".into(),
+                ))
+            }),
+            Some(room_id) => {
+                let room = self.room(&room_id);
+                Box::pin(async move {
+                    room.send(InRoom(msg))
+                        .await
+                        .map_err(|e| RoomserverError::Internal(e.to_string()))?
+                })
+            }
+        }
+    }
+}
+
+impl Handler<QueryCurrentState> for RoomserverActor {
+    type Result = ResponseFuture<Result<Option<Vec<serde_json::Value>>, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryCurrentState, _: &mut Context<Self>) -> Self::Result {
+        let db = self.deps.db.clone();
+        Box::pin(async move { input::current_state(&db, &msg.room_id, &msg.types).await })
+    }
+}
+
+impl Handler<QueryEvent> for RoomserverActor {
+    type Result = ResponseFuture<Result<Option<StoredEvent>, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryEvent, _: &mut Context<Self>) -> Self::Result {
+        let db = self.deps.db.clone();
+        Box::pin(async move { input::event(&db, &msg.event_id).await })
+    }
+}
+
+/// The input of one room.
+pub struct RoomActor {
+    deps: Deps,
+    room_id: String,
+}
+
+impl RoomActor {
+    fn start_for(deps: Deps, room_id: &str) -> Addr<RoomActor> {
+        RoomActor {
+            deps,
+            room_id: room_id.to_owned(),
+        }
+        .start()
+    }
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+}
+
+/// An event for this room (internal to the roomserver).
+#[derive(Message)]
+#[rtype(result = "Result<SentEvent, RoomserverError>")]
+struct InRoom(PerformRoomEvent);
+
+impl Handler<InRoom> for RoomActor {
+    type Result = AtomicResponse<Self, Result<SentEvent, RoomserverError>>;
+
+    fn handle(&mut self, msg: InRoom, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let room_id = self.room_id.clone();
+        AtomicResponse::new(Box::pin(
+            async move { input::in_room(&deps, &room_id, msg.0).await }.into_actor(self),
+        ))
+    }
+}

@@ -1,0 +1,50 @@
+//! What can go wrong in the roomserver, as callers see it.
+
+use crate::actors::bridge::BridgeError;
+use crate::pdu::PduError;
+use crate::storage::StorageError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum RoomserverError {
+    /// The auth rules refuse the event; the reason is meant for people.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// The room does not exist here.
+    #[error("no such room")]
+    NoRoom,
+    /// A room version this server does not support.
+    #[error("unsupported room version {0}")]
+    UnsupportedRoomVersion(String),
+    /// The event cannot be built (bad content, too large, bad IDs).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Storage or signing failed; the detail is logged where it happened.
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+}
+
+impl From<StorageError> for RoomserverError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "roomserver storage failure");
+        RoomserverError::Internal(e.to_string())
+    }
+}
+
+impl From<PduError> for RoomserverError {
+    fn from(e: PduError) -> Self {
+        match e {
+            PduError::UnsupportedRoomVersion(v) => RoomserverError::UnsupportedRoomVersion(v),
+            PduError::TooLarge => RoomserverError::BadRequest("event is too large".into()),
+            e @ (PduError::ContentNotObject | PduError::InvalidContent(_)) => {
+                RoomserverError::BadRequest(e.to_string())
+            }
+            e => {
+                tracing::error!(error = %e, "building an event failed");
+                RoomserverError::Internal(e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The input path of events built on this server: build (prev events, auth events, depth from
+//! the room's head), sign, authorize with ruma's state-res against the room's current state,
+//! and store: the event, the state after it (a derived snapshot), the room's new head and the
+//! output, all in one transaction. Callers serialize per room (the room actors).
+
+use super::error::RoomserverError;
+use super::messages::{PerformRoomEvent, RoomserverOutput, SentEvent};
+use super::state::{self, StateKey};
+use super::storage::{event_types, events, rooms, state_keys};
+use crate::bus::{self, Bus};
+use crate::pdu::{self, Pdu, PduBuilder, PduEvent};
+use crate::signing_key::SigningKey;
+use crate::storage::{Conn, Db};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::state_res;
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId,
+    UInt,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The roomserver's output stream.
+pub const STREAM: &str = "roomserver";
+
+/// What the input path uses; cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub db: Db,
+    pub bus: Bus,
+    pub key: Arc<SigningKey>,
+    pub server_name: OwnedServerName,
+    /// The version of new rooms that do not name one.
+    pub default_room_version: String,
+}
+
+fn bad(e: impl ToString) -> RoomserverError {
+    RoomserverError::BadRequest(e.to_string())
+}
+
+fn local_sender(deps: &Deps, sender: &str) -> Result<OwnedUserId, RoomserverError> {
+    let sender = OwnedUserId::try_from(sender).map_err(bad)?;
+    if sender.server_name() != deps.server_name {
+        return Err(bad("the sender is not a user of this server"));
+    }
+    Ok(sender)
+}
+
+fn now() -> MilliSecondsSinceUnixEpoch {
+    MilliSecondsSinceUnixEpoch::now()
+}
+
+/// Creates a room with its `m.room.create` event.
+pub async fn create(deps: &Deps, msg: PerformRoomEvent) -> Result<SentEvent, RoomserverError> {
+    let sender = local_sender(deps, &msg.sender)?;
+    let version = msg
+        .room_version
+        .unwrap_or_else(|| deps.default_room_version.clone());
+    let (version_id, rules) = pdu::rules(&version)?;
+    let serde_json::Value::Object(mut content) = msg.content else {
+        return Err(bad("content must be a JSON object"));
+    };
+    content.insert("room_version".into(), version.clone().into());
+    if !rules.authorization.use_room_create_sender {
+        content.insert("creator".into(), sender.as_str().into());
+    }
+    let room_id = if rules.authorization.room_create_event_id_as_room_id {
+        None
+    } else {
+        Some(
+            OwnedRoomId::try_from(format!("!{}:{}", random_localpart(), deps.server_name))
+                .map_err(bad)?,
+        )
+    };
+    let pdu = PduBuilder {
+        room_version: version_id,
+        room_id,
+        sender,
+        event_type: TimelineEventType::RoomCreate,
+        state_key: Some(String::new()),
+        content: content.into(),
+        redacts: None,
+        prev_events: Vec::new(),
+        auth_events: Vec::new(),
+        depth: UInt::from(1u32),
+        origin_server_ts: now(),
+    }
+    .build(&deps.key, &deps.server_name)?;
+    let event = PduEvent::from_json(pdu.event_id.clone(), &pdu.json, false)?;
+    state_res::check_state_independent_auth_rules(&rules.authorization, &event, |_: &EventId| {
+        None::<PduEvent>
+    })
+    .map_err(RoomserverError::NotAllowed)?;
+    let txn = deps.db.begin().await?;
+    let room_nid = rooms::insert(&txn, pdu.room_id.as_str(), &version).await?;
+    persist(
+        deps,
+        txn,
+        room_nid,
+        None,
+        &pdu,
+        "m.room.create",
+        Some(""),
+        1,
+    )
+    .await
+}
+
+fn random_localpart() -> String {
+    rand::distributions::DistString::sample_string(
+        &rand::distributions::Alphanumeric,
+        &mut rand::thread_rng(),
+        18,
+    )
+}
+
+/// The events of a room's current state for the given keys, loaded and parsed: the state map
+/// and the events by ID.
+async fn state_events(
+    db: &Db,
+    snapshot: i64,
+    wanted: &[(StateEventType, String)],
+) -> Result<
+    (
+        HashMap<(StateEventType, String), OwnedEventId>,
+        HashMap<OwnedEventId, PduEvent>,
+    ),
+    RoomserverError,
+> {
+    let mut keys: Vec<StateKey> = Vec::new();
+    let mut names: HashMap<StateKey, (StateEventType, String)> = HashMap::new();
+    for (t, k) in wanted {
+        let type_nid = event_types::select_nid(db, &t.to_string()).await?;
+        let key_nid = state_keys::select_nid(db, k).await?;
+        if let (Some(tn), Some(kn)) = (type_nid, key_nid) {
+            keys.push((tn, kn));
+            names.insert((tn, kn), (t.clone(), k.clone()));
+        }
+    }
+    let entries = state::load_keys(db, snapshot, &keys).await?;
+    let nids: Vec<i64> = entries.values().copied().collect();
+    let rows = events::select_by_nids(db, &nids).await?;
+    let mut by_nid: HashMap<i64, OwnedEventId> = HashMap::new();
+    let mut by_id = HashMap::new();
+    for row in rows {
+        let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(bad)?;
+        let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json)
+            .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+        by_id.insert(
+            id.clone(),
+            PduEvent::from_json(id.clone(), &json, row.rejected)?,
+        );
+        by_nid.insert(row.event_nid, id);
+    }
+    let map = entries
+        .iter()
+        .filter_map(|(k, nid)| Some((names.get(k)?.clone(), by_nid.get(nid)?.clone())))
+        .collect();
+    Ok((map, by_id))
+}
+
+/// Sends an event into an existing room. Call it for one room at a time.
+pub async fn in_room(
+    deps: &Deps,
+    room_id: &str,
+    msg: PerformRoomEvent,
+) -> Result<SentEvent, RoomserverError> {
+    let sender = local_sender(deps, &msg.sender)?;
+    if msg.event_type == "m.room.create" {
+        return Err(RoomserverError::NotAllowed(
+            "m.room.create can only be the first event of a room".into(),
+        ));
+    }
+    let db = &deps.db;
+    let room = rooms::select(db, room_id)
+        .await?
+        .ok_or(RoomserverError::NoRoom)?;
+    let (version_id, rules) = pdu::rules(&room.room_version)?;
+    let snapshot = room
+        .state_snapshot_nid
+        .ok_or_else(|| RoomserverError::Internal(format!("room {room_id} has no state")))?;
+    let event_type = TimelineEventType::from(msg.event_type.as_str());
+    let raw_content = serde_json::value::to_raw_value(&msg.content).map_err(bad)?;
+    let auth_types = state_res::auth_types_for_event(
+        &event_type,
+        &sender,
+        msg.state_key.as_deref(),
+        &raw_content,
+        &rules.authorization,
+    )
+    .map_err(bad)?;
+    let mut wanted = auth_types.clone();
+    wanted.push((StateEventType::RoomCreate, String::new()));
+    let (state_map, events_by_id) = state_events(db, snapshot, &wanted).await?;
+    let auth_events: Vec<OwnedEventId> = auth_types
+        .iter()
+        .filter_map(|k| state_map.get(k).cloned())
+        .collect();
+    let prev_events: Vec<OwnedEventId> = events::select_by_nids(db, &room.latest_event_nids)
+        .await?
+        .into_iter()
+        .map(|row| OwnedEventId::try_from(row.event_id.as_str()).map_err(bad))
+        .collect::<Result<_, _>>()?;
+    let depth = room.max_depth + 1;
+    let pdu = PduBuilder {
+        room_version: version_id,
+        room_id: Some(OwnedRoomId::try_from(room_id).map_err(bad)?),
+        sender,
+        event_type: event_type.clone(),
+        state_key: msg.state_key.clone(),
+        content: msg.content,
+        redacts: None,
+        prev_events,
+        auth_events,
+        depth: UInt::try_from(depth).map_err(bad)?,
+        origin_server_ts: now(),
+    }
+    .build(&deps.key, &deps.server_name)?;
+    let event = PduEvent::from_json(pdu.event_id.clone(), &pdu.json, false)?;
+    let fetch_event = |id: &EventId| events_by_id.get(id);
+    state_res::check_state_independent_auth_rules(&rules.authorization, &event, fetch_event)
+        .map_err(RoomserverError::NotAllowed)?;
+    let fetch_state = |t: &StateEventType, k: &str| {
+        state_map
+            .get(&(t.clone(), k.to_owned()))
+            .and_then(|id| events_by_id.get(id))
+    };
+    state_res::check_state_dependent_auth_rules(&rules.authorization, &event, fetch_state)
+        .map_err(RoomserverError::NotAllowed)?;
+    let txn = db.begin().await?;
+    persist(
+        deps,
+        txn,
+        room.room_nid,
+        Some(snapshot),
+        &pdu,
+        &msg.event_type,
+        msg.state_key.as_deref(),
+        depth,
+    )
+    .await
+}
+
+/// Stores an accepted event, the state after it, the room's new head and the output, and
+/// commits.
+#[allow(clippy::too_many_arguments)]
+async fn persist(
+    deps: &Deps,
+    txn: crate::storage::Txn,
+    room_nid: i64,
+    state_before: Option<i64>,
+    pdu: &Pdu,
+    event_type: &str,
+    state_key: Option<&str>,
+    depth: i64,
+) -> Result<SentEvent, RoomserverError> {
+    let type_nid = event_types::intern(&txn, event_type).await?;
+    let key_nid = match state_key {
+        Some(k) => Some(state_keys::intern(&txn, k).await?),
+        None => None,
+    };
+    let json =
+        serde_json::to_string(&pdu.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
+    let nid = events::insert(
+        &txn,
+        &events::NewEvent {
+            room_nid,
+            event_id: pdu.event_id.as_str(),
+            type_nid,
+            state_key_nid: key_nid,
+            depth,
+            json: &json,
+            rejected: false,
+        },
+    )
+    .await?
+    .ok_or_else(|| RoomserverError::Internal(format!("event {} stored twice", pdu.event_id)))?;
+    if let Some(before) = state_before {
+        events::set_state_snapshot(&txn, nid, before).await?;
+    }
+    let after = match key_nid {
+        Some(k) => state::derive(&txn, room_nid, state_before, &[((type_nid, k), nid)]).await?,
+        None => {
+            state_before.ok_or_else(|| RoomserverError::Internal("a room without state".into()))?
+        }
+    };
+    rooms::update_head(&txn, room_nid, after, &[nid], depth).await?;
+    let output = RoomserverOutput::NewRoomEvent {
+        room_id: pdu.room_id.to_string(),
+        event_id: pdu.event_id.to_string(),
+        event: serde_json::to_value(&pdu.json)
+            .map_err(|e| RoomserverError::Internal(e.to_string()))?,
+    };
+    let appended = bus::append(&txn, STREAM, pdu.room_id.as_str(), &output).await?;
+    deps.bus.commit(txn, &[appended]).await?;
+    Ok(SentEvent {
+        event_id: pdu.event_id.to_string(),
+        room_id: pdu.room_id.to_string(),
+    })
+}
+
+/// Reads the room's current state events, all or only `types`.
+pub async fn current_state(
+    db: &Db,
+    room_id: &str,
+    types: &[(String, String)],
+) -> Result<Option<Vec<serde_json::Value>>, RoomserverError> {
+    let Some(room) = rooms::select(db, room_id).await? else {
+        return Ok(None);
+    };
+    let Some(snapshot) = room.state_snapshot_nid else {
+        return Ok(Some(Vec::new()));
+    };
+    let entries = if types.is_empty() {
+        state::load(db, snapshot).await?
+    } else {
+        let mut keys = Vec::new();
+        for (t, k) in types {
+            if let (Some(tn), Some(kn)) = (
+                event_types::select_nid(db, t).await?,
+                state_keys::select_nid(db, k).await?,
+            ) {
+                keys.push((tn, kn));
+            }
+        }
+        state::load_keys(db, snapshot, &keys).await?
+    };
+    let nids: Vec<i64> = entries.values().copied().collect();
+    let mut out = Vec::with_capacity(nids.len());
+    for row in events::select_by_nids(db, &nids).await? {
+        out.push(
+            serde_json::from_str(&row.json)
+                .map_err(|e| RoomserverError::Internal(e.to_string()))?,
+        );
+    }
+    Ok(Some(out))
+}
+
+/// Reads one event.
+pub async fn event(
+    db: &impl Conn,
+    event_id: &str,
+) -> Result<Option<super::messages::StoredEvent>, RoomserverError> {
+    let Some(row) = events::select_by_id(db, event_id).await? else {
+        return Ok(None);
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&row.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
+    // A version 12 create event carries no room ID: its room's ID is derived from its own.
+    let room_id = json["room_id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("!{}", event_id.trim_start_matches('$')));
+    Ok(Some(super::messages::StoredEvent {
+        room_id,
+        json,
+        rejected: row.rejected,
+    }))
+}

@@ -1,0 +1,389 @@
+//! The roomserver through its messages, on both databases and every supported room version.
+
+use super::input::{Deps, STREAM};
+use super::messages::*;
+use super::RoomserverError;
+use crate::actors::bridge::Handle;
+use crate::bus::{run_consumer, Bus, Consumer, ConsumerError};
+use crate::signing_key::SigningKey;
+use crate::storage::testing::*;
+use crate::storage::{Conn, Txn};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+struct Fixture {
+    rs: super::RoomserverHandle,
+    key: Arc<SigningKey>,
+    db: crate::storage::Db,
+    bus: Bus,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(backend: crate::storage::Backend) -> Fixture {
+    let t = test_db(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(SigningKey::load_or_generate(dir.path()).unwrap());
+    let bus = Bus::new();
+    let deps = Deps {
+        db: t.db.clone(),
+        bus: bus.clone(),
+        key: key.clone(),
+        server_name: "test.local".try_into().unwrap(),
+        default_room_version: "12".into(),
+    };
+    Fixture {
+        rs: Handle::Local(super::start(deps)),
+        key,
+        db: t.db.clone(),
+        bus,
+        _db: t,
+        _dir: dir,
+    }
+}
+
+fn ev(
+    room: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: Value,
+) -> PerformRoomEvent {
+    PerformRoomEvent {
+        room_id: Some(room.into()),
+        room_version: None,
+        sender: format!("@{sender}:test.local"),
+        event_type: kind.into(),
+        state_key: state_key.map(str::to_owned),
+        content,
+    }
+}
+
+fn member(room: &str, user: &str, membership: &str) -> PerformRoomEvent {
+    let id = format!("@{user}:test.local");
+    ev(
+        room,
+        user,
+        "m.room.member",
+        Some(&id),
+        json!({ "membership": membership }),
+    )
+}
+
+async fn create(f: &Fixture, version: &str) -> String {
+    let sent =
+        f.rs.send(PerformRoomEvent {
+            room_id: None,
+            room_version: Some(version.into()),
+            sender: "@alice:test.local".into(),
+            event_type: "m.room.create".into(),
+            state_key: Some(String::new()),
+            content: json!({}),
+        })
+        .await
+        .unwrap();
+    sent.room_id
+}
+
+/// Creates a public room of `version` with alice as its creator and admin.
+async fn public_room(f: &Fixture, version: &str) -> String {
+    let room = create(f, version).await;
+    f.rs.send(member(&room, "alice", "join")).await.unwrap();
+    // From v12 creators are privileged by the create event and may not be listed.
+    let users = if version == "12" {
+        json!({})
+    } else {
+        json!({ "@alice:test.local": 100 })
+    };
+    f.rs.send(ev(
+        &room,
+        "alice",
+        "m.room.power_levels",
+        Some(""),
+        json!({ "users": users }),
+    ))
+    .await
+    .unwrap();
+    f.rs.send(ev(
+        &room,
+        "alice",
+        "m.room.join_rules",
+        Some(""),
+        json!({ "join_rule": "public" }),
+    ))
+    .await
+    .unwrap();
+    room
+}
+
+#[actix_web::test]
+async fn rooms_of_every_version_follow_the_auth_rules() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in crate::room_versions::STABLE {
+            let room = public_room(&f, version).await;
+            if *version == "12" {
+                assert!(
+                    !room.contains(':'),
+                    "v12 room IDs have no server part: {room}"
+                );
+            }
+            // Bob may join a public room and talk; carol, not joined, may not talk.
+            f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let msg =
+                f.rs.send(ev(
+                    &room,
+                    "bob",
+                    "m.room.message",
+                    None,
+                    json!({"msgtype": "m.text", "body": "hi"}),
+                ))
+                .await
+                .unwrap();
+            let refused =
+                f.rs.send(ev(
+                    &room,
+                    "carol",
+                    "m.room.message",
+                    None,
+                    json!({"body": "x"}),
+                ))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(refused, RoomserverError::NotAllowed(_)),
+                "{backend} v{version}: {refused:?}"
+            );
+            // Bob has no power to change power levels; a second create is refused.
+            let refused =
+                f.rs.send(ev(
+                    &room,
+                    "bob",
+                    "m.room.power_levels",
+                    Some(""),
+                    json!({"users": {"@bob:test.local": 100}}),
+                ))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(refused, RoomserverError::NotAllowed(_)),
+                "{refused:?}"
+            );
+            let refused =
+                f.rs.send(ev(&room, "alice", "m.room.create", Some(""), json!({})))
+                    .await
+                    .unwrap_err();
+            assert!(
+                matches!(refused, RoomserverError::NotAllowed(_)),
+                "{refused:?}"
+            );
+
+            // The current state: create, two members, power levels, join rules.
+            let state =
+                f.rs.send(QueryCurrentState {
+                    room_id: room.clone(),
+                    types: vec![],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            let mut kinds: Vec<String> = state
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}|{}",
+                        e["type"].as_str().unwrap(),
+                        e["state_key"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            kinds.sort();
+            assert_eq!(
+                kinds,
+                vec![
+                    "m.room.create|".to_string(),
+                    "m.room.join_rules|".into(),
+                    "m.room.member|@alice:test.local".into(),
+                    "m.room.member|@bob:test.local".into(),
+                    "m.room.power_levels|".into(),
+                ],
+                "{backend} v{version}"
+            );
+            let only =
+                f.rs.send(QueryCurrentState {
+                    room_id: room.clone(),
+                    types: vec![("m.room.member".into(), "@bob:test.local".into())],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(only.len(), 1);
+            assert_eq!(only[0]["content"]["membership"], "join");
+
+            // Every stored event is valid for its version: signed by us, ID = reference hash.
+            let stored =
+                f.rs.send(QueryEvent {
+                    event_id: msg.event_id.clone(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.room_id, room);
+            let obj: ruma::CanonicalJsonObject =
+                serde_json::from_value(stored.json.clone()).unwrap();
+            let keys = f.key.public_key_map("test.local".try_into().unwrap());
+            assert!(matches!(
+                crate::pdu::verify(&obj, version, &keys),
+                Ok(crate::pdu::Verified::All)
+            ));
+            assert_eq!(
+                crate::pdu::event_id_of(&obj, version).unwrap().as_str(),
+                msg.event_id
+            );
+            assert_eq!(stored.json["prev_events"].as_array().unwrap().len(), 1);
+        }
+        // Errors: unknown room, unsupported version, content that is not an object.
+        let no_room =
+            f.rs.send(ev(
+                "!nope:test.local",
+                "alice",
+                "m.room.message",
+                None,
+                json!({}),
+            ))
+            .await;
+        assert!(matches!(no_room, Err(RoomserverError::NoRoom)));
+        let unsupported =
+            f.rs.send(PerformRoomEvent {
+                room_id: None,
+                room_version: Some("13".into()),
+                sender: "@alice:test.local".into(),
+                event_type: "m.room.create".into(),
+                state_key: Some(String::new()),
+                content: json!({}),
+            })
+            .await;
+        assert!(matches!(
+            unsupported,
+            Err(RoomserverError::UnsupportedRoomVersion(_))
+        ));
+        let room = public_room(&f, "12").await;
+        let not_object =
+            f.rs.send(ev(&room, "alice", "m.room.message", None, json!([1])))
+                .await;
+        assert!(
+            matches!(not_object, Err(RoomserverError::BadRequest(_))),
+            "{not_object:?}"
+        );
+        assert!(f
+            .rs
+            .send(QueryEvent {
+                event_id: "$nope".into()
+            })
+            .await
+            .unwrap()
+            .is_none());
+        assert!(f
+            .rs
+            .send(QueryCurrentState {
+                room_id: "!nope:x".into(),
+                types: vec![]
+            })
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
+
+/// Collects the roomserver's outputs in order.
+struct Collector(Rc<RefCell<Vec<(i64, String)>>>);
+
+impl Consumer for Collector {
+    type Output = RoomserverOutput;
+    const STREAM: &'static str = STREAM;
+    const NAME: &'static str = "test.collector";
+
+    async fn apply(
+        &mut self,
+        _: &Txn,
+        position: i64,
+        output: RoomserverOutput,
+    ) -> Result<(), ConsumerError> {
+        let RoomserverOutput::NewRoomEvent { event_id, .. } = output;
+        self.0.borrow_mut().push((position, event_id));
+        Ok(())
+    }
+}
+
+#[actix_web::test]
+async fn concurrent_senders_make_a_linear_dag_and_every_event_is_output_in_order() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        let room = public_room(&f, "12").await;
+        let senders: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
+        for s in &senders {
+            f.rs.send(member(&room, s, "join")).await.unwrap();
+        }
+        // 50 messages from 10 users at once.
+        let sends = (0..50).map(|i| {
+            let rs = f.rs.clone();
+            let m = ev(
+                &room,
+                &senders[i % 10],
+                "m.room.message",
+                None,
+                json!({"body": format!("m{i}")}),
+            );
+            async move { rs.send(m).await }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        assert!(results.iter().all(|r| r.is_ok()), "{backend}: {results:?}");
+        // Walk the DAG back from the newest event: one parent each, depth falling by one.
+        let rows =
+            f.db.query(
+                "SELECT event_id, depth, json FROM roomserver_events ORDER BY depth",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 4 + 10 + 50);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(
+                row.i64(1).unwrap(),
+                i as i64 + 1,
+                "{backend}: depths are 1..n"
+            );
+            let json: Value = serde_json::from_str(&row.string(2).unwrap()).unwrap();
+            let prev: Vec<&str> = json["prev_events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            if i == 0 {
+                assert!(prev.is_empty());
+            } else {
+                assert_eq!(
+                    prev,
+                    vec![rows[i - 1].string(0).unwrap().as_str()],
+                    "{backend}: linear DAG"
+                );
+            }
+        }
+        // The output stream carries every event once, in the order they were stored.
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let handle = run_consumer(f.db.clone(), f.bus.clone(), Collector(seen.clone()));
+        for _ in 0..3000 {
+            if seen.borrow().len() == rows.len() {
+                break;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        handle.stop();
+        let ids: Vec<String> = seen.borrow().iter().map(|(_, id)| id.clone()).collect();
+        let stored: Vec<String> = rows.iter().map(|r| r.string(0).unwrap()).collect();
+        assert_eq!(ids, stored, "{backend}");
+    }
+}
