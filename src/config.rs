@@ -26,6 +26,23 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub components: ComponentsConfig,
+    #[serde(default)]
+    pub rooms: RoomsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// The room version of new rooms that do not ask for one.
+    pub default_version: String,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            default_version: crate::room_versions::DEFAULT.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +212,8 @@ pub struct ComponentsConfig {
     /// Where the userapi runs: `local`, or the internal URL of the node hosting it
     /// (`http://10.0.0.2:7000`).
     pub userapi: String,
+    /// Where the roomserver runs: `local`, or the internal URL of the node hosting it.
+    pub roomserver: String,
 }
 
 impl Default for ComponentsConfig {
@@ -202,6 +221,7 @@ impl Default for ComponentsConfig {
         ComponentsConfig {
             internal_listen: String::new(),
             userapi: "local".into(),
+            roomserver: "local".into(),
         }
     }
 }
@@ -292,6 +312,14 @@ impl Config {
             )?;
         }
         self.placement("components.userapi", &self.components.userapi)?;
+        self.placement("components.roomserver", &self.components.roomserver)?;
+        if !crate::room_versions::STABLE.contains(&self.rooms.default_version.as_str()) {
+            return Err(ConfigError(format!(
+                "key rooms.default_version: {:?} is not a supported room version ({})",
+                self.rooms.default_version,
+                crate::room_versions::STABLE.join(", ")
+            )));
+        }
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -356,6 +384,12 @@ impl Config {
     /// Where the userapi runs.
     pub fn userapi_placement(&self) -> Placement {
         self.placement("components.userapi", &self.components.userapi)
+            .unwrap_or(Placement::Local)
+    }
+
+    /// Where the roomserver runs.
+    pub fn roomserver_placement(&self) -> Placement {
+        self.placement("components.roomserver", &self.components.roomserver)
             .unwrap_or(Placement::Local)
     }
 
@@ -485,6 +519,12 @@ mod tests {
             ("", &["server.name=bad name!"], "server.name"),
             ("", &["components.userapi=elsewhere"], "components.userapi"),
             ("", &["metrics.listen=1.2.3.4"], "metrics.listen"),
+            ("", &["rooms.default_version=5"], "rooms.default_version"),
+            (
+                "",
+                &["components.roomserver=nowhere"],
+                "components.roomserver",
+            ),
         ];
         for (text, sets, key) in cases {
             let err = load(text, &[], sets).unwrap_err().to_string();

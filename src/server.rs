@@ -2,10 +2,13 @@
 //! that run elsewhere, and the listeners (client, metrics, internal).
 
 use crate::actors::bridge::{Handle, HttpBridge};
+use crate::actors::roomserver;
 use crate::actors::userapi::{self, UserApiConfig};
+use crate::bus::Bus;
 use crate::config::{Config, Placement};
 use crate::routing::error::MatrixError;
 use crate::routing::{client, AppState};
+use crate::signing_key::SigningKey;
 use crate::storage::{self, Db};
 use actix::Actor;
 use actix_web::dev::{ServerHandle, Service};
@@ -24,6 +27,10 @@ pub enum StartError {
     Database(#[from] storage::StorageError),
     #[error("userapi: {0}")]
     UserApi(#[from] userapi::UserApiError),
+    #[error("signing key: {0}")]
+    SigningKey(#[from] crate::signing_key::SigningKeyError),
+    #[error("config: {0}")]
+    Config(String),
     #[error("cannot listen on {addr} ({key}): {error}")]
     Listen {
         key: &'static str,
@@ -76,7 +83,8 @@ impl Node {
 
         // Only a node hosting a component needs the database.
         let userapi_here = config.userapi_placement() == Placement::Local;
-        let db = if userapi_here {
+        let roomserver_here = config.roomserver_placement() == Placement::Local;
+        let db = if userapi_here || roomserver_here {
             let url = config.database_url();
             let db = Db::connect(&url, config.database.pool_size).await?;
             storage::migrate(&db).await?;
@@ -85,11 +93,17 @@ impl Node {
         } else {
             None
         };
+        let local_db = || {
+            db.clone().ok_or_else(|| {
+                StartError::Database(storage::StorageError::Config("no database".into()))
+            })
+        };
+        let bus = Bus::new();
 
-        let (userapi, userapi_local) = match (config.userapi_placement(), &db) {
-            (Placement::Local, Some(db)) => {
+        let (userapi, userapi_local) = match config.userapi_placement() {
+            Placement::Local => {
                 let addr = userapi::start(
-                    db.clone(),
+                    local_db()?,
                     &UserApiConfig {
                         server_name: config.server.name.clone(),
                         access_token_lifetime_ms: config.auth.access_token_lifetime_ms,
@@ -101,40 +115,63 @@ impl Node {
                 .await?;
                 (Handle::Local(addr.clone()), Some(addr))
             }
-            (Placement::Remote(url), _) => (Handle::Remote(HttpBridge::new(&url).start()), None),
-            (Placement::Local, None) => unreachable!("a local userapi always has a database"),
+            Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
+        };
+
+        let (roomserver, roomserver_local) = match config.roomserver_placement() {
+            Placement::Local => {
+                let key = SigningKey::load_or_generate(&config.server.data_dir)?;
+                let server_name = ruma::OwnedServerName::try_from(config.server.name.as_str())
+                    .map_err(|e| StartError::Config(e.to_string()))?;
+                let addr = roomserver::start(roomserver::input::Deps {
+                    db: local_db()?,
+                    bus: bus.clone(),
+                    key: Arc::new(key),
+                    server_name,
+                    default_room_version: config.rooms.default_version.clone(),
+                });
+                (Handle::Local(addr.clone()), Some(addr))
+            }
+            Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
         };
 
         let mut servers = Vec::new();
 
         // Internal listener: this node's components, for the other nodes' bridges.
-        let internal_addr = match (&userapi_local, config.components.internal_listen.as_str()) {
-            (Some(addr), listen) if !listen.is_empty() => {
-                let listener = bind("components.internal_listen", listen)?;
-                let bound = listener.local_addr().ok();
-                let addr = addr.clone();
-                let server = HttpServer::new(move || {
-                    let addr = addr.clone();
-                    App::new()
-                        .app_data(web::PayloadConfig::new(
-                            crate::actors::bridge::MAX_BODY_BYTES,
-                        ))
-                        .configure(move |cfg| userapi::serve_remote(cfg, addr))
-                })
-                .workers(workers)
-                .disable_signals()
-                .listen(listener)
-                .map_err(|error| StartError::Listen {
-                    key: "components.internal_listen",
-                    addr: listen.into(),
-                    error,
-                })?
-                .run();
-                servers.push(server.handle());
-                actix_web::rt::spawn(server);
-                bound
-            }
-            _ => None,
+        let hosts_any = userapi_local.is_some() || roomserver_local.is_some();
+        let listen = config.components.internal_listen.as_str();
+        let internal_addr = if hosts_any && !listen.is_empty() {
+            let listener = bind("components.internal_listen", listen)?;
+            let bound = listener.local_addr().ok();
+            let server = HttpServer::new(move || {
+                let (u, r) = (userapi_local.clone(), roomserver_local.clone());
+                App::new()
+                    .app_data(web::PayloadConfig::new(
+                        crate::actors::bridge::MAX_BODY_BYTES,
+                    ))
+                    .configure(move |cfg| {
+                        if let Some(addr) = u {
+                            userapi::serve_remote(cfg, addr);
+                        }
+                        if let Some(addr) = r {
+                            roomserver::serve_remote(cfg, addr);
+                        }
+                    })
+            })
+            .workers(workers)
+            .disable_signals()
+            .listen(listener)
+            .map_err(|error| StartError::Listen {
+                key: "components.internal_listen",
+                addr: listen.into(),
+                error,
+            })?
+            .run();
+            servers.push(server.handle());
+            actix_web::rt::spawn(server);
+            bound
+        } else {
+            None
         };
 
         // Metrics listener.
@@ -173,7 +210,7 @@ impl Node {
             addr: config.server.listen.clone(),
             error,
         })?;
-        let state = web::Data::new(AppState::new(config.clone(), userapi));
+        let state = web::Data::new(AppState::new(config.clone(), userapi, roomserver));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

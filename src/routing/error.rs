@@ -1,6 +1,7 @@
 //! `MatrixError`: the only place that knows Matrix errcodes and HTTP statuses. Component
 //! errors map into it here; the status follows from the errcode in one table.
 
+use crate::actors::roomserver::RoomserverError;
 use crate::actors::userapi::UserApiError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -119,6 +120,26 @@ impl From<UserApiError> for MatrixError {
             UserApiError::Internal(_) => MatrixError::internal(),
             UserApiError::Bridge(e) => {
                 tracing::error!(error = %e, "userapi unreachable");
+                MatrixError::internal()
+            }
+        }
+    }
+}
+
+impl From<RoomserverError> for MatrixError {
+    fn from(e: RoomserverError) -> Self {
+        match e {
+            RoomserverError::NotAllowed(why) => MatrixError::forbidden(why),
+            RoomserverError::NoRoom => MatrixError::not_found("Unknown room"),
+            RoomserverError::UnsupportedRoomVersion(v) => MatrixError::new(
+                "M_UNSUPPORTED_ROOM_VERSION",
+                format!("This server does not support room version {v}"),
+            ),
+            RoomserverError::TooLarge => MatrixError::new("M_TOO_LARGE", "Event is too large"),
+            RoomserverError::BadRequest(why) => MatrixError::bad_json(why),
+            RoomserverError::Internal(_) => MatrixError::internal(),
+            RoomserverError::Bridge(e) => {
+                tracing::error!(error = %e, "roomserver unreachable");
                 MatrixError::internal()
             }
         }

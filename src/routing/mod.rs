@@ -8,6 +8,7 @@ pub mod ratelimit;
 pub mod ruma;
 pub mod uia;
 
+use crate::actors::roomserver::RoomserverHandle;
 use crate::actors::userapi::UserApiHandle;
 use crate::config::Config;
 use std::sync::Arc;
@@ -16,12 +17,17 @@ use std::sync::Arc;
 pub struct AppState {
     pub config: Arc<Config>,
     pub userapi: UserApiHandle,
+    pub roomserver: RoomserverHandle,
     pub uia: uia::UiaSessions,
     pub limiter: ratelimit::RateLimiter,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, userapi: UserApiHandle) -> AppState {
+    pub fn new(
+        config: Arc<Config>,
+        userapi: UserApiHandle,
+        roomserver: RoomserverHandle,
+    ) -> AppState {
         AppState {
             uia: uia::UiaSessions::new(std::time::Duration::from_millis(
                 config.auth.uia_session_lifetime_ms,
@@ -29,6 +35,7 @@ impl AppState {
             limiter: ratelimit::RateLimiter::new(&config.rate_limit),
             config,
             userapi,
+            roomserver,
         }
     }
 

@@ -324,7 +324,15 @@ where
                         .into_owned()
                 })
                 .collect();
-            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            // A route without its trailing state key (see `route_patterns`) means the empty one.
+            let expected = T::PATH_BUILDER
+                .all_paths()
+                .next()
+                .map_or(0, |p| p.matches('{').count());
+            if arg_refs.len() + 1 == expected {
+                arg_refs.push("");
+            }
             // ruma's parsers can panic on some malformed bodies (a login without "type");
             // a panic must never take a worker down, so it becomes M_BAD_JSON.
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -416,6 +424,15 @@ pub struct Router {
     routes: BTreeMap<Vec<(bool, String)>, PathRoutes>,
 }
 
+/// The actix patterns of a ruma path. A trailing `{state_key}` may be empty, contain `/`, or
+/// be left out together with its slash (`/state/m.room.name`), as clients send it.
+fn route_patterns(path: &str) -> Vec<String> {
+    match path.strip_suffix("/{state_key}") {
+        Some(prefix) => vec![format!("{prefix}/{{state_key:.*}}"), prefix.to_owned()],
+        None => vec![path.to_owned()],
+    }
+}
+
 fn route_key(path: &str) -> Vec<(bool, String)> {
     path.split('/')
         .map(|s| (s.starts_with('{'), s.to_owned()))
@@ -433,14 +450,16 @@ impl Router {
     {
         let method = Method::from_bytes(T::METHOD.as_str().as_bytes()).unwrap_or(Method::GET);
         for path in T::PATH_BUILDER.all_paths() {
-            self.add_raw(
-                path,
-                method.clone(),
-                web::method(method.clone()).to(handler.clone()),
-            );
-            // HEAD is GET without the body (actix leaves the body out).
-            if method == Method::GET {
-                self.add_raw(path, Method::HEAD, web::head().to(handler.clone()));
+            for path in route_patterns(path) {
+                self.add_raw(
+                    &path,
+                    method.clone(),
+                    web::method(method.clone()).to(handler.clone()),
+                );
+                // HEAD is GET without the body (actix leaves the body out).
+                if method == Method::GET {
+                    self.add_raw(&path, Method::HEAD, web::head().to(handler.clone()));
+                }
             }
         }
         self

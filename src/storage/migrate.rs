@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "007_roomserver",
         include_str!("../../sql/007_roomserver.sql"),
     ),
+    (
+        8,
+        "008_roomserver_transactions",
+        include_str!("../../sql/008_roomserver_transactions.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

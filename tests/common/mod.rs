@@ -191,8 +191,10 @@ impl TestServer {
                     .expect("start userapi node");
                 let internal = unode.internal_addr.expect("internal listener");
                 let remote = format!("components.userapi=http://{internal}");
+                let remote_rs = format!("components.roomserver=http://{internal}");
                 let mut c_extra = extra.clone();
                 c_extra.push(&remote);
+                c_extra.push(&remote_rs);
                 // The routing node has no database: point it at nowhere to prove it.
                 let node = Node::start(test_config(
                     "sqlite:/nonexistent/never-opened.db",

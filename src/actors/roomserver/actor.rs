@@ -84,7 +84,7 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
 }
 
 impl Handler<QueryCurrentState> for RoomserverActor {
-    type Result = ResponseFuture<Result<Option<Vec<serde_json::Value>>, RoomserverError>>;
+    type Result = ResponseFuture<Result<Option<Vec<StoredEvent>>, RoomserverError>>;
 
     fn handle(&mut self, msg: QueryCurrentState, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();

@@ -16,7 +16,10 @@ pub enum RoomserverError {
     /// A room version this server does not support.
     #[error("unsupported room version {0}")]
     UnsupportedRoomVersion(String),
-    /// The event cannot be built (bad content, too large, bad IDs).
+    /// The event is larger than a PDU may be.
+    #[error("event too large")]
+    TooLarge,
+    /// The event cannot be built (bad content, bad IDs).
     #[error("bad request: {0}")]
     BadRequest(String),
     /// Storage or signing failed; the detail is logged where it happened.
@@ -37,7 +40,7 @@ impl From<PduError> for RoomserverError {
     fn from(e: PduError) -> Self {
         match e {
             PduError::UnsupportedRoomVersion(v) => RoomserverError::UnsupportedRoomVersion(v),
-            PduError::TooLarge => RoomserverError::BadRequest("event is too large".into()),
+            PduError::TooLarge => RoomserverError::TooLarge,
             e @ (PduError::ContentNotObject | PduError::InvalidContent(_)) => {
                 RoomserverError::BadRequest(e.to_string())
             }

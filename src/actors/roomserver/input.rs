@@ -4,9 +4,9 @@
 //! output, all in one transaction. Callers serialize per room (the room actors).
 
 use super::error::RoomserverError;
-use super::messages::{PerformRoomEvent, RoomserverOutput, SentEvent};
+use super::messages::{PerformRoomEvent, RoomserverOutput, SentEvent, StoredEvent};
 use super::state::{self, StateKey};
-use super::storage::{event_types, events, rooms, state_keys};
+use super::storage::{event_types, events, rooms, state_keys, transactions};
 use crate::bus::{self, Bus};
 use crate::pdu::{self, Pdu, PduBuilder, PduEvent};
 use crate::signing_key::SigningKey;
@@ -102,6 +102,7 @@ pub async fn create(deps: &Deps, msg: PerformRoomEvent) -> Result<SentEvent, Roo
         "m.room.create",
         Some(""),
         1,
+        None,
     )
     .await
 }
@@ -172,6 +173,14 @@ pub async fn in_room(
         ));
     }
     let db = &deps.db;
+    if let Some((device, txn_id)) = &msg.txn {
+        if let Some(event_id) = transactions::select(db, sender.as_str(), device, txn_id).await? {
+            return Ok(SentEvent {
+                event_id,
+                room_id: room_id.to_owned(),
+            });
+        }
+    }
     let room = rooms::select(db, room_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
@@ -237,6 +246,7 @@ pub async fn in_room(
         &msg.event_type,
         msg.state_key.as_deref(),
         depth,
+        msg.txn.as_ref(),
     )
     .await
 }
@@ -253,6 +263,7 @@ async fn persist(
     event_type: &str,
     state_key: Option<&str>,
     depth: i64,
+    client_txn: Option<&(String, String)>,
 ) -> Result<SentEvent, RoomserverError> {
     let type_nid = event_types::intern(&txn, event_type).await?;
     let key_nid = match state_key {
@@ -285,6 +296,14 @@ async fn persist(
         }
     };
     rooms::update_head(&txn, room_nid, after, &[nid], depth).await?;
+    if let Some((device, txn_id)) = client_txn {
+        let sender = pdu
+            .json
+            .get("sender")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        transactions::insert(&txn, sender, device, txn_id, pdu.event_id.as_str()).await?;
+    }
     let output = RoomserverOutput::NewRoomEvent {
         room_id: pdu.room_id.to_string(),
         event_id: pdu.event_id.to_string(),
@@ -304,7 +323,7 @@ pub async fn current_state(
     db: &Db,
     room_id: &str,
     types: &[(String, String)],
-) -> Result<Option<Vec<serde_json::Value>>, RoomserverError> {
+) -> Result<Option<Vec<StoredEvent>>, RoomserverError> {
     let Some(room) = rooms::select(db, room_id).await? else {
         return Ok(None);
     };
@@ -326,21 +345,26 @@ pub async fn current_state(
         state::load_keys(db, snapshot, &keys).await?
     };
     let nids: Vec<i64> = entries.values().copied().collect();
-    let mut out = Vec::with_capacity(nids.len());
-    for row in events::select_by_nids(db, &nids).await? {
-        out.push(
-            serde_json::from_str(&row.json)
-                .map_err(|e| RoomserverError::Internal(e.to_string()))?,
-        );
-    }
-    Ok(Some(out))
+    events::select_by_nids(db, &nids)
+        .await?
+        .into_iter()
+        .map(|row| stored(room_id, row))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn stored(room_id: &str, row: events::EventRow) -> Result<StoredEvent, RoomserverError> {
+    Ok(StoredEvent {
+        json: serde_json::from_str(&row.json)
+            .map_err(|e| RoomserverError::Internal(e.to_string()))?,
+        event_id: row.event_id,
+        room_id: room_id.to_owned(),
+        rejected: row.rejected,
+    })
 }
 
 /// Reads one event.
-pub async fn event(
-    db: &impl Conn,
-    event_id: &str,
-) -> Result<Option<super::messages::StoredEvent>, RoomserverError> {
+pub async fn event(db: &impl Conn, event_id: &str) -> Result<Option<StoredEvent>, RoomserverError> {
     let Some(row) = events::select_by_id(db, event_id).await? else {
         return Ok(None);
     };
@@ -351,9 +375,5 @@ pub async fn event(
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| format!("!{}", event_id.trim_start_matches('$')));
-    Ok(Some(super::messages::StoredEvent {
-        room_id,
-        json,
-        rejected: row.rejected,
-    }))
+    stored(&room_id, row).map(Some)
 }

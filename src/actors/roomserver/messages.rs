@@ -14,6 +14,7 @@ pub struct SentEvent {
 /// An event as stored, in federation format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
+    pub event_id: String,
     pub room_id: String,
     pub json: serde_json::Value,
     /// It failed authorization: kept for the DAG, never served to clients.
@@ -39,12 +40,14 @@ pub struct PerformRoomEvent {
     pub state_key: Option<String>,
     /// A JSON object.
     pub content: serde_json::Value,
+    /// The client's (device ID, transaction ID): a retry returns the event already sent.
+    pub txn: Option<(String, String)>,
 }
 
 /// The room's current state events (federation format). `types` empty means *all* current
 /// state, else only those (type, state_key) pairs that are set. `None`: no such room.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<Option<Vec<serde_json::Value>>, RoomserverError>")]
+#[rtype(result = "Result<Option<Vec<StoredEvent>>, RoomserverError>")]
 pub struct QueryCurrentState {
     pub room_id: String,
     pub types: Vec<(String, String)>,

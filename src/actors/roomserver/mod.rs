@@ -27,6 +27,15 @@ use actix::prelude::*;
 /// How callers reach the roomserver.
 pub type RoomserverHandle = Handle<RoomserverActor>;
 
+/// Mounts the roomserver's internal routes, so other nodes reach `addr` over the HTTP bridge.
+pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<RoomserverActor>) {
+    use crate::actors::bridge::serve;
+    use messages::*;
+    serve::<PerformRoomEvent, _, _, _>(cfg, addr.clone());
+    serve::<QueryCurrentState, _, _, _>(cfg, addr.clone());
+    serve::<QueryEvent, _, _, _>(cfg, addr);
+}
+
 /// Starts the roomserver on the current arbiter.
 pub fn start(deps: input::Deps) -> Addr<RoomserverActor> {
     RoomserverActor::new(deps).start()

@@ -58,6 +58,7 @@ fn ev(
         event_type: kind.into(),
         state_key: state_key.map(str::to_owned),
         content,
+        txn: None,
     }
 }
 
@@ -81,6 +82,7 @@ async fn create(f: &Fixture, version: &str) -> String {
             event_type: "m.room.create".into(),
             state_key: Some(String::new()),
             content: json!({}),
+            txn: None,
         })
         .await
         .unwrap();
@@ -194,8 +196,8 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
                 .map(|e| {
                     format!(
                         "{}|{}",
-                        e["type"].as_str().unwrap(),
-                        e["state_key"].as_str().unwrap()
+                        e.json["type"].as_str().unwrap(),
+                        e.json["state_key"].as_str().unwrap()
                     )
                 })
                 .collect();
@@ -220,7 +222,7 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
                 .unwrap()
                 .unwrap();
             assert_eq!(only.len(), 1);
-            assert_eq!(only[0]["content"]["membership"], "join");
+            assert_eq!(only[0].json["content"]["membership"], "join");
 
             // Every stored event is valid for its version: signed by us, ID = reference hash.
             let stored =
@@ -263,6 +265,7 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
                 event_type: "m.room.create".into(),
                 state_key: Some(String::new()),
                 content: json!({}),
+                txn: None,
             })
             .await;
         assert!(matches!(

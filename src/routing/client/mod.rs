@@ -5,8 +5,10 @@ mod account_data;
 mod devices;
 mod discovery;
 mod filter;
+mod membership;
 mod profile;
 mod register;
+mod rooms;
 mod session;
 
 use super::error::MatrixError;
@@ -74,7 +76,24 @@ pub fn router() -> Router {
             account_data::set_room_account_data,
         )
         .add::<c::filter::create_filter::v3::Request, _, _>(filter::create_filter)
-        .add::<c::filter::get_filter::v3::Request, _, _>(filter::get_filter);
+        .add::<c::filter::get_filter::v3::Request, _, _>(filter::get_filter)
+        .add::<c::room::create_room::v3::Request, _, _>(rooms::create_room)
+        .add::<c::message::send_message_event::v3::Request, _, _>(rooms::send_message_event)
+        .add::<c::state::send_state_event::v3::Request, _, _>(rooms::send_state_event)
+        .add::<c::state::get_state_events::v3::Request, _, _>(rooms::get_state_events)
+        .add::<c::state::get_state_event_for_key::v3::Request, _, _>(rooms::get_state_event_for_key)
+        .add::<c::room::get_room_event::v3::Request, _, _>(rooms::get_room_event)
+        .add::<c::membership::join_room_by_id::v3::Request, _, _>(membership::join_room_by_id)
+        .add::<c::membership::join_room_by_id_or_alias::v3::Request, _, _>(
+            membership::join_room_by_id_or_alias,
+        )
+        .add::<c::membership::leave_room::v3::Request, _, _>(membership::leave_room)
+        .add::<c::membership::invite_user::v3::Request, _, _>(membership::invite_user)
+        .add::<c::membership::kick_user::v3::Request, _, _>(membership::kick_user)
+        .add::<c::membership::ban_user::v3::Request, _, _>(membership::ban_user)
+        .add::<c::membership::unban_user::v3::Request, _, _>(membership::unban_user)
+        .add::<c::membership::get_member_events::v3::Request, _, _>(membership::get_member_events)
+        .add::<c::membership::joined_members::v3::Request, _, _>(membership::joined_members);
     r
 }
 

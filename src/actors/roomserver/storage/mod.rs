@@ -6,6 +6,7 @@ pub mod rooms;
 pub mod state_blocks;
 pub mod state_keys;
 pub mod state_snapshots;
+pub mod transactions;
 
 use crate::storage::{Conn, StorageError, ToValue};
 

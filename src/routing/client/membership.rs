@@ -1,0 +1,281 @@
+//! Membership: join, leave, invite, kick, ban, unban, and the member lists. Each is a
+//! member event authorized by the room's auth rules in the roomserver.
+
+use super::rooms::{client_event, current_state, ensure_can_read, send};
+use crate::actors::userapi::messages::QueryProfile;
+use crate::routing::error::MatrixError;
+use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
+use crate::routing::AppState;
+use actix_web::{web, HttpResponse};
+use ruma::api::client::membership::{
+    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+    joined_members, kick_user, leave_room, unban_user,
+};
+use ruma::{OwnedRoomId, RoomOrAliasId};
+use serde_json::{json, Map, Value};
+
+/// Sets `target`'s membership in a room, as `sender`.
+async fn set_membership(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    target: &str,
+    membership: &str,
+    reason: Option<String>,
+) -> Result<(), MatrixError> {
+    let mut content = json!({ "membership": membership });
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    if membership == "join" {
+        // The joining user's profile travels with their membership.
+        if let Some(profile) = state
+            .userapi
+            .send(QueryProfile {
+                localpart: sender.localpart.clone(),
+            })
+            .await?
+        {
+            if let Some(name) = profile.displayname {
+                content["displayname"] = json!(name);
+            }
+            if let Some(url) = profile.avatar_url {
+                content["avatar_url"] = json!(url);
+            }
+        }
+    }
+    send(
+        state,
+        sender,
+        room_id,
+        "m.room.member",
+        Some(target),
+        content,
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Joins a room known to this server; rooms elsewhere need federation.
+async fn join(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    reason: Option<String>,
+) -> Result<(), MatrixError> {
+    set_membership(
+        state,
+        sender,
+        room_id,
+        sender.user_id.as_str(),
+        "join",
+        reason,
+    )
+    .await
+    .map_err(|e| {
+        if e.errcode == "M_NOT_FOUND" {
+            MatrixError::not_found(
+                "Unknown room: joining rooms on other servers is not supported yet",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join_room_by_id(
+    state: web::Data<AppState>,
+    req: Ruma<join_room_by_id::v3::Request>,
+) -> RumaResult<join_room_by_id::v3::Response> {
+    join(
+        &state,
+        &req.sender,
+        req.body.room_id.as_str(),
+        req.body.reason,
+    )
+    .await?;
+    Ok(RumaResponse(join_room_by_id::v3::Response::new(
+        req.body.room_id,
+    )))
+}
+
+/// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub async fn join_room_by_id_or_alias(
+    state: web::Data<AppState>,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> RumaResult<join_room_by_id_or_alias::v3::Response> {
+    let target: &RoomOrAliasId = &req.body.room_id_or_alias;
+    let room_id: OwnedRoomId = match OwnedRoomId::try_from(target.as_str()) {
+        Ok(id) => id,
+        // This server has no aliases yet, so no alias names a room.
+        Err(_) => return Err(MatrixError::not_found("Room alias not found")),
+    };
+    join(&state, &req.sender, room_id.as_str(), req.body.reason).await?;
+    Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(
+        room_id,
+    )))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/leave`
+pub async fn leave_room(
+    state: web::Data<AppState>,
+    req: Ruma<leave_room::v3::Request>,
+) -> RumaResult<leave_room::v3::Response> {
+    let me = req.sender.user_id.to_string();
+    set_membership(
+        &state,
+        &req.sender,
+        req.body.room_id.as_str(),
+        &me,
+        "leave",
+        req.body.reason,
+    )
+    .await?;
+    Ok(RumaResponse(leave_room::v3::Response::new()))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
+pub async fn invite_user(
+    state: web::Data<AppState>,
+    req: Ruma<invite_user::v3::Request>,
+) -> RumaResult<invite_user::v3::Response> {
+    let invite_user::v3::InvitationRecipient::UserId(invitee) = req.body.recipient else {
+        return Err(MatrixError::new(
+            "M_THREEPID_DENIED",
+            "Inviting by third-party identifier is not supported on this server",
+        ));
+    };
+    set_membership(
+        &state,
+        &req.sender,
+        req.body.room_id.as_str(),
+        invitee.user_id.as_str(),
+        "invite",
+        invitee.reason,
+    )
+    .await?;
+    Ok(RumaResponse(invite_user::v3::Response::new()))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/kick`
+pub async fn kick_user(
+    state: web::Data<AppState>,
+    req: Ruma<kick_user::v3::Request>,
+) -> RumaResult<kick_user::v3::Response> {
+    let b = req.body;
+    set_membership(
+        &state,
+        &req.sender,
+        b.room_id.as_str(),
+        b.user_id.as_str(),
+        "leave",
+        b.reason,
+    )
+    .await?;
+    Ok(RumaResponse(kick_user::v3::Response::new()))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/ban`
+pub async fn ban_user(
+    state: web::Data<AppState>,
+    req: Ruma<ban_user::v3::Request>,
+) -> RumaResult<ban_user::v3::Response> {
+    let b = req.body;
+    set_membership(
+        &state,
+        &req.sender,
+        b.room_id.as_str(),
+        b.user_id.as_str(),
+        "ban",
+        b.reason,
+    )
+    .await?;
+    Ok(RumaResponse(ban_user::v3::Response::new()))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/unban`
+pub async fn unban_user(
+    state: web::Data<AppState>,
+    req: Ruma<unban_user::v3::Request>,
+) -> RumaResult<unban_user::v3::Response> {
+    let b = req.body;
+    set_membership(
+        &state,
+        &req.sender,
+        b.room_id.as_str(),
+        b.user_id.as_str(),
+        "leave",
+        b.reason,
+    )
+    .await?;
+    Ok(RumaResponse(unban_user::v3::Response::new()))
+}
+
+/// The room's current member events.
+async fn members(
+    state: &AppState,
+    room_id: &str,
+) -> Result<Vec<crate::actors::roomserver::messages::StoredEvent>, MatrixError> {
+    Ok(current_state(state, room_id, Vec::new())
+        .await?
+        .into_iter()
+        .filter(|e| e.json["type"] == "m.room.member")
+        .collect())
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/members`
+pub async fn get_member_events(
+    state: web::Data<AppState>,
+    req: Ruma<get_member_events::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let b = req.body;
+    let room = b.room_id.as_str();
+    ensure_can_read(&state, room, &req.sender).await?;
+    if b.at.is_some() {
+        // Sync tokens arrive with the syncapi; until then no `at` names a point in time.
+        return Err(MatrixError::invalid_param("Unknown `at` token"));
+    }
+    let keep = |m: &Value| {
+        let m = m.as_str().unwrap_or_default();
+        b.membership.as_ref().is_none_or(|want| want.as_str() == m)
+            && b.not_membership
+                .as_ref()
+                .is_none_or(|not| not.as_str() != m)
+    };
+    let chunk: Vec<Value> = members(&state, room)
+        .await?
+        .iter()
+        .filter(|e| keep(&e.json["content"]["membership"]))
+        .map(client_event)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "chunk": chunk })))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
+pub async fn joined_members(
+    state: web::Data<AppState>,
+    req: Ruma<joined_members::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let room = req.body.room_id.as_str();
+    ensure_can_read(&state, room, &req.sender).await?;
+    let mut joined = Map::new();
+    for e in members(&state, room).await? {
+        let c = &e.json["content"];
+        if c["membership"] != "join" {
+            continue;
+        }
+        let mut member = Map::new();
+        if let Some(name) = c.get("displayname").filter(|v| v.is_string()) {
+            member.insert("display_name".into(), name.clone());
+        }
+        if let Some(url) = c.get("avatar_url").filter(|v| v.is_string()) {
+            member.insert("avatar_url".into(), url.clone());
+        }
+        if let Some(user) = e.json["state_key"].as_str() {
+            joined.insert(user.to_owned(), Value::Object(member));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "joined": joined })))
+}

@@ -1,0 +1,446 @@
+//! Rooms: creation, sending events, reading state and events.
+
+use crate::actors::roomserver::messages::{
+    PerformRoomEvent, QueryCurrentState, QueryEvent, StoredEvent,
+};
+use crate::actors::userapi::messages::QueryProfile;
+use crate::routing::error::MatrixError;
+use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
+use crate::routing::AppState;
+use actix_web::{web, HttpResponse};
+use ruma::api::client::message::send_message_event;
+use ruma::api::client::room::create_room::{self, v3::RoomPreset};
+use ruma::api::client::room::get_room_event;
+use ruma::api::client::room::Visibility;
+use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use serde_json::{json, Map, Value};
+
+/// An event in the client format (what clients read), from its stored federation form.
+pub fn client_event(e: &StoredEvent) -> Value {
+    let j = &e.json;
+    let mut out = json!({
+        "event_id": e.event_id,
+        "room_id": e.room_id,
+        "sender": j["sender"],
+        "type": j["type"],
+        "content": j["content"],
+        "origin_server_ts": j["origin_server_ts"],
+        "unsigned": {},
+    });
+    if let Some(key) = j.get("state_key") {
+        out["state_key"] = key.clone();
+    }
+    out
+}
+
+/// Sends one event as `sender` and returns its ID.
+pub async fn send(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+    txn: Option<(String, String)>,
+) -> Result<String, MatrixError> {
+    Ok(state
+        .roomserver
+        .send(PerformRoomEvent {
+            room_id: Some(room_id.to_owned()),
+            room_version: None,
+            sender: sender.user_id.to_string(),
+            event_type: event_type.to_owned(),
+            state_key: state_key.map(str::to_owned),
+            content,
+            txn,
+        })
+        .await?
+        .event_id)
+}
+
+/// The room's current state, or 404 for an unknown room.
+pub async fn current_state(
+    state: &AppState,
+    room_id: &str,
+    types: Vec<(String, String)>,
+) -> Result<Vec<StoredEvent>, MatrixError> {
+    state
+        .roomserver
+        .send(QueryCurrentState {
+            room_id: room_id.to_owned(),
+            types,
+        })
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Unknown room"))
+}
+
+/// Whether `user` may read the room now: a joined member, or anyone when the room's history
+/// is world-readable. (Reading the history of rooms one has left, by `history_visibility`,
+/// comes with the syncapi's timeline.)
+pub async fn ensure_can_read(
+    state: &AppState,
+    room_id: &str,
+    user: &Authed,
+) -> Result<(), MatrixError> {
+    let wanted = vec![
+        ("m.room.member".to_owned(), user.user_id.to_string()),
+        ("m.room.history_visibility".to_owned(), String::new()),
+    ];
+    let events = current_state(state, room_id, wanted).await?;
+    let joined = events
+        .iter()
+        .any(|e| e.json["type"] == "m.room.member" && e.json["content"]["membership"] == "join");
+    let world_readable = events.iter().any(|e| {
+        e.json["type"] == "m.room.history_visibility"
+            && e.json["content"]["history_visibility"] == "world_readable"
+    });
+    if joined || world_readable {
+        Ok(())
+    } else {
+        Err(MatrixError::forbidden("You are not a member of this room"))
+    }
+}
+
+fn object(
+    raw: &serde_json::value::RawValue,
+    what: &str,
+) -> Result<Map<String, Value>, MatrixError> {
+    match serde_json::from_str(raw.get()) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(MatrixError::bad_json(format!(
+            "{what} must be a JSON object"
+        ))),
+    }
+}
+
+/// # `POST /_matrix/client/v3/createRoom`
+pub async fn create_room(
+    state: web::Data<AppState>,
+    req: Ruma<create_room::v3::Request>,
+) -> RumaResult<create_room::v3::Response> {
+    let body = req.body;
+    let sender = &req.sender;
+    if !body.invite_3pid.is_empty() {
+        return Err(MatrixError::new(
+            "M_THREEPID_DENIED",
+            "Inviting by third-party identifier is not supported on this server",
+        ));
+    }
+    if body.room_alias_name.is_some() {
+        return Err(MatrixError::invalid_param(
+            "Room aliases are not supported on this server yet",
+        ));
+    }
+    let version = body.room_version.as_ref().map(|v| v.to_string());
+    let (_, rules) = crate::pdu::rules(
+        version
+            .as_deref()
+            .unwrap_or(&state.config.rooms.default_version),
+    )
+    .map_err(|_| {
+        MatrixError::new(
+            "M_UNSUPPORTED_ROOM_VERSION",
+            format!(
+                "This server does not support room version {}",
+                version.clone().unwrap_or_default()
+            ),
+        )
+    })?;
+    let preset = match body.preset {
+        Some(p) => p,
+        None if body.visibility == Visibility::Public => RoomPreset::PublicChat,
+        None => RoomPreset::PrivateChat,
+    };
+    let creation_content = match &body.creation_content {
+        Some(raw) => object(raw.json(), "creation_content")?,
+        None => Map::new(),
+    };
+    let pl_override = match &body.power_level_content_override {
+        Some(raw) => Some(object(raw.json(), "power_level_content_override")?),
+        None => None,
+    };
+    let mut initial_state = Vec::with_capacity(body.initial_state.len());
+    for raw in &body.initial_state {
+        let e = object(raw.json(), "initial_state event")?;
+        let kind = e
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| MatrixError::bad_json("initial_state event without type"))?
+            .to_owned();
+        let key = e
+            .get("state_key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let content = e.get("content").cloned().unwrap_or_else(|| json!({}));
+        initial_state.push((kind, key, content));
+    }
+    let creators_privileged = rules.authorization.explicitly_privilege_room_creators;
+
+    // 1. The create event makes the room.
+    let created = state
+        .roomserver
+        .send(PerformRoomEvent {
+            room_id: None,
+            room_version: version,
+            sender: sender.user_id.to_string(),
+            event_type: "m.room.create".into(),
+            state_key: Some(String::new()),
+            content: Value::Object(creation_content),
+            txn: None,
+        })
+        .await?;
+    let room = created.room_id.clone();
+    let me = sender.user_id.to_string();
+
+    // 2. The creator joins, with their profile.
+    let mut join = json!({ "membership": "join" });
+    if let Some(profile) = state
+        .userapi
+        .send(QueryProfile {
+            localpart: sender.localpart.clone(),
+        })
+        .await?
+    {
+        if let Some(name) = profile.displayname {
+            join["displayname"] = json!(name);
+        }
+        if let Some(url) = profile.avatar_url {
+            join["avatar_url"] = json!(url);
+        }
+    }
+    send(
+        &state,
+        sender,
+        &room,
+        "m.room.member",
+        Some(&me),
+        join,
+        None,
+    )
+    .await?;
+
+    // 3. Power levels, as Synapse sets them, then the client's override.
+    let mut users = Map::new();
+    if !creators_privileged {
+        users.insert(me.clone(), json!(100));
+    }
+    if preset == RoomPreset::TrustedPrivateChat {
+        for invitee in &body.invite {
+            users.insert(invitee.to_string(), json!(100));
+        }
+    }
+    let mut events = json!({
+        "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+        "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+        "m.room.server_acl": 100, "m.room.encryption": 100,
+    });
+    if creators_privileged {
+        events["m.room.tombstone"] = json!(150);
+    }
+    let mut power_levels = json!({
+        "users": users, "users_default": 0, "events": events, "events_default": 0,
+        "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": 50,
+        "notifications": { "room": 50 },
+    });
+    if let (Some(over), Value::Object(pl)) = (pl_override, &mut power_levels) {
+        pl.extend(over);
+    }
+    send(
+        &state,
+        sender,
+        &room,
+        "m.room.power_levels",
+        Some(""),
+        power_levels,
+        None,
+    )
+    .await?;
+
+    // 4. The preset's rules.
+    let join_rule = if preset == RoomPreset::PublicChat {
+        "public"
+    } else {
+        "invite"
+    };
+    send(
+        &state,
+        sender,
+        &room,
+        "m.room.join_rules",
+        Some(""),
+        json!({ "join_rule": join_rule }),
+        None,
+    )
+    .await?;
+    send(
+        &state,
+        sender,
+        &room,
+        "m.room.history_visibility",
+        Some(""),
+        json!({ "history_visibility": "shared" }),
+        None,
+    )
+    .await?;
+    if preset != RoomPreset::PublicChat {
+        send(
+            &state,
+            sender,
+            &room,
+            "m.room.guest_access",
+            Some(""),
+            json!({ "guest_access": "can_join" }),
+            None,
+        )
+        .await?;
+    }
+
+    // 5. The client's initial state, name and topic.
+    for (kind, key, content) in initial_state {
+        send(&state, sender, &room, &kind, Some(&key), content, None).await?;
+    }
+    if let Some(name) = body.name {
+        send(
+            &state,
+            sender,
+            &room,
+            "m.room.name",
+            Some(""),
+            json!({ "name": name }),
+            None,
+        )
+        .await?;
+    }
+    if let Some(topic) = body.topic {
+        send(
+            &state,
+            sender,
+            &room,
+            "m.room.topic",
+            Some(""),
+            json!({ "topic": topic }),
+            None,
+        )
+        .await?;
+    }
+
+    // 6. Invitations.
+    for invitee in &body.invite {
+        let mut content = json!({ "membership": "invite" });
+        if body.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        send(
+            &state,
+            sender,
+            &room,
+            "m.room.member",
+            Some(invitee.as_str()),
+            content,
+            None,
+        )
+        .await?;
+    }
+    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(create_room::v3::Response::new(room_id)))
+}
+
+/// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+pub async fn send_message_event(
+    state: web::Data<AppState>,
+    req: Ruma<send_message_event::v3::Request>,
+) -> RumaResult<send_message_event::v3::Response> {
+    let body = req.body;
+    let content = Value::Object(object(body.body.json(), "content")?);
+    let txn = Some((req.sender.device_id.to_string(), body.txn_id.to_string()));
+    let event_id = send(
+        &state,
+        &req.sender,
+        body.room_id.as_str(),
+        &body.event_type.to_string(),
+        None,
+        content,
+        txn,
+    )
+    .await?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(send_message_event::v3::Response::new(
+        event_id,
+    )))
+}
+
+/// # `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn send_state_event(
+    state: web::Data<AppState>,
+    req: Ruma<send_state_event::v3::Request>,
+) -> RumaResult<send_state_event::v3::Response> {
+    let body = req.body;
+    let content = Value::Object(object(body.body.json(), "content")?);
+    let event_id = send(
+        &state,
+        &req.sender,
+        body.room_id.as_str(),
+        &body.event_type.to_string(),
+        Some(&body.state_key),
+        content,
+        None,
+    )
+    .await?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(send_state_event::v3::Response::new(event_id)))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/state`
+pub async fn get_state_events(
+    state: web::Data<AppState>,
+    req: Ruma<get_state_events::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let room = req.body.room_id.as_str();
+    ensure_can_read(&state, room, &req.sender).await?;
+    let events: Vec<Value> = current_state(&state, room, Vec::new())
+        .await?
+        .iter()
+        .map(client_event)
+        .collect();
+    Ok(HttpResponse::Ok().json(events))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn get_state_event_for_key(
+    state: web::Data<AppState>,
+    req: Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let body = req.body;
+    let room = body.room_id.as_str();
+    ensure_can_read(&state, room, &req.sender).await?;
+    let wanted = vec![(body.event_type.to_string(), body.state_key.clone())];
+    let event = current_state(&state, room, wanted)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    Ok(HttpResponse::Ok().json(match body.format {
+        get_state_event_for_key::v3::StateEventFormat::Event => client_event(&event),
+        _ => event.json["content"].clone(),
+    }))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+pub async fn get_room_event(
+    state: web::Data<AppState>,
+    req: Ruma<get_room_event::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let body = req.body;
+    let room = body.room_id.as_str();
+    ensure_can_read(&state, room, &req.sender).await?;
+    let event = state
+        .roomserver
+        .send(QueryEvent {
+            event_id: body.event_id.to_string(),
+        })
+        .await?
+        .filter(|e| e.room_id == room && !e.rejected)
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    Ok(HttpResponse::Ok().json(client_event(&event)))
+}

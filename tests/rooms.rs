@@ -1,0 +1,588 @@
+//! The client room API end to end over HTTP: creating rooms of each preset and version,
+//! sending, state, membership and its errors, on both databases, with the userapi and the
+//! roomserver in-process and behind the HTTP bridge.
+
+mod common;
+
+use common::{assert_error, Backend, TestServer, Topology};
+use serde_json::{json, Value};
+
+const C: &str = "/_matrix/client/v3";
+
+fn state_of<'a>(state: &'a Value, kind: &str, key: &str) -> Option<&'a Value> {
+    state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == kind && e["state_key"] == key)
+}
+
+async fn create(s: &TestServer, token: &str, body: Value) -> String {
+    let (st, v) = s.post(&format!("{C}/createRoom"), Some(token), body).await;
+    assert_eq!(st, 200, "{v}");
+    v["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn create_rooms_of_each_preset_and_version(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+
+    // Public, default version (12): the initial events as the spec lists them.
+    let room = create(&s, &tok, json!({
+        "preset": "public_chat", "name": "Hall", "topic": "All welcome",
+        "initial_state": [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+        "creation_content": {"m.federate": false},
+    })).await;
+    assert!(
+        !room.contains(':'),
+        "v12 room IDs come from the create event: {room}"
+    );
+    let (st, state) = s.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    assert_eq!(st, 200);
+    let create_ev = state_of(&state, "m.room.create", "").unwrap();
+    assert_eq!(create_ev["content"]["room_version"], "12");
+    assert_eq!(create_ev["content"]["m.federate"], false);
+    assert_eq!(
+        state_of(&state, "m.room.member", &alice).unwrap()["content"]["membership"],
+        "join"
+    );
+    let pl = &state_of(&state, "m.room.power_levels", "").unwrap()["content"];
+    assert!(
+        pl["users"].get(&alice).is_none(),
+        "v12 creators are privileged by the create event"
+    );
+    assert_eq!(pl["events"]["m.room.tombstone"], 150);
+    assert_eq!(
+        state_of(&state, "m.room.join_rules", "").unwrap()["content"]["join_rule"],
+        "public"
+    );
+    assert_eq!(
+        state_of(&state, "m.room.history_visibility", "").unwrap()["content"]["history_visibility"],
+        "shared"
+    );
+    assert!(state_of(&state, "m.room.guest_access", "").is_none());
+    assert_eq!(
+        state_of(&state, "m.room.name", "").unwrap()["content"]["name"],
+        "Hall"
+    );
+    assert_eq!(
+        state_of(&state, "m.room.topic", "").unwrap()["content"]["topic"],
+        "All welcome"
+    );
+    assert!(state_of(&state, "m.room.encryption", "").is_some());
+    // Every state event is in the client format.
+    for e in state.as_array().unwrap() {
+        assert!(e["event_id"].as_str().unwrap().starts_with('$'));
+        assert_eq!(e["room_id"], room.as_str());
+        assert!(e["origin_server_ts"].is_u64() && e["sender"].is_string());
+    }
+
+    // Private, version 10, with an invitation; trusted_private_chat gives invitees power.
+    let private = create(
+        &s,
+        &tok,
+        json!({"preset": "private_chat", "room_version": "10", "invite": [bob], "is_direct": true}),
+    )
+    .await;
+    assert!(private.ends_with(":test.local"));
+    let (_, state) = s
+        .get(&format!("{C}/rooms/{private}/state"), Some(&tok))
+        .await;
+    assert_eq!(
+        state_of(&state, "m.room.create", "").unwrap()["content"]["creator"],
+        alice.as_str()
+    );
+    assert_eq!(
+        state_of(&state, "m.room.power_levels", "").unwrap()["content"]["users"][&alice],
+        100
+    );
+    assert_eq!(
+        state_of(&state, "m.room.join_rules", "").unwrap()["content"]["join_rule"],
+        "invite"
+    );
+    assert_eq!(
+        state_of(&state, "m.room.guest_access", "").unwrap()["content"]["guest_access"],
+        "can_join"
+    );
+    let invite = state_of(&state, "m.room.member", &bob).unwrap();
+    assert_eq!(
+        (
+            invite["content"]["membership"].as_str(),
+            invite["content"]["is_direct"].as_bool()
+        ),
+        (Some("invite"), Some(true))
+    );
+    let trusted = create(
+        &s,
+        &tok,
+        json!({"preset": "trusted_private_chat", "room_version": "11", "invite": [bob]}),
+    )
+    .await;
+    let (_, state) = s
+        .get(&format!("{C}/rooms/{trusted}/state"), Some(&tok))
+        .await;
+    assert_eq!(
+        state_of(&state, "m.room.power_levels", "").unwrap()["content"]["users"][&bob],
+        100
+    );
+    // The default preset follows visibility; power levels can be overridden.
+    let default = create(
+        &s,
+        &tok,
+        json!({"visibility": "private", "power_level_content_override": {"events_default": 20}}),
+    )
+    .await;
+    let (_, state) = s
+        .get(&format!("{C}/rooms/{default}/state"), Some(&tok))
+        .await;
+    assert_eq!(
+        state_of(&state, "m.room.join_rules", "").unwrap()["content"]["join_rule"],
+        "invite"
+    );
+    assert_eq!(
+        state_of(&state, "m.room.power_levels", "").unwrap()["content"]["events_default"],
+        20
+    );
+    for version in ["6", "7", "8", "9"] {
+        let r = create(&s, &tok, json!({"room_version": version})).await;
+        let (st, v) = s
+            .get(&format!("{C}/rooms/{r}/state/m.room.create"), Some(&tok))
+            .await;
+        assert_eq!((st, v["room_version"].as_str()), (200, Some(version)));
+    }
+
+    // Errors.
+    assert_error(
+        &s.post(
+            &format!("{C}/createRoom"),
+            Some(&tok),
+            json!({"room_version": "13"}),
+        )
+        .await,
+        400,
+        "M_UNSUPPORTED_ROOM_VERSION",
+    );
+    assert_error(&s.post(&format!("{C}/createRoom"), Some(&tok), json!({"invite_3pid": [{"id_server": "x", "id_access_token": "y", "medium": "email", "address": "a@b.c"}]})).await, 403, "M_THREEPID_DENIED");
+    assert_error(
+        &s.post(
+            &format!("{C}/createRoom"),
+            Some(&tok),
+            json!({"room_alias_name": "hall"}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &s.post(&format!("{C}/createRoom"), Some(&tok), json!({"preset": 5}))
+            .await,
+        400,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &s.post(&format!("{C}/createRoom"), None, json!({})).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    let _ = bob_tok;
+    s.stop().await;
+}
+
+async fn talk_and_state(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat", "name": "Hall"})).await;
+    let (st, v) = s
+        .post(&format!("{C}/join/{room}"), Some(&bob_tok), json!({}))
+        .await;
+    assert_eq!(
+        (st, v["room_id"].as_str()),
+        (200, Some(room.as_str())),
+        "{v}"
+    );
+
+    // Sending is idempotent per device and transaction ID.
+    let send = |txn: &str| format!("{C}/rooms/{room}/send/m.room.message/{txn}");
+    let (st, first) = s
+        .put(
+            &send("t1"),
+            Some(&bob_tok),
+            json!({"msgtype": "m.text", "body": "hi"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{first}");
+    let (_, again) = s
+        .put(
+            &send("t1"),
+            Some(&bob_tok),
+            json!({"msgtype": "m.text", "body": "hi"}),
+        )
+        .await;
+    assert_eq!(first["event_id"], again["event_id"]);
+    let (_, other) = s
+        .put(
+            &send("t2"),
+            Some(&bob_tok),
+            json!({"msgtype": "m.text", "body": "hi"}),
+        )
+        .await;
+    assert_ne!(first["event_id"], other["event_id"]);
+    let event_id = first["event_id"].as_str().unwrap();
+
+    // Reading an event: members may, others may not.
+    let (st, e) = s
+        .get(&format!("{C}/rooms/{room}/event/{event_id}"), Some(&tok))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            e["sender"].as_str(),
+            e["content"]["body"].as_str(),
+            e["room_id"].as_str()
+        ),
+        (Some(bob.as_str()), Some("hi"), Some(room.as_str()))
+    );
+    assert_error(
+        &s.get(
+            &format!("{C}/rooms/{room}/event/{event_id}"),
+            Some(&carol_tok),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.get(&format!("{C}/rooms/{room}/event/$nothere"), Some(&tok))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    // Non-members cannot send.
+    assert_error(
+        &s.put(&send("c1"), Some(&carol_tok), json!({"body": "x"}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.put(&send("c2"), Some(&tok), json!([1, 2])).await,
+        400,
+        "M_BAD_JSON",
+    );
+
+    // State: with and without the trailing slash, content or event, and power.
+    let (st, v) = s
+        .get(
+            &format!("{C}/rooms/{room}/state/m.room.name"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!((st, v), (200, json!({"name": "Hall"})));
+    let (st, v) = s
+        .get(
+            &format!("{C}/rooms/{room}/state/m.room.name/"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!((st, v["name"].as_str()), (200, Some("Hall")));
+    let (st, v) = s
+        .get(
+            &format!("{C}/rooms/{room}/state/m.room.name/?format=event"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(
+        (st, v["type"].as_str(), v["content"]["name"].as_str()),
+        (200, Some("m.room.name"), Some("Hall"))
+    );
+    assert_error(
+        &s.get(
+            &format!("{C}/rooms/{room}/state/m.room.avatar"),
+            Some(&bob_tok),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/rooms/{room}/state/m.room.name"),
+            Some(&bob_tok),
+            json!({"name": "Mine"}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/state/m.room.name/"),
+            Some(&tok),
+            json!({"name": "Great Hall"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["event_id"].is_string());
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/state/org.example.key/a%2Fb"),
+            Some(&tok),
+            json!({"x": 1}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        s.get(
+            &format!("{C}/rooms/{room}/state/org.example.key/a%2Fb"),
+            Some(&bob_tok)
+        )
+        .await
+        .1,
+        json!({"x": 1})
+    );
+    assert_error(
+        &s.get(&format!("{C}/rooms/{room}/state"), Some(&carol_tok))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.get(&format!("{C}/rooms/!unknown:test.local/state"), Some(&tok))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/rooms/!unknown:test.local/send/m.room.message/x"),
+            Some(&tok),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("{C}/rooms/not-a-room/state"), Some(&tok))
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    s.stop().await;
+}
+
+async fn membership(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (carol, carol_tok, _) = s.register("carol", "pw").await;
+    s.put(
+        &format!("{C}/profile/{bob}/displayname"),
+        Some(&bob_tok),
+        json!({"displayname": "Bob B."}),
+    )
+    .await;
+    let room = create(&s, &tok, json!({"preset": "private_chat"})).await;
+    let r = format!("{C}/rooms/{room}");
+
+    // Invite-only: bob needs an invitation.
+    assert_error(
+        &s.post(&format!("{r}/join"), Some(&bob_tok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{r}/invite"),
+            Some(&bob_tok),
+            json!({"user_id": carol}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.post(
+            &format!("{r}/invite"),
+            Some(&tok),
+            json!({"user_id": bob, "reason": "welcome"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.post(&format!("{r}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    let (st, v) = s.get(&format!("{r}/joined_members"), Some(&bob_tok)).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["joined"][&bob]["display_name"], "Bob B.");
+    assert!(v["joined"].get(&alice).is_some());
+    assert_error(&s.post(&format!("{r}/invite"), Some(&tok), json!({"id_server": "x", "id_access_token": "y", "medium": "email", "address": "a@b.c"})).await, 403, "M_THREEPID_DENIED");
+
+    // Members, filtered.
+    assert_eq!(
+        s.post(
+            &format!("{r}/invite"),
+            Some(&tok),
+            json!({"user_id": carol})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, v) = s
+        .get(&format!("{r}/members?membership=join"), Some(&bob_tok))
+        .await;
+    assert_eq!(v["chunk"].as_array().unwrap().len(), 2);
+    let (_, v) = s
+        .get(&format!("{r}/members?not_membership=join"), Some(&bob_tok))
+        .await;
+    let chunk = v["chunk"].as_array().unwrap();
+    assert_eq!(
+        (chunk.len(), chunk[0]["state_key"].as_str()),
+        (1, Some(carol.as_str()))
+    );
+    let (_, v) = s.get(&format!("{r}/members"), Some(&bob_tok)).await;
+    assert_eq!(v["chunk"].as_array().unwrap().len(), 3);
+    assert_error(
+        &s.get(&format!("{r}/members?at=s1"), Some(&bob_tok)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &s.get(&format!("{r}/members"), Some(&carol_tok)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // Kick, ban, unban.
+    assert_error(
+        &s.post(
+            &format!("{r}/kick"),
+            Some(&bob_tok),
+            json!({"user_id": alice}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.post(
+            &format!("{r}/kick"),
+            Some(&tok),
+            json!({"user_id": bob, "reason": "bye"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.put(
+            &format!("{r}/send/m.room.message/k1"),
+            Some(&bob_tok),
+            json!({"body": "x"}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.post(&format!("{r}/ban"), Some(&tok), json!({"user_id": carol}))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.post(&format!("{r}/join"), Some(&carol_tok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.post(&format!("{r}/unban"), Some(&tok), json!({"user_id": carol}))
+            .await
+            .0,
+        200
+    );
+    // Unbanned is not invited.
+    assert_error(
+        &s.post(&format!("{r}/join"), Some(&carol_tok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (_, v) = s
+        .get(&format!("{r}/state/m.room.member/{carol}"), Some(&tok))
+        .await;
+    assert_eq!(v["membership"], "leave");
+
+    // Leaving, then reading, is refused; joins of unknown rooms and aliases are 404.
+    let public = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{public}/join"),
+            Some(&bob_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{public}/leave"),
+            Some(&bob_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.get(&format!("{C}/rooms/{public}/state"), Some(&bob_tok))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/join/!nowhere:test.local"),
+            Some(&bob_tok),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/join/%23hall:test.local"),
+            Some(&bob_tok),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.post(&format!("{C}/rooms/{public}/kick"), Some(&tok), json!({}))
+            .await,
+        400,
+        "M_BAD_JSON",
+    );
+    s.stop().await;
+}
+
+scenarios!(
+    create_rooms_of_each_preset_and_version,
+    talk_and_state,
+    membership
+);
