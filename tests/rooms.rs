@@ -581,7 +581,90 @@ async fn membership(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn joined_rooms_and_forget(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (_, bob_tok, _) = s.register("bob", "pw").await;
+    let public = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let other = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    assert_eq!(
+        s.get(&format!("{C}/joined_rooms"), Some(&bob_tok)).await.1,
+        json!({"joined_rooms": []})
+    );
+    for room in [&public, &other] {
+        assert_eq!(
+            s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+                .await
+                .0,
+            200
+        );
+    }
+    let (st, v) = s.get(&format!("{C}/joined_rooms"), Some(&bob_tok)).await;
+    let mut rooms: Vec<String> = v["joined_rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    rooms.sort();
+    let mut expect = vec![public.clone(), other.clone()];
+    expect.sort();
+    assert_eq!((st, rooms), (200, expect));
+    // Forgetting needs leaving first.
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/{public}/forget"),
+            Some(&bob_tok),
+            json!({}),
+        )
+        .await,
+        400,
+        "M_BAD_STATE",
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{public}/leave"),
+            Some(&bob_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("{C}/joined_rooms"), Some(&bob_tok)).await.1,
+        json!({"joined_rooms": [other]})
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{public}/forget"),
+            Some(&bob_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/!never:test.local/forget"),
+            Some(&bob_tok),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("{C}/joined_rooms"), None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    s.stop().await;
+}
+
 scenarios!(
+    joined_rooms_and_forget,
     create_rooms_of_each_preset_and_version,
     talk_and_state,
     membership

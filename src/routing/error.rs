@@ -137,6 +137,7 @@ impl From<RoomserverError> for MatrixError {
             ),
             RoomserverError::TooLarge => MatrixError::new("M_TOO_LARGE", "Event is too large"),
             RoomserverError::BadRequest(why) => MatrixError::bad_json(why),
+            RoomserverError::BadState(why) => MatrixError::new("M_BAD_STATE", why),
             RoomserverError::Internal(_) => MatrixError::internal(),
             RoomserverError::Bridge(e) => {
                 tracing::error!(error = %e, "roomserver unreachable");

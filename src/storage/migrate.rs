@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "008_roomserver_transactions",
         include_str!("../../sql/008_roomserver_transactions.sql"),
     ),
+    (
+        9,
+        "009_roomserver_memberships",
+        include_str!("../../sql/009_roomserver_memberships.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -101,6 +101,26 @@ impl Handler<QueryEvent> for RoomserverActor {
     }
 }
 
+impl Handler<QueryJoinedRooms> for RoomserverActor {
+    type Result = ResponseFuture<Result<Vec<String>, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryJoinedRooms, _: &mut Context<Self>) -> Self::Result {
+        let db = self.deps.db.clone();
+        Box::pin(async move {
+            Ok(super::storage::memberships::select_rooms(&db, &msg.user_id, "join").await?)
+        })
+    }
+}
+
+impl Handler<PerformForget> for RoomserverActor {
+    type Result = ResponseFuture<Result<(), RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformForget, _: &mut Context<Self>) -> Self::Result {
+        let db = self.deps.db.clone();
+        Box::pin(async move { input::forget(&db, &msg.room_id, &msg.user_id).await })
+    }
+}
+
 /// The input of one room.
 pub struct RoomActor {
     deps: Deps,

@@ -22,6 +22,9 @@ pub enum RoomserverError {
     /// The event cannot be built (bad content, bad IDs).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The change cannot be made in the room's present state.
+    #[error("bad state: {0}")]
+    BadState(String),
     /// Storage or signing failed; the detail is logged where it happened.
     #[error("internal error: {0}")]
     Internal(String),

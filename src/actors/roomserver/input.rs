@@ -6,7 +6,7 @@
 use super::error::RoomserverError;
 use super::messages::{PerformRoomEvent, RoomserverOutput, SentEvent, StoredEvent};
 use super::state::{self, StateKey};
-use super::storage::{event_types, events, rooms, state_keys, transactions};
+use super::storage::{event_types, events, memberships, rooms, state_keys, transactions};
 use crate::bus::{self, Bus};
 use crate::pdu::{self, Pdu, PduBuilder, PduEvent};
 use crate::signing_key::SigningKey;
@@ -289,6 +289,16 @@ async fn persist(
     if let Some(before) = state_before {
         events::set_state_snapshot(&txn, nid, before).await?;
     }
+    if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
+        let membership = pdu
+            .json
+            .get("content")
+            .and_then(|c| c.as_object())
+            .and_then(|c| c.get("membership"))
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        memberships::upsert(&txn, room_nid, target, membership, nid).await?;
+    }
     let after = match key_nid {
         Some(k) => state::derive(&txn, room_nid, state_before, &[((type_nid, k), nid)]).await?,
         None => {
@@ -376,4 +386,17 @@ pub async fn event(db: &impl Conn, event_id: &str) -> Result<Option<StoredEvent>
         .map(str::to_owned)
         .unwrap_or_else(|| format!("!{}", event_id.trim_start_matches('$')));
     stored(&room_id, row).map(Some)
+}
+
+/// Forgets a room for a user who is no longer in it.
+pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<(), RoomserverError> {
+    match memberships::select(db, room_id, user_id).await? {
+        None => Err(RoomserverError::NoRoom),
+        Some((m, _)) if m == "join" || m == "invite" || m == "knock" => {
+            Err(RoomserverError::BadState(format!(
+                "{user_id} is still in the room ({m}); leave it first"
+            )))
+        }
+        Some(_) => Ok(memberships::forget(db, room_id, user_id).await?),
+    }
 }

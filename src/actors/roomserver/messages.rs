@@ -53,6 +53,21 @@ pub struct QueryCurrentState {
     pub types: Vec<(String, String)>,
 }
 
+/// The rooms a user has joined, by room ID.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<String>, RoomserverError>")]
+pub struct QueryJoinedRooms {
+    pub user_id: String,
+}
+
+/// Forgets a room for a user, who must have left it (or been kicked or banned).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformForget {
+    pub user_id: String,
+    pub room_id: String,
+}
+
 /// One event by ID; `None` when it is not stored.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StoredEvent>, RoomserverError>")]
@@ -72,4 +87,10 @@ pub enum RoomserverOutput {
     },
 }
 
-crate::remote_messages!("roomserver": PerformRoomEvent, QueryCurrentState, QueryEvent);
+crate::remote_messages!("roomserver":
+    PerformRoomEvent,
+    QueryCurrentState,
+    QueryEvent,
+    QueryJoinedRooms,
+    PerformForget,
+);

@@ -33,7 +33,9 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     use messages::*;
     serve::<PerformRoomEvent, _, _, _>(cfg, addr.clone());
     serve::<QueryCurrentState, _, _, _>(cfg, addr.clone());
-    serve::<QueryEvent, _, _, _>(cfg, addr);
+    serve::<QueryEvent, _, _, _>(cfg, addr.clone());
+    serve::<QueryJoinedRooms, _, _, _>(cfg, addr.clone());
+    serve::<PerformForget, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on the current arbiter.

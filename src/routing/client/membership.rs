@@ -2,14 +2,15 @@
 //! member event authorized by the room's auth rules in the roomserver.
 
 use super::rooms::{client_event, current_state, ensure_can_read, send};
+use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms};
 use crate::actors::userapi::messages::QueryProfile;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::{web, HttpResponse};
 use ruma::api::client::membership::{
-    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-    joined_members, kick_user, leave_room, unban_user,
+    ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
+    join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
 };
 use ruma::{OwnedRoomId, RoomOrAliasId};
 use serde_json::{json, Map, Value};
@@ -278,4 +279,36 @@ pub async fn joined_members(
         }
     }
     Ok(HttpResponse::Ok().json(json!({ "joined": joined })))
+}
+
+/// # `GET /_matrix/client/v3/joined_rooms`
+pub async fn joined_rooms(
+    state: web::Data<AppState>,
+    req: Ruma<joined_rooms::v3::Request>,
+) -> RumaResult<joined_rooms::v3::Response> {
+    let rooms = state
+        .roomserver
+        .send(QueryJoinedRooms {
+            user_id: req.sender.user_id.to_string(),
+        })
+        .await?
+        .into_iter()
+        .filter_map(|r| OwnedRoomId::try_from(r).ok())
+        .collect();
+    Ok(RumaResponse(joined_rooms::v3::Response::new(rooms)))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget_room(
+    state: web::Data<AppState>,
+    req: Ruma<forget_room::v3::Request>,
+) -> RumaResult<forget_room::v3::Response> {
+    state
+        .roomserver
+        .send(PerformForget {
+            user_id: req.sender.user_id.to_string(),
+            room_id: req.body.room_id.to_string(),
+        })
+        .await?;
+    Ok(RumaResponse(forget_room::v3::Response::new()))
 }

@@ -93,7 +93,9 @@ pub fn router() -> Router {
         .add::<c::membership::ban_user::v3::Request, _, _>(membership::ban_user)
         .add::<c::membership::unban_user::v3::Request, _, _>(membership::unban_user)
         .add::<c::membership::get_member_events::v3::Request, _, _>(membership::get_member_events)
-        .add::<c::membership::joined_members::v3::Request, _, _>(membership::joined_members);
+        .add::<c::membership::joined_members::v3::Request, _, _>(membership::joined_members)
+        .add::<c::membership::joined_rooms::v3::Request, _, _>(membership::joined_rooms)
+        .add::<c::membership::forget_room::v3::Request, _, _>(membership::forget_room);
     r
 }
 

@@ -2,6 +2,7 @@
 
 pub mod event_types;
 pub mod events;
+pub mod memberships;
 pub mod rooms;
 pub mod state_blocks;
 pub mod state_keys;

@@ -1,0 +1,99 @@
+//! `roomserver_memberships`: (room, user) -> current membership.
+
+use crate::storage::{Conn, StorageError};
+
+const UPSERT: &str =
+    "INSERT INTO roomserver_memberships (room_nid, user_id, membership, event_nid, forgotten)
+    VALUES ($1, $2, $3, $4, 0)
+    ON CONFLICT (room_nid, user_id) DO UPDATE SET
+        membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid, forgotten = 0";
+const SELECT_ROOMS: &str = "SELECT r.room_id FROM roomserver_memberships m
+    JOIN roomserver_rooms r ON r.room_nid = m.room_nid
+    WHERE m.user_id = $1 AND m.membership = $2 ORDER BY r.room_id";
+const SELECT_ONE: &str = "SELECT m.membership, m.forgotten FROM roomserver_memberships m
+    JOIN roomserver_rooms r ON r.room_nid = m.room_nid
+    WHERE r.room_id = $1 AND m.user_id = $2";
+const FORGET: &str = "UPDATE roomserver_memberships SET forgotten = 1
+    WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)";
+
+/// Records a user's new membership of a room.
+pub async fn upsert(
+    db: &impl Conn,
+    room_nid: i64,
+    user_id: &str,
+    membership: &str,
+    event_nid: i64,
+) -> Result<(), StorageError> {
+    db.execute(UPSERT, &[&room_nid, &user_id, &membership, &event_nid])
+        .await?;
+    Ok(())
+}
+
+/// The rooms where a user's membership is `membership`, by room ID.
+pub async fn select_rooms(
+    db: &impl Conn,
+    user_id: &str,
+    membership: &str,
+) -> Result<Vec<String>, StorageError> {
+    db.query(SELECT_ROOMS, &[&user_id, &membership])
+        .await?
+        .iter()
+        .map(|r| r.string(0))
+        .collect()
+}
+
+/// A user's membership of a room and whether they forgot it.
+pub async fn select(
+    db: &impl Conn,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(String, bool)>, StorageError> {
+    db.query_opt(SELECT_ONE, &[&room_id, &user_id])
+        .await?
+        .map(|r| Ok((r.string(0)?, r.bool(1)?)))
+        .transpose()
+}
+
+/// Marks a room forgotten by a user.
+pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<(), StorageError> {
+    db.execute(FORGET, &[&room_id, &user_id]).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::roomserver::storage::rooms;
+    use crate::storage::testing::*;
+
+    #[tokio::test]
+    async fn memberships_table() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = &t.db;
+            let a = rooms::insert(db, "!a:x", "12").await.unwrap();
+            let b = rooms::insert(db, "!b:x", "12").await.unwrap();
+            upsert(db, a, "@u:x", "join", 1).await.unwrap();
+            upsert(db, b, "@u:x", "invite", 2).await.unwrap();
+            assert_eq!(
+                select_rooms(db, "@u:x", "join").await.unwrap(),
+                vec!["!a:x".to_string()],
+                "{backend}"
+            );
+            upsert(db, b, "@u:x", "join", 3).await.unwrap();
+            assert_eq!(select_rooms(db, "@u:x", "join").await.unwrap().len(), 2);
+            upsert(db, a, "@u:x", "leave", 4).await.unwrap();
+            forget(db, "!a:x", "@u:x").await.unwrap();
+            assert_eq!(
+                select(db, "!a:x", "@u:x").await.unwrap(),
+                Some(("leave".into(), true))
+            );
+            upsert(db, a, "@u:x", "invite", 5).await.unwrap();
+            assert_eq!(
+                select(db, "!a:x", "@u:x").await.unwrap(),
+                Some(("invite".into(), false))
+            );
+            assert_eq!(select(db, "!a:x", "@v:x").await.unwrap(), None);
+        }
+    }
+}
