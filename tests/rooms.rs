@@ -663,7 +663,155 @@ async fn joined_rooms_and_forget(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn redactions(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+    for version in ["10", "12"] {
+        let room = create(
+            &s,
+            &tok,
+            json!({"preset": "public_chat", "room_version": version}),
+        )
+        .await;
+        let r = format!("{C}/rooms/{room}");
+        for t in [&bob_tok, &carol_tok] {
+            assert_eq!(
+                s.post(&format!("{r}/join"), Some(t), json!({})).await.0,
+                200
+            );
+        }
+        let (_, m1) = s
+            .put(
+                &format!("{r}/send/m.room.message/{version}a"),
+                Some(&bob_tok),
+                json!({"msgtype": "m.text", "body": "oops"}),
+            )
+            .await;
+        let m1 = m1["event_id"].as_str().unwrap().to_owned();
+        let (_, m2) = s
+            .put(
+                &format!("{r}/send/m.room.message/{version}b"),
+                Some(&carol_tok),
+                json!({"msgtype": "m.text", "body": "spam"}),
+            )
+            .await;
+        let m2 = m2["event_id"].as_str().unwrap().to_owned();
+
+        // Own events: allowed, and idempotent per transaction.
+        let (st, red) = s
+            .put(
+                &format!("{r}/redact/{m1}/x{version}"),
+                Some(&bob_tok),
+                json!({"reason": "typo"}),
+            )
+            .await;
+        assert_eq!(st, 200, "{red}");
+        let (_, again) = s
+            .put(
+                &format!("{r}/redact/{m1}/x{version}"),
+                Some(&bob_tok),
+                json!({"reason": "typo"}),
+            )
+            .await;
+        assert_eq!(red["event_id"], again["event_id"]);
+        let (st, e) = s.get(&format!("{r}/event/{m1}"), Some(&tok)).await;
+        assert_eq!(st, 200);
+        assert_eq!(e["content"], json!({}), "v{version}: content is redacted");
+        assert_eq!(
+            e["unsigned"]["redacted_because"]["event_id"],
+            red["event_id"]
+        );
+        assert_eq!(
+            e["unsigned"]["redacted_because"]["content"]["reason"],
+            "typo"
+        );
+        let (_, r_ev) = s
+            .get(
+                &format!("{r}/event/{}", red["event_id"].as_str().unwrap()),
+                Some(&tok),
+            )
+            .await;
+        assert_eq!(r_ev["type"], "m.room.redaction");
+        assert_eq!(r_ev["redacts"], m1.as_str());
+
+        // Others' events need the redact power.
+        assert_error(
+            &s.put(
+                &format!("{r}/redact/{m2}/y{version}"),
+                Some(&bob_tok),
+                json!({}),
+            )
+            .await,
+            403,
+            "M_FORBIDDEN",
+        );
+        assert_eq!(
+            s.put(
+                &format!("{r}/redact/{m2}/z{version}"),
+                Some(&tok),
+                json!({})
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(
+            s.get(&format!("{r}/event/{m2}"), Some(&bob_tok)).await.1["content"],
+            json!({})
+        );
+
+        // A redacted member event keeps its membership (the redaction algorithm).
+        s.put(
+            &format!("{C}/profile/{bob}/displayname"),
+            Some(&bob_tok),
+            json!({"displayname": "Bob"}),
+        )
+        .await;
+        let (_, join) = s
+            .post(&format!("{r}/join"), Some(&bob_tok), json!({}))
+            .await;
+        let _ = join;
+        let (_, member) = s
+            .get(
+                &format!("{r}/state/m.room.member/{bob}?format=event"),
+                Some(&tok),
+            )
+            .await;
+        let member_id = member["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(member["content"]["displayname"], "Bob");
+        assert_eq!(
+            s.put(
+                &format!("{r}/redact/{member_id}/m{version}"),
+                Some(&tok),
+                json!({})
+            )
+            .await
+            .0,
+            200
+        );
+        let (_, member) = s
+            .get(&format!("{r}/state/m.room.member/{bob}"), Some(&tok))
+            .await;
+        assert_eq!(member, json!({"membership": "join"}), "v{version}");
+
+        assert_error(
+            &s.put(
+                &format!("{r}/redact/$unknown/u{version}"),
+                Some(&tok),
+                json!({}),
+            )
+            .await,
+            404,
+            "M_NOT_FOUND",
+        );
+    }
+    s.stop().await;
+}
+
 scenarios!(
+    redactions,
     joined_rooms_and_forget,
     create_rooms_of_each_preset_and_version,
     talk_and_state,

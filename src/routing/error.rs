@@ -131,6 +131,7 @@ impl From<RoomserverError> for MatrixError {
         match e {
             RoomserverError::NotAllowed(why) => MatrixError::forbidden(why),
             RoomserverError::NoRoom => MatrixError::not_found("Unknown room"),
+            RoomserverError::NoEvent(id) => MatrixError::not_found(format!("Unknown event {id}")),
             RoomserverError::UnsupportedRoomVersion(v) => MatrixError::new(
                 "M_UNSUPPORTED_ROOM_VERSION",
                 format!("This server does not support room version {v}"),

@@ -13,6 +13,9 @@ pub enum RoomserverError {
     /// The room does not exist here.
     #[error("no such room")]
     NoRoom,
+    /// An event the request names is not in the room.
+    #[error("no such event: {0}")]
+    NoEvent(String),
     /// A room version this server does not support.
     #[error("unsupported room version {0}")]
     UnsupportedRoomVersion(String),

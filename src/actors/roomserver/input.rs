@@ -103,6 +103,7 @@ pub async fn create(deps: &Deps, msg: PerformRoomEvent) -> Result<SentEvent, Roo
         Some(""),
         1,
         None,
+        None,
     )
     .await
 }
@@ -205,6 +206,33 @@ pub async fn in_room(
         .iter()
         .filter_map(|k| state_map.get(k).cloned())
         .collect();
+    let redacted = match (&event_type, &msg.redacts) {
+        (TimelineEventType::RoomRedaction, Some(target)) => {
+            let lookup = |k: StateEventType| {
+                state_map
+                    .get(&(k, String::new()))
+                    .and_then(|id| events_by_id.get(id))
+            };
+            let create = lookup(StateEventType::RoomCreate);
+            let power_levels = lookup(StateEventType::RoomPowerLevels);
+            Some(
+                redaction_target(
+                    db,
+                    room.room_nid,
+                    target,
+                    &sender,
+                    create,
+                    power_levels,
+                    &rules,
+                )
+                .await?,
+            )
+        }
+        (TimelineEventType::RoomRedaction, None) => {
+            return Err(bad("a redaction needs the event it redacts"))
+        }
+        _ => None,
+    };
     let prev_events: Vec<OwnedEventId> = events::select_by_nids(db, &room.latest_event_nids)
         .await?
         .into_iter()
@@ -218,7 +246,7 @@ pub async fn in_room(
         event_type: event_type.clone(),
         state_key: msg.state_key.clone(),
         content: msg.content,
-        redacts: None,
+        redacts: redacted.as_ref().map(|(_, id)| id.clone()),
         prev_events,
         auth_events,
         depth: UInt::try_from(depth).map_err(bad)?,
@@ -247,8 +275,77 @@ pub async fn in_room(
         msg.state_key.as_deref(),
         depth,
         msg.txn.as_ref(),
+        redacted.map(|(nid, _)| nid),
     )
     .await
+}
+
+/// The event a local redaction names, if it is in the room and the sender may redact it:
+/// their own event, or anyone's with the room's `redact` power level.
+async fn redaction_target(
+    db: &Db,
+    room_nid: i64,
+    target: &str,
+    sender: &ruma::UserId,
+    create: Option<&PduEvent>,
+    power_levels: Option<&PduEvent>,
+    rules: &ruma::room_version_rules::RoomVersionRules,
+) -> Result<(i64, OwnedEventId), RoomserverError> {
+    let row = events::select_by_id(db, target)
+        .await?
+        .filter(|row| row.room_nid == room_nid && !row.rejected)
+        .ok_or_else(|| RoomserverError::NoEvent(target.to_owned()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&row.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
+    let own = json["sender"].as_str() == Some(sender.as_str());
+    let content = |e: Option<&PduEvent>| -> serde_json::Value {
+        e.and_then(|e| serde_json::from_str(e.content.get()).ok())
+            .unwrap_or_default()
+    };
+    let pl = content(power_levels);
+    if !own && power_of(sender, create, &pl, rules) < level(&pl["redact"], 50) {
+        return Err(RoomserverError::NotAllowed(
+            "You don't have permission to redact this event".into(),
+        ));
+    }
+    let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(bad)?;
+    Ok((row.event_nid, id))
+}
+
+/// A power level as the content gives it (an integer, or a numeric string in old versions).
+fn level(v: &serde_json::Value, default: i64) -> i64 {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(default)
+}
+
+/// A user's power level in a room: creators of v12+ rooms are above every level.
+fn power_of(
+    user: &ruma::UserId,
+    create: Option<&PduEvent>,
+    power_levels: &serde_json::Value,
+    rules: &ruma::room_version_rules::RoomVersionRules,
+) -> i64 {
+    if let Some(create) = create {
+        if rules.authorization.explicitly_privilege_room_creators {
+            let content: serde_json::Value =
+                serde_json::from_str(create.content.get()).unwrap_or_default();
+            let additional = content["additional_creators"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|u| u.as_str() == Some(user.as_str())));
+            if create.sender == user || additional {
+                return i64::MAX;
+            }
+        }
+        if power_levels.is_null() {
+            // Before any power levels, the creator has 100 and everyone else 0.
+            return if create.sender == user { 100 } else { 0 };
+        }
+    }
+    match power_levels["users"].get(user.as_str()) {
+        Some(v) => level(v, 0),
+        None => level(&power_levels["users_default"], 0),
+    }
 }
 
 /// Stores an accepted event, the state after it, the room's new head and the output, and
@@ -264,6 +361,7 @@ async fn persist(
     state_key: Option<&str>,
     depth: i64,
     client_txn: Option<&(String, String)>,
+    redacts_nid: Option<i64>,
 ) -> Result<SentEvent, RoomserverError> {
     let type_nid = event_types::intern(&txn, event_type).await?;
     let key_nid = match state_key {
@@ -288,6 +386,9 @@ async fn persist(
     .ok_or_else(|| RoomserverError::Internal(format!("event {} stored twice", pdu.event_id)))?;
     if let Some(before) = state_before {
         events::set_state_snapshot(&txn, nid, before).await?;
+    }
+    if let Some(target) = redacts_nid {
+        events::set_redacted(&txn, target, pdu.event_id.as_str()).await?;
     }
     if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
         let membership = pdu
@@ -355,37 +456,53 @@ pub async fn current_state(
         state::load_keys(db, snapshot, &keys).await?
     };
     let nids: Vec<i64> = entries.values().copied().collect();
-    events::select_by_nids(db, &nids)
-        .await?
-        .into_iter()
-        .map(|row| stored(room_id, row))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    let mut out = Vec::with_capacity(nids.len());
+    for row in events::select_by_nids(db, &nids).await? {
+        out.push(stored(db, room_id, &room.room_version, row).await?);
+    }
+    Ok(Some(out))
 }
 
-fn stored(room_id: &str, row: events::EventRow) -> Result<StoredEvent, RoomserverError> {
+async fn stored(
+    db: &impl Conn,
+    room_id: &str,
+    version: &str,
+    row: events::EventRow,
+) -> Result<StoredEvent, RoomserverError> {
+    let internal = |e: String| RoomserverError::Internal(e);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&row.json).map_err(|e| internal(e.to_string()))?;
+    let mut redacted_because = None;
+    if let Some(redaction_id) = &row.redacted_by {
+        let object: ruma::CanonicalJsonObject =
+            serde_json::from_value(json).map_err(|e| internal(e.to_string()))?;
+        let redacted = pdu::redact(object, version)?;
+        json = serde_json::to_value(redacted).map_err(|e| internal(e.to_string()))?;
+        if let Some(r) = events::select_by_id(db, redaction_id).await? {
+            let mut because: serde_json::Value =
+                serde_json::from_str(&r.json).map_err(|e| internal(e.to_string()))?;
+            because["event_id"] = redaction_id.clone().into();
+            redacted_because = Some(because);
+        }
+    }
     Ok(StoredEvent {
-        json: serde_json::from_str(&row.json)
-            .map_err(|e| RoomserverError::Internal(e.to_string()))?,
+        json,
         event_id: row.event_id,
         room_id: room_id.to_owned(),
         rejected: row.rejected,
+        redacted_because,
     })
 }
 
-/// Reads one event.
+/// Reads one event, redacted if a redaction applies to it.
 pub async fn event(db: &impl Conn, event_id: &str) -> Result<Option<StoredEvent>, RoomserverError> {
     let Some(row) = events::select_by_id(db, event_id).await? else {
         return Ok(None);
     };
-    let json: serde_json::Value =
-        serde_json::from_str(&row.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
-    // A version 12 create event carries no room ID: its room's ID is derived from its own.
-    let room_id = json["room_id"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("!{}", event_id.trim_start_matches('$')));
-    stored(&room_id, row).map(Some)
+    let (room_id, version) = rooms::select_by_nid(db, row.room_nid)
+        .await?
+        .ok_or_else(|| RoomserverError::Internal(format!("event {event_id} without a room")))?;
+    stored(db, &room_id, &version, row).await.map(Some)
 }
 
 /// Forgets a room for a user who is no longer in it.

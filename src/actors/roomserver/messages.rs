@@ -19,6 +19,9 @@ pub struct StoredEvent {
     pub json: serde_json::Value,
     /// It failed authorization: kept for the DAG, never served to clients.
     pub rejected: bool,
+    /// When redacted: the redaction event (federation format, with its `event_id`); `json`
+    /// is then already redacted by the room version's algorithm.
+    pub redacted_because: Option<serde_json::Value>,
 }
 
 /// Builds an event for a local sender, authorizes it against the room's current state,
@@ -42,6 +45,10 @@ pub struct PerformRoomEvent {
     pub content: serde_json::Value,
     /// The client's (device ID, transaction ID): a retry returns the event already sent.
     pub txn: Option<(String, String)>,
+    /// For `m.room.redaction`: the event to redact, which must be in the room. It is
+    /// redacted when the sender sent it or has the room's `redact` power (else the
+    /// redaction is refused).
+    pub redacts: Option<String>,
 }
 
 /// The room's current state events (federation format). `types` empty means *all* current

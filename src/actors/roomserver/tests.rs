@@ -59,6 +59,7 @@ fn ev(
         state_key: state_key.map(str::to_owned),
         content,
         txn: None,
+        redacts: None,
     }
 }
 
@@ -83,6 +84,7 @@ async fn create(f: &Fixture, version: &str) -> String {
             state_key: Some(String::new()),
             content: json!({}),
             txn: None,
+            redacts: None,
         })
         .await
         .unwrap();
@@ -266,6 +268,7 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
                 state_key: Some(String::new()),
                 content: json!({}),
                 txn: None,
+                redacts: None,
             })
             .await;
         assert!(matches!(

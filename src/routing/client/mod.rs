@@ -83,6 +83,7 @@ pub fn router() -> Router {
         .add::<c::state::get_state_events::v3::Request, _, _>(rooms::get_state_events)
         .add::<c::state::get_state_event_for_key::v3::Request, _, _>(rooms::get_state_event_for_key)
         .add::<c::room::get_room_event::v3::Request, _, _>(rooms::get_room_event)
+        .add::<c::redact::redact_event::v3::Request, _, _>(rooms::redact_event)
         .add::<c::membership::join_room_by_id::v3::Request, _, _>(membership::join_room_by_id)
         .add::<c::membership::join_room_by_id_or_alias::v3::Request, _, _>(
             membership::join_room_by_id_or_alias,

@@ -9,6 +9,7 @@ use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::{web, HttpResponse};
 use ruma::api::client::message::send_message_event;
+use ruma::api::client::redact::redact_event;
 use ruma::api::client::room::create_room::{self, v3::RoomPreset};
 use ruma::api::client::room::get_room_event;
 use ruma::api::client::room::Visibility;
@@ -29,6 +30,19 @@ pub fn client_event(e: &StoredEvent) -> Value {
     });
     if let Some(key) = j.get("state_key") {
         out["state_key"] = key.clone();
+    }
+    if let Some(because) = &e.redacted_because {
+        let redaction = StoredEvent {
+            event_id: because["event_id"].as_str().unwrap_or_default().to_owned(),
+            room_id: e.room_id.clone(),
+            json: because.clone(),
+            rejected: false,
+            redacted_because: None,
+        };
+        out["unsigned"]["redacted_because"] = client_event(&redaction);
+    }
+    if let Some(redacts) = j.get("redacts") {
+        out["redacts"] = redacts.clone();
     }
     out
 }
@@ -53,6 +67,7 @@ pub async fn send(
             state_key: state_key.map(str::to_owned),
             content,
             txn,
+            redacts: None,
         })
         .await?
         .event_id)
@@ -188,6 +203,7 @@ pub async fn create_room(
             state_key: Some(String::new()),
             content: Value::Object(creation_content),
             txn: None,
+            redacts: None,
         })
         .await?;
     let room = created.room_id.clone();
@@ -443,4 +459,32 @@ pub async fn get_room_event(
         .filter(|e| e.room_id == room && !e.rejected)
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
     Ok(HttpResponse::Ok().json(client_event(&event)))
+}
+
+/// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
+pub async fn redact_event(
+    state: web::Data<AppState>,
+    req: Ruma<redact_event::v3::Request>,
+) -> RumaResult<redact_event::v3::Response> {
+    let body = req.body;
+    let mut content = json!({});
+    if let Some(reason) = body.reason {
+        content["reason"] = json!(reason);
+    }
+    let sent = state
+        .roomserver
+        .send(PerformRoomEvent {
+            room_id: Some(body.room_id.to_string()),
+            room_version: None,
+            sender: req.sender.user_id.to_string(),
+            event_type: "m.room.redaction".into(),
+            state_key: None,
+            content,
+            txn: Some((req.sender.device_id.to_string(), body.txn_id.to_string())),
+            redacts: Some(body.event_id.to_string()),
+        })
+        .await?;
+    let event_id =
+        ruma::OwnedEventId::try_from(sent.event_id).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(redact_event::v3::Response::new(event_id)))
 }

@@ -10,6 +10,7 @@ const INSERT: &str = "INSERT INTO roomserver_events
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
     state_snapshot_nid, json, rejected, redacted_by";
+const SET_REDACTED: &str = "UPDATE roomserver_events SET redacted_by = $2 WHERE event_nid = $1";
 const SET_SNAPSHOT: &str =
     "UPDATE roomserver_events SET state_snapshot_nid = $2 WHERE event_nid = $1";
 
@@ -113,6 +114,17 @@ pub async fn set_state_snapshot(
     Ok(())
 }
 
+/// Marks an event redacted by the redaction `redaction_id`.
+pub async fn set_redacted(
+    db: &impl Conn,
+    event_nid: i64,
+    redaction_id: &str,
+) -> Result<(), StorageError> {
+    db.execute(SET_REDACTED, &[&event_nid, &redaction_id])
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +152,7 @@ mod tests {
             );
             let b = insert(db, &new("$b", None)).await.unwrap().unwrap();
             set_state_snapshot(db, b, 42).await.unwrap();
+            set_redacted(db, b, "$r").await.unwrap();
             let ea = select_by_id(db, "$a").await.unwrap().unwrap();
             assert_eq!(
                 (ea.state_key_nid, ea.redacted_by.as_deref()),
@@ -152,6 +165,7 @@ mod tests {
                 (both[1].state_key_nid, both[1].state_snapshot_nid),
                 (None, Some(42))
             );
+            assert_eq!(both[1].redacted_by.as_deref(), Some("$r"));
             assert_eq!(select_by_id(db, "$nope").await.unwrap(), None);
         }
     }

@@ -9,6 +9,8 @@ const SELECT_NID: &str = "SELECT room_nid FROM roomserver_rooms WHERE room_id = 
 const SELECT: &str =
     "SELECT room_nid, room_version, state_snapshot_nid, latest_event_nids, max_depth
     FROM roomserver_rooms WHERE room_id = $1";
+const SELECT_BY_NID: &str =
+    "SELECT room_id, room_version FROM roomserver_rooms WHERE room_nid = $1";
 const UPDATE_HEAD: &str = "UPDATE roomserver_rooms
     SET state_snapshot_nid = $2, latest_event_nids = $3, max_depth = $4 WHERE room_nid = $1";
 
@@ -48,6 +50,17 @@ pub async fn select(db: &impl Conn, room_id: &str) -> Result<Option<Room>, Stora
         latest_event_nids: latest,
         max_depth: r.i64(4)?,
     }))
+}
+
+/// The (room ID, room version) of a numeric room ID.
+pub async fn select_by_nid(
+    db: &impl Conn,
+    room_nid: i64,
+) -> Result<Option<(String, String)>, StorageError> {
+    db.query_opt(SELECT_BY_NID, &[&room_nid])
+        .await?
+        .map(|r| Ok((r.string(0)?, r.string(1)?)))
+        .transpose()
 }
 
 /// Moves a room's current state and forward extremities.
@@ -107,6 +120,11 @@ mod tests {
                 (Some(7), vec![3, 4], 9)
             );
             assert_eq!(select(db, "!nope:x").await.unwrap(), None);
+            assert_eq!(
+                select_by_nid(db, b).await.unwrap(),
+                Some(("!b:x".into(), "11".into()))
+            );
+            assert_eq!(select_by_nid(db, 999).await.unwrap(), None);
         }
     }
 }
