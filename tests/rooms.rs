@@ -164,11 +164,29 @@ async fn create_rooms_of_each_preset_and_version(b: Backend, t: Topology) {
         "M_UNSUPPORTED_ROOM_VERSION",
     );
     assert_error(&s.post(&format!("{C}/createRoom"), Some(&tok), json!({"invite_3pid": [{"id_server": "x", "id_access_token": "y", "medium": "email", "address": "a@b.c"}]})).await, 403, "M_THREEPID_DENIED");
+    let aliased = create(&s, &tok, json!({"room_alias_name": "hall"})).await;
+    let (_, v) = s
+        .get(
+            &format!("{C}/rooms/{aliased}/state/m.room.canonical_alias"),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(v["alias"], "#hall:test.local");
     assert_error(
         &s.post(
             &format!("{C}/createRoom"),
             Some(&tok),
             json!({"room_alias_name": "hall"}),
+        )
+        .await,
+        400,
+        "M_ROOM_IN_USE",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/createRoom"),
+            Some(&tok),
+            json!({"room_alias_name": "bad:name"}),
         )
         .await,
         400,
@@ -810,7 +828,258 @@ async fn redactions(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn aliases_and_directory(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (_, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+    let room = create(&s, &tok, json!({"visibility": "public", "name": "Hall", "topic": "General chat", "room_alias_name": "hall"})).await;
+    let dir = |alias: &str| format!("{C}/directory/room/{}", alias.replace('#', "%23"));
+
+    // Resolving and joining by alias.
+    let (st, v) = s.get(&dir("#hall:test.local"), None).await;
+    assert_eq!(
+        (st, v["room_id"].as_str(), v["servers"].clone()),
+        (200, Some(room.as_str()), json!(["test.local"]))
+    );
+    let (st, v) = s
+        .post(
+            &format!("{C}/join/%23hall:test.local"),
+            Some(&carol_tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!((st, v["room_id"].as_str()), (200, Some(room.as_str())));
+    assert_error(
+        &s.get(&dir("#nothing:test.local"), None).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&dir("#hall:elsewhere.org"), None).await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // Creating aliases: members only, once, on this server.
+    assert_error(
+        &s.put(
+            &dir("#bobs:test.local"),
+            Some(&bob_tok),
+            json!({"room_id": room}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.put(
+            &dir("#bobs:test.local"),
+            Some(&bob_tok),
+            json!({"room_id": room})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.put(
+            &dir("#bobs:test.local"),
+            Some(&tok),
+            json!({"room_id": room}),
+        )
+        .await,
+        409,
+        "M_UNKNOWN",
+    );
+    assert_error(
+        &s.put(
+            &dir("#x:elsewhere.org"),
+            Some(&tok),
+            json!({"room_id": room}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/directory/room/notanalias"),
+            Some(&tok),
+            json!({"room_id": room}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &s.put(
+            &dir("#ghost:test.local"),
+            Some(&tok),
+            json!({"room_id": "!ghost:test.local"}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let (st, v) = s
+        .get(&format!("{C}/rooms/{room}/aliases"), Some(&bob_tok))
+        .await;
+    assert_eq!(
+        (st, v["aliases"].clone()),
+        (200, json!(["#bobs:test.local", "#hall:test.local"]))
+    );
+
+    // Deleting: the creator of the alias, or someone with power over the room's aliases.
+    assert_error(
+        &s.call("DELETE", &dir("#hall:test.local"), Some(&bob_tok), None)
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.call("DELETE", &dir("#bobs:test.local"), Some(&bob_tok), None)
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.call("DELETE", &dir("#bobs:test.local"), Some(&bob_tok), None)
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_eq!(
+        s.put(
+            &dir("#bobs2:test.local"),
+            Some(&bob_tok),
+            json!({"room_id": room})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.call("DELETE", &dir("#bobs2:test.local"), Some(&tok), None)
+            .await
+            .0,
+        200,
+        "alice has the power"
+    );
+
+    // Visibility in the directory.
+    let list = format!("{C}/directory/list/room/{room}");
+    assert_eq!(s.get(&list, None).await.1, json!({"visibility": "public"}));
+    let private = create(&s, &tok, json!({"preset": "private_chat"})).await;
+    assert_eq!(
+        s.get(&format!("{C}/directory/list/room/{private}"), None)
+            .await
+            .1,
+        json!({"visibility": "private"})
+    );
+    assert_error(
+        &s.get(&format!("{C}/directory/list/room/!none:test.local"), None)
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.put(&list, Some(&bob_tok), json!({"visibility": "private"}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // publicRooms: ordered by members, paginated, searchable.
+    let second = create(&s, &tok, json!({"visibility": "public", "name": "Garden"})).await;
+    let third = create(
+        &s,
+        &tok,
+        json!({"visibility": "public", "name": "Kitchen", "topic": "hall of food"}),
+    )
+    .await;
+    let (st, v) = s.get(&format!("{C}/publicRooms?limit=2"), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["total_room_count_estimate"], 3);
+    let chunk = v["chunk"].as_array().unwrap();
+    assert_eq!(chunk.len(), 2);
+    assert_eq!(chunk[0]["room_id"], room.as_str(), "most members first");
+    assert_eq!(
+        (
+            chunk[0]["num_joined_members"].as_i64(),
+            chunk[0]["name"].as_str()
+        ),
+        (Some(3), Some("Hall"))
+    );
+    assert_eq!(
+        (
+            chunk[0]["canonical_alias"].as_str(),
+            chunk[0]["join_rule"].as_str()
+        ),
+        (Some("#hall:test.local"), Some("public"))
+    );
+    assert_eq!(chunk[0]["world_readable"], false);
+    let next = v["next_batch"].as_str().unwrap().to_owned();
+    let (_, v) = s
+        .get(&format!("{C}/publicRooms?limit=2&since={next}"), None)
+        .await;
+    assert_eq!(v["chunk"].as_array().unwrap().len(), 1);
+    assert!(v.get("next_batch").is_none() && v["prev_batch"].is_string());
+    let (st, v) = s
+        .post(
+            &format!("{C}/publicRooms"),
+            Some(&tok),
+            json!({"filter": {"generic_search_term": "HALL"}}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let mut found: Vec<&str> = v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_str().unwrap())
+        .collect();
+    found.sort();
+    let mut expect = vec![room.as_str(), third.as_str()];
+    expect.sort();
+    assert_eq!(found, expect);
+    assert_error(
+        &s.get(&format!("{C}/publicRooms?server=elsewhere.org"), None)
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &s.get(&format!("{C}/publicRooms?since=garbage"), None).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    // Unlisting.
+    assert_eq!(
+        s.put(
+            &format!("{C}/directory/list/room/{second}"),
+            Some(&tok),
+            json!({"visibility": "private"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("{C}/publicRooms"), None).await.1["total_room_count_estimate"],
+        2
+    );
+    s.stop().await;
+}
+
 scenarios!(
+    aliases_and_directory,
     redactions,
     joined_rooms_and_forget,
     create_rooms_of_each_preset_and_version,

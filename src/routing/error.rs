@@ -131,6 +131,13 @@ impl From<RoomserverError> for MatrixError {
         match e {
             RoomserverError::NotAllowed(why) => MatrixError::forbidden(why),
             RoomserverError::NoRoom => MatrixError::not_found("Unknown room"),
+            RoomserverError::AliasInUse(a) => {
+                MatrixError::new("M_UNKNOWN", format!("Room alias {a} already exists"))
+                    .with_status(StatusCode::CONFLICT)
+            }
+            RoomserverError::NoAlias(a) => {
+                MatrixError::not_found(format!("Room alias {a} not found"))
+            }
             RoomserverError::NoEvent(id) => MatrixError::not_found(format!("Unknown event {id}")),
             RoomserverError::UnsupportedRoomVersion(v) => MatrixError::new(
                 "M_UNSUPPORTED_ROOM_VERSION",

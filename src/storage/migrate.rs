@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "009_roomserver_memberships",
         include_str!("../../sql/009_roomserver_memberships.sql"),
     ),
+    (
+        10,
+        "010_roomserver_directory",
+        include_str!("../../sql/010_roomserver_directory.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -121,6 +121,44 @@ impl Handler<PerformForget> for RoomserverActor {
     }
 }
 
+/// Handlers that only read or write directory tables: run concurrently on the database.
+macro_rules! directory_handler {
+    ($msg:ident, $ret:ty, |$db:ident, $m:ident| $body:expr) => {
+        impl Handler<$msg> for RoomserverActor {
+            type Result = ResponseFuture<Result<$ret, RoomserverError>>;
+
+            fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
+                let $db = self.deps.db.clone();
+                Box::pin(async move { $body })
+            }
+        }
+    };
+}
+
+directory_handler!(PerformSetRoomAlias, (), |db, m| {
+    super::directory::set_alias(&db, &m.alias, &m.room_id, &m.user_id).await
+});
+directory_handler!(QueryRoomIdForAlias, Option<String>, |db, m| {
+    Ok(super::storage::room_aliases::select(&db, &m.alias)
+        .await?
+        .map(|(room, _)| room))
+});
+directory_handler!(QueryAliasesForRoom, Vec<String>, |db, m| {
+    Ok(super::storage::room_aliases::select_for_room(&db, &m.room_id).await?)
+});
+directory_handler!(PerformRemoveRoomAlias, (), |db, m| {
+    super::directory::remove_alias(&db, &m.alias, &m.user_id).await
+});
+directory_handler!(PerformPublishRoom, (), |db, m| {
+    super::directory::set_published(&db, &m.room_id, &m.user_id, m.publish).await
+});
+directory_handler!(QueryPublishedRoom, Option<bool>, |db, m| {
+    super::directory::is_published(&db, &m.room_id).await
+});
+directory_handler!(QueryPublicRooms, PublicRoomsPage, |db, m| {
+    super::directory::public_rooms(&db, m.limit, m.since.as_deref(), m.search.as_deref()).await
+});
+
 /// The input of one room.
 pub struct RoomActor {
     deps: Deps,

@@ -13,6 +13,12 @@ pub enum RoomserverError {
     /// The room does not exist here.
     #[error("no such room")]
     NoRoom,
+    /// The alias is taken.
+    #[error("alias {0} is in use")]
+    AliasInUse(String),
+    /// No such alias.
+    #[error("no alias {0}")]
+    NoAlias(String),
     /// An event the request names is not in the room.
     #[error("no such event: {0}")]
     NoEvent(String),

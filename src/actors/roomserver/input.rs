@@ -118,7 +118,7 @@ fn random_localpart() -> String {
 
 /// The events of a room's current state for the given keys, loaded and parsed: the state map
 /// and the events by ID.
-async fn state_events(
+pub(super) async fn state_events(
     db: &Db,
     snapshot: i64,
     wanted: &[(StateEventType, String)],
@@ -313,14 +313,14 @@ async fn redaction_target(
 }
 
 /// A power level as the content gives it (an integer, or a numeric string in old versions).
-fn level(v: &serde_json::Value, default: i64) -> i64 {
+pub(super) fn level(v: &serde_json::Value, default: i64) -> i64 {
     v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
         .unwrap_or(default)
 }
 
 /// A user's power level in a room: creators of v12+ rooms are above every level.
-fn power_of(
+pub(super) fn power_of(
     user: &ruma::UserId,
     create: Option<&PduEvent>,
     power_levels: &serde_json::Value,

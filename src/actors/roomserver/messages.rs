@@ -75,6 +75,88 @@ pub struct PerformForget {
     pub room_id: String,
 }
 
+/// Points an alias of this server at a room the user is joined to. `AliasInUse` when taken.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformSetRoomAlias {
+    pub alias: String,
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// The room an alias points at; `None` when there is no such alias.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<String>, RoomserverError>")]
+pub struct QueryRoomIdForAlias {
+    pub alias: String,
+}
+
+/// The aliases of a room, sorted.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<String>, RoomserverError>")]
+pub struct QueryAliasesForRoom {
+    pub room_id: String,
+}
+
+/// Removes an alias: by its creator, or anyone with power over the room's aliases.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformRemoveRoomAlias {
+    pub alias: String,
+    pub user_id: String,
+}
+
+/// Lists (or unlists) a room in the public directory; needs power over the room's aliases.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformPublishRoom {
+    pub room_id: String,
+    pub user_id: String,
+    pub publish: bool,
+}
+
+/// Whether a room is listed; `None` for an unknown room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<bool>, RoomserverError>")]
+pub struct QueryPublishedRoom {
+    pub room_id: String,
+}
+
+/// A page of the public room directory.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<PublicRoomsPage, RoomserverError>")]
+pub struct QueryPublicRooms {
+    pub limit: Option<u32>,
+    /// A `next_batch` or `prev_batch` token of an earlier page.
+    pub since: Option<String>,
+    /// Matches names, topics and aliases, case-insensitively.
+    pub search: Option<String>,
+}
+
+/// A room as the public directory shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicRoom {
+    pub room_id: String,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub canonical_alias: Option<String>,
+    pub avatar_url: Option<String>,
+    pub join_rule: Option<String>,
+    pub room_type: Option<String>,
+    pub world_readable: bool,
+    pub guest_can_join: bool,
+    pub num_joined_members: i64,
+}
+
+/// One page of the public directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicRoomsPage {
+    pub chunk: Vec<PublicRoom>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: u64,
+}
+
 /// One event by ID; `None` when it is not stored.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StoredEvent>, RoomserverError>")]
@@ -100,4 +182,11 @@ crate::remote_messages!("roomserver":
     QueryEvent,
     QueryJoinedRooms,
     PerformForget,
+    PerformSetRoomAlias,
+    QueryRoomIdForAlias,
+    QueryAliasesForRoom,
+    PerformRemoveRoomAlias,
+    PerformPublishRoom,
+    QueryPublishedRoom,
+    QueryPublicRooms,
 );

@@ -10,6 +10,7 @@
 //! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 
 mod actor;
+pub mod directory;
 pub mod error;
 pub mod input;
 pub mod messages;
@@ -35,7 +36,14 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryCurrentState, _, _, _>(cfg, addr.clone());
     serve::<QueryEvent, _, _, _>(cfg, addr.clone());
     serve::<QueryJoinedRooms, _, _, _>(cfg, addr.clone());
-    serve::<PerformForget, _, _, _>(cfg, addr);
+    serve::<PerformForget, _, _, _>(cfg, addr.clone());
+    serve::<PerformSetRoomAlias, _, _, _>(cfg, addr.clone());
+    serve::<QueryRoomIdForAlias, _, _, _>(cfg, addr.clone());
+    serve::<QueryAliasesForRoom, _, _, _>(cfg, addr.clone());
+    serve::<PerformRemoveRoomAlias, _, _, _>(cfg, addr.clone());
+    serve::<PerformPublishRoom, _, _, _>(cfg, addr.clone());
+    serve::<QueryPublishedRoom, _, _, _>(cfg, addr.clone());
+    serve::<QueryPublicRooms, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on the current arbiter.

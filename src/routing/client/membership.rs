@@ -108,10 +108,10 @@ pub async fn join_room_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> RumaResult<join_room_by_id_or_alias::v3::Response> {
     let target: &RoomOrAliasId = &req.body.room_id_or_alias;
-    let room_id: OwnedRoomId = match OwnedRoomId::try_from(target.as_str()) {
-        Ok(id) => id,
-        // This server has no aliases yet, so no alias names a room.
-        Err(_) => return Err(MatrixError::not_found("Room alias not found")),
+    let room_id: OwnedRoomId = match <&ruma::RoomAliasId>::try_from(target.as_str()) {
+        Ok(alias) => super::directory::resolve(&state, alias).await?,
+        Err(_) => OwnedRoomId::try_from(target.as_str())
+            .map_err(|_| MatrixError::invalid_param("Not a room ID or alias"))?,
     };
     join(&state, &req.sender, room_id.as_str(), req.body.reason).await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(

@@ -3,6 +3,7 @@
 mod account;
 mod account_data;
 mod devices;
+mod directory;
 mod discovery;
 mod filter;
 mod membership;
@@ -96,7 +97,17 @@ pub fn router() -> Router {
         .add::<c::membership::get_member_events::v3::Request, _, _>(membership::get_member_events)
         .add::<c::membership::joined_members::v3::Request, _, _>(membership::joined_members)
         .add::<c::membership::joined_rooms::v3::Request, _, _>(membership::joined_rooms)
-        .add::<c::membership::forget_room::v3::Request, _, _>(membership::forget_room);
+        .add::<c::membership::forget_room::v3::Request, _, _>(membership::forget_room)
+        .add::<c::alias::create_alias::v3::Request, _, _>(directory::create_alias)
+        .add::<c::alias::get_alias::v3::Request, _, _>(directory::get_alias)
+        .add::<c::alias::delete_alias::v3::Request, _, _>(directory::delete_alias)
+        .add::<c::room::aliases::v3::Request, _, _>(directory::get_room_aliases)
+        .add::<c::directory::get_room_visibility::v3::Request, _, _>(directory::get_room_visibility)
+        .add::<c::directory::set_room_visibility::v3::Request, _, _>(directory::set_room_visibility)
+        .add::<c::directory::get_public_rooms::v3::Request, _, _>(directory::get_public_rooms)
+        .add::<c::directory::get_public_rooms_filtered::v3::Request, _, _>(
+            directory::get_public_rooms_filtered,
+        );
     r
 }
 

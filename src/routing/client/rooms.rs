@@ -141,11 +141,29 @@ pub async fn create_room(
             "Inviting by third-party identifier is not supported on this server",
         ));
     }
-    if body.room_alias_name.is_some() {
-        return Err(MatrixError::invalid_param(
-            "Room aliases are not supported on this server yet",
-        ));
-    }
+    let alias = match &body.room_alias_name {
+        Some(name) => {
+            let alias =
+                ruma::OwnedRoomAliasId::try_from(format!("#{name}:{}", state.server_name()))
+                    .map_err(|_| {
+                        MatrixError::invalid_param(format!("Invalid room alias name {name:?}"))
+                    })?;
+            let taken = state
+                .roomserver
+                .send(crate::actors::roomserver::messages::QueryRoomIdForAlias {
+                    alias: alias.to_string(),
+                })
+                .await?;
+            if taken.is_some() {
+                return Err(MatrixError::new(
+                    "M_ROOM_IN_USE",
+                    format!("Room alias {alias} already taken"),
+                ));
+            }
+            Some(alias)
+        }
+        None => None,
+    };
     let version = body.room_version.as_ref().map(|v| v.to_string());
     let (_, rules) = crate::pdu::rules(
         version
@@ -273,7 +291,27 @@ pub async fn create_room(
     )
     .await?;
 
-    // 4. The preset's rules.
+    // 4. The alias, then the preset's rules.
+    if let Some(alias) = &alias {
+        state
+            .roomserver
+            .send(crate::actors::roomserver::messages::PerformSetRoomAlias {
+                alias: alias.to_string(),
+                room_id: room.clone(),
+                user_id: me.clone(),
+            })
+            .await?;
+        send(
+            &state,
+            sender,
+            &room,
+            "m.room.canonical_alias",
+            Some(""),
+            json!({ "alias": alias }),
+            None,
+        )
+        .await?;
+    }
     let join_rule = if preset == RoomPreset::PublicChat {
         "public"
     } else {
@@ -357,6 +395,16 @@ pub async fn create_room(
             None,
         )
         .await?;
+    }
+    if body.visibility == Visibility::Public {
+        state
+            .roomserver
+            .send(crate::actors::roomserver::messages::PerformPublishRoom {
+                room_id: room.clone(),
+                user_id: me.clone(),
+                publish: true,
+            })
+            .await?;
     }
     let room_id = ruma::OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())?;
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))

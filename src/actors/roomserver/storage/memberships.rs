@@ -13,6 +13,9 @@ const SELECT_ROOMS: &str = "SELECT r.room_id FROM roomserver_memberships m
 const SELECT_ONE: &str = "SELECT m.membership, m.forgotten FROM roomserver_memberships m
     JOIN roomserver_rooms r ON r.room_nid = m.room_nid
     WHERE r.room_id = $1 AND m.user_id = $2";
+const COUNT: &str = "SELECT COUNT(*) FROM roomserver_memberships m
+    JOIN roomserver_rooms r ON r.room_nid = m.room_nid
+    WHERE r.room_id = $1 AND m.membership = $2";
 const FORGET: &str = "UPDATE roomserver_memberships SET forgotten = 1
     WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)";
 
@@ -54,6 +57,13 @@ pub async fn select(
         .transpose()
 }
 
+/// How many users of a room have the given membership.
+pub async fn count(db: &impl Conn, room_id: &str, membership: &str) -> Result<i64, StorageError> {
+    db.query_opt(COUNT, &[&room_id, &membership])
+        .await?
+        .map_or(Ok(0), |r| r.i64(0))
+}
+
 /// Marks a room forgotten by a user.
 pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<(), StorageError> {
     db.execute(FORGET, &[&room_id, &user_id]).await?;
@@ -82,6 +92,8 @@ mod tests {
             );
             upsert(db, b, "@u:x", "join", 3).await.unwrap();
             assert_eq!(select_rooms(db, "@u:x", "join").await.unwrap().len(), 2);
+            assert_eq!(count(db, "!b:x", "join").await.unwrap(), 1);
+            assert_eq!(count(db, "!b:x", "ban").await.unwrap(), 0);
             upsert(db, a, "@u:x", "leave", 4).await.unwrap();
             forget(db, "!a:x", "@u:x").await.unwrap();
             assert_eq!(

@@ -3,6 +3,8 @@
 pub mod event_types;
 pub mod events;
 pub mod memberships;
+pub mod published_rooms;
+pub mod room_aliases;
 pub mod rooms;
 pub mod state_blocks;
 pub mod state_keys;

@@ -1,0 +1,237 @@
+//! Room aliases and the public room directory of this server.
+
+use super::rooms::ensure_can_read;
+use crate::actors::roomserver::messages::{
+    PerformPublishRoom, PerformRemoveRoomAlias, PerformSetRoomAlias, PublicRoomsPage,
+    QueryAliasesForRoom, QueryPublicRooms, QueryPublishedRoom, QueryRoomIdForAlias,
+};
+use crate::routing::error::MatrixError;
+use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
+use crate::routing::AppState;
+use actix_web::{web, HttpResponse};
+use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
+use ruma::api::client::directory::{
+    get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+};
+use ruma::api::client::room::{aliases, Visibility};
+use ruma::{OwnedRoomId, RoomAliasId, ServerName};
+use serde_json::{json, Value};
+
+/// Refuses aliases of other servers: they are resolved over federation, which comes later.
+fn ensure_local(state: &AppState, alias: &RoomAliasId) -> Result<(), MatrixError> {
+    if alias.server_name().as_str() == state.server_name() {
+        Ok(())
+    } else {
+        Err(MatrixError::not_found(format!(
+            "Room alias {alias} is on another server; federation is not supported yet"
+        )))
+    }
+}
+
+/// The room an alias of this server points at.
+pub async fn resolve(state: &AppState, alias: &RoomAliasId) -> Result<OwnedRoomId, MatrixError> {
+    ensure_local(state, alias)?;
+    let room = state
+        .roomserver
+        .send(QueryRoomIdForAlias {
+            alias: alias.to_string(),
+        })
+        .await?
+        .ok_or_else(|| MatrixError::not_found(format!("Room alias {alias} not found")))?;
+    OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())
+}
+
+/// # `PUT /_matrix/client/v3/directory/room/{roomAlias}`
+pub async fn create_alias(
+    state: web::Data<AppState>,
+    req: Ruma<create_alias::v3::Request>,
+) -> RumaResult<create_alias::v3::Response> {
+    let alias = &req.body.room_alias;
+    if alias.server_name().as_str() != state.server_name() {
+        return Err(MatrixError::invalid_param("Aliases must be on this server"));
+    }
+    state
+        .roomserver
+        .send(PerformSetRoomAlias {
+            alias: alias.to_string(),
+            room_id: req.body.room_id.to_string(),
+            user_id: req.sender.user_id.to_string(),
+        })
+        .await?;
+    Ok(RumaResponse(create_alias::v3::Response::new()))
+}
+
+/// # `GET /_matrix/client/v3/directory/room/{roomAlias}`
+pub async fn get_alias(
+    state: web::Data<AppState>,
+    req: Ruma<get_alias::v3::Request>,
+) -> RumaResult<get_alias::v3::Response> {
+    let room_id = resolve(&state, &req.body.room_alias).await?;
+    let server = ServerName::parse(state.server_name()).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(get_alias::v3::Response::new(
+        room_id,
+        vec![server],
+    )))
+}
+
+/// # `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
+pub async fn delete_alias(
+    state: web::Data<AppState>,
+    req: Ruma<delete_alias::v3::Request>,
+) -> RumaResult<delete_alias::v3::Response> {
+    ensure_local(&state, &req.body.room_alias)?;
+    state
+        .roomserver
+        .send(PerformRemoveRoomAlias {
+            alias: req.body.room_alias.to_string(),
+            user_id: req.sender.user_id.to_string(),
+        })
+        .await?;
+    Ok(RumaResponse(delete_alias::v3::Response::new()))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/aliases`
+pub async fn get_room_aliases(
+    state: web::Data<AppState>,
+    req: Ruma<aliases::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let room = req.body.room_id.as_str();
+    ensure_can_read(&state, room, &req.sender).await?;
+    let aliases = state
+        .roomserver
+        .send(QueryAliasesForRoom {
+            room_id: room.to_owned(),
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "aliases": aliases })))
+}
+
+/// # `GET /_matrix/client/v3/directory/list/room/{roomId}`
+pub async fn get_room_visibility(
+    state: web::Data<AppState>,
+    req: Ruma<get_room_visibility::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let published = state
+        .roomserver
+        .send(QueryPublishedRoom {
+            room_id: req.body.room_id.to_string(),
+        })
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+    let visibility = if published { "public" } else { "private" };
+    Ok(HttpResponse::Ok().json(json!({ "visibility": visibility })))
+}
+
+/// # `PUT /_matrix/client/v3/directory/list/room/{roomId}`
+pub async fn set_room_visibility(
+    state: web::Data<AppState>,
+    req: Ruma<set_room_visibility::v3::Request>,
+) -> RumaResult<set_room_visibility::v3::Response> {
+    let publish = match req.body.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        _ => {
+            return Err(MatrixError::invalid_param(
+                "visibility must be public or private",
+            ))
+        }
+    };
+    state
+        .roomserver
+        .send(PerformPublishRoom {
+            room_id: req.body.room_id.to_string(),
+            user_id: req.sender.user_id.to_string(),
+            publish,
+        })
+        .await?;
+    Ok(RumaResponse(set_room_visibility::v3::Response::new()))
+}
+
+/// Refuses other servers' directories until federation.
+fn ensure_our_directory(state: &AppState, server: Option<&ServerName>) -> Result<(), MatrixError> {
+    match server {
+        Some(s) if s.as_str() != state.server_name() => Err(MatrixError::invalid_param(
+            "Listing the rooms of other servers is not supported yet",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn page_json(page: PublicRoomsPage) -> Value {
+    let chunk: Vec<Value> = page
+        .chunk
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({
+                "room_id": r.room_id,
+                "num_joined_members": r.num_joined_members,
+                "world_readable": r.world_readable,
+                "guest_can_join": r.guest_can_join,
+            });
+            for (k, val) in [
+                ("name", r.name),
+                ("topic", r.topic),
+                ("canonical_alias", r.canonical_alias),
+                ("avatar_url", r.avatar_url),
+                ("join_rule", r.join_rule),
+                ("room_type", r.room_type),
+            ] {
+                if let Some(val) = val {
+                    v[k] = json!(val);
+                }
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({ "chunk": chunk, "total_room_count_estimate": page.total });
+    if let Some(n) = page.next_batch {
+        out["next_batch"] = json!(n);
+    }
+    if let Some(p) = page.prev_batch {
+        out["prev_batch"] = json!(p);
+    }
+    out
+}
+
+async fn public_rooms(
+    state: &AppState,
+    limit: Option<ruma::UInt>,
+    since: Option<String>,
+    search: Option<String>,
+) -> Result<HttpResponse, MatrixError> {
+    let page = state
+        .roomserver
+        .send(QueryPublicRooms {
+            limit: limit.map(|l| u32::try_from(u64::from(l)).unwrap_or(u32::MAX)),
+            since,
+            search,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::actors::roomserver::RoomserverError::BadRequest(why) => {
+                MatrixError::invalid_param(why)
+            }
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(page_json(page)))
+}
+
+/// # `GET /_matrix/client/v3/publicRooms`
+pub async fn get_public_rooms(
+    state: web::Data<AppState>,
+    req: Ruma<get_public_rooms::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let b = req.body;
+    ensure_our_directory(&state, b.server.as_deref())?;
+    public_rooms(&state, b.limit, b.since, None).await
+}
+
+/// # `POST /_matrix/client/v3/publicRooms`
+pub async fn get_public_rooms_filtered(
+    state: web::Data<AppState>,
+    req: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let b = req.body;
+    ensure_our_directory(&state, b.server.as_deref())?;
+    public_rooms(&state, b.limit, b.since, b.filter.generic_search_term).await
+}
