@@ -1078,7 +1078,181 @@ async fn aliases_and_directory(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn knock_report_and_timestamps(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+
+    // Knocking: only where the join rule says knock, and from room version 7.
+    let knocky = create(&s, &tok, json!({"initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]})).await;
+    let (st, v) = s
+        .post(
+            &format!("{C}/knock/{knocky}"),
+            Some(&bob_tok),
+            json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["room_id"].as_str()),
+        (200, Some(knocky.as_str())),
+        "{v}"
+    );
+    let (_, m) = s
+        .get(
+            &format!("{C}/rooms/{knocky}/state/m.room.member/{bob}"),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(
+        (m["membership"].as_str(), m["reason"].as_str()),
+        (Some("knock"), Some("let me in"))
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{knocky}/invite"),
+            Some(&tok),
+            json!({"user_id": bob})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{knocky}/join"),
+            Some(&bob_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let public = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    assert_error(
+        &s.post(&format!("{C}/knock/{public}"), Some(&carol_tok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let old = create(&s, &tok, json!({"room_version": "6", "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]})).await;
+    assert_error(
+        &s.post(&format!("{C}/knock/{old}"), Some(&carol_tok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/knock/!nowhere:test.local"),
+            Some(&carol_tok),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // Messages to report and to find by time.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, v) = s
+            .put(
+                &format!("{C}/rooms/{knocky}/send/m.room.message/ts{i}"),
+                Some(&tok),
+                json!({"body": format!("m{i}")}),
+            )
+            .await;
+        ids.push(v["event_id"].as_str().unwrap().to_owned());
+    }
+    let (_, second) = s
+        .get(&format!("{C}/rooms/{knocky}/event/{}", ids[1]), Some(&tok))
+        .await;
+    let ts = second["origin_server_ts"].as_u64().unwrap();
+    let at = |dir: &str, ts: u64| {
+        format!("/_matrix/client/v1/rooms/{knocky}/timestamp_to_event?dir={dir}&ts={ts}")
+    };
+    let (st, v) = s.get(&at("f", ts), Some(&bob_tok)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["origin_server_ts"].as_u64(), Some(ts));
+    let (_, v) = s.get(&at("b", ts), Some(&bob_tok)).await;
+    assert_eq!(v["origin_server_ts"].as_u64(), Some(ts));
+    let (_, last) = s.get(&at("b", 9_000_000_000_000_000), Some(&bob_tok)).await;
+    assert_eq!(last["event_id"], ids[2].as_str());
+    assert_error(
+        &s.get(&at("b", 0), Some(&bob_tok)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&at("f", 9_000_000_000_000_000), Some(&bob_tok)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&at("f", ts), Some(&carol_tok)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.get(&at("sideways", ts), Some(&bob_tok)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // Reports: of events one can see, and of rooms.
+    let report = |e: &str| format!("{C}/rooms/{knocky}/report/{e}");
+    assert_eq!(
+        s.post(&report(&ids[0]), Some(&bob_tok), json!({"reason": "rude"}))
+            .await,
+        (200, json!({}))
+    );
+    assert_error(
+        &s.post(&report(&ids[0]), Some(&carol_tok), json!({"reason": "x"}))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.post(&report("$unknown"), Some(&bob_tok), json!({})).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{knocky}/report"),
+            Some(&carol_tok),
+            json!({"reason": "spam room"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/!nowhere:test.local/report"),
+            Some(&carol_tok),
+            json!({"reason": "x"}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/{knocky}/report"),
+            Some(&carol_tok),
+            json!({"reason": 5}),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
+    s.stop().await;
+}
+
 scenarios!(
+    knock_report_and_timestamps,
     aliases_and_directory,
     redactions,
     joined_rooms_and_forget,

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "010_roomserver_directory",
         include_str!("../../sql/010_roomserver_directory.sql"),
     ),
+    (
+        11,
+        "011_roomserver_reports_and_times",
+        include_str!("../../sql/011_roomserver_reports_and_times.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

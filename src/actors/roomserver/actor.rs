@@ -159,6 +159,23 @@ directory_handler!(QueryPublicRooms, PublicRoomsPage, |db, m| {
     super::directory::public_rooms(&db, m.limit, m.since.as_deref(), m.search.as_deref()).await
 });
 
+directory_handler!(PerformReport, (), |db, m| {
+    input::report(
+        &db,
+        &m.room_id,
+        m.event_id.as_deref(),
+        &m.reporter,
+        m.reason.as_deref(),
+    )
+    .await
+});
+directory_handler!(QueryEventByTimestamp, Option<(String, i64)>, |db, m| {
+    let room = super::storage::rooms::select(&db, &m.room_id)
+        .await?
+        .ok_or(RoomserverError::NoRoom)?;
+    Ok(super::storage::events::select_by_ts(&db, room.room_nid, m.ts, m.forward).await?)
+});
+
 /// The input of one room.
 pub struct RoomActor {
     deps: Deps,

@@ -380,6 +380,11 @@ async fn persist(
             depth,
             json: &json,
             rejected: false,
+            origin_server_ts: pdu
+                .json
+                .get("origin_server_ts")
+                .and_then(|v| v.as_integer())
+                .map_or(0, i64::from),
         },
     )
     .await?
@@ -516,4 +521,31 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<(), Roomser
         }
         Some(_) => Ok(memberships::forget(db, room_id, user_id).await?),
     }
+}
+
+/// Records a report of a room or of one of its events.
+pub async fn report(
+    db: &Db,
+    room_id: &str,
+    event_id: Option<&str>,
+    reporter: &str,
+    reason: Option<&str>,
+) -> Result<(), RoomserverError> {
+    let room = rooms::select(db, room_id)
+        .await?
+        .ok_or(RoomserverError::NoRoom)?;
+    if let Some(event_id) = event_id {
+        let in_room = memberships::select(db, room_id, reporter)
+            .await?
+            .is_some_and(|(m, _)| m == "join");
+        let found = events::select_by_id(db, event_id)
+            .await?
+            .is_some_and(|e| e.room_nid == room.room_nid && !e.rejected);
+        if !(in_room && found) {
+            return Err(RoomserverError::NoEvent(event_id.to_owned()));
+        }
+    }
+    super::storage::reports::insert(db, room_id, event_id, reporter, reason).await?;
+    tracing::info!(room_id, event_id, reporter, "report received");
+    Ok(())
 }

@@ -133,6 +133,27 @@ pub struct QueryPublicRooms {
     pub search: Option<String>,
 }
 
+/// Records a report of a room (`event_id: None`) or of one of its events. An event report
+/// needs the reporter to be in the room (`NoEvent` otherwise, so it reveals nothing).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformReport {
+    pub room_id: String,
+    pub event_id: Option<String>,
+    pub reporter: String,
+    pub reason: Option<String>,
+}
+
+/// The room's event closest to `ts`: the first at or after it (`forward`), or the last at
+/// or before it. Returns (event ID, origin_server_ts); `None` when there is none.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<(String, i64)>, RoomserverError>")]
+pub struct QueryEventByTimestamp {
+    pub room_id: String,
+    pub ts: i64,
+    pub forward: bool,
+}
+
 /// A room as the public directory shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublicRoom {
@@ -189,4 +210,6 @@ crate::remote_messages!("roomserver":
     PerformPublishRoom,
     QueryPublishedRoom,
     QueryPublicRooms,
+    PerformReport,
+    QueryEventByTimestamp,
 );

@@ -43,7 +43,9 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<PerformRemoveRoomAlias, _, _, _>(cfg, addr.clone());
     serve::<PerformPublishRoom, _, _, _>(cfg, addr.clone());
     serve::<QueryPublishedRoom, _, _, _>(cfg, addr.clone());
-    serve::<QueryPublicRooms, _, _, _>(cfg, addr);
+    serve::<QueryPublicRooms, _, _, _>(cfg, addr.clone());
+    serve::<PerformReport, _, _, _>(cfg, addr.clone());
+    serve::<QueryEventByTimestamp, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on the current arbiter.

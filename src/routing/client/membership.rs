@@ -8,6 +8,7 @@ use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::{web, HttpResponse};
+use ruma::api::client::knock::knock_room;
 use ruma::api::client::membership::{
     ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
     join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
@@ -311,4 +312,37 @@ pub async fn forget_room(
         })
         .await?;
     Ok(RumaResponse(forget_room::v3::Response::new()))
+}
+
+/// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+pub async fn knock_room(
+    state: web::Data<AppState>,
+    req: Ruma<knock_room::v3::Request>,
+) -> RumaResult<knock_room::v3::Response> {
+    let target = req.body.room_id_or_alias.as_str();
+    let room_id: OwnedRoomId = match <&ruma::RoomAliasId>::try_from(target) {
+        Ok(alias) => super::directory::resolve(&state, alias).await?,
+        Err(_) => OwnedRoomId::try_from(target)
+            .map_err(|_| MatrixError::invalid_param("Not a room ID or alias"))?,
+    };
+    let me = req.sender.user_id.to_string();
+    set_membership(
+        &state,
+        &req.sender,
+        room_id.as_str(),
+        &me,
+        "knock",
+        req.body.reason,
+    )
+    .await
+    .map_err(|e| {
+        if e.errcode == "M_NOT_FOUND" {
+            MatrixError::not_found(
+                "Unknown room: knocking on rooms of other servers is not supported yet",
+            )
+        } else {
+            e
+        }
+    })?;
+    Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }

@@ -85,6 +85,10 @@ pub fn router() -> Router {
         .add::<c::state::get_state_event_for_key::v3::Request, _, _>(rooms::get_state_event_for_key)
         .add::<c::room::get_room_event::v3::Request, _, _>(rooms::get_room_event)
         .add::<c::redact::redact_event::v3::Request, _, _>(rooms::redact_event)
+        .add::<c::room::report_content::v3::Request, _, _>(rooms::report_content)
+        .add::<c::room::report_room::v3::Request, _, _>(rooms::report_room)
+        .add::<c::room::get_event_by_timestamp::v1::Request, _, _>(rooms::get_event_by_timestamp)
+        .add::<c::knock::knock_room::v3::Request, _, _>(membership::knock_room)
         .add::<c::membership::join_room_by_id::v3::Request, _, _>(membership::join_room_by_id)
         .add::<c::membership::join_room_by_id_or_alias::v3::Request, _, _>(
             membership::join_room_by_id_or_alias,

@@ -1,8 +1,10 @@
 //! Rooms: creation, sending events, reading state and events.
 
 use crate::actors::roomserver::messages::{
-    PerformRoomEvent, QueryCurrentState, QueryEvent, StoredEvent,
+    PerformReport, PerformRoomEvent, QueryCurrentState, QueryEvent, QueryEventByTimestamp,
+    StoredEvent,
 };
+use crate::actors::roomserver::RoomserverError;
 use crate::actors::userapi::messages::QueryProfile;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
@@ -13,6 +15,7 @@ use ruma::api::client::redact::redact_event;
 use ruma::api::client::room::create_room::{self, v3::RoomPreset};
 use ruma::api::client::room::get_room_event;
 use ruma::api::client::room::Visibility;
+use ruma::api::client::room::{get_event_by_timestamp, report_content, report_room};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use serde_json::{json, Map, Value};
 
@@ -535,4 +538,73 @@ pub async fn redact_event(
     let event_id =
         ruma::OwnedEventId::try_from(sent.event_id).map_err(|_| MatrixError::internal())?;
     Ok(RumaResponse(redact_event::v3::Response::new(event_id)))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`
+pub async fn report_content(
+    state: web::Data<AppState>,
+    req: Ruma<report_content::v3::Request>,
+) -> RumaResult<report_content::v3::Response> {
+    let b = req.body;
+    state
+        .roomserver
+        .send(PerformReport {
+            room_id: b.room_id.to_string(),
+            event_id: Some(b.event_id.to_string()),
+            reporter: req.sender.user_id.to_string(),
+            reason: b.reason,
+        })
+        .await
+        .map_err(|e| match e {
+            // Unknown and invisible events look alike, so a report reveals nothing.
+            RoomserverError::NoRoom | RoomserverError::NoEvent(_) => MatrixError::not_found(
+                "Unable to report event: it does not exist or you aren't able to see it",
+            ),
+            other => other.into(),
+        })?;
+    Ok(RumaResponse(report_content::v3::Response::new()))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/report`
+pub async fn report_room(
+    state: web::Data<AppState>,
+    req: Ruma<report_room::v3::Request>,
+) -> RumaResult<report_room::v3::Response> {
+    let b = req.body;
+    state
+        .roomserver
+        .send(PerformReport {
+            room_id: b.room_id.to_string(),
+            event_id: None,
+            reporter: req.sender.user_id.to_string(),
+            reason: Some(b.reason),
+        })
+        .await?;
+    Ok(RumaResponse(report_room::v3::Response::new()))
+}
+
+/// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
+pub async fn get_event_by_timestamp(
+    state: web::Data<AppState>,
+    req: Ruma<get_event_by_timestamp::v1::Request>,
+) -> RumaResult<get_event_by_timestamp::v1::Response> {
+    let b = req.body;
+    ensure_can_read(&state, b.room_id.as_str(), &req.sender).await?;
+    let ts = i64::try_from(u64::from(b.ts.0))
+        .map_err(|_| MatrixError::invalid_param("ts is too large"))?;
+    let (event_id, at) = state
+        .roomserver
+        .send(QueryEventByTimestamp {
+            room_id: b.room_id.to_string(),
+            ts,
+            forward: b.dir == ruma::api::Direction::Forward,
+        })
+        .await?
+        .ok_or_else(|| MatrixError::not_found("No event found in that direction"))?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    let at = ruma::UInt::try_from(at).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(
+        event_id,
+        ruma::MilliSecondsSinceUnixEpoch(at),
+    )))
 }

@@ -5,12 +5,18 @@ use super::placeholders;
 use crate::storage::{Conn, Row, StorageError};
 
 const INSERT: &str = "INSERT INTO roomserver_events
-    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected, origin_server_ts)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
     state_snapshot_nid, json, rejected, redacted_by";
 const SET_REDACTED: &str = "UPDATE roomserver_events SET redacted_by = $2 WHERE event_nid = $1";
+const SELECT_AFTER_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
+    WHERE room_nid = $1 AND origin_server_ts >= $2 AND rejected = 0
+    ORDER BY origin_server_ts ASC, event_nid ASC LIMIT 1";
+const SELECT_BEFORE_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
+    WHERE room_nid = $1 AND origin_server_ts <= $2 AND rejected = 0
+    ORDER BY origin_server_ts DESC, event_nid DESC LIMIT 1";
 const SET_SNAPSHOT: &str =
     "UPDATE roomserver_events SET state_snapshot_nid = $2 WHERE event_nid = $1";
 
@@ -53,6 +59,7 @@ pub struct NewEvent<'a> {
     pub depth: i64,
     pub json: &'a str,
     pub rejected: bool,
+    pub origin_server_ts: i64,
 }
 
 /// Stores an event; `None` when an event with that ID is already stored.
@@ -67,6 +74,7 @@ pub async fn insert(db: &impl Conn, e: &NewEvent<'_>) -> Result<Option<i64>, Sto
             &e.depth,
             &e.json,
             &e.rejected,
+            &e.origin_server_ts,
         ],
     )
     .await?
@@ -114,6 +122,24 @@ pub async fn set_state_snapshot(
     Ok(())
 }
 
+/// The room's first event sent at or after `ts` (`forward`), or its last at or before it.
+pub async fn select_by_ts(
+    db: &impl Conn,
+    room_nid: i64,
+    ts: i64,
+    forward: bool,
+) -> Result<Option<(String, i64)>, StorageError> {
+    let sql = if forward {
+        SELECT_AFTER_TS
+    } else {
+        SELECT_BEFORE_TS
+    };
+    db.query_opt(sql, &[&room_nid, &ts])
+        .await?
+        .map(|r| Ok((r.string(0)?, r.i64(1)?)))
+        .transpose()
+}
+
 /// Marks an event redacted by the redaction `redaction_id`.
 pub async fn set_redacted(
     db: &impl Conn,
@@ -143,6 +169,7 @@ mod tests {
                 depth: 3,
                 json: "{}",
                 rejected: false,
+                origin_server_ts: if id == "$a" { 100 } else { 200 },
             };
             let a = insert(db, &new("$a", Some(5))).await.unwrap().unwrap();
             assert_eq!(
@@ -167,6 +194,15 @@ mod tests {
             );
             assert_eq!(both[1].redacted_by.as_deref(), Some("$r"));
             assert_eq!(select_by_id(db, "$nope").await.unwrap(), None);
+            assert_eq!(
+                select_by_ts(db, 1, 150, true).await.unwrap(),
+                Some(("$b".into(), 200))
+            );
+            assert_eq!(
+                select_by_ts(db, 1, 150, false).await.unwrap(),
+                Some(("$a".into(), 100))
+            );
+            assert_eq!(select_by_ts(db, 1, 250, true).await.unwrap(), None);
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod event_types;
 pub mod events;
 pub mod memberships;
 pub mod published_rooms;
+pub mod reports;
 pub mod room_aliases;
 pub mod rooms;
 pub mod state_blocks;
