@@ -1251,7 +1251,174 @@ async fn knock_report_and_timestamps(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn upgrades(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    for (from, to) in [("10", "12"), ("12", "12"), ("9", "11")] {
+        let name = format!("up{from}{to}");
+        let old = create(
+            &s,
+            &tok,
+            json!({
+                "preset": "public_chat", "visibility": "public", "room_version": from,
+                "name": "Old hall", "topic": "before", "room_alias_name": name,
+            }),
+        )
+        .await;
+        assert_eq!(
+            s.post(&format!("{C}/rooms/{old}/join"), Some(&bob_tok), json!({}))
+                .await
+                .0,
+            200
+        );
+        // Only someone with the power to tombstone the room may upgrade it.
+        assert_error(
+            &s.post(
+                &format!("{C}/rooms/{old}/upgrade"),
+                Some(&bob_tok),
+                json!({"new_version": to}),
+            )
+            .await,
+            403,
+            "M_FORBIDDEN",
+        );
+        assert_error(
+            &s.post(
+                &format!("{C}/rooms/{old}/upgrade"),
+                Some(&tok),
+                json!({"new_version": "13"}),
+            )
+            .await,
+            400,
+            "M_UNSUPPORTED_ROOM_VERSION",
+        );
+        let (st, v) = s
+            .post(
+                &format!("{C}/rooms/{old}/upgrade"),
+                Some(&tok),
+                json!({"new_version": to}),
+            )
+            .await;
+        assert_eq!(st, 200, "{from}->{to}: {v}");
+        let new = v["replacement_room"].as_str().unwrap().to_owned();
+
+        // The old room: tombstoned, and only moderators may speak.
+        let (_, tomb) = s
+            .get(
+                &format!("{C}/rooms/{old}/state/m.room.tombstone"),
+                Some(&tok),
+            )
+            .await;
+        assert_eq!(tomb["replacement_room"], new.as_str());
+        assert_error(
+            &s.put(
+                &format!("{C}/rooms/{old}/send/m.room.message/late{to}"),
+                Some(&bob_tok),
+                json!({"body": "x"}),
+            )
+            .await,
+            403,
+            "M_FORBIDDEN",
+        );
+        assert_eq!(
+            s.get(&format!("{C}/directory/list/room/{old}"), None)
+                .await
+                .1["visibility"],
+            "private"
+        );
+
+        // The new room: its version, its predecessor, the state carried over, the alias moved.
+        let (_, create_ev) = s
+            .get(&format!("{C}/rooms/{new}/state/m.room.create"), Some(&tok))
+            .await;
+        assert_eq!(
+            (
+                create_ev["room_version"].as_str(),
+                create_ev["predecessor"]["room_id"].as_str()
+            ),
+            (Some(to), Some(old.as_str()))
+        );
+        assert_eq!(
+            s.get(&format!("{C}/rooms/{new}/state/m.room.name"), Some(&tok))
+                .await
+                .1["name"],
+            "Old hall"
+        );
+        assert_eq!(
+            s.get(&format!("{C}/rooms/{new}/state/m.room.topic"), Some(&tok))
+                .await
+                .1["topic"],
+            "before"
+        );
+        assert_eq!(
+            s.get(
+                &format!("{C}/rooms/{new}/state/m.room.join_rules"),
+                Some(&tok)
+            )
+            .await
+            .1["join_rule"],
+            "public"
+        );
+        let pl = s
+            .get(
+                &format!("{C}/rooms/{new}/state/m.room.power_levels"),
+                Some(&tok),
+            )
+            .await
+            .1;
+        if to == "12" {
+            assert!(
+                pl["users"].get(&alice).is_none(),
+                "v12 creators are not listed"
+            );
+        } else {
+            assert_eq!(pl["users"][&alice], 100);
+        }
+        let alias = format!("%23{name}:test.local");
+        assert_eq!(
+            s.get(&format!("{C}/directory/room/{alias}"), None).await.1["room_id"],
+            new.as_str()
+        );
+        assert_eq!(
+            s.get(
+                &format!("{C}/rooms/{new}/state/m.room.canonical_alias"),
+                Some(&tok)
+            )
+            .await
+            .1["alias"],
+            format!("#{name}:test.local")
+        );
+        assert_eq!(
+            s.get(&format!("{C}/directory/list/room/{new}"), None)
+                .await
+                .1["visibility"],
+            "public"
+        );
+        // Members follow by joining the new room.
+        assert_eq!(
+            s.post(&format!("{C}/rooms/{new}/join"), Some(&bob_tok), json!({}))
+                .await
+                .0,
+            200
+        );
+        let _ = &bob;
+    }
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/!gone:test.local/upgrade"),
+            Some(&tok),
+            json!({"new_version": "12"}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    s.stop().await;
+}
+
 scenarios!(
+    upgrades,
     knock_report_and_timestamps,
     aliases_and_directory,
     redactions,

@@ -176,6 +176,10 @@ directory_handler!(QueryEventByTimestamp, Option<(String, i64)>, |db, m| {
     Ok(super::storage::events::select_by_ts(&db, room.room_nid, m.ts, m.forward).await?)
 });
 
+directory_handler!(QueryMaySendState, bool, |db, m| {
+    super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
+});
+
 /// The input of one room.
 pub struct RoomActor {
     deps: Deps,

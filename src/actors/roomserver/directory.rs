@@ -12,6 +12,17 @@ use serde_json::Value;
 /// Whether `user` may change what a room's aliases and listing say about it: the power to
 /// send `m.room.canonical_alias`.
 async fn may_manage(db: &Db, room_id: &str, user: &str) -> Result<bool, RoomserverError> {
+    may_send_state(db, room_id, user, "m.room.canonical_alias").await
+}
+
+/// Whether `user`'s power level reaches what the room's power levels require for a state
+/// event of `event_type`.
+pub async fn may_send_state(
+    db: &Db,
+    room_id: &str,
+    user: &str,
+    event_type: &str,
+) -> Result<bool, RoomserverError> {
     let room = rooms::select(db, room_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
@@ -30,7 +41,7 @@ async fn may_manage(db: &Db, room_id: &str, user: &str) -> Result<bool, Roomserv
         .and_then(|e| serde_json::from_str(e.content.get()).ok())
         .unwrap_or_default();
     let needed = pl["events"]
-        .get("m.room.canonical_alias")
+        .get(event_type)
         .map_or_else(|| level(&pl["state_default"], 50), |v| level(v, 50));
     Ok(power_of(user, get(StateEventType::RoomCreate), &pl, &rules) >= needed)
 }

@@ -154,6 +154,16 @@ pub struct QueryEventByTimestamp {
     pub forward: bool,
 }
 
+/// Whether a user's power level reaches what the room requires for a state event of
+/// `event_type` (a check before a multi-step change such as an upgrade).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<bool, RoomserverError>")]
+pub struct QueryMaySendState {
+    pub room_id: String,
+    pub user_id: String,
+    pub event_type: String,
+}
+
 /// A room as the public directory shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublicRoom {
@@ -212,4 +222,5 @@ crate::remote_messages!("roomserver":
     QueryPublicRooms,
     PerformReport,
     QueryEventByTimestamp,
+    QueryMaySendState,
 );

@@ -45,7 +45,8 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryPublishedRoom, _, _, _>(cfg, addr.clone());
     serve::<QueryPublicRooms, _, _, _>(cfg, addr.clone());
     serve::<PerformReport, _, _, _>(cfg, addr.clone());
-    serve::<QueryEventByTimestamp, _, _, _>(cfg, addr);
+    serve::<QueryEventByTimestamp, _, _, _>(cfg, addr.clone());
+    serve::<QueryMaySendState, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on the current arbiter.

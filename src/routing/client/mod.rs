@@ -11,6 +11,7 @@ mod profile;
 mod register;
 mod rooms;
 mod session;
+mod upgrade;
 
 use super::error::MatrixError;
 use super::ruma::{Authed, Router};
@@ -89,6 +90,7 @@ pub fn router() -> Router {
         .add::<c::room::report_room::v3::Request, _, _>(rooms::report_room)
         .add::<c::room::get_event_by_timestamp::v1::Request, _, _>(rooms::get_event_by_timestamp)
         .add::<c::knock::knock_room::v3::Request, _, _>(membership::knock_room)
+        .add::<c::room::upgrade_room::v3::Request, _, _>(upgrade::upgrade_room)
         .add::<c::membership::join_room_by_id::v3::Request, _, _>(membership::join_room_by_id)
         .add::<c::membership::join_room_by_id_or_alias::v3::Request, _, _>(
             membership::join_room_by_id_or_alias,
