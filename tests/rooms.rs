@@ -1417,7 +1417,123 @@ async fn upgrades(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn history_visibility(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+    let room_with = |visibility: &str| {
+        json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": visibility}}
+        ]})
+    };
+    let say = |room: &str, txn: &str| format!("{C}/rooms/{room}/send/m.room.message/{txn}");
+    let event = |room: &str, id: &Value| format!("{C}/rooms/{room}/event/{}", id.as_str().unwrap());
+
+    // joined: only what was sent while joined.
+    let room = create(&s, &tok, room_with("joined")).await;
+    let (_, before) = s
+        .put(&say(&room, "j1"), Some(&tok), json!({"body": "before"}))
+        .await;
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    let (_, after) = s
+        .put(&say(&room, "j2"), Some(&tok), json!({"body": "after"}))
+        .await;
+    assert_error(
+        &s.get(&event(&room, &before["event_id"]), Some(&bob_tok))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_eq!(
+        s.get(&event(&room, &after["event_id"]), Some(&bob_tok))
+            .await
+            .0,
+        200
+    );
+
+    // shared (the default of every preset): members see everything.
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let (_, before) = s
+        .put(&say(&room, "s1"), Some(&tok), json!({"body": "before"}))
+        .await;
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.get(&event(&room, &before["event_id"]), Some(&bob_tok))
+            .await
+            .0,
+        200
+    );
+
+    // invited: from the invitation on.
+    let room = create(&s, &tok, room_with("invited")).await;
+    let (_, early) = s
+        .put(&say(&room, "i1"), Some(&tok), json!({"body": "early"}))
+        .await;
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{room}/invite"),
+            Some(&tok),
+            json!({"user_id": bob})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, invited) = s
+        .put(&say(&room, "i2"), Some(&tok), json!({"body": "invited"}))
+        .await;
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.get(&event(&room, &early["event_id"]), Some(&bob_tok))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_eq!(
+        s.get(&event(&room, &invited["event_id"]), Some(&bob_tok))
+            .await
+            .0,
+        200
+    );
+
+    // world_readable: anyone, member or not.
+    let room = create(&s, &tok, room_with("world_readable")).await;
+    let (_, open) = s
+        .put(&say(&room, "w1"), Some(&tok), json!({"body": "open"}))
+        .await;
+    assert_eq!(
+        s.get(&event(&room, &open["event_id"]), Some(&carol_tok))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.get(&format!("{C}/rooms/{room}/state"), Some(&carol_tok))
+            .await
+            .0,
+        200
+    );
+    s.stop().await;
+}
+
 scenarios!(
+    history_visibility,
     upgrades,
     knock_report_and_timestamps,
     aliases_and_directory,

@@ -97,7 +97,7 @@ impl Handler<QueryEvent> for RoomserverActor {
 
     fn handle(&mut self, msg: QueryEvent, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move { input::event(&db, &msg.event_id).await })
+        Box::pin(async move { input::event(&db, &msg.event_id, msg.viewer.as_deref()).await })
     }
 }
 

@@ -188,11 +188,16 @@ pub struct PublicRoomsPage {
     pub total: u64,
 }
 
-/// One event by ID; `None` when it is not stored.
+/// One event by ID; `None` when it is not stored, or when `viewer` may not see it by the
+/// room's history visibility at the event (world_readable: anyone; shared: members, and
+/// whoever was joined then; invited: whoever was invited or joined then; joined: whoever
+/// was joined then).
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StoredEvent>, RoomserverError>")]
 pub struct QueryEvent {
     pub event_id: String,
+    /// `None`: no visibility check (the server itself).
+    pub viewer: Option<String>,
 }
 
 /// What the roomserver publishes on its stream (`roomserver`), keyed by room ID.

@@ -229,6 +229,7 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
             // Every stored event is valid for its version: signed by us, ID = reference hash.
             let stored =
                 f.rs.send(QueryEvent {
+                    viewer: None,
                     event_id: msg.event_id.clone(),
                 })
                 .await
@@ -286,6 +287,7 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
         assert!(f
             .rs
             .send(QueryEvent {
+                viewer: None,
                 event_id: "$nope".into()
             })
             .await

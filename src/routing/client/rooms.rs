@@ -505,6 +505,7 @@ pub async fn get_room_event(
         .roomserver
         .send(QueryEvent {
             event_id: body.event_id.to_string(),
+            viewer: Some(req.sender.user_id.to_string()),
         })
         .await?
         .filter(|e| e.room_id == room && !e.rejected)
