@@ -83,6 +83,19 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
     }
 }
 
+impl Handler<InputRoomEvent> for RoomserverActor {
+    type Result = ResponseFuture<Result<InputOutcome, RoomserverError>>;
+
+    fn handle(&mut self, msg: InputRoomEvent, _: &mut Context<Self>) -> Self::Result {
+        let room = self.room(&msg.room_id);
+        Box::pin(async move {
+            room.send(InRoomInput(msg))
+                .await
+                .map_err(|e| RoomserverError::Internal(e.to_string()))?
+        })
+    }
+}
+
 impl Handler<QueryCurrentState> for RoomserverActor {
     type Result = ResponseFuture<Result<Option<Vec<StoredEvent>>, RoomserverError>>;
 
@@ -204,6 +217,24 @@ impl Actor for RoomActor {
 #[derive(Message)]
 #[rtype(result = "Result<SentEvent, RoomserverError>")]
 struct InRoom(PerformRoomEvent);
+
+/// An event from elsewhere for this room (internal to the roomserver).
+#[derive(Message)]
+#[rtype(result = "Result<InputOutcome, RoomserverError>")]
+struct InRoomInput(InputRoomEvent);
+
+impl Handler<InRoomInput> for RoomActor {
+    type Result = AtomicResponse<Self, Result<InputOutcome, RoomserverError>>;
+
+    fn handle(&mut self, msg: InRoomInput, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let room_id = self.room_id.clone();
+        AtomicResponse::new(Box::pin(
+            async move { super::input_events::input(&deps, &room_id, msg.0.event).await }
+                .into_actor(self),
+        ))
+    }
+}
 
 impl Handler<InRoom> for RoomActor {
     type Result = AtomicResponse<Self, Result<SentEvent, RoomserverError>>;

@@ -20,6 +20,9 @@ use ruma::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The tail of the error of an event whose ID is already stored.
+const STORED_TWICE: &str = " stored twice";
+
 /// The roomserver's output stream.
 pub const STREAM: &str = "roomserver";
 
@@ -72,40 +75,61 @@ pub async fn create(deps: &Deps, msg: PerformRoomEvent) -> Result<SentEvent, Roo
                 .map_err(bad)?,
         )
     };
-    let pdu = PduBuilder {
-        room_version: version_id,
-        room_id,
-        sender,
-        event_type: TimelineEventType::RoomCreate,
-        state_key: Some(String::new()),
-        content: content.into(),
-        redacts: None,
-        prev_events: Vec::new(),
-        auth_events: Vec::new(),
-        depth: UInt::from(1u32),
-        origin_server_ts: now(),
+    // A v12 room ID is the hash of its create event, which has no random part: two rooms
+    // created by one user with the same content in the same millisecond would collide, so
+    // a taken ID moves the timestamp on (bounded).
+    let content: serde_json::Value = content.into();
+    let first = u64::from(now().0);
+    for attempt in 0..16u64 {
+        let ts = UInt::try_from(first + attempt).map_err(bad)?;
+        let pdu = PduBuilder {
+            room_version: version_id.clone(),
+            room_id: room_id.clone(),
+            sender: sender.clone(),
+            event_type: TimelineEventType::RoomCreate,
+            state_key: Some(String::new()),
+            content: content.clone(),
+            redacts: None,
+            prev_events: Vec::new(),
+            auth_events: Vec::new(),
+            depth: UInt::from(1u32),
+            origin_server_ts: MilliSecondsSinceUnixEpoch(ts),
+        }
+        .build(&deps.key, &deps.server_name)?;
+        let event = PduEvent::from_json(pdu.event_id.clone(), &pdu.json, false)?;
+        state_res::check_state_independent_auth_rules(
+            &rules.authorization,
+            &event,
+            |_: &EventId| None::<PduEvent>,
+        )
+        .map_err(RoomserverError::NotAllowed)?;
+        let txn = deps.db.begin().await?;
+        if rooms::select(&txn, pdu.room_id.as_str()).await?.is_some() {
+            continue;
+        }
+        let room_nid = rooms::insert(&txn, pdu.room_id.as_str(), &version).await?;
+        match persist(
+            deps,
+            txn,
+            room_nid,
+            None,
+            &pdu,
+            "m.room.create",
+            Some(""),
+            1,
+            None,
+            None,
+        )
+        .await
+        {
+            // A concurrent twin won the race for this ID: take the next millisecond.
+            Err(RoomserverError::Internal(why)) if why.ends_with(STORED_TWICE) => continue,
+            other => return other,
+        }
     }
-    .build(&deps.key, &deps.server_name)?;
-    let event = PduEvent::from_json(pdu.event_id.clone(), &pdu.json, false)?;
-    state_res::check_state_independent_auth_rules(&rules.authorization, &event, |_: &EventId| {
-        None::<PduEvent>
-    })
-    .map_err(RoomserverError::NotAllowed)?;
-    let txn = deps.db.begin().await?;
-    let room_nid = rooms::insert(&txn, pdu.room_id.as_str(), &version).await?;
-    persist(
-        deps,
-        txn,
-        room_nid,
-        None,
-        &pdu,
-        "m.room.create",
-        Some(""),
-        1,
-        None,
-        None,
-    )
-    .await
+    Err(RoomserverError::Internal(
+        "no free room ID after 16 tries".into(),
+    ))
 }
 
 fn random_localpart() -> String {
@@ -388,7 +412,7 @@ async fn persist(
         },
     )
     .await?
-    .ok_or_else(|| RoomserverError::Internal(format!("event {} stored twice", pdu.event_id)))?;
+    .ok_or_else(|| RoomserverError::Internal(format!("event {}{STORED_TWICE}", pdu.event_id)))?;
     if let Some(before) = state_before {
         events::set_state_snapshot(&txn, nid, before).await?;
     }

@@ -200,6 +200,27 @@ pub struct QueryEvent {
     pub viewer: Option<String>,
 }
 
+/// An event built by another server (or injected by a test), for a room known here. It is
+/// verified, placed in the DAG, authorized against its auth events and the state before it
+/// (resolving forks with state resolution v2) and stored, rejected or not; the room's
+/// extremities and current state move. Handled in the room's order, like local events.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<InputOutcome, RoomserverError>")]
+pub struct InputRoomEvent {
+    pub room_id: String,
+    /// The event in federation format.
+    pub event: serde_json::Value,
+}
+
+/// What became of an input event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputOutcome {
+    /// In the DAG and, where it is state, considered for the room's state.
+    Accepted { event_id: String },
+    /// In the DAG but refused by the auth rules; never served or part of state.
+    Rejected { event_id: String, reason: String },
+}
+
 /// What the roomserver publishes on its stream (`roomserver`), keyed by room ID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -228,4 +249,5 @@ crate::remote_messages!("roomserver":
     PerformReport,
     QueryEventByTimestamp,
     QueryMaySendState,
+    InputRoomEvent,
 );

@@ -13,6 +13,7 @@ mod actor;
 pub mod directory;
 pub mod error;
 pub mod input;
+mod input_events;
 pub mod messages;
 pub mod state;
 pub(crate) mod storage;
@@ -46,7 +47,8 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryPublicRooms, _, _, _>(cfg, addr.clone());
     serve::<PerformReport, _, _, _>(cfg, addr.clone());
     serve::<QueryEventByTimestamp, _, _, _>(cfg, addr.clone());
-    serve::<QueryMaySendState, _, _, _>(cfg, addr);
+    serve::<QueryMaySendState, _, _, _>(cfg, addr.clone());
+    serve::<InputRoomEvent, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on the current arbiter.

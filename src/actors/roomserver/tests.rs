@@ -395,3 +395,275 @@ async fn concurrent_senders_make_a_linear_dag_and_every_event_is_output_in_order
         assert_eq!(ids, stored, "{backend}");
     }
 }
+
+/// Builds and signs an event as if another server had (it is ours, so it verifies).
+#[allow(clippy::too_many_arguments)]
+fn foreign(
+    f: &Fixture,
+    room: &str,
+    version: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: Value,
+    prev: &[&str],
+    auth: &[String],
+    depth: u32,
+) -> Value {
+    let (version_id, _) = crate::pdu::rules(version).unwrap();
+    let pdu = crate::pdu::PduBuilder {
+        room_version: version_id,
+        room_id: Some(room.try_into().unwrap()),
+        sender: format!("@{sender}:test.local").try_into().unwrap(),
+        event_type: kind.into(),
+        state_key: state_key.map(str::to_owned),
+        content,
+        redacts: None,
+        prev_events: prev.iter().map(|p| (*p).try_into().unwrap()).collect(),
+        auth_events: auth
+            .iter()
+            .map(|p| p.as_str().try_into().unwrap())
+            .collect(),
+        depth: depth.into(),
+        origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+    }
+    .build(&f.key, "test.local".try_into().unwrap())
+    .unwrap();
+    serde_json::to_value(&pdu.json).unwrap()
+}
+
+async fn state_ids(f: &Fixture, room: &str) -> std::collections::HashMap<String, String> {
+    f.rs.send(QueryCurrentState {
+        room_id: room.into(),
+        types: vec![],
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .into_iter()
+    .map(|e| {
+        let key = format!(
+            "{}|{}",
+            e.json["type"].as_str().unwrap(),
+            e.json["state_key"].as_str().unwrap()
+        );
+        (key, e.event_id)
+    })
+    .collect()
+}
+
+#[actix_web::test]
+async fn forks_are_resolved_with_state_resolution_v2() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let s = state_ids(&f, &room).await;
+            let (create, pl, jr) = (
+                &s["m.room.create|"],
+                &s["m.room.power_levels|"],
+                &s["m.room.join_rules|"],
+            );
+            let alice = &s["m.room.member|@alice:test.local"];
+            let create_id = create.clone();
+            let with_create = |ids: Vec<&str>| -> Vec<String> {
+                let mut v: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+                if version != "12" {
+                    v.push(create_id.clone());
+                }
+                v
+            };
+            // Two children of the join rules: bob joins (public) / alice closes the room.
+            let join = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "join"}),
+                &[jr],
+                &with_create(vec![pl, jr]),
+                5,
+            );
+            let close = foreign(
+                &f,
+                &room,
+                version,
+                "alice",
+                "m.room.join_rules",
+                Some(""),
+                json!({"join_rule": "invite"}),
+                &[jr],
+                &with_create(vec![pl, alice]),
+                5,
+            );
+            let input = |event: &Value| InputRoomEvent {
+                room_id: room.clone(),
+                event: event.clone(),
+            };
+            let a = f.rs.send(input(&join)).await.unwrap();
+            assert!(
+                matches!(a, InputOutcome::Accepted { .. }),
+                "{backend} v{version}: {a:?}"
+            );
+            assert!(state_ids(&f, &room)
+                .await
+                .contains_key("m.room.member|@bob:test.local"));
+            let b = f.rs.send(input(&close)).await.unwrap();
+            assert!(matches!(b, InputOutcome::Accepted { .. }), "{b:?}");
+            // Resolution: the join rules change is a power event and goes first; bob's join
+            // then fails against `invite` and drops out of the state.
+            let s = state_ids(&f, &room).await;
+            let rules =
+                f.rs.send(QueryCurrentState {
+                    room_id: room.clone(),
+                    types: vec![("m.room.join_rules".into(), String::new())],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                rules[0].json["content"]["join_rule"], "invite",
+                "{backend} v{version}"
+            );
+            assert!(
+                !s.contains_key("m.room.member|@bob:test.local"),
+                "{backend} v{version}: {s:?}"
+            );
+            // A local event merges the fork.
+            let merged =
+                f.rs.send(ev(
+                    &room,
+                    "alice",
+                    "m.room.message",
+                    None,
+                    json!({"body": "merge"}),
+                ))
+                .await
+                .unwrap();
+            let stored =
+                f.rs.send(QueryEvent {
+                    event_id: merged.event_id.clone(),
+                    viewer: None,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.json["prev_events"].as_array().unwrap().len(), 2);
+
+            // Input is idempotent; refused events are stored rejected and stay out of state.
+            assert!(matches!(
+                f.rs.send(input(&join)).await.unwrap(),
+                InputOutcome::Accepted { .. }
+            ));
+            let intruder = foreign(
+                &f,
+                &room,
+                version,
+                "carol",
+                "m.room.member",
+                Some("@carol:test.local"),
+                json!({"membership": "join"}),
+                &[&merged.event_id],
+                &with_create(vec![pl, &s["m.room.join_rules|"]]),
+                7,
+            );
+            let outcome = f.rs.send(input(&intruder)).await.unwrap();
+            assert!(
+                matches!(outcome, InputOutcome::Rejected { .. }),
+                "{outcome:?}"
+            );
+            assert!(!state_ids(&f, &room)
+                .await
+                .contains_key("m.room.member|@carol:test.local"));
+            // A rejected event is no extremity: the next local event builds on the merge.
+            let next =
+                f.rs.send(ev(
+                    &room,
+                    "alice",
+                    "m.room.message",
+                    None,
+                    json!({"body": "next"}),
+                ))
+                .await
+                .unwrap();
+            let stored =
+                f.rs.send(QueryEvent {
+                    event_id: next.event_id,
+                    viewer: None,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.json["prev_events"], json!([merged.event_id]));
+
+            // Events that cannot be placed: unknown prev events, bad signatures.
+            let orphan = foreign(
+                &f,
+                &room,
+                version,
+                "alice",
+                "m.room.message",
+                None,
+                json!({"body": "?"}),
+                &["$unknownunknownunknownunknownunknownunknown00"],
+                &with_create(vec![pl, alice]),
+                9,
+            );
+            assert!(matches!(
+                f.rs.send(input(&orphan)).await,
+                Err(RoomserverError::BadRequest(_))
+            ));
+            let mut forged = foreign(
+                &f,
+                &room,
+                version,
+                "alice",
+                "m.room.message",
+                None,
+                json!({"body": "x"}),
+                &[jr],
+                &with_create(vec![pl, alice]),
+                9,
+            );
+            forged["depth"] = json!(99);
+            assert!(matches!(
+                f.rs.send(input(&forged)).await,
+                Err(RoomserverError::BadRequest(_))
+            ));
+        }
+    }
+}
+
+#[actix_web::test]
+async fn identical_rooms_created_at_once_get_distinct_ids() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        // v12 room IDs hash the create event: same sender, content and millisecond collide
+        // unless the server moves the timestamp on.
+        let creates = (0..8).map(|_| {
+            let rs = f.rs.clone();
+            async move {
+                rs.send(PerformRoomEvent {
+                    room_id: None,
+                    room_version: Some("12".into()),
+                    sender: "@alice:test.local".into(),
+                    event_type: "m.room.create".into(),
+                    state_key: Some(String::new()),
+                    content: json!({}),
+                    txn: None,
+                    redacts: None,
+                })
+                .await
+            }
+        });
+        let rooms: Vec<String> = futures_util::future::join_all(creates)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().room_id)
+            .collect();
+        let distinct: std::collections::HashSet<&String> = rooms.iter().collect();
+        assert_eq!(distinct.len(), 8, "{backend}: {rooms:?}");
+    }
+}

@@ -1,0 +1,455 @@
+//! The input path of events built elsewhere (federation will feed it; tests inject forks
+//! through it): verify, place in the DAG, authorize against the auth events and the state
+//! before the event (resolving the states of several prev events with ruma's state
+//! resolution v2), store (rejected events too: they stay in the DAG), and move the room's
+//! extremities and current state, resolving forks. Callers serialize per room.
+
+use super::error::RoomserverError;
+use super::input::Deps;
+use super::messages::{InputOutcome, RoomserverOutput};
+use super::state::{self, StateEntries};
+use super::storage::{event_types, events, memberships, rooms, state_keys};
+use crate::bus;
+use crate::pdu::{self, PduEvent, Verified};
+use crate::storage::Db;
+use ruma::events::StateEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::{self, utils::event_id_set::EventIdSet, StateMap};
+use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
+use std::collections::{HashMap, HashSet};
+
+fn internal(e: impl ToString) -> RoomserverError {
+    RoomserverError::Internal(e.to_string())
+}
+
+/// Events loaded so far, by ID, with their rows.
+#[derive(Default)]
+struct Cache {
+    events: HashMap<OwnedEventId, PduEvent>,
+    rows: HashMap<OwnedEventId, events::EventRow>,
+}
+
+impl Cache {
+    async fn load(&mut self, db: &Db, id: &EventId) -> Result<Option<&PduEvent>, RoomserverError> {
+        if !self.events.contains_key(id) {
+            let Some(row) = events::select_by_id(db, id.as_str()).await? else {
+                return Ok(None);
+            };
+            let json: CanonicalJsonObject = serde_json::from_str(&row.json).map_err(internal)?;
+            let ev = PduEvent::from_json(id.to_owned(), &json, row.rejected)?;
+            self.events.insert(id.to_owned(), ev);
+            self.rows.insert(id.to_owned(), row);
+        }
+        Ok(self.events.get(id))
+    }
+
+    async fn load_nids(
+        &mut self,
+        db: &Db,
+        nids: &[i64],
+    ) -> Result<Vec<OwnedEventId>, RoomserverError> {
+        let mut ids = Vec::with_capacity(nids.len());
+        for row in events::select_by_nids(db, nids).await? {
+            let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(internal)?;
+            if !self.events.contains_key(&id) {
+                let json: CanonicalJsonObject =
+                    serde_json::from_str(&row.json).map_err(internal)?;
+                self.events.insert(
+                    id.clone(),
+                    PduEvent::from_json(id.clone(), &json, row.rejected)?,
+                );
+                self.rows.insert(id.clone(), row);
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// A snapshot as a state map keyed by (type, state_key).
+    async fn state_map(
+        &mut self,
+        db: &Db,
+        snapshot: Option<i64>,
+    ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
+        let Some(snapshot) = snapshot else {
+            return Ok(StateMap::new());
+        };
+        let nids: Vec<i64> = state::load(db, snapshot).await?.values().copied().collect();
+        let ids = self.load_nids(db, &nids).await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let ev = self.events.get(&id)?;
+                let key = ev.state_key.clone()?;
+                Some(((StateEventType::from(ev.kind.to_string()), key), id))
+            })
+            .collect())
+    }
+
+    /// The state after an event: the state before it, plus itself when it is an accepted
+    /// state event.
+    async fn state_after(
+        &mut self,
+        db: &Db,
+        id: &EventId,
+    ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
+        let snapshot = self.rows.get(id).and_then(|r| r.state_snapshot_nid);
+        let mut map = self.state_map(db, snapshot).await?;
+        if let Some(ev) = self.events.get(id) {
+            if let (Some(key), false) = (&ev.state_key, ev.rejected) {
+                map.insert(
+                    (StateEventType::from(ev.kind.to_string()), key.clone()),
+                    id.to_owned(),
+                );
+            }
+        }
+        Ok(map)
+    }
+
+    /// The full auth chain of some events (every event reachable by auth edges).
+    async fn auth_chain(
+        &mut self,
+        db: &Db,
+        from: impl Iterator<Item = OwnedEventId>,
+    ) -> Result<HashSet<OwnedEventId>, RoomserverError> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<OwnedEventId> = from.collect();
+        while let Some(id) = todo.pop() {
+            let parents: Vec<OwnedEventId> = match self.load(db, &id).await? {
+                Some(ev) => ev.auth_events.clone(),
+                None => continue,
+            };
+            for p in parents {
+                if seen.insert(p.clone()) {
+                    todo.push(p);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// State resolution v2 of several state sets.
+    async fn resolve(
+        &mut self,
+        db: &Db,
+        rules: &RoomVersionRules,
+        sets: &[StateMap<OwnedEventId>],
+    ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
+        let mut chains = Vec::with_capacity(sets.len());
+        for set in sets {
+            let chain = self.auth_chain(db, set.values().cloned()).await?;
+            // The events themselves are loaded too, for the fetch below.
+            for id in set.values().chain(chain.iter()) {
+                self.load(db, id).await?;
+            }
+            chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
+        }
+        let v2 = rules
+            .state_res
+            .v2_rules()
+            .ok_or_else(|| internal("room version without state resolution v2"))?;
+        let events = &self.events;
+        let subgraph = |conflicted: &StateMap<Vec<OwnedEventId>>| {
+            Some(conflicted_subgraph(events, conflicted.values().flatten()))
+        };
+        state_res::resolve(
+            &rules.authorization,
+            v2,
+            sets.iter(),
+            chains,
+            |id: &EventId| events.get(id),
+            subgraph,
+        )
+        .map_err(internal)
+    }
+
+    /// Turns a state map back into storable entries.
+    async fn entries(
+        &mut self,
+        db: &Db,
+        map: &StateMap<OwnedEventId>,
+    ) -> Result<StateEntries, RoomserverError> {
+        let mut out = StateEntries::new();
+        for id in map.values() {
+            self.load(db, id).await?;
+            let row = self
+                .rows
+                .get(id)
+                .ok_or_else(|| internal(format!("state event {id} not stored")))?;
+            if let Some(key) = row.state_key_nid {
+                out.insert((row.type_nid, key), row.event_nid);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The conflicted state subgraph (room version 12): the events that lie on an auth path
+/// from one conflicted event to another, the conflicted events included.
+fn conflicted_subgraph<'a>(
+    events: &HashMap<OwnedEventId, PduEvent>,
+    conflicted: impl Iterator<Item = &'a OwnedEventId>,
+) -> EventIdSet<OwnedEventId> {
+    let conflicted: HashSet<OwnedEventId> = conflicted.cloned().collect();
+    // Everything reachable from the conflicted events by auth edges.
+    let mut reach: HashSet<OwnedEventId> = conflicted.clone();
+    let mut todo: Vec<OwnedEventId> = conflicted.iter().cloned().collect();
+    while let Some(id) = todo.pop() {
+        for p in events
+            .get(&id)
+            .map(|e| e.auth_events.clone())
+            .unwrap_or_default()
+        {
+            if reach.insert(p.clone()) {
+                todo.push(p);
+            }
+        }
+    }
+    // ...of which those from which a conflicted event is reachable (or which are one).
+    let leads_to_conflict = |start: &OwnedEventId| {
+        let mut seen = HashSet::new();
+        let mut todo = vec![start.clone()];
+        while let Some(id) = todo.pop() {
+            if conflicted.contains(&id) {
+                return true;
+            }
+            for p in events
+                .get(&id)
+                .map(|e| e.auth_events.clone())
+                .unwrap_or_default()
+            {
+                if seen.insert(p.clone()) {
+                    todo.push(p);
+                }
+            }
+        }
+        false
+    };
+    reach
+        .into_iter()
+        .filter(|id| leads_to_conflict(id))
+        .collect()
+}
+
+/// Accepts or rejects one event built elsewhere. Errors are for events that cannot be
+/// placed at all (bad signature, unknown prev events, another room).
+pub async fn input(
+    deps: &Deps,
+    room_id: &str,
+    event: serde_json::Value,
+) -> Result<InputOutcome, RoomserverError> {
+    let db = &deps.db;
+    let room = rooms::select(db, room_id)
+        .await?
+        .ok_or(RoomserverError::NoRoom)?;
+    let (_, rules) = pdu::rules(&room.room_version)?;
+    let mut json: CanonicalJsonObject = serde_json::from_value(event)
+        .map_err(|e| RoomserverError::BadRequest(format!("not a PDU: {e}")))?;
+    let event_id = pdu::event_id_of(&json, &room.room_version)?;
+    if events::select_by_id(db, event_id.as_str()).await?.is_some() {
+        return Ok(InputOutcome::Accepted {
+            event_id: event_id.to_string(),
+        });
+    }
+    // Only this server's keys are known until federation fetches others.
+    let keys = deps.key.public_key_map(&deps.server_name);
+    match pdu::verify(&json, &room.room_version, &keys) {
+        Ok(Verified::All) => {}
+        // A content hash mismatch: the event is authorized (and kept) redacted.
+        Ok(Verified::Signatures) => json = pdu::redact(json, &room.room_version)?,
+        Err(e) => {
+            return Err(RoomserverError::BadRequest(format!(
+                "event {event_id} does not verify: {e}"
+            )))
+        }
+    }
+    let ev = PduEvent::from_json(event_id.clone(), &json, false)?;
+    if ev.room_id.as_ref().is_some_and(|r| r.as_str() != room_id) {
+        return Err(RoomserverError::BadRequest(
+            "event is for another room".into(),
+        ));
+    }
+
+    let mut cache = Cache::default();
+    let mut before_sets = Vec::new();
+    for prev in &ev.prev_events {
+        if cache.load(db, prev).await?.is_none() {
+            return Err(RoomserverError::BadRequest(format!(
+                "prev event {prev} is unknown (fetching missing events comes with federation)"
+            )));
+        }
+        before_sets.push(cache.state_after(db, prev).await?);
+    }
+    let state_before = match before_sets.len() {
+        0 => {
+            return Err(RoomserverError::BadRequest(
+                "an event needs prev events".into(),
+            ))
+        }
+        1 => before_sets.remove(0),
+        _ => cache.resolve(db, &rules, &before_sets).await?,
+    };
+
+    // Authorization: format-independent rules, then the auth events, then the state before.
+    let mut auth_state = StateMap::new();
+    for id in ev.auth_events.clone() {
+        if let Some(a) = cache.load(db, &id).await? {
+            if let Some(key) = a.state_key.clone() {
+                auth_state.insert((StateEventType::from(a.kind.to_string()), key), id);
+            }
+        }
+    }
+    let create_key = (StateEventType::RoomCreate, String::new());
+    if let Some(create) = state_before.get(&create_key).cloned() {
+        auth_state.entry(create_key).or_insert(create);
+    }
+    for id in state_before.values() {
+        cache.load(db, id).await?;
+    }
+    let verdict = {
+        let events = &cache.events;
+        let fetch_event = |id: &EventId| events.get(id);
+        let auth_lookup = |t: &StateEventType, k: &str| {
+            auth_state
+                .get(&(t.clone(), k.to_owned()))
+                .and_then(|id| events.get(id))
+        };
+        let before_lookup = |t: &StateEventType, k: &str| {
+            state_before
+                .get(&(t.clone(), k.to_owned()))
+                .and_then(|id| events.get(id))
+        };
+        state_res::check_state_independent_auth_rules(&rules.authorization, &ev, fetch_event)
+            .and_then(|_| {
+                state_res::check_state_dependent_auth_rules(&rules.authorization, &ev, auth_lookup)
+            })
+            .and_then(|_| {
+                state_res::check_state_dependent_auth_rules(
+                    &rules.authorization,
+                    &ev,
+                    before_lookup,
+                )
+            })
+    };
+    let rejected = verdict.is_err();
+
+    // Store it, with the state before it; move the extremities and the current state.
+    let before_entries = cache.entries(db, &state_before).await?;
+    let txn = db.begin().await?;
+    let type_nid = event_types::intern(&txn, &ev.kind.to_string()).await?;
+    let key_nid = match &ev.state_key {
+        Some(k) => Some(state_keys::intern(&txn, k).await?),
+        None => None,
+    };
+    let before_snapshot = state::store(&txn, room.room_nid, &before_entries).await?;
+    let text = serde_json::to_string(&json).map_err(internal)?;
+    let depth = json
+        .get("depth")
+        .and_then(|d| d.as_integer())
+        .map_or(0, i64::from);
+    let nid = events::insert(
+        &txn,
+        &events::NewEvent {
+            room_nid: room.room_nid,
+            event_id: event_id.as_str(),
+            type_nid,
+            state_key_nid: key_nid,
+            depth,
+            json: &text,
+            rejected,
+            origin_server_ts: i64::try_from(u64::from(ev.origin_server_ts.0)).unwrap_or(i64::MAX),
+        },
+    )
+    .await?
+    .ok_or_else(|| internal(format!("event {event_id} stored twice")))?;
+    events::set_state_snapshot(&txn, nid, before_snapshot).await?;
+    if let Err(reason) = verdict {
+        txn.commit().await?;
+        tracing::info!(event_id = %event_id, reason, "rejected an event");
+        return Ok(InputOutcome::Rejected {
+            event_id: event_id.to_string(),
+            reason,
+        });
+    }
+    let prev_nids: HashSet<i64> = ev
+        .prev_events
+        .iter()
+        .filter_map(|p| cache.rows.get(p).map(|r| r.event_nid))
+        .collect();
+    let mut extremities: Vec<i64> = room
+        .latest_event_nids
+        .iter()
+        .copied()
+        .filter(|n| !prev_nids.contains(n))
+        .collect();
+    extremities.push(nid);
+    // The state after this event...
+    let mut after = state_before.clone();
+    if let Some(key) = &ev.state_key {
+        after.insert(
+            (StateEventType::from(ev.kind.to_string()), key.clone()),
+            event_id.clone(),
+        );
+    }
+    let mut after_entries = before_entries;
+    if let Some(key_nid) = key_nid {
+        after_entries.insert((type_nid, key_nid), nid);
+    }
+    // ...resolved with the state after every other extremity.
+    let current_entries = if extremities.len() == 1 {
+        after_entries
+    } else {
+        let mut sets = vec![after];
+        let others: Vec<i64> = extremities.iter().copied().filter(|n| *n != nid).collect();
+        for id in cache.load_nids(db, &others).await? {
+            sets.push(cache.state_after(db, &id).await?);
+        }
+        // The new event must be fetchable by the resolution.
+        cache.events.insert(event_id.clone(), ev.clone());
+        cache.rows.insert(
+            event_id.clone(),
+            events::EventRow {
+                event_nid: nid,
+                room_nid: room.room_nid,
+                event_id: event_id.to_string(),
+                type_nid,
+                state_key_nid: key_nid,
+                depth,
+                state_snapshot_nid: Some(before_snapshot),
+                json: text.clone(),
+                rejected: false,
+                redacted_by: None,
+            },
+        );
+        let resolved = cache.resolve(db, &rules, &sets).await?;
+        cache.entries(db, &resolved).await?
+    };
+    let current = state::store(&txn, room.room_nid, &current_entries).await?;
+    rooms::update_head(
+        &txn,
+        room.room_nid,
+        current,
+        &extremities,
+        room.max_depth.max(depth),
+    )
+    .await?;
+    // Memberships follow the current state.
+    if let (Some(target), true) = (&ev.state_key, ev.kind.to_string() == "m.room.member") {
+        if current_entries.values().any(|n| *n == nid) {
+            let content: serde_json::Value =
+                serde_json::from_str(ev.content.get()).unwrap_or_default();
+            let membership = content["membership"].as_str().unwrap_or_default();
+            memberships::upsert(&txn, room.room_nid, target, membership, nid).await?;
+        }
+    }
+    let output = RoomserverOutput::NewRoomEvent {
+        room_id: room_id.to_owned(),
+        event_id: event_id.to_string(),
+        event: serde_json::to_value(&json).map_err(internal)?,
+    };
+    let appended = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
+    deps.bus.commit(txn, &[appended]).await?;
+    Ok(InputOutcome::Accepted {
+        event_id: event_id.to_string(),
+    })
+}
