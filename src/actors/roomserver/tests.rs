@@ -667,3 +667,259 @@ async fn identical_rooms_created_at_once_get_distinct_ids() {
         assert_eq!(distinct.len(), 8, "{backend}: {rooms:?}");
     }
 }
+
+/// One step of an auth-rule table: who sends what, and whether each room version allows it.
+struct Case {
+    sender: &'static str,
+    kind: &'static str,
+    state_key: Option<&'static str>,
+    content: Value,
+    allowed: fn(u32) -> bool,
+}
+
+fn yes(_: u32) -> bool {
+    true
+}
+fn no(_: u32) -> bool {
+    false
+}
+
+fn case(
+    sender: &'static str,
+    kind: &'static str,
+    state_key: Option<&'static str>,
+    content: Value,
+    allowed: fn(u32) -> bool,
+) -> Case {
+    Case {
+        sender,
+        kind,
+        state_key,
+        content,
+        allowed,
+    }
+}
+
+#[actix_web::test]
+async fn auth_rules_per_room_version() {
+    let member = |m: &str| json!({ "membership": m });
+    let table = vec![
+        case(
+            "carol",
+            "m.room.message",
+            None,
+            json!({"body": "not joined"}),
+            no,
+        ),
+        case(
+            "bob",
+            "m.room.member",
+            Some("@bob:test.local"),
+            member("join"),
+            yes,
+        ),
+        case("bob", "m.room.message", None, json!({"body": "hello"}), yes),
+        case("bob", "m.room.name", Some(""), json!({"name": "mine"}), no),
+        case(
+            "bob",
+            "m.room.power_levels",
+            Some(""),
+            json!({"users": {"@bob:test.local": 100}}),
+            no,
+        ),
+        case(
+            "alice",
+            "m.room.name",
+            Some(""),
+            json!({"name": "Hall"}),
+            yes,
+        ),
+        case(
+            "bob",
+            "m.room.member",
+            Some("@alice:test.local"),
+            member("leave"),
+            no,
+        ),
+        case(
+            "bob",
+            "m.room.member",
+            Some("@dave:test.local"),
+            member("invite"),
+            no,
+        ),
+        case(
+            "alice",
+            "m.room.member",
+            Some("@carol:test.local"),
+            member("invite"),
+            yes,
+        ),
+        case(
+            "carol",
+            "m.room.member",
+            Some("@carol:test.local"),
+            member("join"),
+            yes,
+        ),
+        case(
+            "alice",
+            "m.room.member",
+            Some("@carol:test.local"),
+            member("ban"),
+            yes,
+        ),
+        case(
+            "carol",
+            "m.room.message",
+            None,
+            json!({"body": "banned"}),
+            no,
+        ),
+        case(
+            "carol",
+            "m.room.member",
+            Some("@carol:test.local"),
+            member("join"),
+            no,
+        ),
+        case(
+            "alice",
+            "m.room.join_rules",
+            Some(""),
+            json!({"join_rule": "invite"}),
+            yes,
+        ),
+        case(
+            "dave",
+            "m.room.member",
+            Some("@dave:test.local"),
+            member("join"),
+            no,
+        ),
+        case(
+            "alice",
+            "m.room.join_rules",
+            Some(""),
+            json!({"join_rule": "knock"}),
+            yes,
+        ),
+        // Knocking exists from room version 7.
+        case(
+            "dave",
+            "m.room.member",
+            Some("@dave:test.local"),
+            member("knock"),
+            |v| v >= 7,
+        ),
+        case(
+            "erin",
+            "m.room.member",
+            Some("@erin:test.local"),
+            member("join"),
+            no,
+        ),
+        case("alice", "m.room.create", Some(""), json!({}), no),
+        case(
+            "bob",
+            "m.room.member",
+            Some("@bob:test.local"),
+            member("leave"),
+            yes,
+        ),
+        case("bob", "m.room.message", None, json!({"body": "gone"}), no),
+        // From v12 creators have unlimited power and may not be listed in power levels.
+        case(
+            "alice",
+            "m.room.power_levels",
+            Some(""),
+            json!({"users": {"@alice:test.local": 100}, "invite": 50}),
+            |v| v < 12,
+        ),
+    ];
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in crate::room_versions::STABLE {
+            let v: u32 = version.parse().unwrap();
+            let room = create(&f, version).await;
+            f.rs.send(member(&room, "alice", "join")).await.unwrap();
+            let users = if v >= 12 {
+                json!({})
+            } else {
+                json!({ "@alice:test.local": 100 })
+            };
+            f.rs.send(ev(&room, "alice", "m.room.power_levels", Some(""), json!({
+                "users": users, "state_default": 50, "invite": 50, "kick": 50, "ban": 50, "events_default": 0,
+            })))
+            .await
+            .unwrap();
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.join_rules",
+                Some(""),
+                json!({"join_rule": "public"}),
+            ))
+            .await
+            .unwrap();
+            for (i, c) in table.iter().enumerate() {
+                let got =
+                    f.rs.send(ev(&room, c.sender, c.kind, c.state_key, c.content.clone()))
+                        .await;
+                let want = (c.allowed)(v);
+                match &got {
+                    Ok(_) => assert!(
+                        want,
+                        "{backend} v{version} case {i} ({} {}) was allowed",
+                        c.sender, c.kind
+                    ),
+                    Err(RoomserverError::NotAllowed(_)) => {
+                        assert!(
+                            !want,
+                            "{backend} v{version} case {i} ({} {}) was refused: {got:?}",
+                            c.sender, c.kind
+                        )
+                    }
+                    Err(e) => panic!("{backend} v{version} case {i}: {e:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn fifty_rooms_progress_in_parallel() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        let mut rooms = Vec::new();
+        for _ in 0..50 {
+            rooms.push(public_room(&f, "12").await);
+        }
+        // Five messages into each of 50 rooms, all at once.
+        let sends = rooms.iter().flat_map(|room| {
+            (0..5).map(move |i| ev(room, "alice", "m.room.message", None, json!({ "body": i })))
+        });
+        let results = futures_util::future::join_all(sends.map(|m| {
+            let rs = f.rs.clone();
+            async move { rs.send(m).await }
+        }))
+        .await;
+        assert!(results.iter().all(Result::is_ok), "{backend}");
+        // Each room's DAG is linear: depth 4 (setup) + 5.
+        for room in &rooms {
+            let rows = f
+                .db
+                .query(
+                    "SELECT COUNT(*), MAX(e.depth) FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid WHERE r.room_id = $1",
+                    &[&room.as_str()],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                (rows[0].i64(0).unwrap(), rows[0].i64(1).unwrap()),
+                (9, 9),
+                "{backend} {room}"
+            );
+        }
+    }
+}
