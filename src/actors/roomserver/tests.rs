@@ -702,7 +702,7 @@ fn case(
 
 #[actix_web::test]
 async fn auth_rules_per_room_version() {
-    let member = |m: &str| json!({ "membership": m });
+    let m = |m: &str| json!({ "membership": m });
     let table = vec![
         case(
             "carol",
@@ -715,7 +715,7 @@ async fn auth_rules_per_room_version() {
             "bob",
             "m.room.member",
             Some("@bob:test.local"),
-            member("join"),
+            m("join"),
             yes,
         ),
         case("bob", "m.room.message", None, json!({"body": "hello"}), yes),
@@ -738,35 +738,35 @@ async fn auth_rules_per_room_version() {
             "bob",
             "m.room.member",
             Some("@alice:test.local"),
-            member("leave"),
+            m("leave"),
             no,
         ),
         case(
             "bob",
             "m.room.member",
             Some("@dave:test.local"),
-            member("invite"),
+            m("invite"),
             no,
         ),
         case(
             "alice",
             "m.room.member",
             Some("@carol:test.local"),
-            member("invite"),
+            m("invite"),
             yes,
         ),
         case(
             "carol",
             "m.room.member",
             Some("@carol:test.local"),
-            member("join"),
+            m("join"),
             yes,
         ),
         case(
             "alice",
             "m.room.member",
             Some("@carol:test.local"),
-            member("ban"),
+            m("ban"),
             yes,
         ),
         case(
@@ -780,7 +780,7 @@ async fn auth_rules_per_room_version() {
             "carol",
             "m.room.member",
             Some("@carol:test.local"),
-            member("join"),
+            m("join"),
             no,
         ),
         case(
@@ -794,7 +794,7 @@ async fn auth_rules_per_room_version() {
             "dave",
             "m.room.member",
             Some("@dave:test.local"),
-            member("join"),
+            m("join"),
             no,
         ),
         case(
@@ -809,14 +809,14 @@ async fn auth_rules_per_room_version() {
             "dave",
             "m.room.member",
             Some("@dave:test.local"),
-            member("knock"),
+            m("knock"),
             |v| v >= 7,
         ),
         case(
             "erin",
             "m.room.member",
             Some("@erin:test.local"),
-            member("join"),
+            m("join"),
             no,
         ),
         case("alice", "m.room.create", Some(""), json!({}), no),
@@ -824,7 +824,7 @@ async fn auth_rules_per_room_version() {
             "bob",
             "m.room.member",
             Some("@bob:test.local"),
-            member("leave"),
+            m("leave"),
             yes,
         ),
         case("bob", "m.room.message", None, json!({"body": "gone"}), no),
