@@ -444,11 +444,28 @@ async fn persist(
             .unwrap_or_default();
         transactions::insert(&txn, sender, device, txn_id, pdu.event_id.as_str()).await?;
     }
+    let (mut adds_state, mut removes_state) = (Vec::new(), Vec::new());
+    if let (Some(k), Some(before)) = (key_nid, state_before) {
+        adds_state.push(pdu.event_id.to_string());
+        let replaced: Vec<i64> = state::load_keys(&txn, before, &[(type_nid, k)])
+            .await?
+            .into_values()
+            .collect();
+        removes_state = events::select_by_nids(&txn, &replaced)
+            .await?
+            .into_iter()
+            .map(|row| row.event_id)
+            .collect();
+    } else if key_nid.is_some() {
+        adds_state.push(pdu.event_id.to_string());
+    }
     let output = RoomserverOutput::NewRoomEvent {
         room_id: pdu.room_id.to_string(),
         event_id: pdu.event_id.to_string(),
         event: serde_json::to_value(&pdu.json)
             .map_err(|e| RoomserverError::Internal(e.to_string()))?,
+        adds_state,
+        removes_state,
     };
     let appended = bus::append(&txn, STREAM, pdu.room_id.as_str(), &output).await?;
     deps.bus.commit(txn, &[appended]).await?;

@@ -425,6 +425,25 @@ pub async fn input(
         cache.entries(db, &resolved).await?
     };
     let current = state::store(&txn, room.room_nid, &current_entries).await?;
+    // What entered and left the current state, for the stream's consumers.
+    let old: StateEntries = match room.state_snapshot_nid {
+        Some(s) => state::load(&txn, s).await?,
+        None => StateEntries::new(),
+    };
+    let added: Vec<i64> = current_entries
+        .iter()
+        .filter(|(k, v)| old.get(k) != Some(v))
+        .map(|(_, v)| *v)
+        .collect();
+    let removed: Vec<i64> = old
+        .iter()
+        .filter(|(k, v)| current_entries.get(k) != Some(v))
+        .map(|(_, v)| *v)
+        .collect();
+    let ids =
+        |rows: Vec<events::EventRow>| rows.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
+    let adds_state = ids(events::select_by_nids(&txn, &added).await?);
+    let removes_state = ids(events::select_by_nids(&txn, &removed).await?);
     rooms::update_head(
         &txn,
         room.room_nid,
@@ -446,6 +465,8 @@ pub async fn input(
         room_id: room_id.to_owned(),
         event_id: event_id.to_string(),
         event: serde_json::to_value(&json).map_err(internal)?,
+        adds_state,
+        removes_state,
     };
     let appended = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
     deps.bus.commit(txn, &[appended]).await?;

@@ -229,7 +229,13 @@ pub enum RoomserverOutput {
     NewRoomEvent {
         room_id: String,
         event_id: String,
+        /// The event in federation format.
         event: serde_json::Value,
+        /// State events that entered the room's current state with this event (the event
+        /// itself when it is state; more when a fork was resolved).
+        adds_state: Vec<String>,
+        /// State events the change pushed out of the current state.
+        removes_state: Vec<String>,
     },
 }
 

@@ -923,3 +923,93 @@ async fn fifty_rooms_progress_in_parallel() {
         }
     }
 }
+
+/// Collects the state changes the stream reports, by event ID.
+struct StateChanges(Rc<RefCell<Vec<(String, Vec<String>, Vec<String>)>>>);
+
+impl Consumer for StateChanges {
+    type Output = RoomserverOutput;
+    const STREAM: &'static str = STREAM;
+    const NAME: &'static str = "test.state_changes";
+
+    async fn apply(
+        &mut self,
+        _: &Txn,
+        _: i64,
+        output: RoomserverOutput,
+    ) -> Result<(), ConsumerError> {
+        let RoomserverOutput::NewRoomEvent {
+            event_id,
+            adds_state,
+            removes_state,
+            ..
+        } = output;
+        self.0
+            .borrow_mut()
+            .push((event_id, adds_state, removes_state));
+        Ok(())
+    }
+}
+
+#[actix_web::test]
+async fn the_stream_reports_state_changes() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        let room = public_room(&f, "12").await;
+        let first =
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.name",
+                Some(""),
+                json!({"name": "a"}),
+            ))
+            .await
+            .unwrap();
+        let second =
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.name",
+                Some(""),
+                json!({"name": "b"}),
+            ))
+            .await
+            .unwrap();
+        let msg =
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.message",
+                None,
+                json!({"body": "x"}),
+            ))
+            .await
+            .unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let handle = run_consumer(f.db.clone(), f.bus.clone(), StateChanges(seen.clone()));
+        for _ in 0..3000 {
+            if seen.borrow().len() >= 7 {
+                break;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        handle.stop();
+        let seen = seen.borrow();
+        let of = |id: &str| seen.iter().find(|(e, _, _)| e == id).cloned().unwrap();
+        assert_eq!(
+            of(&first.event_id),
+            (first.event_id.clone(), vec![first.event_id.clone()], vec![]),
+            "{backend}"
+        );
+        assert_eq!(
+            of(&second.event_id),
+            (
+                second.event_id.clone(),
+                vec![second.event_id.clone()],
+                vec![first.event_id.clone()]
+            )
+        );
+        assert_eq!(of(&msg.event_id), (msg.event_id.clone(), vec![], vec![]));
+    }
+}
