@@ -924,8 +924,11 @@ async fn fifty_rooms_progress_in_parallel() {
     }
 }
 
+/// (event ID, adds_state, removes_state) of one output.
+type Change = (String, Vec<String>, Vec<String>);
+
 /// Collects the state changes the stream reports, by event ID.
-struct StateChanges(Rc<RefCell<Vec<(String, Vec<String>, Vec<String>)>>>);
+struct StateChanges(Rc<RefCell<Vec<Change>>>);
 
 impl Consumer for StateChanges {
     type Output = RoomserverOutput;
