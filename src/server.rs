@@ -3,6 +3,7 @@
 
 use crate::actors::bridge::{Handle, HttpBridge};
 use crate::actors::roomserver;
+use crate::actors::syncapi::consumers::roomserver::RoomserverConsumer;
 use crate::actors::userapi::{self, UserApiConfig};
 use crate::bus::Bus;
 use crate::config::{Config, Placement};
@@ -134,6 +135,14 @@ impl Node {
             }
             Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
         };
+
+        // The syncapi's copy of the rooms follows the roomserver's stream on the embedded
+        // bus, so it runs where the roomserver does.
+        if roomserver_local.is_some() {
+            let db = local_db()?;
+            bus.load_head(&db, roomserver::input::STREAM).await?;
+            crate::bus::run_consumer(db, bus.clone(), RoomserverConsumer);
+        }
 
         let mut servers = Vec::new();
 

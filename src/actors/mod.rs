@@ -3,4 +3,5 @@
 
 pub mod bridge;
 pub mod roomserver;
+pub mod syncapi;
 pub mod userapi;

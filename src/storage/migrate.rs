@@ -64,6 +64,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "011_roomserver_reports_and_times",
         include_str!("../../sql/011_roomserver_reports_and_times.sql"),
     ),
+    (12, "012_syncapi", include_str!("../../sql/012_syncapi.sql")),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

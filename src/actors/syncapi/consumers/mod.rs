@@ -1,0 +1,3 @@
+//! The streams the syncapi reads, one file each.
+
+pub mod roomserver;
