@@ -953,7 +953,7 @@ async fn account_data(b: Backend, t: Topology) {
             json!({}),
         )
         .await,
-        400,
+        405,
         "M_BAD_JSON",
     );
     assert_error(

@@ -1532,7 +1532,142 @@ async fn history_visibility(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn review_regressions(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &["registration.guests=true"]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let one = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let two = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    for room in [&one, &two] {
+        assert_eq!(
+            s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+                .await
+                .0,
+            200
+        );
+    }
+    // A transaction ID is scoped to its request: the same ID in another room sends anew.
+    let (_, a) = s
+        .put(
+            &format!("{C}/rooms/{one}/send/m.room.message/same"),
+            Some(&bob_tok),
+            json!({"body": "1"}),
+        )
+        .await;
+    let (_, b2) = s
+        .put(
+            &format!("{C}/rooms/{two}/send/m.room.message/same"),
+            Some(&bob_tok),
+            json!({"body": "2"}),
+        )
+        .await;
+    assert_ne!(a["event_id"], b2["event_id"]);
+    let (_, e) = s
+        .get(
+            &format!("{C}/rooms/{two}/event/{}", b2["event_id"].as_str().unwrap()),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(e["content"]["body"], "2");
+    let (_, again) = s
+        .put(
+            &format!("{C}/rooms/{one}/send/m.room.message/same"),
+            Some(&bob_tok),
+            json!({"body": "1"}),
+        )
+        .await;
+    assert_eq!(again["event_id"], a["event_id"]);
+
+    // Kick needs someone in the room; unban needs a ban.
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/{one}/unban"),
+            Some(&tok),
+            json!({"user_id": bob}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{one}/ban"),
+            Some(&tok),
+            json!({"user_id": bob})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/{one}/kick"),
+            Some(&tok),
+            json!({"user_id": bob}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (_, m) = s
+        .get(
+            &format!("{C}/rooms/{one}/state/m.room.member/{bob}"),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(m["membership"], "ban", "a kick must not unban");
+
+    // Listing and aliases need membership as well as power: a creator who left has neither.
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{two}/leave"), Some(&tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/directory/list/room/{two}"),
+            Some(&tok),
+            json!({"visibility": "public"}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // Guests join only where m.room.guest_access says can_join.
+    let (_, guest) = s
+        .post(&format!("{C}/register?kind=guest"), None, json!({}))
+        .await;
+    let guest_tok = guest["access_token"].as_str().unwrap().to_owned();
+    assert_error(
+        &s.post(
+            &format!("{C}/rooms/{one}/join"),
+            Some(&guest_tok),
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let open = create(&s, &tok, json!({"preset": "public_chat", "initial_state": [
+        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "can_join"}}
+    ]})).await;
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{open}/join"),
+            Some(&guest_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    s.stop().await;
+}
+
 scenarios!(
+    review_regressions,
     history_visibility,
     upgrades,
     knock_report_and_timestamps,

@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/011_roomserver_reports_and_times.sql"),
     ),
     (12, "012_syncapi", include_str!("../../sql/012_syncapi.sql")),
+    (
+        13,
+        "013_roomserver_transactions_by_request",
+        include_str!("../../sql/013_roomserver_transactions_by_request.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -41,10 +41,10 @@ impl Drop for Lease {
 fn open_one(path: &str) -> Result<Connection, StorageError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // WAL: readers never block the writer. synchronous=NORMAL keeps every committed
-    // transaction across a process crash (kill -9); only an OS crash may lose the last ones.
+    // WAL: readers never block the writer. synchronous=FULL syncs the WAL at every commit,
+    // so an acknowledged write survives an OS crash or power loss too, not only kill -9.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
     )?;
     Ok(conn)
 }

@@ -8,6 +8,8 @@ use super::messages::*;
 use super::RoomserverError;
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A room actor unused for this long is dropped (it stops once its mailbox is empty).
@@ -15,7 +17,27 @@ const IDLE: Duration = Duration::from_secs(300);
 
 pub struct RoomserverActor {
     deps: Deps,
-    rooms: HashMap<String, (Addr<RoomActor>, Instant)>,
+    rooms: HashMap<String, RoomEntry>,
+}
+
+/// A running room actor, when it was last given work, and how much it still has: a room is
+/// dropped only when idle AND drained, so there is never a second writer for a room.
+struct RoomEntry {
+    addr: Addr<RoomActor>,
+    used: Instant,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// A room actor's address and its in-flight counter, released when the work is done.
+struct Lease {
+    addr: Addr<RoomActor>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl RoomserverActor {
@@ -26,17 +48,25 @@ impl RoomserverActor {
         }
     }
 
-    fn room(&mut self, room_id: &str) -> Addr<RoomActor> {
-        let now = Instant::now();
+    fn room(&mut self, room_id: &str) -> Lease {
+        let deps = &self.deps;
         let entry = self
             .rooms
             .entry(room_id.to_owned())
-            .or_insert_with(|| (RoomActor::start_for(self.deps.clone(), room_id), now));
-        if !entry.0.connected() {
-            entry.0 = RoomActor::start_for(self.deps.clone(), room_id);
+            .or_insert_with(|| RoomEntry {
+                addr: RoomActor::start_for(deps.clone(), room_id),
+                used: Instant::now(),
+                in_flight: Arc::new(AtomicUsize::new(0)),
+            });
+        if !entry.addr.connected() {
+            entry.addr = RoomActor::start_for(deps.clone(), room_id);
         }
-        entry.1 = now;
-        entry.0.clone()
+        entry.used = Instant::now();
+        entry.in_flight.fetch_add(1, Ordering::SeqCst);
+        Lease {
+            addr: entry.addr.clone(),
+            in_flight: entry.in_flight.clone(),
+        }
     }
 
     /// How many room actors are running.
@@ -51,7 +81,9 @@ impl Actor for RoomserverActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(IDLE / 5, |act, _| {
-            act.rooms.retain(|_, (_, used)| used.elapsed() < IDLE);
+            act.rooms.retain(|_, room| {
+                room.used.elapsed() < IDLE || room.in_flight.load(Ordering::SeqCst) > 0
+            });
         });
     }
 }
@@ -74,7 +106,8 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
             Some(room_id) => {
                 let room = self.room(&room_id);
                 Box::pin(async move {
-                    room.send(InRoom(msg))
+                    room.addr
+                        .send(InRoom(msg))
                         .await
                         .map_err(|e| RoomserverError::Internal(e.to_string()))?
                 })
@@ -89,7 +122,8 @@ impl Handler<InputRoomEvent> for RoomserverActor {
     fn handle(&mut self, msg: InputRoomEvent, _: &mut Context<Self>) -> Self::Result {
         let room = self.room(&msg.room_id);
         Box::pin(async move {
-            room.send(InRoomInput(msg))
+            room.addr
+                .send(InRoomInput(msg))
                 .await
                 .map_err(|e| RoomserverError::Internal(e.to_string()))?
         })

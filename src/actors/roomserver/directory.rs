@@ -26,6 +26,13 @@ pub async fn may_send_state(
     let room = rooms::select(db, room_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
+    // Sending state needs being in the room, whatever one's level.
+    let joined = memberships::select(db, room_id, user)
+        .await?
+        .is_some_and(|(m, _)| m == "join");
+    if !joined {
+        return Ok(false);
+    }
     let (_, rules) = crate::pdu::rules(&room.room_version)?;
     let Some(snapshot) = room.state_snapshot_nid else {
         return Ok(false);

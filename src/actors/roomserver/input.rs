@@ -198,8 +198,15 @@ pub async fn in_room(
         ));
     }
     let db = &deps.db;
+    let request = format!(
+        "{room_id} {} {}",
+        msg.event_type,
+        msg.redacts.as_deref().unwrap_or_default()
+    );
     if let Some((device, txn_id)) = &msg.txn {
-        if let Some(event_id) = transactions::select(db, sender.as_str(), device, txn_id).await? {
+        if let Some(event_id) =
+            transactions::select(db, sender.as_str(), device, txn_id, &request).await?
+        {
             return Ok(SentEvent {
                 event_id,
                 room_id: room_id.to_owned(),
@@ -298,7 +305,9 @@ pub async fn in_room(
         &msg.event_type,
         msg.state_key.as_deref(),
         depth,
-        msg.txn.as_ref(),
+        msg.txn
+            .as_ref()
+            .map(|(d, t)| (d.as_str(), t.as_str(), request.as_str())),
         redacted.map(|(nid, _)| nid),
     )
     .await
@@ -384,7 +393,7 @@ async fn persist(
     event_type: &str,
     state_key: Option<&str>,
     depth: i64,
-    client_txn: Option<&(String, String)>,
+    client_txn: Option<(&str, &str, &str)>,
     redacts_nid: Option<i64>,
 ) -> Result<SentEvent, RoomserverError> {
     let type_nid = event_types::intern(&txn, event_type).await?;
@@ -436,13 +445,13 @@ async fn persist(
         }
     };
     rooms::update_head(&txn, room_nid, after, &[nid], depth).await?;
-    if let Some((device, txn_id)) = client_txn {
+    if let Some((device, txn_id, request)) = client_txn {
         let sender = pdu
             .json
             .get("sender")
             .and_then(|s| s.as_str())
             .unwrap_or_default();
-        transactions::insert(&txn, sender, device, txn_id, pdu.event_id.as_str()).await?;
+        transactions::insert(&txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
     }
     let (mut adds_state, mut removes_state) = (Vec::new(), Vec::new());
     if let (Some(k), Some(before)) = (key_nid, state_before) {

@@ -11,7 +11,7 @@ use super::state::{self, StateEntries};
 use super::storage::{event_types, events, memberships, rooms, state_keys};
 use crate::bus;
 use crate::pdu::{self, PduEvent, Verified};
-use crate::storage::Db;
+use crate::storage::Conn;
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{self, utils::event_id_set::EventIdSet, StateMap};
@@ -30,7 +30,11 @@ struct Cache {
 }
 
 impl Cache {
-    async fn load(&mut self, db: &Db, id: &EventId) -> Result<Option<&PduEvent>, RoomserverError> {
+    async fn load(
+        &mut self,
+        db: &impl Conn,
+        id: &EventId,
+    ) -> Result<Option<&PduEvent>, RoomserverError> {
         if !self.events.contains_key(id) {
             let Some(row) = events::select_by_id(db, id.as_str()).await? else {
                 return Ok(None);
@@ -45,7 +49,7 @@ impl Cache {
 
     async fn load_nids(
         &mut self,
-        db: &Db,
+        db: &impl Conn,
         nids: &[i64],
     ) -> Result<Vec<OwnedEventId>, RoomserverError> {
         let mut ids = Vec::with_capacity(nids.len());
@@ -68,7 +72,7 @@ impl Cache {
     /// A snapshot as a state map keyed by (type, state_key).
     async fn state_map(
         &mut self,
-        db: &Db,
+        db: &impl Conn,
         snapshot: Option<i64>,
     ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
         let Some(snapshot) = snapshot else {
@@ -90,7 +94,7 @@ impl Cache {
     /// state event.
     async fn state_after(
         &mut self,
-        db: &Db,
+        db: &impl Conn,
         id: &EventId,
     ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
         let snapshot = self.rows.get(id).and_then(|r| r.state_snapshot_nid);
@@ -109,7 +113,7 @@ impl Cache {
     /// The full auth chain of some events (every event reachable by auth edges).
     async fn auth_chain(
         &mut self,
-        db: &Db,
+        db: &impl Conn,
         from: impl Iterator<Item = OwnedEventId>,
     ) -> Result<HashSet<OwnedEventId>, RoomserverError> {
         let mut seen = HashSet::new();
@@ -131,7 +135,7 @@ impl Cache {
     /// State resolution v2 of several state sets.
     async fn resolve(
         &mut self,
-        db: &Db,
+        db: &impl Conn,
         rules: &RoomVersionRules,
         sets: &[StateMap<OwnedEventId>],
     ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
@@ -166,7 +170,7 @@ impl Cache {
     /// Turns a state map back into storable entries.
     async fn entries(
         &mut self,
-        db: &Db,
+        db: &impl Conn,
         map: &StateMap<OwnedEventId>,
     ) -> Result<StateEntries, RoomserverError> {
         let mut out = StateEntries::new();
@@ -401,8 +405,8 @@ pub async fn input(
     } else {
         let mut sets = vec![after];
         let others: Vec<i64> = extremities.iter().copied().filter(|n| *n != nid).collect();
-        for id in cache.load_nids(db, &others).await? {
-            sets.push(cache.state_after(db, &id).await?);
+        for id in cache.load_nids(&txn, &others).await? {
+            sets.push(cache.state_after(&txn, &id).await?);
         }
         // The new event must be fetchable by the resolution.
         cache.events.insert(event_id.clone(), ev.clone());
@@ -421,8 +425,8 @@ pub async fn input(
                 redacted_by: None,
             },
         );
-        let resolved = cache.resolve(db, &rules, &sets).await?;
-        cache.entries(db, &resolved).await?
+        let resolved = cache.resolve(&txn, &rules, &sets).await?;
+        cache.entries(&txn, &resolved).await?
     };
     let current = state::store(&txn, room.room_nid, &current_entries).await?;
     // What entered and left the current state, for the stream's consumers.

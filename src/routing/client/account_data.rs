@@ -25,7 +25,8 @@ fn check_writable(data_type: &str) -> Result<(), MatrixError> {
     if data_type == "m.fully_read" {
         return Err(MatrixError::bad_json(
             "Cannot set m.fully_read through this API; use /read_markers",
-        ));
+        )
+        .with_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED));
     }
     Ok(())
 }

@@ -59,6 +59,22 @@ async fn set_membership(
     Ok(())
 }
 
+/// A user's current membership of a room (`None`: never had one).
+async fn membership_of(
+    state: &AppState,
+    room_id: &str,
+    user: &str,
+) -> Result<Option<String>, MatrixError> {
+    Ok(current_state(
+        state,
+        room_id,
+        vec![("m.room.member".into(), user.to_owned())],
+    )
+    .await?
+    .first()
+    .and_then(|e| e.json["content"]["membership"].as_str().map(str::to_owned)))
+}
+
 /// Joins a room known to this server; rooms elsewhere need federation.
 async fn join(
     state: &AppState,
@@ -66,6 +82,23 @@ async fn join(
     room_id: &str,
     reason: Option<String>,
 ) -> Result<(), MatrixError> {
+    if sender.is_guest {
+        // Guests join only rooms that let them in (the spec's guest access module).
+        let wanted = vec![("m.room.guest_access".into(), String::new())];
+        match current_state(state, room_id, wanted).await {
+            Ok(events)
+                if events
+                    .iter()
+                    .any(|e| e.json["content"]["guest_access"] == "can_join") => {}
+            // An unknown room gets the unknown-room answer below.
+            Err(e) if e.errcode == "M_NOT_FOUND" => {}
+            _ => {
+                return Err(MatrixError::forbidden(
+                    "Guest access is not allowed in this room",
+                ));
+            }
+        }
+    }
     set_membership(
         state,
         sender,
@@ -167,6 +200,10 @@ pub async fn kick_user(
     req: Ruma<kick_user::v3::Request>,
 ) -> RumaResult<kick_user::v3::Response> {
     let b = req.body;
+    let current = membership_of(&state, b.room_id.as_str(), b.user_id.as_str()).await?;
+    if !matches!(current.as_deref(), Some("join" | "invite" | "knock")) {
+        return Err(MatrixError::forbidden("The user is not in the room"));
+    }
     set_membership(
         &state,
         &req.sender,
@@ -203,6 +240,10 @@ pub async fn unban_user(
     req: Ruma<unban_user::v3::Request>,
 ) -> RumaResult<unban_user::v3::Response> {
     let b = req.body;
+    let current = membership_of(&state, b.room_id.as_str(), b.user_id.as_str()).await?;
+    if !matches!(current.as_deref(), Some("ban")) {
+        return Err(MatrixError::forbidden("The user is not banned"));
+    }
     set_membership(
         &state,
         &req.sender,

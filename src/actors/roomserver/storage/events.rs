@@ -95,20 +95,24 @@ pub async fn select_by_id(
         .transpose()
 }
 
-/// Finds events by numeric ID, in no particular order; unknown IDs are left out.
+/// Finds events by numeric ID, in no particular order; unknown IDs are left out. Large lists
+/// are read in chunks, under both backends' limits on bound parameters.
 pub async fn select_by_nids(db: &impl Conn, nids: &[i64]) -> Result<Vec<EventRow>, StorageError> {
-    if nids.is_empty() {
-        return Ok(Vec::new());
+    let mut out = Vec::with_capacity(nids.len());
+    for chunk in nids.chunks(super::CHUNK) {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM roomserver_events WHERE event_nid IN {}",
+            placeholders(chunk.len())
+        );
+        let params: Vec<&dyn crate::storage::ToValue> = chunk
+            .iter()
+            .map(|n| n as &dyn crate::storage::ToValue)
+            .collect();
+        for r in db.query(&sql, &params).await? {
+            out.push(row(&r)?);
+        }
     }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM roomserver_events WHERE event_nid IN {}",
-        placeholders(nids.len())
-    );
-    let params: Vec<&dyn crate::storage::ToValue> = nids
-        .iter()
-        .map(|n| n as &dyn crate::storage::ToValue)
-        .collect();
-    db.query(&sql, &params).await?.iter().map(row).collect()
+    Ok(out)
 }
 
 /// Records the state before an event.
