@@ -462,11 +462,41 @@ async fn refresh_tokens(b: Backend, t: Topology) {
         )
         .await;
     assert_eq!(st, 200, "{r}");
-    let (access2, refresh2) = (
+    let (lost_access, lost_refresh) = (
         r["access_token"].as_str().unwrap().to_owned(),
         r["refresh_token"].as_str().unwrap().to_owned(),
     );
-    assert_ne!(access, access2);
+    assert_ne!(access, lost_access);
+    // A lost response: the old refresh token still works until the new tokens are used.
+    let (st, retry) = s
+        .post(
+            &format!("{C}/refresh"),
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await;
+    assert_eq!(st, 200, "{retry}");
+    let (access2, refresh2) = (
+        retry["access_token"].as_str().unwrap().to_owned(),
+        retry["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    // The retry revoked the lost pair.
+    assert_error(
+        &s.get(&format!("{C}/account/whoami"), Some(&lost_access))
+            .await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{C}/refresh"),
+            None,
+            json!({"refresh_token": lost_refresh}),
+        )
+        .await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     assert_eq!(
         s.get(&format!("{C}/account/whoami"), Some(&access2))
             .await

@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "013_roomserver_transactions_by_request",
         include_str!("../../sql/013_roomserver_transactions_by_request.sql"),
     ),
+    (
+        14,
+        "014_userapi_refresh_grace",
+        include_str!("../../sql/014_userapi_refresh_grace.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -16,6 +16,10 @@ pub async fn handle(deps: &Deps, msg: QueryAccessToken) -> Result<TokenLookup, U
     {
         return Ok(TokenLookup::Expired);
     }
+    if row.refresh_grace {
+        // The new access token is in use: the refresh token before it is now revoked.
+        devices::clear_refresh_grace(&deps.db, &row.localpart, &row.device_id).await?;
+    }
     Ok(TokenLookup::Valid(TokenOwner {
         user_id: format!("@{}:{}", row.localpart, deps.server_name),
         localpart: row.localpart,

@@ -13,14 +13,19 @@ const UPSERT: &str = "INSERT INTO userapi_devices
         last_seen_ts = EXCLUDED.last_seen_ts,
         last_seen_ip = EXCLUDED.last_seen_ip,
         last_seen_user_agent = EXCLUDED.last_seen_user_agent";
-const SELECT_BY_TOKEN: &str = "SELECT d.localpart, d.device_id, d.access_expires_ts, a.is_guest
+const SELECT_BY_TOKEN: &str = "SELECT d.localpart, d.device_id, d.access_expires_ts, a.is_guest,
+        d.prev_refresh_token_hash
     FROM userapi_devices d JOIN userapi_accounts a ON a.localpart = d.localpart
     WHERE d.access_token_hash = $1 AND a.deactivated = 0";
-const SELECT_BY_REFRESH: &str =
-    "SELECT localpart, device_id FROM userapi_devices WHERE refresh_token_hash = $1";
+const SELECT_BY_REFRESH: &str = "SELECT localpart, device_id FROM userapi_devices
+    WHERE refresh_token_hash = $1 OR prev_refresh_token_hash = $1";
 const ROTATE_TOKENS: &str = "UPDATE userapi_devices
-    SET access_token_hash = $3, access_expires_ts = $4, refresh_token_hash = $5
-    WHERE localpart = $1 AND device_id = $2 AND refresh_token_hash = $6";
+    SET access_token_hash = $3, access_expires_ts = $4, refresh_token_hash = $5,
+        prev_refresh_token_hash = $6
+    WHERE localpart = $1 AND device_id = $2
+      AND (refresh_token_hash = $6 OR prev_refresh_token_hash = $6)";
+const CLEAR_PREV_REFRESH: &str = "UPDATE userapi_devices SET prev_refresh_token_hash = NULL
+    WHERE localpart = $1 AND device_id = $2";
 const SELECT_ALL: &str = "SELECT device_id, display_name, last_seen_ip, last_seen_ts
     FROM userapi_devices WHERE localpart = $1 ORDER BY device_id";
 const SELECT_ONE: &str = "SELECT device_id, display_name, last_seen_ip, last_seen_ts
@@ -51,6 +56,8 @@ pub struct TokenRow {
     pub device_id: String,
     pub expires_ts: Option<i64>,
     pub is_guest: bool,
+    /// The device still honours a refresh token it rotated away from.
+    pub refresh_grace: bool,
 }
 
 /// What a new session writes.
@@ -109,6 +116,7 @@ pub async fn select_by_token(
                 device_id: r.string(1)?,
                 expires_ts: r.opt_i64(2)?,
                 is_guest: r.bool(3)?,
+                refresh_grace: r.opt_string(4)?.is_some(),
             })
         })
         .transpose()
@@ -125,8 +133,9 @@ pub async fn select_by_refresh_token(
         .transpose()
 }
 
-/// Replaces a device's tokens, only if its refresh token is still `old_refresh_hash`
-/// (so two concurrent refreshes with one token cannot both win). `false` when it was not.
+/// Replaces a device's tokens, only if `old_refresh_hash` is still its refresh token or the
+/// one in grace (so two concurrent refreshes with one token cannot both win); the used token
+/// enters the grace. `false` when it was neither.
 pub async fn rotate_tokens(
     db: &impl Conn,
     localpart: &str,
@@ -150,6 +159,17 @@ pub async fn rotate_tokens(
         )
         .await?
         == 1)
+}
+
+/// Ends the grace of a device's previous refresh token (its new tokens are in use).
+pub async fn clear_refresh_grace(
+    db: &impl Conn,
+    localpart: &str,
+    device_id: &str,
+) -> Result<(), StorageError> {
+    db.execute(CLEAR_PREV_REFRESH, &[&localpart, &device_id])
+        .await?;
+    Ok(())
 }
 
 /// Lists a user's devices, ordered by ID.
@@ -280,16 +300,22 @@ mod tests {
                     .await
                     .unwrap()
             );
-            assert!(!rotate_tokens(db, "alice", "D3", "t3c", None, "r3c", "r3")
+            // The used token stays in grace: a retry rotates again...
+            assert!(rotate_tokens(db, "alice", "D3", "t3c", None, "r3c", "r3")
+                .await
+                .unwrap());
+            // ...until the grace ends; then it is dead.
+            clear_refresh_grace(db, "alice", "D3").await.unwrap();
+            assert!(!rotate_tokens(db, "alice", "D3", "t3d", None, "r3d", "r3")
                 .await
                 .unwrap());
             assert_eq!(
-                select_by_token(db, "t3b")
+                select_by_token(db, "t3c")
                     .await
                     .unwrap()
                     .unwrap()
                     .expires_ts,
-                Some(5)
+                None
             );
             update_last_seen(db, "alice", "D2", 99, Some("10.0.0.1"), Some("ua"))
                 .await
