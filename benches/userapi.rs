@@ -147,10 +147,13 @@ async fn login(handle: &UserApiHandle) -> String {
         })
         .await
         .expect("password check");
-    assert!(
-        matches!(check, PasswordCheck::Valid { .. }),
-        "login refused: {check:?}"
-    );
+    let PasswordCheck::Valid {
+        password_fingerprint,
+        ..
+    } = check
+    else {
+        panic!("login refused: {check:?}");
+    };
     handle
         .send(PerformDeviceCreation {
             localpart: LOCALPART.into(),
@@ -159,6 +162,7 @@ async fn login(handle: &UserApiHandle) -> String {
             ip: Some("127.0.0.1".into()),
             user_agent: Some("criterion".into()),
             refresh_token: false,
+            password_fingerprint: Some(password_fingerprint),
         })
         .await
         .expect("device creation")

@@ -115,6 +115,9 @@ impl From<UserApiError> for MatrixError {
             UserApiError::UserInUse => MatrixError::new("M_USER_IN_USE", "User ID already taken."),
             UserApiError::NotFound(what) => MatrixError::not_found(what),
             UserApiError::UnknownToken => MatrixError::new("M_UNKNOWN_TOKEN", "Unknown token"),
+            UserApiError::CredentialsChanged => {
+                MatrixError::forbidden("Invalid username or password")
+            }
             UserApiError::BadRequest(what) => MatrixError::invalid_param(what),
             // The detail was logged where it happened; the client gets a sanitized body.
             UserApiError::Internal(_) => MatrixError::internal(),

@@ -13,6 +13,9 @@ pub enum UserApiError {
     /// The thing asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The password changed after it was checked (a login racing a password change).
+    #[error("credentials changed")]
+    CredentialsChanged,
     /// A token that is not (or no longer) valid.
     #[error("unknown token")]
     UnknownToken,

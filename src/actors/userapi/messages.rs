@@ -43,8 +43,12 @@ pub struct NewSession {
 /// The result of checking a password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PasswordCheck {
-    /// The password is right; the account's full user ID.
-    Valid { user_id: String },
+    /// The password is right; the account's full user ID, and a fingerprint of the password
+    /// it matched (for `PerformDeviceCreation::password_fingerprint`).
+    Valid {
+        user_id: String,
+        password_fingerprint: String,
+    },
     /// No such account, or the wrong password: callers must not tell which.
     Invalid,
     /// The password is right, but the account is deactivated.
@@ -169,6 +173,10 @@ pub struct PerformDeviceCreation {
     pub user_agent: Option<String>,
     /// Whether to issue a refresh token, and with it an expiring access token.
     pub refresh_token: bool,
+    /// For a password login: the fingerprint `QueryPasswordCheck` returned. The session is
+    /// refused (`CredentialsChanged`) if the password changed since, so a login racing a
+    /// password change cannot outlive it.
+    pub password_fingerprint: Option<String>,
 }
 
 /// Trades a refresh token for a new access token and refresh token; the old ones die.

@@ -135,6 +135,7 @@ mod tests {
             ip: None,
             user_agent: None,
             refresh_token: true,
+            password_fingerprint: Some("f".into()),
         });
         round_trip(PerformTokenRefresh {
             refresh_token: "r".into(),
@@ -184,5 +185,80 @@ mod tests {
             is_guest: false,
         }));
         round_trip(Err::<(), _>(super::UserApiError::UserInUse));
+    }
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::messages::*;
+    use super::{start, UserApiConfig, UserApiError};
+    use crate::actors::bridge::Handle;
+    use crate::storage::testing::*;
+
+    #[actix_web::test]
+    async fn a_login_checked_before_a_password_change_cannot_outlive_it() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let config = UserApiConfig {
+                server_name: "test.local".into(),
+                access_token_lifetime_ms: 60_000,
+                hasher_threads: 1,
+                argon2_memory_kib: 64,
+                argon2_iterations: 1,
+            };
+            let api = Handle::Local(start(t.db.clone(), &config).await.unwrap());
+            api.send(PerformAccountCreation {
+                localpart: "alice".into(),
+                password: Some("old".into()),
+                is_guest: false,
+                display_name: None,
+            })
+            .await
+            .unwrap();
+            let PasswordCheck::Valid {
+                password_fingerprint,
+                ..
+            } = api
+                .send(QueryPasswordCheck {
+                    localpart: "alice".into(),
+                    password: "old".into(),
+                })
+                .await
+                .unwrap()
+            else {
+                panic!("password should verify");
+            };
+            // The password changes between the check and the session.
+            api.send(PerformPasswordUpdate {
+                localpart: "alice".into(),
+                new_password: "new".into(),
+                logout_devices: true,
+                keep_device: None,
+            })
+            .await
+            .unwrap();
+            let session = api
+                .send(PerformDeviceCreation {
+                    localpart: "alice".into(),
+                    device_id: None,
+                    display_name: None,
+                    ip: None,
+                    user_agent: None,
+                    refresh_token: false,
+                    password_fingerprint: Some(password_fingerprint),
+                })
+                .await;
+            assert!(
+                matches!(session, Err(UserApiError::CredentialsChanged)),
+                "{backend}: {session:?}"
+            );
+            assert!(api
+                .send(QueryDevices {
+                    localpart: "alice".into()
+                })
+                .await
+                .unwrap()
+                .is_empty());
+        }
     }
 }

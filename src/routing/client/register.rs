@@ -151,6 +151,7 @@ pub async fn register(
             ip: req.client.ip,
             user_agent: req.client.user_agent,
             refresh_token: body.refresh_token,
+            password_fingerprint: None,
         })
         .await?;
     let mut response = register::v3::Response::new(user_id);

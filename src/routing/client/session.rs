@@ -79,8 +79,11 @@ pub async fn login(
             password: password.password.clone(),
         })
         .await?;
-    let user_id = match check {
-        PasswordCheck::Valid { user_id } => user_id,
+    let (user_id, fingerprint) = match check {
+        PasswordCheck::Valid {
+            user_id,
+            password_fingerprint,
+        } => (user_id, password_fingerprint),
         PasswordCheck::Invalid => {
             return Err(MatrixError::forbidden("Invalid username or password"))
         }
@@ -100,6 +103,7 @@ pub async fn login(
             ip: req.client.ip,
             user_agent: req.client.user_agent,
             refresh_token: body.refresh_token,
+            password_fingerprint: Some(fingerprint),
         })
         .await?;
     let user_id = OwnedUserId::try_from(user_id).map_err(|_| MatrixError::internal())?;

@@ -6,7 +6,14 @@ use crate::actors::userapi::storage::{accounts, devices};
 use crate::actors::userapi::{tokens, UserApiError};
 
 pub async fn handle(deps: &Deps, msg: PerformDeviceCreation) -> Result<NewSession, UserApiError> {
-    let account = accounts::select(&deps.db, &msg.localpart).await?;
+    let txn = deps.db.begin().await?;
+    accounts::lock(&txn, &msg.localpart).await?;
+    let account = accounts::select(&txn, &msg.localpart).await?;
+    if let (Some(expected), Some(a)) = (&msg.password_fingerprint, &account) {
+        if tokens::hash(a.password_hash.as_deref().unwrap_or_default()) != *expected {
+            return Err(UserApiError::CredentialsChanged);
+        }
+    }
     if account.is_none_or(|a| a.deactivated) {
         return Err(UserApiError::NotFound(format!(
             "no active account {}",
@@ -23,7 +30,7 @@ pub async fn handle(deps: &Deps, msg: PerformDeviceCreation) -> Result<NewSessio
     let access_hash = tokens::hash(&access_token);
     let refresh_hash = refresh_token.as_deref().map(tokens::hash);
     devices::upsert(
-        &deps.db,
+        &txn,
         &devices::NewDevice {
             localpart: &msg.localpart,
             device_id: &device_id,
@@ -37,6 +44,7 @@ pub async fn handle(deps: &Deps, msg: PerformDeviceCreation) -> Result<NewSessio
         },
     )
     .await?;
+    txn.commit().await?;
     Ok(NewSession {
         user_id: format!("@{}:{}", msg.localpart, deps.server_name),
         device_id,

@@ -25,6 +25,9 @@ pub async fn handle(deps: &Deps, msg: QueryPasswordCheck) -> Result<PasswordChec
         Some(a) if a.deactivated && verified => PasswordCheck::Deactivated,
         Some(a) if !a.deactivated && verified => PasswordCheck::Valid {
             user_id: format!("@{}:{}", msg.localpart, deps.server_name),
+            password_fingerprint: crate::actors::userapi::tokens::hash(
+                hash.as_deref().unwrap_or_default(),
+            ),
         },
         _ => PasswordCheck::Invalid,
     })

@@ -7,6 +7,7 @@ const INSERT: &str = "INSERT INTO userapi_accounts (localpart, password_hash, is
 const SELECT: &str =
     "SELECT password_hash, is_guest, deactivated FROM userapi_accounts WHERE localpart = $1";
 const UPDATE_PASSWORD: &str = "UPDATE userapi_accounts SET password_hash = $2 WHERE localpart = $1";
+const LOCK: &str = "UPDATE userapi_accounts SET password_hash = password_hash WHERE localpart = $1";
 const DEACTIVATE: &str =
     "UPDATE userapi_accounts SET deactivated = 1, password_hash = NULL WHERE localpart = $1";
 
@@ -54,6 +55,13 @@ pub async fn update_password(
 ) -> Result<(), StorageError> {
     db.execute(UPDATE_PASSWORD, &[&localpart, &password_hash])
         .await?;
+    Ok(())
+}
+
+/// Locks an account's row until the transaction ends (a no-op update), so a password change
+/// and a session creation of the same account happen one after the other.
+pub async fn lock(db: &impl Conn, localpart: &str) -> Result<(), StorageError> {
+    db.execute(LOCK, &[&localpart]).await?;
     Ok(())
 }
 
