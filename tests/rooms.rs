@@ -470,8 +470,30 @@ async fn membership(b: Backend, t: Topology) {
     );
     let (_, v) = s.get(&format!("{r}/members"), Some(&bob_tok)).await;
     assert_eq!(v["chunk"].as_array().unwrap().len(), 3);
+    // `at`: the members as of a position of the room stream (the first room of a fresh
+    // server: its create event is position 1 and the creator's join position 2).
+    let (st, v) = s.get(&format!("{r}/members?at=s1"), Some(&bob_tok)).await;
+    assert_eq!((st, v["chunk"].as_array().unwrap().len()), (200, 0));
+    let (_, v) = s.get(&format!("{r}/members?at=s2"), Some(&bob_tok)).await;
+    let chunk = v["chunk"].as_array().unwrap();
+    assert_eq!(
+        (chunk.len(), chunk[0]["state_key"].as_str()),
+        (1, Some(alice.as_str()))
+    );
+    let (_, v) = s
+        .get(
+            &format!("{r}/members?at=s999999&membership=invite"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(
+        v["chunk"].as_array().unwrap().len(),
+        1,
+        "the newest state: carol's invite"
+    );
     assert_error(
-        &s.get(&format!("{r}/members?at=s1"), Some(&bob_tok)).await,
+        &s.get(&format!("{r}/members?at=garbage"), Some(&bob_tok))
+            .await,
         400,
         "M_INVALID_PARAM",
     );

@@ -30,6 +30,24 @@ const NEXT_POSITION: &str =
 const INSERT_OUTPUT: &str = "INSERT INTO bus_outbox
     (stream, position, partition_key, payload, created_ts) VALUES ($1, $2, $3, $4, $5)";
 const SELECT_HEAD: &str = "SELECT head FROM bus_streams WHERE stream = $1";
+const SELECT_LATEST_FOR_KEY: &str = "SELECT position, payload FROM bus_outbox
+    WHERE stream = $1 AND partition_key = $2 AND position <= $3
+    ORDER BY position DESC LIMIT 1";
+
+/// The newest output of `stream` for `partition_key` at or before `position`: what a
+/// producer reads back to answer "as of this stream position" (e.g. a room's state as of a
+/// sync token).
+pub async fn latest_for_key(
+    db: &impl Conn,
+    stream: &str,
+    partition_key: &str,
+    position: i64,
+) -> Result<Option<(i64, String)>, StorageError> {
+    db.query_opt(SELECT_LATEST_FOR_KEY, &[&stream, &partition_key, &position])
+        .await?
+        .map(|r| Ok((r.i64(0)?, r.string(1)?)))
+        .transpose()
+}
 
 /// An output appended but not yet announced: hand it to [`Bus::commit`].
 #[must_use = "commit the transaction with Bus::commit so consumers wake up"]

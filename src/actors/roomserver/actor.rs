@@ -223,6 +223,9 @@ directory_handler!(QueryEventByTimestamp, Option<(String, i64)>, |db, m| {
     Ok(super::storage::events::select_by_ts(&db, room.room_nid, m.ts, m.forward).await?)
 });
 
+directory_handler!(QueryStateAtPosition, Option<Vec<StoredEvent>>, |db, m| {
+    input::state_at_position(&db, &m.room_id, m.position).await
+});
 directory_handler!(QueryMaySendState, bool, |db, m| {
     super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
 });

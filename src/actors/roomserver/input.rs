@@ -655,3 +655,35 @@ pub async fn report(
     tracing::info!(room_id, event_id, reporter, "report received");
     Ok(())
 }
+
+/// The room's state after its last event output at or before a stream position.
+pub async fn state_at_position(
+    db: &Db,
+    room_id: &str,
+    position: i64,
+) -> Result<Option<Vec<StoredEvent>>, RoomserverError> {
+    let Some(room) = rooms::select(db, room_id).await? else {
+        return Ok(None);
+    };
+    let Some((_, payload)) = bus::latest_for_key(db, STREAM, room_id, position).await? else {
+        return Ok(Some(Vec::new()));
+    };
+    let RoomserverOutput::NewRoomEvent { event_id, .. } =
+        serde_json::from_str(&payload).map_err(|e| RoomserverError::Internal(e.to_string()))?;
+    let row = events::select_by_id(db, &event_id)
+        .await?
+        .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;
+    let mut entries = match row.state_snapshot_nid {
+        Some(s) => state::load(db, s).await?,
+        None => state::StateEntries::new(),
+    };
+    if let (Some(key), false) = (row.state_key_nid, row.rejected) {
+        entries.insert((row.type_nid, key), row.event_nid);
+    }
+    let nids: Vec<i64> = entries.values().copied().collect();
+    let mut out = Vec::with_capacity(nids.len());
+    for r in events::select_by_nids(db, &nids).await? {
+        out.push(stored(db, room_id, &room.room_version, r).await?);
+    }
+    Ok(Some(out))
+}

@@ -188,6 +188,16 @@ pub struct PublicRoomsPage {
     pub total: u64,
 }
 
+/// The room's state as of a position of the `roomserver` stream (what a sync token names):
+/// the state after the room's last event output at or before it. `None`: unknown room;
+/// empty: the room had no event yet then.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<Vec<StoredEvent>>, RoomserverError>")]
+pub struct QueryStateAtPosition {
+    pub room_id: String,
+    pub position: i64,
+}
+
 /// One event by ID; `None` when it is not stored, or when `viewer` may not see it by the
 /// room's history visibility at the event (world_readable: anyone; shared: members, and
 /// whoever was joined then; invited: whoever was invited or joined then; joined: whoever
@@ -256,4 +266,5 @@ crate::remote_messages!("roomserver":
     QueryEventByTimestamp,
     QueryMaySendState,
     InputRoomEvent,
+    QueryStateAtPosition,
 );

@@ -2,7 +2,7 @@
 //! member event authorized by the room's auth rules in the roomserver.
 
 use super::rooms::{client_event, current_state, ensure_can_read, send};
-use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms};
+use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms, QueryStateAtPosition};
 use crate::actors::userapi::messages::QueryProfile;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
@@ -276,10 +276,18 @@ pub async fn get_member_events(
     let b = req.body;
     let room = b.room_id.as_str();
     ensure_can_read(&state, room, &req.sender).await?;
-    if b.at.is_some() {
-        // Sync tokens arrive with the syncapi; until then no `at` names a point in time.
-        return Err(MatrixError::invalid_param("Unknown `at` token"));
-    }
+    let at = match &b.at {
+        None => None,
+        // Positions of the roomserver stream, as sync tokens carry them (`s<position>`).
+        Some(token) => Some(
+            token
+                .strip_prefix('s')
+                .and_then(|p| p.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    MatrixError::invalid_param(format!("Unknown `at` token {token:?}"))
+                })?,
+        ),
+    };
     let keep = |m: &Value| {
         let m = m.as_str().unwrap_or_default();
         b.membership.as_ref().is_none_or(|want| want.as_str() == m)
@@ -287,8 +295,21 @@ pub async fn get_member_events(
                 .as_ref()
                 .is_none_or(|not| not.as_str() != m)
     };
-    let chunk: Vec<Value> = members(&state, room)
-        .await?
+    let events = match at {
+        Some(position) => state
+            .roomserver
+            .send(QueryStateAtPosition {
+                room_id: room.to_owned(),
+                position,
+            })
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Unknown room"))?
+            .into_iter()
+            .filter(|e| e.json["type"] == "m.room.member")
+            .collect(),
+        None => members(&state, room).await?,
+    };
+    let chunk: Vec<Value> = events
         .iter()
         .filter(|e| keep(&e.json["content"]["membership"]))
         .map(client_event)
