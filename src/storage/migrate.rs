@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "014_userapi_refresh_grace",
         include_str!("../../sql/014_userapi_refresh_grace.sql"),
     ),
+    (
+        15,
+        "015_roomserver_state_after",
+        include_str!("../../sql/015_roomserver_state_after.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -445,6 +445,7 @@ async fn persist(
         }
     };
     rooms::update_head(&txn, room_nid, after, &[nid], depth).await?;
+    events::set_state_after(&txn, nid, after).await?;
     if let Some((device, txn_id, request)) = client_txn {
         let sender = pdu
             .json
@@ -673,13 +674,20 @@ pub async fn state_at_position(
     let row = events::select_by_id(db, &event_id)
         .await?
         .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;
-    let mut entries = match row.state_snapshot_nid {
-        Some(s) => state::load(db, s).await?,
-        None => state::StateEntries::new(),
+    let entries = match events::select_state_after(db, &event_id).await? {
+        Some(after) => state::load(db, after).await?,
+        // Events stored before the state after each event was recorded.
+        None => {
+            let mut entries = match row.state_snapshot_nid {
+                Some(s) => state::load(db, s).await?,
+                None => state::StateEntries::new(),
+            };
+            if let (Some(key), false) = (row.state_key_nid, row.rejected) {
+                entries.insert((row.type_nid, key), row.event_nid);
+            }
+            entries
+        }
     };
-    if let (Some(key), false) = (row.state_key_nid, row.rejected) {
-        entries.insert((row.type_nid, key), row.event_nid);
-    }
     let nids: Vec<i64> = entries.values().copied().collect();
     let mut out = Vec::with_capacity(nids.len());
     for r in events::select_by_nids(db, &nids).await? {

@@ -399,6 +399,19 @@ pub async fn input(
     if let Some(key_nid) = key_nid {
         after_entries.insert((type_nid, key_nid), nid);
     }
+    let after_snapshot = match key_nid {
+        Some(k) => {
+            state::derive(
+                &txn,
+                room.room_nid,
+                Some(before_snapshot),
+                &[((type_nid, k), nid)],
+            )
+            .await?
+        }
+        None => before_snapshot,
+    };
+    events::set_state_after(&txn, nid, after_snapshot).await?;
     // ...resolved with the state after every other extremity.
     let current_entries = if extremities.len() == 1 {
         after_entries

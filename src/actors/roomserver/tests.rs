@@ -380,6 +380,24 @@ async fn concurrent_senders_make_a_linear_dag_and_every_event_is_output_in_order
                 );
             }
         }
+        // The state after every event is recorded, and the newest one's is the room's state.
+        let missing =
+            f.db.query(
+                "SELECT COUNT(*) FROM roomserver_events WHERE state_after_snapshot_nid IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(missing[0].i64(0).unwrap(), 0, "{backend}");
+        let heads =
+            f.db.query(
+                "SELECT r.state_snapshot_nid, e.state_after_snapshot_nid FROM roomserver_rooms r
+                 JOIN roomserver_events e ON e.room_nid = r.room_nid ORDER BY e.depth DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(heads[0].i64(0).unwrap(), heads[0].i64(1).unwrap());
         // The output stream carries every event once, in the order they were stored.
         let seen = Rc::new(RefCell::new(Vec::new()));
         let handle = run_consumer(f.db.clone(), f.bus.clone(), Collector(seen.clone()));

@@ -17,6 +17,10 @@ const SELECT_AFTER_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver
 const SELECT_BEFORE_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
     WHERE room_nid = $1 AND origin_server_ts <= $2 AND rejected = 0
     ORDER BY origin_server_ts DESC, event_nid DESC LIMIT 1";
+const SET_AFTER: &str =
+    "UPDATE roomserver_events SET state_after_snapshot_nid = $2 WHERE event_nid = $1";
+const SELECT_AFTER: &str =
+    "SELECT state_after_snapshot_nid FROM roomserver_events WHERE event_id = $1";
 const SET_SNAPSHOT: &str =
     "UPDATE roomserver_events SET state_snapshot_nid = $2 WHERE event_nid = $1";
 
@@ -142,6 +146,29 @@ pub async fn select_by_ts(
         .await?
         .map(|r| Ok((r.string(0)?, r.i64(1)?)))
         .transpose()
+}
+
+/// Records the state after an event.
+pub async fn set_state_after(
+    db: &impl Conn,
+    event_nid: i64,
+    snapshot_nid: i64,
+) -> Result<(), StorageError> {
+    db.execute(SET_AFTER, &[&event_nid, &snapshot_nid]).await?;
+    Ok(())
+}
+
+/// The state after an event, when recorded.
+pub async fn select_state_after(
+    db: &impl Conn,
+    event_id: &str,
+) -> Result<Option<i64>, StorageError> {
+    Ok(db
+        .query_opt(SELECT_AFTER, &[&event_id])
+        .await?
+        .map(|r| r.opt_i64(0))
+        .transpose()?
+        .flatten())
 }
 
 /// Marks an event redacted by the redaction `redaction_id`.
