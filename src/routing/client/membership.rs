@@ -1,9 +1,8 @@
 //! Membership: join, leave, invite, kick, ban, unban, and the member lists. Each is a
 //! member event authorized by the room's auth rules in the roomserver.
 
-use super::rooms::{client_event, current_state, ensure_can_read, send};
+use super::rooms::{add_profile, client_event, current_state, ensure_can_read, send};
 use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms, QueryStateAtPosition};
-use crate::actors::userapi::messages::QueryProfile;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
@@ -31,20 +30,7 @@ async fn set_membership(
     }
     if membership == "join" {
         // The joining user's profile travels with their membership.
-        if let Some(profile) = state
-            .userapi
-            .send(QueryProfile {
-                localpart: sender.localpart.clone(),
-            })
-            .await?
-        {
-            if let Some(name) = profile.displayname {
-                content["displayname"] = json!(name);
-            }
-            if let Some(url) = profile.avatar_url {
-                content["avatar_url"] = json!(url);
-            }
-        }
+        add_profile(state, sender, &mut content).await?;
     }
     send(
         state,

@@ -50,6 +50,30 @@ pub fn client_event(e: &StoredEvent) -> Value {
     out
 }
 
+/// Adds the sender's display name and avatar to a member event's content, as a join carries
+/// them.
+pub async fn add_profile(
+    state: &AppState,
+    sender: &Authed,
+    content: &mut Value,
+) -> Result<(), MatrixError> {
+    let profile = state
+        .userapi
+        .send(QueryProfile {
+            localpart: sender.localpart.clone(),
+        })
+        .await?;
+    if let Some(profile) = profile {
+        if let Some(name) = profile.displayname {
+            content["displayname"] = json!(name);
+        }
+        if let Some(url) = profile.avatar_url {
+            content["avatar_url"] = json!(url);
+        }
+    }
+    Ok(())
+}
+
 /// Sends one event as `sender` and returns its ID.
 pub async fn send(
     state: &AppState,
@@ -232,20 +256,7 @@ pub async fn create_room(
 
     // 2. The creator joins, with their profile.
     let mut join = json!({ "membership": "join" });
-    if let Some(profile) = state
-        .userapi
-        .send(QueryProfile {
-            localpart: sender.localpart.clone(),
-        })
-        .await?
-    {
-        if let Some(name) = profile.displayname {
-            join["displayname"] = json!(name);
-        }
-        if let Some(url) = profile.avatar_url {
-            join["avatar_url"] = json!(url);
-        }
-    }
+    add_profile(&state, sender, &mut join).await?;
     send(
         &state,
         sender,
