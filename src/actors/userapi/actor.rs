@@ -21,6 +21,8 @@ pub struct Deps {
     /// A hash verified against when an account does not exist, so that a login for an
     /// unknown user takes as long as one with a wrong password.
     pub dummy_hash: Arc<str>,
+    /// Access-token lookups, kept exact by every token change (see `token_cache`).
+    pub tokens: Arc<super::token_cache::TokenCache>,
 }
 
 pub struct UserApiActor {

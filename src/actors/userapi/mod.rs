@@ -10,6 +10,7 @@ mod handlers;
 pub mod hasher;
 pub mod messages;
 pub(crate) mod storage;
+mod token_cache;
 mod tokens;
 
 pub use actor::UserApiActor;
@@ -53,6 +54,7 @@ pub async fn start(db: Db, config: &UserApiConfig) -> Result<Addr<UserApiActor>,
         server_name: config.server_name.as_str().into(),
         access_token_lifetime_ms: config.access_token_lifetime_ms,
         dummy_hash: dummy_hash.into(),
+        tokens: Default::default(),
     };
     Ok(UserApiActor {
         deps,

@@ -13,6 +13,7 @@ pub async fn handle(deps: &Deps, msg: PerformAccountDeactivation) -> Result<(), 
     profiles::set_avatar_url(&txn, &msg.localpart, None).await?;
     account_data::delete_all(&txn, &msg.localpart).await?;
     txn.commit().await?;
+    deps.tokens.forget_user(&msg.localpart);
     tracing::info!(localpart = %msg.localpart, "account deactivated");
     Ok(())
 }

@@ -45,6 +45,8 @@ pub async fn handle(deps: &Deps, msg: PerformDeviceCreation) -> Result<NewSessio
     )
     .await?;
     txn.commit().await?;
+    // The device's earlier token (if it existed) is gone.
+    deps.tokens.forget_user(&msg.localpart);
     Ok(NewSession {
         user_id: format!("@{}:{}", msg.localpart, deps.server_name),
         device_id,

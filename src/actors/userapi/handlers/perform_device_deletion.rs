@@ -19,5 +19,6 @@ pub async fn handle(deps: &Deps, msg: PerformDeviceDeletion) -> Result<(), UserA
             txn.commit().await?;
         }
     }
+    deps.tokens.forget_user(&msg.localpart);
     Ok(())
 }

@@ -14,5 +14,6 @@ pub async fn handle(deps: &Deps, msg: PerformPasswordUpdate) -> Result<(), UserA
         devices::delete_all(&txn, &msg.localpart, msg.keep_device.as_deref()).await?;
     }
     txn.commit().await?;
+    deps.tokens.forget_user(&msg.localpart);
     Ok(())
 }

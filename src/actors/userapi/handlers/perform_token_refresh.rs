@@ -27,6 +27,7 @@ pub async fn handle(deps: &Deps, msg: PerformTokenRefresh) -> Result<NewSession,
         // A concurrent refresh with the same token won.
         return Err(UserApiError::UnknownToken);
     }
+    deps.tokens.forget_user(&localpart);
     Ok(NewSession {
         user_id: format!("@{localpart}:{}", deps.server_name),
         device_id,

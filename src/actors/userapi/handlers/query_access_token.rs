@@ -6,8 +6,15 @@ use crate::actors::userapi::storage::devices;
 use crate::actors::userapi::{tokens, UserApiError};
 
 pub async fn handle(deps: &Deps, msg: QueryAccessToken) -> Result<TokenLookup, UserApiError> {
-    let Some(row) = devices::select_by_token(&deps.db, &tokens::hash(&msg.access_token)).await?
-    else {
+    let hash = tokens::hash(&msg.access_token);
+    if let Some((owner, expires)) = deps.tokens.get(&hash) {
+        if expires.is_some_and(|at| at <= crate::storage::now_ms()) {
+            return Ok(TokenLookup::Expired);
+        }
+        return Ok(TokenLookup::Valid(owner));
+    }
+    let epoch = deps.tokens.epoch();
+    let Some(row) = devices::select_by_token(&deps.db, &hash).await? else {
         return Ok(TokenLookup::Unknown);
     };
     if row
@@ -20,10 +27,13 @@ pub async fn handle(deps: &Deps, msg: QueryAccessToken) -> Result<TokenLookup, U
         // The new access token is in use: the refresh token before it is now revoked.
         devices::clear_refresh_grace(&deps.db, &row.localpart, &row.device_id).await?;
     }
-    Ok(TokenLookup::Valid(TokenOwner {
+    let owner = TokenOwner {
         user_id: format!("@{}:{}", row.localpart, deps.server_name),
         localpart: row.localpart,
         device_id: row.device_id,
         is_guest: row.is_guest,
-    }))
+    };
+    deps.tokens
+        .insert(epoch, hash, owner.clone(), row.expires_ts);
+    Ok(TokenLookup::Valid(owner))
 }
