@@ -18,7 +18,7 @@ pub mod messages;
 pub mod state;
 pub(crate) mod storage;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use actor::RoomserverActor;
 pub use error::RoomserverError;

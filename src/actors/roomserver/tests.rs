@@ -44,7 +44,7 @@ async fn fixture(backend: crate::storage::Backend) -> Fixture {
     }
 }
 
-fn ev(
+pub(crate) fn ev(
     room: &str,
     sender: &str,
     kind: &str,

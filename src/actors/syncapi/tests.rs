@@ -5,30 +5,12 @@ use super::storage::{current_state, room_events};
 use crate::actors::bridge::Handle;
 use crate::actors::roomserver::input::Deps;
 use crate::actors::roomserver::messages::PerformRoomEvent;
+use crate::actors::roomserver::tests::ev;
 use crate::bus::{run_consumer, Bus};
 use crate::signing_key::SigningKey;
 use crate::storage::testing::*;
 use serde_json::json;
 use std::sync::Arc;
-
-fn ev(
-    room: &str,
-    sender: &str,
-    kind: &str,
-    key: Option<&str>,
-    content: serde_json::Value,
-) -> PerformRoomEvent {
-    PerformRoomEvent {
-        room_id: Some(room.into()),
-        room_version: None,
-        sender: format!("@{sender}:test.local"),
-        event_type: kind.into(),
-        state_key: key.map(str::to_owned),
-        content,
-        txn: None,
-        redacts: None,
-    }
-}
 
 #[actix_web::test]
 async fn the_roomserver_stream_becomes_timeline_and_state() {

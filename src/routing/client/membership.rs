@@ -180,21 +180,40 @@ pub async fn invite_user(
     Ok(RumaResponse(invite_user::v3::Response::new()))
 }
 
+/// Changes another user's membership, if their current one is among `from` (kicking someone
+/// not in the room, or unbanning someone not banned, would do something else).
+async fn moderate(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    target: &str,
+    (from, refusal): (&[&str], &str),
+    to: &str,
+    reason: Option<String>,
+) -> Result<(), MatrixError> {
+    let current = membership_of(state, room_id, target).await?;
+    if !from.is_empty() && !current.as_deref().is_some_and(|m| from.contains(&m)) {
+        return Err(MatrixError::forbidden(refusal));
+    }
+    set_membership(state, sender, room_id, target, to, reason).await
+}
+
 /// # `POST /_matrix/client/v3/rooms/{roomId}/kick`
 pub async fn kick_user(
     state: web::Data<AppState>,
     req: Ruma<kick_user::v3::Request>,
 ) -> RumaResult<kick_user::v3::Response> {
     let b = req.body;
-    let current = membership_of(&state, b.room_id.as_str(), b.user_id.as_str()).await?;
-    if !matches!(current.as_deref(), Some("join" | "invite" | "knock")) {
-        return Err(MatrixError::forbidden("The user is not in the room"));
-    }
-    set_membership(
+    let from = (
+        &["join", "invite", "knock"][..],
+        "The user is not in the room",
+    );
+    moderate(
         &state,
         &req.sender,
         b.room_id.as_str(),
         b.user_id.as_str(),
+        from,
         "leave",
         b.reason,
     )
@@ -208,11 +227,13 @@ pub async fn ban_user(
     req: Ruma<ban_user::v3::Request>,
 ) -> RumaResult<ban_user::v3::Response> {
     let b = req.body;
-    set_membership(
+    // Anyone may be banned, whatever their membership (even none yet).
+    moderate(
         &state,
         &req.sender,
         b.room_id.as_str(),
         b.user_id.as_str(),
+        (&[], ""),
         "ban",
         b.reason,
     )
@@ -226,15 +247,13 @@ pub async fn unban_user(
     req: Ruma<unban_user::v3::Request>,
 ) -> RumaResult<unban_user::v3::Response> {
     let b = req.body;
-    let current = membership_of(&state, b.room_id.as_str(), b.user_id.as_str()).await?;
-    if !matches!(current.as_deref(), Some("ban")) {
-        return Err(MatrixError::forbidden("The user is not banned"));
-    }
-    set_membership(
+    let from = (&["ban"][..], "The user is not banned");
+    moderate(
         &state,
         &req.sender,
         b.room_id.as_str(),
         b.user_id.as_str(),
+        from,
         "leave",
         b.reason,
     )
