@@ -53,7 +53,7 @@ struct Fixture {
 
 async fn fixture(db: Db) -> Fixture {
     storage::migrate(&db).await.expect("migrate");
-    let addr = userapi::start(db, &userapi_config())
+    let addr = userapi::start(db, myelin::bus::Bus::new(), &userapi_config())
         .await
         .expect("start userapi");
     let handle = Handle::Local(addr);

@@ -214,6 +214,10 @@ pub struct ComponentsConfig {
     pub userapi: String,
     /// Where the roomserver runs: `local`, or the internal URL of the node hosting it.
     pub roomserver: String,
+    /// Where the syncapi runs: `local`, or the internal URL of the node hosting it. A local
+    /// syncapi follows the roomserver's and userapi's streams on the embedded bus, so it
+    /// needs them local too.
+    pub syncapi: String,
 }
 
 impl Default for ComponentsConfig {
@@ -222,6 +226,7 @@ impl Default for ComponentsConfig {
             internal_listen: String::new(),
             userapi: "local".into(),
             roomserver: "local".into(),
+            syncapi: "local".into(),
         }
     }
 }
@@ -313,6 +318,17 @@ impl Config {
         }
         self.placement("components.userapi", &self.components.userapi)?;
         self.placement("components.roomserver", &self.components.roomserver)?;
+        if self.placement("components.syncapi", &self.components.syncapi)? == Placement::Local
+            && (self.userapi_placement() != Placement::Local
+                || self.roomserver_placement() != Placement::Local)
+        {
+            return Err(ConfigError(
+                "key components.syncapi: a local syncapi needs the userapi and the roomserver \
+                 local too (it reads their streams on the embedded bus); point it at the node \
+                 that hosts them"
+                    .into(),
+            ));
+        }
         if !crate::room_versions::STABLE.contains(&self.rooms.default_version.as_str()) {
             return Err(ConfigError(format!(
                 "key rooms.default_version: {:?} is not a supported room version ({})",
@@ -384,6 +400,12 @@ impl Config {
     /// Where the userapi runs.
     pub fn userapi_placement(&self) -> Placement {
         self.placement("components.userapi", &self.components.userapi)
+            .unwrap_or(Placement::Local)
+    }
+
+    /// Where the syncapi runs.
+    pub fn syncapi_placement(&self) -> Placement {
+        self.placement("components.syncapi", &self.components.syncapi)
             .unwrap_or(Placement::Local)
     }
 

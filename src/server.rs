@@ -3,7 +3,7 @@
 
 use crate::actors::bridge::{Handle, HttpBridge};
 use crate::actors::roomserver;
-use crate::actors::syncapi::consumers::roomserver::RoomserverConsumer;
+use crate::actors::syncapi;
 use crate::actors::userapi::{self, UserApiConfig};
 use crate::bus::Bus;
 use crate::config::{Config, Placement};
@@ -85,7 +85,8 @@ impl Node {
         // Only a node hosting a component needs the database.
         let userapi_here = config.userapi_placement() == Placement::Local;
         let roomserver_here = config.roomserver_placement() == Placement::Local;
-        let db = if userapi_here || roomserver_here {
+        let syncapi_here = config.syncapi_placement() == Placement::Local;
+        let db = if userapi_here || roomserver_here || syncapi_here {
             let url = config.database_url();
             let db = Db::connect(&url, config.database.pool_size).await?;
             storage::migrate(&db).await?;
@@ -105,6 +106,7 @@ impl Node {
             Placement::Local => {
                 let addr = userapi::start(
                     local_db()?,
+                    bus.clone(),
                     &UserApiConfig {
                         server_name: config.server.name.clone(),
                         access_token_lifetime_ms: config.auth.access_token_lifetime_ms,
@@ -136,24 +138,31 @@ impl Node {
             Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
         };
 
-        // The syncapi's copy of the rooms follows the roomserver's stream on the embedded
-        // bus, so it runs where the roomserver does.
-        if roomserver_local.is_some() {
-            let db = local_db()?;
-            bus.load_head(&db, roomserver::input::STREAM).await?;
-            crate::bus::run_consumer(db, bus.clone(), RoomserverConsumer);
-        }
+        // The syncapi follows the roomserver's and userapi's streams on the embedded bus, so
+        // a local one runs beside them (the config checks this).
+        let (syncapi, syncapi_local) = match config.syncapi_placement() {
+            Placement::Local => {
+                let addr = syncapi::start(local_db()?, bus.clone()).await?;
+                (Handle::Local(addr.clone()), Some(addr))
+            }
+            Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
+        };
 
         let mut servers = Vec::new();
 
         // Internal listener: this node's components, for the other nodes' bridges.
-        let hosts_any = userapi_local.is_some() || roomserver_local.is_some();
+        let hosts_any =
+            userapi_local.is_some() || roomserver_local.is_some() || syncapi_local.is_some();
         let listen = config.components.internal_listen.as_str();
         let internal_addr = if hosts_any && !listen.is_empty() {
             let listener = bind("components.internal_listen", listen)?;
             let bound = listener.local_addr().ok();
             let server = HttpServer::new(move || {
-                let (u, r) = (userapi_local.clone(), roomserver_local.clone());
+                let (u, r, s) = (
+                    userapi_local.clone(),
+                    roomserver_local.clone(),
+                    syncapi_local.clone(),
+                );
                 App::new()
                     .app_data(web::PayloadConfig::new(
                         crate::actors::bridge::MAX_BODY_BYTES,
@@ -164,6 +173,9 @@ impl Node {
                         }
                         if let Some(addr) = r {
                             roomserver::serve_remote(cfg, addr);
+                        }
+                        if let Some(addr) = s {
+                            syncapi::serve_remote(cfg, addr);
                         }
                     })
             })
@@ -219,7 +231,7 @@ impl Node {
             addr: config.server.listen.clone(),
             error,
         })?;
-        let state = web::Data::new(AppState::new(config.clone(), userapi, roomserver));
+        let state = web::Data::new(AppState::new(config.clone(), userapi, roomserver, syncapi));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

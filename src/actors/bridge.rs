@@ -19,6 +19,8 @@ use std::time::Instant;
 pub trait RemoteMessage: Message + Serialize + DeserializeOwned + Send + 'static {
     const COMPONENT: &'static str;
     const NAME: &'static str;
+    /// How long the bridge waits for the reply (long polls wait longer).
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 }
 
 /// Declares messages as [`RemoteMessage`]s of one component.
@@ -57,9 +59,8 @@ impl HttpBridge {
     pub fn new(base_url: &str) -> HttpBridge {
         HttpBridge {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            client: awc::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
-                .finish(),
+            // Each request sets its message's own timeout.
+            client: awc::Client::builder().disable_timeout().finish(),
         }
     }
 }
@@ -77,12 +78,15 @@ where
     type Result = ResponseFuture<Result<T, E>>;
 
     fn handle(&mut self, msg: M, _: &mut Context<Self>) -> Self::Result {
-        let request = self.client.post(format!(
-            "{}/_myelin/internal/{}/{}",
-            self.base_url,
-            M::COMPONENT,
-            M::NAME
-        ));
+        let request = self
+            .client
+            .post(format!(
+                "{}/_myelin/internal/{}/{}",
+                self.base_url,
+                M::COMPONENT,
+                M::NAME
+            ))
+            .timeout(M::TIMEOUT);
         Box::pin(async move {
             let mut response = request
                 .send_json(&msg)

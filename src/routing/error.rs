@@ -2,6 +2,7 @@
 //! errors map into it here; the status follows from the errcode in one table.
 
 use crate::actors::roomserver::RoomserverError;
+use crate::actors::syncapi::SyncApiError;
 use crate::actors::userapi::UserApiError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -123,6 +124,21 @@ impl From<UserApiError> for MatrixError {
             UserApiError::Internal(_) => MatrixError::internal(),
             UserApiError::Bridge(e) => {
                 tracing::error!(error = %e, "userapi unreachable");
+                MatrixError::internal()
+            }
+        }
+    }
+}
+
+impl From<SyncApiError> for MatrixError {
+    fn from(e: SyncApiError) -> Self {
+        match e {
+            SyncApiError::Forbidden(why) => MatrixError::forbidden(why),
+            SyncApiError::NotFound(what) => MatrixError::not_found(what),
+            SyncApiError::InvalidParam(why) => MatrixError::invalid_param(why),
+            SyncApiError::Internal(_) => MatrixError::internal(),
+            SyncApiError::Bridge(e) => {
+                tracing::error!(error = %e, "syncapi unreachable");
                 MatrixError::internal()
             }
         }

@@ -9,6 +9,7 @@ pub mod ruma;
 pub mod uia;
 
 use crate::actors::roomserver::RoomserverHandle;
+use crate::actors::syncapi::SyncApiHandle;
 use crate::actors::userapi::UserApiHandle;
 use crate::config::Config;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub userapi: UserApiHandle,
     pub roomserver: RoomserverHandle,
+    pub syncapi: SyncApiHandle,
     pub uia: uia::UiaSessions,
     pub limiter: ratelimit::RateLimiter,
 }
@@ -27,6 +29,7 @@ impl AppState {
         config: Arc<Config>,
         userapi: UserApiHandle,
         roomserver: RoomserverHandle,
+        syncapi: SyncApiHandle,
     ) -> AppState {
         AppState {
             uia: uia::UiaSessions::new(std::time::Duration::from_millis(
@@ -36,6 +39,7 @@ impl AppState {
             config,
             userapi,
             roomserver,
+            syncapi,
         }
     }
 

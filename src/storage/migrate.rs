@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "015_roomserver_state_after",
         include_str!("../../sql/015_roomserver_state_after.sql"),
     ),
+    (
+        16,
+        "016_syncapi_streams",
+        include_str!("../../sql/016_syncapi_streams.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -296,6 +296,16 @@ fn values(params: &[&dyn ToValue]) -> Vec<Value> {
     params.iter().map(|p| p.to_value()).collect()
 }
 
+/// The most IDs one `IN (...)` statement binds. Fixed chunk sizes also keep the number of
+/// distinct prepared statements small (a full chunk, and one per shorter tail length).
+pub const IN_CHUNK: usize = 512;
+
+/// `($1, $2, ..., $n)`, for statements over a list of IDs.
+pub fn placeholders(n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
+}
+
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -192,9 +192,11 @@ impl TestServer {
                 let internal = unode.internal_addr.expect("internal listener");
                 let remote = format!("components.userapi=http://{internal}");
                 let remote_rs = format!("components.roomserver=http://{internal}");
+                let remote_sync = format!("components.syncapi=http://{internal}");
                 let mut c_extra = extra.clone();
                 c_extra.push(&remote);
                 c_extra.push(&remote_rs);
+                c_extra.push(&remote_sync);
                 // The routing node has no database: point it at nowhere to prove it.
                 let node = Node::start(test_config(
                     "sqlite:/nonexistent/never-opened.db",

@@ -308,7 +308,7 @@ pub async fn in_room(
         msg.txn
             .as_ref()
             .map(|(d, t)| (d.as_str(), t.as_str(), request.as_str())),
-        redacted.map(|(nid, _)| nid),
+        redacted.as_ref().map(|(nid, id)| (*nid, id.as_str())),
     )
     .await
 }
@@ -394,7 +394,7 @@ async fn persist(
     state_key: Option<&str>,
     depth: i64,
     client_txn: Option<(&str, &str, &str)>,
-    redacts_nid: Option<i64>,
+    redacts: Option<(i64, &str)>,
 ) -> Result<SentEvent, RoomserverError> {
     let type_nid = event_types::intern(&txn, event_type).await?;
     let key_nid = match state_key {
@@ -425,7 +425,7 @@ async fn persist(
     if let Some(before) = state_before {
         events::set_state_snapshot(&txn, nid, before).await?;
     }
-    if let Some(target) = redacts_nid {
+    if let Some((target, _)) = redacts {
         events::set_redacted(&txn, target, pdu.event_id.as_str()).await?;
     }
     if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
@@ -476,6 +476,8 @@ async fn persist(
             .map_err(|e| RoomserverError::Internal(e.to_string()))?,
         adds_state,
         removes_state,
+        redacts: redacts.map(|(_, id)| id.to_owned()),
+        transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
     let appended = bus::append(&txn, STREAM, pdu.room_id.as_str(), &output).await?;
     deps.bus.commit(txn, &[appended]).await?;

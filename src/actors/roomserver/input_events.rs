@@ -484,6 +484,8 @@ pub async fn input(
         event: serde_json::to_value(&json).map_err(internal)?,
         adds_state,
         removes_state,
+        redacts: None,
+        transaction: None,
     };
     let appended = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
     deps.bus.commit(txn, &[appended]).await?;

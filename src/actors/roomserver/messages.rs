@@ -246,6 +246,13 @@ pub enum RoomserverOutput {
         adds_state: Vec<String>,
         /// State events the change pushed out of the current state.
         removes_state: Vec<String>,
+        /// For a redaction the roomserver applied: the event it redacts (the sender was
+        /// allowed to).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redacts: Option<String>,
+        /// For an event a local client sent: its (device ID, transaction ID).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transaction: Option<(String, String)>,
     },
 }
 

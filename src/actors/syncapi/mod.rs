@@ -1,12 +1,115 @@
-//! The syncapi: its own copy of what clients see, fed by the roomserver's stream, for
-//! `/sync` and the history endpoints.
+//! The syncapi: its own copy of what clients see, fed by the roomserver's and the userapi's
+//! streams, for `/sync` and the history endpoints, plus the streams it owns itself (typing,
+//! receipts, to-device messages, presence).
 //!
-//! Built so far: the storage (`syncapi_room_events` at stream positions, each room's current
-//! state with memberships) and the consumer of the `roomserver` stream. The actor, the
-//! notifier that wakes long-polling `/sync` requests, and the endpoints come next.
+//! - `consumers/`: the roomserver stream (timeline, state, relations, redactions) and the
+//!   userapi stream (account data), applied exactly once.
+//! - [`notifier::Notifier`]: wakes the waiting `/sync` requests of exactly the users a new
+//!   position concerns.
+//! - `sync.rs`: `/sync`; `history.rs`: `/messages`, `/context`, `/relations`, `/threads`;
+//!   `ephemeral.rs`: typing, receipts, to-device, presence.
+//!
+//! Tokens ([`token::StreamPositions`]) carry one position per stream and survive restarts.
+//! Callers: routing. Emits its own streams (`syncapi.receipts`, `syncapi.to_device`,
+//! `syncapi.presence`) as the outbox of what federation will send.
 
+mod actor;
 pub mod consumers;
+mod ephemeral;
+pub mod error;
+pub mod filter;
+pub mod format;
+mod history;
+pub mod messages;
+pub mod notifier;
+pub mod notify;
 pub mod storage;
+mod sync;
+pub mod token;
+pub mod typing;
+pub mod visibility;
 
 #[cfg(test)]
 mod tests;
+
+pub use actor::SyncApiActor;
+pub use error::SyncApiError;
+
+use crate::actors::bridge::{serve, Handle};
+use crate::bus::{run_consumer, Bus};
+use crate::storage::{Conn, Db, StorageError};
+use actix::prelude::*;
+use messages::*;
+use std::sync::Arc;
+use token::StreamPositions;
+
+/// How callers reach the syncapi.
+pub type SyncApiHandle = Handle<SyncApiActor>;
+
+/// The syncapi's own streams (their positions are sync token parts).
+pub const RECEIPTS_STREAM: &str = "syncapi.receipts";
+pub const TO_DEVICE_STREAM: &str = "syncapi.to_device";
+pub const PRESENCE_STREAM: &str = "syncapi.presence";
+
+const SELECT_OFFSET: &str = "SELECT position FROM bus_offsets WHERE consumer = $1";
+
+async fn offset(db: &Db, consumer: &str) -> Result<i64, StorageError> {
+    Ok(match db.query_opt(SELECT_OFFSET, &[&consumer]).await? {
+        Some(r) => r.i64(0)?,
+        None => 0,
+    })
+}
+
+/// Starts the syncapi (its notifier and its consumers) on the current arbiter.
+pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError> {
+    use consumers::{roomserver::RoomserverConsumer, userapi::UserApiConsumer};
+    let positions = StreamPositions {
+        pdu: offset(&db, "syncapi.roomserver").await?,
+        account_data: offset(&db, "syncapi.userapi").await?,
+        receipts: bus.load_head(&db, RECEIPTS_STREAM).await?,
+        to_device: bus.load_head(&db, TO_DEVICE_STREAM).await?,
+        presence: bus.load_head(&db, PRESENCE_STREAM).await?,
+        typing: crate::storage::now_ms(),
+    };
+    let joined = storage::current_state::select_all_joined(&db).await?;
+    let notifier = notifier::Notifier::new(positions, joined).start();
+    bus.load_head(&db, crate::actors::roomserver::input::STREAM)
+        .await?;
+    bus.load_head(&db, crate::actors::userapi::ACCOUNT_DATA_STREAM)
+        .await?;
+    run_consumer(
+        db.clone(),
+        bus.clone(),
+        RoomserverConsumer::new(Some(notifier.clone())),
+    );
+    run_consumer(
+        db.clone(),
+        bus.clone(),
+        UserApiConsumer::new(Some(notifier.clone())),
+    );
+    Ok(SyncApiActor {
+        deps: actor::Deps {
+            db,
+            bus,
+            notifier,
+            typing: Arc::new(typing::Typing::new(positions.typing)),
+            lazy_members: Default::default(),
+            presence_writes: Default::default(),
+        },
+    }
+    .start())
+}
+
+/// Mounts the syncapi's internal routes, so other nodes reach `addr` over the HTTP bridge.
+pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<SyncApiActor>) {
+    serve::<QuerySync, _, _, _>(cfg, addr.clone());
+    serve::<PerformTyping, _, _, _>(cfg, addr.clone());
+    serve::<PerformReceipt, _, _, _>(cfg, addr.clone());
+    serve::<PerformSendToDevice, _, _, _>(cfg, addr.clone());
+    serve::<PerformPresence, _, _, _>(cfg, addr.clone());
+    serve::<QueryPresence, _, _, _>(cfg, addr.clone());
+    serve::<QueryMessages, _, _, _>(cfg, addr.clone());
+    serve::<QueryContext, _, _, _>(cfg, addr.clone());
+    serve::<QueryRelations, _, _, _>(cfg, addr.clone());
+    serve::<QueryThreads, _, _, _>(cfg, addr);
+}

@@ -25,7 +25,7 @@ async fn the_roomserver_stream_becomes_timeline_and_state() {
             server_name: "test.local".try_into().unwrap(),
             default_room_version: "12".into(),
         }));
-        let consumer = run_consumer(t.db.clone(), bus.clone(), RoomserverConsumer);
+        let consumer = run_consumer(t.db.clone(), bus.clone(), RoomserverConsumer::new(None));
         let room = rs
             .send(PerformRoomEvent {
                 room_id: None,
@@ -91,7 +91,7 @@ async fn the_roomserver_stream_becomes_timeline_and_state() {
             actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         consumer.stop();
-        let timeline = room_events::select_range(&t.db, &room, 0, i64::MAX, 10)
+        let timeline = room_events::select_range(&t.db, &room, 0, i64::MAX, 10, true)
             .await
             .unwrap();
         assert_eq!(timeline.len(), 5, "{backend}");

@@ -14,6 +14,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Deps {
     pub db: Db,
+    /// Where account data changes are announced (the `userapi` stream).
+    pub bus: crate::bus::Bus,
     pub hasher: Addr<PasswordHasher>,
     pub server_name: Arc<str>,
     /// Lifetime of access tokens that come with a refresh token, in ms.
@@ -71,6 +73,7 @@ delegate!(
     PerformDeviceDeletion => perform_device_deletion,
     PerformProfileUpdate => perform_profile_update,
     PerformAccountDataUpdate => perform_account_data_update,
+    PerformRoomTagUpdate => perform_room_tag_update,
     PerformFilterCreation => perform_filter_creation,
 );
 

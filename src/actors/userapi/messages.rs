@@ -247,6 +247,32 @@ pub struct PerformAccountDataUpdate {
     pub content: String,
 }
 
+/// Sets (`content` given) or removes one tag of a room in the user's `m.tag` room account
+/// data, in one transaction.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), UserApiError>")]
+pub struct PerformRoomTagUpdate {
+    pub localpart: String,
+    pub room_id: String,
+    pub tag: String,
+    /// The tag's content (e.g. `{"order": 0.5}`), or `None` to remove the tag.
+    pub content: Option<serde_json::Value>,
+}
+
+/// What the userapi publishes on its stream (`userapi`), keyed by user ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum UserApiOutput {
+    /// A piece of account data changed.
+    AccountData {
+        user_id: String,
+        /// `None` for global account data.
+        room_id: Option<String>,
+        data_type: String,
+        content: serde_json::Value,
+    },
+}
+
 /// Stores a filter and returns its new ID.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<String, UserApiError>")]
@@ -288,6 +314,7 @@ crate::remote_messages!("userapi":
     PerformDeviceDeletion,
     PerformProfileUpdate,
     PerformAccountDataUpdate,
+    PerformRoomTagUpdate,
     PerformFilterCreation,
     InputDeviceActivity,
 );

@@ -1,7 +1,8 @@
 //! The userapi: accounts, devices and access tokens, profiles, account data and filters.
 //!
 //! Owns the `userapi_*` tables. Called by the client API routing (every message in
-//! `messages.rs`); emits no stream yet (account data reaches /sync with the syncapi).
+//! `messages.rs`); emits `UserApiOutput` on the `userapi` stream (account data, for the
+//! syncapi).
 //! Passwords are hashed by [`hasher::PasswordHasher`] on a `SyncArbiter`.
 
 mod actor;
@@ -23,6 +24,9 @@ use actix_web::web;
 use messages::*;
 use std::collections::HashMap;
 
+/// The userapi's output stream (`UserApiOutput`: account data changes), keyed by user ID.
+pub const ACCOUNT_DATA_STREAM: &str = "userapi";
+
 /// How callers reach the userapi, here or on another node.
 pub type UserApiHandle = Handle<UserApiActor>;
 
@@ -36,7 +40,11 @@ pub struct UserApiConfig {
 }
 
 /// Starts the userapi actor (and its hasher threads) on the current arbiter.
-pub async fn start(db: Db, config: &UserApiConfig) -> Result<Addr<UserApiActor>, UserApiError> {
+pub async fn start(
+    db: Db,
+    bus: crate::bus::Bus,
+    config: &UserApiConfig,
+) -> Result<Addr<UserApiActor>, UserApiError> {
     let hasher = hasher::PasswordHasher::start(
         config.hasher_threads,
         config.argon2_memory_kib,
@@ -50,6 +58,7 @@ pub async fn start(db: Db, config: &UserApiConfig) -> Result<Addr<UserApiActor>,
         .map_err(UserApiError::Internal)?;
     let deps = actor::Deps {
         db,
+        bus,
         hasher,
         server_name: config.server_name.as_str().into(),
         access_token_lifetime_ms: config.access_token_lifetime_ms,
@@ -82,6 +91,7 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<UserApiActor>) {
     serve::<PerformDeviceDeletion, _, _, _>(cfg, addr.clone());
     serve::<PerformProfileUpdate, _, _, _>(cfg, addr.clone());
     serve::<PerformAccountDataUpdate, _, _, _>(cfg, addr.clone());
+    serve::<PerformRoomTagUpdate, _, _, _>(cfg, addr.clone());
     serve::<PerformFilterCreation, _, _, _>(cfg, addr.clone());
     serve::<InputDeviceActivity, _, _, _>(cfg, addr);
 }
@@ -208,7 +218,7 @@ mod actor_tests {
                 argon2_memory_kib: 64,
                 argon2_iterations: 1,
             };
-            let api = Handle::Local(start(t.db.clone(), &config).await.unwrap());
+            let api = Handle::Local(start(t.db.clone(), crate::bus::Bus::new(), &config).await.unwrap());
             api.send(PerformAccountCreation {
                 localpart: "alice".into(),
                 password: Some("old".into()),

@@ -6,11 +6,13 @@ mod devices;
 mod directory;
 mod discovery;
 mod filter;
+mod history;
 mod membership;
 mod profile;
 mod register;
 mod rooms;
 mod session;
+mod sync;
 mod upgrade;
 
 use super::error::MatrixError;
@@ -113,7 +115,27 @@ pub fn router() -> Router {
         .add::<c::directory::get_public_rooms::v3::Request, _, _>(directory::get_public_rooms)
         .add::<c::directory::get_public_rooms_filtered::v3::Request, _, _>(
             directory::get_public_rooms_filtered,
-        );
+        )
+        .add::<c::sync::sync_events::v3::Request, _, _>(sync::sync)
+        .add::<c::typing::create_typing_event::v3::Request, _, _>(sync::typing)
+        .add::<c::receipt::create_receipt::v3::Request, _, _>(sync::create_receipt)
+        .add::<c::read_marker::set_read_marker::v3::Request, _, _>(sync::set_read_marker)
+        .add::<c::presence::set_presence::v3::Request, _, _>(sync::set_presence)
+        .add::<c::presence::get_presence::v3::Request, _, _>(sync::get_presence)
+        .add::<c::to_device::send_event_to_device::v3::Request, _, _>(sync::send_to_device)
+        .add::<c::tag::get_tags::v3::Request, _, _>(sync::get_tags)
+        .add::<c::tag::create_tag::v3::Request, _, _>(sync::create_tag)
+        .add::<c::tag::delete_tag::v3::Request, _, _>(sync::delete_tag)
+        .add::<c::message::get_message_events::v3::Request, _, _>(history::get_messages)
+        .add::<c::context::get_context::v3::Request, _, _>(history::get_context)
+        .add::<c::relations::get_relating_events::v1::Request, _, _>(history::get_relations)
+        .add::<c::relations::get_relating_events_with_rel_type::v1::Request, _, _>(
+            history::get_relations_with_rel_type,
+        )
+        .add::<c::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
+            history::get_relations_with_rel_type_and_event_type,
+        )
+        .add::<c::threads::get_threads::v1::Request, _, _>(history::get_threads);
     r
 }
 

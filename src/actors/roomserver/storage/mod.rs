@@ -35,12 +35,4 @@ pub(crate) async fn insert_or_get(
         .i64(0)
 }
 
-/// The most IDs one `IN (...)` statement binds. Fixed chunk sizes also keep the number of
-/// distinct prepared statements small (a full chunk, and one per shorter tail length).
-pub(crate) const CHUNK: usize = 512;
-
-/// `($1, $2, ..., $n)`, for statements over a list of IDs.
-pub(crate) fn placeholders(n: usize) -> String {
-    let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
-    format!("({})", list.join(", "))
-}
+pub(crate) use crate::storage::{placeholders, IN_CHUNK as CHUNK};

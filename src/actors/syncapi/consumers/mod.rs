@@ -1,3 +1,4 @@
-//! The streams the syncapi reads, one file each.
+//! The syncapi's consumers: one per stream it reads.
 
 pub mod roomserver;
+pub mod userapi;

@@ -1,17 +1,88 @@
 //! Reads the roomserver's stream into the syncapi's tables: each accepted event at its stream
-//! position, and the current-state changes it reports. Applied exactly once with the
-//! consumer's offset (see `bus::run_consumer`).
+//! position (with its client transaction, what it replaced, its relation), redactions, and
+//! the current-state changes it reports. Applied exactly once with the consumer's offset (see
+//! `bus::run_consumer`); after each committed batch the notifier wakes who it concerns.
 
-use super::super::storage::{current_state, room_events};
+use super::super::format::relation_of;
+use super::super::notifier::{Advance, Notifier};
+use super::super::storage::{current_state, relations, room_events};
+use super::super::token::Stream;
 use crate::actors::roomserver::messages::RoomserverOutput;
 use crate::bus::{Consumer, ConsumerError};
 use crate::storage::Txn;
+use actix::Addr;
+use serde_json::{json, Value};
 
 /// The syncapi's consumer of the `roomserver` stream.
-pub struct RoomserverConsumer;
+pub struct RoomserverConsumer {
+    notifier: Option<Addr<Notifier>>,
+    pending: Advance,
+}
 
-fn text(v: &serde_json::Value, k: &str) -> Option<String> {
+impl RoomserverConsumer {
+    /// A consumer telling `notifier` (when given) of what it applied.
+    pub fn new(notifier: Option<Addr<Notifier>>) -> RoomserverConsumer {
+        RoomserverConsumer {
+            notifier,
+            pending: Advance::default(),
+        }
+    }
+}
+
+fn text(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(|x| x.as_str()).map(str::to_owned)
+}
+
+/// What a state event replaced, for its `unsigned`.
+async fn prev_state(
+    txn: &Txn,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Option<String>, ConsumerError> {
+    let Some(holder) = current_state::select_holder(txn, room_id, event_type, state_key).await?
+    else {
+        return Ok(None);
+    };
+    let Some(prev) = room_events::select_by_id(txn, &holder).await? else {
+        return Ok(None);
+    };
+    let j: Value = serde_json::from_str(&prev.json).unwrap_or_default();
+    Ok(Some(
+        json!({
+            "prev_content": j["content"],
+            "prev_sender": prev.sender,
+            "replaces_state": prev.event_id,
+        })
+        .to_string(),
+    ))
+}
+
+/// Applies a redaction to the syncapi's copy of the event.
+async fn redact(
+    txn: &Txn,
+    room_id: &str,
+    target: &str,
+    redaction: &Value,
+    redaction_id: &str,
+) -> Result<(), ConsumerError> {
+    let Some(e) = room_events::select_by_id(txn, target).await? else {
+        return Ok(());
+    };
+    let version = room_events::room_version(txn, room_id)
+        .await?
+        .unwrap_or_else(|| "1".into());
+    let object: ruma::CanonicalJsonObject =
+        serde_json::from_str(&e.json).map_err(|e| ConsumerError::Apply(e.to_string()))?;
+    let redacted = crate::pdu::redact(object, &version)
+        .map_err(|e| ConsumerError::Apply(format!("cannot redact {target}: {e}")))?;
+    let mut because = redaction.clone();
+    because["event_id"] = json!(redaction_id);
+    let redacted =
+        serde_json::to_string(&redacted).map_err(|e| ConsumerError::Apply(e.to_string()))?;
+    room_events::redact(txn, target, &redacted, &because.to_string()).await?;
+    relations::delete(txn, target).await?;
+    Ok(())
 }
 
 impl Consumer for RoomserverConsumer {
@@ -31,20 +102,56 @@ impl Consumer for RoomserverConsumer {
             event,
             adds_state,
             removes_state,
+            redacts,
+            transaction,
         } = output;
+        let event_type = text(&event, "type").unwrap_or_default();
+        let sender = text(&event, "sender").unwrap_or_default();
+        let state_key = text(&event, "state_key");
+        let prev = match &state_key {
+            Some(k) if adds_state.contains(&event_id) => {
+                prev_state(txn, &room_id, &event_type, k).await?
+            }
+            _ => None,
+        };
+        let (sender_device, txn_id) = transaction.unzip();
         room_events::insert(
             txn,
             &room_events::RoomEvent {
                 position,
                 room_id: room_id.clone(),
-                event_id,
-                event_type: text(&event, "type").unwrap_or_default(),
-                sender: text(&event, "sender").unwrap_or_default(),
-                state_key: text(&event, "state_key"),
+                event_id: event_id.clone(),
+                event_type: event_type.clone(),
+                sender: sender.clone(),
+                state_key: state_key.clone(),
                 json: event.to_string(),
+                sender_device,
+                txn_id,
+                redacted_because: None,
+                prev_state: prev,
             },
         )
         .await?;
+        if let Some((target, rel_type)) = relation_of(&event) {
+            if state_key.is_none() {
+                relations::insert(
+                    txn,
+                    &relations::Relation {
+                        event_id: event_id.clone(),
+                        room_id: room_id.clone(),
+                        relates_to: target,
+                        rel_type,
+                        event_type: event_type.clone(),
+                        sender: sender.clone(),
+                        position,
+                    },
+                )
+                .await?;
+            }
+        }
+        if let Some(target) = &redacts {
+            redact(txn, &room_id, target, &event, &event_id).await?;
+        }
         for gone in &removes_state {
             current_state::delete_event(txn, gone).await?;
         }
@@ -56,7 +163,7 @@ impl Consumer for RoomserverConsumer {
                 )));
             };
             let Some(key) = &e.state_key else { continue };
-            let json: serde_json::Value = serde_json::from_str(&e.json).unwrap_or_default();
+            let json: Value = serde_json::from_str(&e.json).unwrap_or_default();
             let membership = (e.event_type == "m.room.member")
                 .then(|| json["content"]["membership"].as_str().map(str::to_owned))
                 .flatten();
@@ -70,7 +177,24 @@ impl Consumer for RoomserverConsumer {
                 position,
             )
             .await?;
+            if let Some(m) = membership {
+                self.pending
+                    .memberships
+                    .push((room_id.clone(), key.clone(), m));
+            }
+        }
+        if !self.pending.rooms.contains(&room_id) {
+            self.pending.rooms.push(room_id);
         }
         Ok(())
+    }
+
+    fn applied(&mut self, position: i64) {
+        let mut advance = std::mem::take(&mut self.pending);
+        advance.stream = Some(Stream::Pdu);
+        advance.position = position;
+        if let Some(n) = &self.notifier {
+            n.do_send(advance);
+        }
     }
 }

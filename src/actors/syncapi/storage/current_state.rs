@@ -2,6 +2,7 @@
 
 use crate::storage::{Conn, StorageError};
 
+
 const UPSERT: &str = "INSERT INTO syncapi_current_state
     (room_id, event_type, state_key, event_id, membership, position)
     VALUES ($1, $2, $3, $4, $5, $6)
@@ -11,6 +12,18 @@ const UPSERT: &str = "INSERT INTO syncapi_current_state
 const DELETE_EVENT: &str = "DELETE FROM syncapi_current_state WHERE event_id = $1";
 const SELECT_ROOM: &str =
     "SELECT event_id FROM syncapi_current_state WHERE room_id = $1 ORDER BY event_type, state_key";
+const SELECT_STATE_EVENTS: &str = "SELECT e.position, e.room_id, e.event_id, e.event_type,
+    e.sender, e.state_key, e.json, e.sender_device, e.txn_id, e.redacted_because, e.prev_state
+    FROM syncapi_current_state c JOIN syncapi_room_events e ON e.event_id = c.event_id
+    WHERE c.room_id = $1 ORDER BY c.event_type, c.state_key";
+const SELECT_HOLDER: &str = "SELECT event_id FROM syncapi_current_state
+    WHERE room_id = $1 AND event_type = $2 AND state_key = $3";
+const SELECT_MEMBERSHIPS_OF: &str = "SELECT room_id, membership, position, event_id
+    FROM syncapi_current_state WHERE event_type = 'm.room.member' AND state_key = $1";
+const SELECT_MEMBERS: &str = "SELECT state_key, membership FROM syncapi_current_state
+    WHERE room_id = $1 AND event_type = 'm.room.member' ORDER BY position";
+const SELECT_ALL_JOINED: &str = "SELECT room_id, state_key FROM syncapi_current_state
+    WHERE event_type = 'm.room.member' AND membership = 'join'";
 const SELECT_ROOMS_OF: &str = "SELECT room_id FROM syncapi_current_state
     WHERE event_type = 'm.room.member' AND state_key = $1 AND membership = $2 ORDER BY room_id";
 
@@ -52,6 +65,81 @@ pub async fn select_room(db: &impl Conn, room_id: &str) -> Result<Vec<String>, S
         .await?
         .iter()
         .map(|r| r.string(0))
+        .collect()
+}
+
+/// A room's current state events (joined with their stored events).
+pub async fn select_state_events(
+    db: &impl Conn,
+    room_id: &str,
+) -> Result<Vec<super::room_events::RoomEvent>, StorageError> {
+    db.query(SELECT_STATE_EVENTS, &[&room_id])
+        .await?
+        .iter()
+        .map(super::room_events::row)
+        .collect()
+}
+
+/// The event currently holding (type, key) in a room.
+pub async fn select_holder(
+    db: &impl Conn,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Option<String>, StorageError> {
+    db.query_opt(SELECT_HOLDER, &[&room_id, &event_type, &state_key])
+        .await?
+        .map(|r| r.string(0))
+        .transpose()
+}
+
+/// A user's current membership of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub room_id: String,
+    pub membership: String,
+    /// The stream position of the member event.
+    pub position: i64,
+    pub event_id: String,
+}
+
+/// Every room the user has a membership in (of any kind), with its position.
+pub async fn select_memberships_of(
+    db: &impl Conn,
+    user_id: &str,
+) -> Result<Vec<Membership>, StorageError> {
+    db.query(SELECT_MEMBERSHIPS_OF, &[&user_id])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Membership {
+                room_id: r.string(0)?,
+                membership: r.opt_string(1)?.unwrap_or_default(),
+                position: r.i64(2)?,
+                event_id: r.string(3)?,
+            })
+        })
+        .collect()
+}
+
+/// A room's members and their memberships, in the order they got them.
+pub async fn select_members(
+    db: &impl Conn,
+    room_id: &str,
+) -> Result<Vec<(String, String)>, StorageError> {
+    db.query(SELECT_MEMBERS, &[&room_id])
+        .await?
+        .iter()
+        .map(|r| Ok((r.string(0)?, r.opt_string(1)?.unwrap_or_default())))
+        .collect()
+}
+
+/// Every (room, user) with a joined membership (the notifier's start-up map).
+pub async fn select_all_joined(db: &impl Conn) -> Result<Vec<(String, String)>, StorageError> {
+    db.query(SELECT_ALL_JOINED, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.string(0)?, r.string(1)?)))
         .collect()
 }
 

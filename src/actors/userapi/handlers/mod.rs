@@ -10,6 +10,7 @@ pub mod perform_device_update;
 pub mod perform_filter_creation;
 pub mod perform_password_update;
 pub mod perform_profile_update;
+pub mod perform_room_tag_update;
 pub mod perform_token_refresh;
 pub mod query_access_token;
 pub mod query_account_availability;

@@ -7,6 +7,10 @@ const UPSERT: &str = "INSERT INTO userapi_account_data (localpart, room_id, data
     ON CONFLICT (localpart, room_id, data_type) DO UPDATE SET content = EXCLUDED.content";
 const SELECT: &str = "SELECT content FROM userapi_account_data
     WHERE localpart = $1 AND room_id = $2 AND data_type = $3";
+// Touching the row locks it (PostgreSQL) until the transaction ends; SQLite transactions
+// already write-lock the database.
+const SELECT_FOR_UPDATE: &str = "UPDATE userapi_account_data SET content = content
+    WHERE localpart = $1 AND room_id = $2 AND data_type = $3 RETURNING content";
 const DELETE_ALL: &str = "DELETE FROM userapi_account_data WHERE localpart = $1";
 
 /// The stored room ID of global account data.
@@ -41,6 +45,22 @@ pub async fn select(
         .await?
         .map(|r| r.string(0))
         .transpose()
+}
+
+/// Reads one piece of account data and holds its row until the transaction ends.
+pub async fn select_for_update(
+    db: &impl Conn,
+    localpart: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+) -> Result<Option<String>, StorageError> {
+    db.query_opt(
+        SELECT_FOR_UPDATE,
+        &[&localpart, &room_key(room_id), &data_type],
+    )
+    .await?
+    .map(|r| r.string(0))
+    .transpose()
 }
 
 /// Forgets all of a user's account data (deactivation).

@@ -1,0 +1,63 @@
+//! The syncapi actor: one handler per message, each running as its own future (a waiting
+//! `/sync` never holds the mailbox).
+
+use super::messages::*;
+use super::notifier::Notifier;
+use super::typing::Typing;
+use super::{ephemeral, history, sync};
+use crate::bus::Bus;
+use crate::storage::Db;
+use actix::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Per device: the members already sent per room (lazy loading without redundant members).
+pub type LazyMembers = Mutex<HashMap<(String, String), HashMap<String, HashSet<String>>>>;
+
+/// What every handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub db: Db,
+    pub bus: Bus,
+    pub notifier: Addr<Notifier>,
+    pub typing: Arc<Typing>,
+    pub lazy_members: Arc<LazyMembers>,
+    /// User → (presence, last write in ms): `set_presence` writes only changes, and at most
+    /// once a minute for activity.
+    pub presence_writes: Arc<Mutex<HashMap<String, (String, i64)>>>,
+}
+
+/// The syncapi actor.
+pub struct SyncApiActor {
+    pub(super) deps: Deps,
+}
+
+impl Actor for SyncApiActor {
+    type Context = Context<Self>;
+}
+
+macro_rules! delegate {
+    ($($msg:ty => $module:ident :: $f:ident),+ $(,)?) => {$(
+        impl Handler<$msg> for SyncApiActor {
+            type Result = ResponseFuture<<$msg as Message>::Result>;
+
+            fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
+                let deps = self.deps.clone();
+                Box::pin(async move { $module::$f(&deps, msg).await })
+            }
+        }
+    )+};
+}
+
+delegate!(
+    QuerySync => sync::query_sync,
+    PerformTyping => ephemeral::perform_typing,
+    PerformReceipt => ephemeral::perform_receipt,
+    PerformSendToDevice => ephemeral::perform_send_to_device,
+    PerformPresence => ephemeral::perform_presence,
+    QueryPresence => ephemeral::query_presence,
+    QueryMessages => history::query_messages,
+    QueryContext => history::query_context,
+    QueryRelations => history::query_relations,
+    QueryThreads => history::query_threads,
+);

@@ -1,0 +1,69 @@
+//! Reads the userapi's stream (account data) into `syncapi_account_data`, and wakes the user.
+
+use super::super::notifier::{Advance, Notifier};
+use super::super::storage::account_data;
+use super::super::token::Stream;
+use crate::actors::userapi::messages::UserApiOutput;
+use crate::bus::{Consumer, ConsumerError};
+use crate::storage::Txn;
+use actix::Addr;
+
+/// The syncapi's consumer of the `userapi` stream.
+pub struct UserApiConsumer {
+    notifier: Option<Addr<Notifier>>,
+    users: Vec<String>,
+}
+
+impl UserApiConsumer {
+    pub fn new(notifier: Option<Addr<Notifier>>) -> UserApiConsumer {
+        UserApiConsumer {
+            notifier,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Consumer for UserApiConsumer {
+    type Output = UserApiOutput;
+    const STREAM: &'static str = crate::actors::userapi::ACCOUNT_DATA_STREAM;
+    const NAME: &'static str = "syncapi.userapi";
+
+    async fn apply(
+        &mut self,
+        txn: &Txn,
+        position: i64,
+        output: UserApiOutput,
+    ) -> Result<(), ConsumerError> {
+        let UserApiOutput::AccountData {
+            user_id,
+            room_id,
+            data_type,
+            content,
+        } = output;
+        account_data::upsert(
+            txn,
+            &user_id,
+            room_id.as_deref(),
+            &data_type,
+            &content.to_string(),
+            position,
+        )
+        .await?;
+        if !self.users.contains(&user_id) {
+            self.users.push(user_id);
+        }
+        Ok(())
+    }
+
+    fn applied(&mut self, position: i64) {
+        let users = std::mem::take(&mut self.users);
+        if let Some(n) = &self.notifier {
+            n.do_send(Advance {
+                stream: Some(Stream::AccountData),
+                position,
+                users,
+                ..Default::default()
+            });
+        }
+    }
+}

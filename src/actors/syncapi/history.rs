@@ -1,0 +1,375 @@
+//! The history endpoints: `/messages`, `/context`, `/relations` and `/threads`, read from the
+//! syncapi's copy of the room, with history visibility and the ignore list applied.
+//!
+//! Tokens are sync tokens (`s<position>_...`); only the room-event position matters here. A
+//! token at position `p` sits just after the event at `p`: backwards pagination from it
+//! starts with that event, forwards pagination with the next one.
+
+use super::actor::Deps;
+use super::filter::EventFilter;
+use super::format::{self, Format};
+use super::messages::*;
+use super::notifier::QueryPositions;
+use super::storage::room_events::{self, RoomEvent};
+use super::storage::{current_state, relations};
+use super::sync::{ignored_users, Scan};
+use super::token::StreamPositions;
+use super::visibility::Visibility;
+use super::SyncApiError;
+use crate::storage::Db;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+/// The most events one page holds.
+const MAX_LIMIT: i64 = 1000;
+/// How deep `recurse=true` follows relations of relations.
+const RECURSION_DEPTH: usize = 3;
+
+fn token(s: &Option<String>) -> Result<Option<StreamPositions>, SyncApiError> {
+    s.as_deref()
+        .map(|t| {
+            StreamPositions::parse(t)
+                .ok_or_else(|| SyncApiError::InvalidParam(format!("invalid pagination token {t:?}")))
+        })
+        .transpose()
+}
+
+fn at(now: StreamPositions, pdu: i64) -> String {
+    StreamPositions { pdu, ..now }.to_string()
+}
+
+/// What a user may read of a room: events up to `upto` (their leave), and from `trusted`
+/// on without checking visibility.
+struct Access {
+    upto: i64,
+    trusted: i64,
+}
+
+/// Refuses users who were never in the room (unless its history is world-readable).
+async fn access(db: &Db, room_id: &str, user: &str) -> Result<Access, SyncApiError> {
+    let membership = current_state::select_memberships_of(db, user)
+        .await?
+        .into_iter()
+        .find(|m| m.room_id == room_id);
+    match membership {
+        Some(m) if m.membership == "join" => Ok(Access {
+            upto: i64::MAX,
+            trusted: m.position,
+        }),
+        Some(m) if m.membership == "leave" || m.membership == "ban" => Ok(Access {
+            upto: m.position,
+            trusted: i64::MAX,
+        }),
+        _ => {
+            let setting = current_state::select_holder(db, room_id, "m.room.history_visibility", "")
+                .await?;
+            let world = match setting {
+                Some(id) => room_events::select_by_id(db, &id)
+                    .await?
+                    .is_some_and(|e| {
+                        format::json_of(&e)["content"]["history_visibility"] == "world_readable"
+                    }),
+                None => false,
+            };
+            if world {
+                Ok(Access {
+                    upto: i64::MAX,
+                    trusted: i64::MAX,
+                })
+            } else {
+                Err(SyncApiError::Forbidden(format!(
+                    "{user} is not in room {room_id}"
+                )))
+            }
+        }
+    }
+}
+
+fn parse_filter(v: &Value) -> Result<EventFilter, SyncApiError> {
+    if v.is_null() {
+        return Ok(EventFilter::default());
+    }
+    serde_json::from_value(v.clone())
+        .map_err(|e| SyncApiError::InvalidParam(format!("invalid filter: {e}")))
+}
+
+/// The current member events of the senders of `events` (lazy loading).
+async fn members_of(
+    db: &Db,
+    room_id: &str,
+    events: &[RoomEvent],
+    f: &Format<'_>,
+) -> Result<Vec<Value>, SyncApiError> {
+    let senders: HashSet<&str> = events.iter().map(|e| e.sender.as_str()).collect();
+    let mut ids = Vec::new();
+    for sender in senders {
+        if let Some(id) = current_state::select_holder(db, room_id, "m.room.member", sender).await?
+        {
+            ids.push(id);
+        }
+    }
+    Ok(room_events::select_by_ids(db, &ids)
+        .await?
+        .iter()
+        .map(|e| format::event(e, f, None))
+        .collect())
+}
+
+pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, SyncApiError> {
+    let db = &deps.db;
+    let acc = access(db, &msg.room_id, &msg.user_id).await?;
+    let filter = parse_filter(&msg.filter)?;
+    let limit = msg.limit.unwrap_or(10).clamp(0, MAX_LIMIT);
+    let now = deps.notifier.send(QueryPositions).await?;
+    let from = token(&msg.from)?;
+    let to = token(&msg.to)?;
+    let ignored = ignored_users(db, &msg.user_id).await?;
+    let scan = Scan {
+        room_id: &msg.room_id,
+        user: &msg.user_id,
+        filter: &filter,
+        ignored: &ignored,
+        trusted_from: acc.trusted,
+    };
+    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let (start, events, end) = if msg.backwards {
+        let from = from.map_or(now.pdu, |t| t.pdu).min(acc.upto);
+        let lo = to.map_or(0, |t| t.pdu);
+        let (events, more) = scan.run(db, lo, from, limit, true).await?;
+        let end = match events.last() {
+            Some(last) if more => Some(at(now, last.position - 1)),
+            _ => None,
+        };
+        (at(now, from), events, end)
+    } else {
+        let from = from.map_or(0, |t| t.pdu);
+        let hi = to.map_or(now.pdu, |t| t.pdu).min(now.pdu).min(acc.upto);
+        let (events, more) = scan.run(db, from, hi, limit, false).await?;
+        let end = match events.last() {
+            Some(last) if more => Some(at(now, last.position)),
+            _ => None,
+        };
+        (at(now, from), events, end)
+    };
+    let chunk = format::events(db, &events, &fmt).await?;
+    let state = if filter.lazy_load_members {
+        members_of(db, &msg.room_id, &events, &fmt).await?
+    } else {
+        Vec::new()
+    };
+    let mut out = json!({"start": start, "chunk": chunk, "state": state});
+    if let Some(end) = end {
+        out["end"] = json!(end);
+    }
+    Ok(out)
+}
+
+/// The event a request names, if the user may see it.
+async fn visible_event(
+    db: &Db,
+    room_id: &str,
+    user: &str,
+    event_id: &str,
+    acc: &Access,
+) -> Result<RoomEvent, SyncApiError> {
+    let not_found = || SyncApiError::NotFound(format!("Event {event_id} not found"));
+    let e = room_events::select_by_id(db, event_id)
+        .await?
+        .filter(|e| e.room_id == room_id && e.position <= acc.upto)
+        .ok_or_else(not_found)?;
+    if e.position < acc.trusted && !Visibility::load(db, room_id, user).await?.allows(&e) {
+        return Err(not_found());
+    }
+    Ok(e)
+}
+
+pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, SyncApiError> {
+    let db = &deps.db;
+    let acc = access(db, &msg.room_id, &msg.user_id).await?;
+    let filter = parse_filter(&msg.filter)?;
+    let limit = msg.limit.clamp(0, MAX_LIMIT);
+    let event = visible_event(db, &msg.room_id, &msg.user_id, &msg.event_id, &acc).await?;
+    let now = deps.notifier.send(QueryPositions).await?;
+    let ignored = ignored_users(db, &msg.user_id).await?;
+    let scan = Scan {
+        room_id: &msg.room_id,
+        user: &msg.user_id,
+        filter: &filter,
+        ignored: &ignored,
+        trusted_from: acc.trusted,
+    };
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let (before, _) = scan
+        .run(db, 0, event.position - 1, before_limit, true)
+        .await?;
+    let hi = now.pdu.min(acc.upto);
+    let (after, _) = scan.run(db, event.position, hi, after_limit, false).await?;
+    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let start = at(now, before.last().map_or(event.position, |e| e.position) - 1);
+    let end = at(now, after.last().map_or(event.position, |e| e.position));
+    let mut all: Vec<RoomEvent> = before.clone();
+    all.push(event.clone());
+    all.extend(after.iter().cloned());
+    let state: Vec<Value> = if filter.lazy_load_members {
+        members_of(db, &msg.room_id, &all, &fmt).await?
+    } else {
+        current_state::select_state_events(db, &msg.room_id)
+            .await?
+            .iter()
+            .map(|e| format::event(e, &fmt, None))
+            .collect()
+    };
+    Ok(json!({
+        "event": format::events(db, std::slice::from_ref(&event), &fmt).await?.pop(),
+        "events_before": format::events(db, &before, &fmt).await?,
+        "events_after": format::events(db, &after, &fmt).await?,
+        "start": start,
+        "end": end,
+        "state": state,
+    }))
+}
+
+pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, SyncApiError> {
+    let db = &deps.db;
+    let acc = access(db, &msg.room_id, &msg.user_id).await?;
+    visible_event(db, &msg.room_id, &msg.user_id, &msg.event_id, &acc).await?;
+    let limit = msg.limit.unwrap_or(50).clamp(0, MAX_LIMIT);
+    let from = token(&msg.from)?;
+    let to = token(&msg.to)?;
+    let now = deps.notifier.send(QueryPositions).await?;
+    // Bounds, exclusive: lo < position < hi.
+    let (lo, hi) = if msg.backwards {
+        (
+            to.map_or(0, |t| t.pdu),
+            from.map_or(i64::MAX, |t| t.pdu.saturating_add(1)),
+        )
+    } else {
+        (
+            from.map_or(0, |t| t.pdu),
+            to.map_or(i64::MAX, |t| t.pdu.saturating_add(1)),
+        )
+    };
+    let hi = hi.min(acc.upto.saturating_add(1));
+    let mut rels = if msg.recurse {
+        // Relations of relations, a few levels deep, filtered and paged in memory.
+        let mut all = Vec::new();
+        let mut targets = vec![msg.event_id.clone()];
+        for _ in 0..RECURSION_DEPTH {
+            let found = relations::select_to(db, &targets).await?;
+            targets = found.iter().map(|r| r.event_id.clone()).collect();
+            all.extend(found);
+            if targets.is_empty() || all.len() > 10 * MAX_LIMIT as usize {
+                break;
+            }
+        }
+        all.retain(|r| {
+            r.position > lo
+                && r.position < hi
+                && msg.rel_type.as_ref().is_none_or(|t| *t == r.rel_type)
+                && msg.event_type.as_ref().is_none_or(|t| *t == r.event_type)
+        });
+        all.sort_by_key(|r| r.position);
+        if msg.backwards {
+            all.reverse();
+        }
+        all.truncate(limit as usize + 1);
+        all
+    } else {
+        relations::select_page(
+            db,
+            &msg.event_id,
+            msg.rel_type.as_deref(),
+            msg.event_type.as_deref(),
+            lo,
+            hi,
+            limit + 1,
+            msg.backwards,
+        )
+        .await?
+    };
+    let more = rels.len() as i64 > limit;
+    rels.truncate(limit as usize);
+    let ids: Vec<String> = rels.iter().map(|r| r.event_id.clone()).collect();
+    let mut events = room_events::select_by_ids(db, &ids).await?;
+    events.sort_by_key(|e| e.position);
+    if msg.backwards {
+        events.reverse();
+    }
+    let ignored = ignored_users(db, &msg.user_id).await?;
+    let mut vis = None;
+    let mut shown = Vec::new();
+    for e in events {
+        if ignored.contains(&e.sender) {
+            continue;
+        }
+        if e.position < acc.trusted {
+            if vis.is_none() {
+                vis = Some(Visibility::load(db, &msg.room_id, &msg.user_id).await?);
+            }
+            if vis.as_ref().is_some_and(|v: &Visibility| !v.allows(&e)) {
+                continue;
+            }
+        }
+        shown.push(e);
+    }
+    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let mut out = json!({"chunk": format::events(db, &shown, &fmt).await?});
+    if more {
+        if let Some(last) = rels.last() {
+            let next = if msg.backwards {
+                last.position - 1
+            } else {
+                last.position
+            };
+            out["next_batch"] = json!(at(now, next));
+        }
+    }
+    if msg.recurse {
+        out["recursion_depth"] = json!(RECURSION_DEPTH);
+    }
+    Ok(out)
+}
+
+pub async fn query_threads(deps: &Deps, msg: QueryThreads) -> Result<Value, SyncApiError> {
+    let db = &deps.db;
+    let acc = access(db, &msg.room_id, &msg.user_id).await?;
+    let limit = msg.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
+    let before = token(&msg.from)?.map_or(i64::MAX, |t| t.pdu.saturating_add(1));
+    let now = deps.notifier.send(QueryPositions).await?;
+    let participant = msg.participated_only.then_some(msg.user_id.as_str());
+    let mut roots = relations::select_threads(db, &msg.room_id, participant, before, limit + 1)
+        .await?;
+    let more = roots.len() as i64 > limit;
+    roots.truncate(limit as usize);
+    let ids: Vec<String> = roots.iter().map(|(id, _)| id.clone()).collect();
+    let loaded = room_events::select_by_ids(db, &ids).await?;
+    let ignored = ignored_users(db, &msg.user_id).await?;
+    let mut vis = None;
+    let mut events = Vec::new();
+    for (id, _) in &roots {
+        let Some(e) = loaded.iter().find(|e| &e.event_id == id) else {
+            continue;
+        };
+        if e.room_id != msg.room_id || e.position > acc.upto || ignored.contains(&e.sender) {
+            continue;
+        }
+        if e.position < acc.trusted {
+            if vis.is_none() {
+                vis = Some(Visibility::load(db, &msg.room_id, &msg.user_id).await?);
+            }
+            if vis.as_ref().is_some_and(|v: &Visibility| !v.allows(e)) {
+                continue;
+            }
+        }
+        events.push(e.clone());
+    }
+    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let mut out = json!({"chunk": format::events(db, &events, &fmt).await?});
+    if more {
+        if let Some((_, latest)) = roots.last() {
+            out["next_batch"] = json!(at(now, latest - 1));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,149 @@
+//! The syncapi's messages. Replies are JSON bodies in the client format, ready to send.
+
+use super::SyncApiError;
+use actix::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `/sync`: what changed for a user's device since a token (waiting up to `timeout_ms` for
+/// something to change).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QuerySync {
+    pub user_id: String,
+    pub device_id: String,
+    pub since: Option<String>,
+    pub timeout_ms: u64,
+    pub full_state: bool,
+    /// The filter definition (inline, or the stored one the ID names).
+    pub filter: Value,
+    /// `online`, `offline` or `unavailable`; `None` is online.
+    pub set_presence: Option<String>,
+}
+
+/// `PUT /rooms/{roomId}/typing/{userId}`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), SyncApiError>")]
+pub struct PerformTyping {
+    pub room_id: String,
+    pub user_id: String,
+    pub typing: bool,
+    pub timeout_ms: u64,
+}
+
+/// A receipt (`m.read`, `m.read.private`) of a user in a room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), SyncApiError>")]
+pub struct PerformReceipt {
+    pub room_id: String,
+    pub user_id: String,
+    pub receipt_type: String,
+    pub event_id: String,
+    /// `main`, a thread root, or `None` for an unthreaded receipt.
+    pub thread_id: Option<String>,
+}
+
+/// To-device messages, already expanded to devices: (user, device, content).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), SyncApiError>")]
+pub struct PerformSendToDevice {
+    pub sender: String,
+    pub sender_device: String,
+    pub txn_id: String,
+    pub event_type: String,
+    pub messages: Vec<(String, String, Value)>,
+}
+
+/// Sets a user's presence.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), SyncApiError>")]
+pub struct PerformPresence {
+    pub user_id: String,
+    pub presence: String,
+    pub status_msg: Option<String>,
+}
+
+/// A user's presence as `viewer` may see it (they share a room, or it is themself).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryPresence {
+    pub user_id: String,
+    pub viewer: String,
+}
+
+/// `GET /rooms/{roomId}/messages`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryMessages {
+    pub room_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub backwards: bool,
+    pub limit: Option<i64>,
+    pub filter: Value,
+}
+
+/// `GET /rooms/{roomId}/context/{eventId}`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryContext {
+    pub room_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub event_id: String,
+    pub limit: i64,
+    pub filter: Value,
+}
+
+/// `GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryRelations {
+    pub room_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub event_id: String,
+    pub rel_type: Option<String>,
+    pub event_type: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<i64>,
+    pub backwards: bool,
+    pub recurse: bool,
+}
+
+/// `GET /rooms/{roomId}/threads`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryThreads {
+    pub room_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub participated_only: bool,
+    pub from: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// The longest a `/sync` waits for something to change.
+pub const MAX_SYNC_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+
+impl crate::actors::bridge::RemoteMessage for QuerySync {
+    const COMPONENT: &'static str = "syncapi";
+    const NAME: &'static str = "QuerySync";
+    const TIMEOUT: std::time::Duration =
+        std::time::Duration::from_millis(MAX_SYNC_TIMEOUT_MS + 60_000);
+}
+
+crate::remote_messages!("syncapi":
+    PerformTyping,
+    PerformReceipt,
+    PerformSendToDevice,
+    PerformPresence,
+    QueryPresence,
+    QueryMessages,
+    QueryContext,
+    QueryRelations,
+    QueryThreads,
+);

@@ -1,0 +1,83 @@
+//! `syncapi_presence`: each user's presence at its stream position.
+
+use crate::storage::{placeholders, Conn, Row, StorageError, ToValue, IN_CHUNK};
+
+const UPSERT: &str = "INSERT INTO syncapi_presence
+    (user_id, presence, status_msg, last_active_ts, position) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (user_id) DO UPDATE SET presence = EXCLUDED.presence,
+        status_msg = EXCLUDED.status_msg, last_active_ts = EXCLUDED.last_active_ts,
+        position = EXCLUDED.position";
+const COLUMNS: &str = "user_id, presence, status_msg, last_active_ts, position";
+
+/// A user's presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub user_id: String,
+    pub presence: String,
+    pub status_msg: Option<String>,
+    pub last_active_ts: i64,
+    pub position: i64,
+}
+
+fn row(r: &Row) -> Result<Presence, StorageError> {
+    Ok(Presence {
+        user_id: r.string(0)?,
+        presence: r.string(1)?,
+        status_msg: r.opt_string(2)?,
+        last_active_ts: r.i64(3)?,
+        position: r.i64(4)?,
+    })
+}
+
+/// Stores a user's presence.
+pub async fn upsert(db: &impl Conn, p: &Presence) -> Result<(), StorageError> {
+    db.execute(
+        UPSERT,
+        &[
+            &p.user_id,
+            &p.presence,
+            &p.status_msg,
+            &p.last_active_ts,
+            &p.position,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One user's presence.
+pub async fn select(db: &impl Conn, user_id: &str) -> Result<Option<Presence>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM syncapi_presence WHERE user_id = $1");
+    db.query_opt(&sql, &[&user_id])
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+}
+
+/// The presence of `users` that changed in `(after, upto]`.
+pub async fn select_since(
+    db: &impl Conn,
+    users: &[String],
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Presence>, StorageError> {
+    let mut out = Vec::new();
+    for chunk in users.chunks(IN_CHUNK - 2) {
+        let n = chunk.len();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM syncapi_presence WHERE position > ${} AND position <= ${}
+            AND user_id IN {} ORDER BY position",
+            n + 1,
+            n + 2,
+            placeholders(n)
+        );
+        let mut params: Vec<&dyn ToValue> = chunk.iter().map(|n| n as &dyn ToValue).collect();
+        params.push(&after);
+        params.push(&upto);
+        for r in db.query(&sql, &params).await? {
+            out.push(row(&r)?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,94 @@
+//! `syncapi_receipts`: the newest receipt of each (room, type, user, thread).
+
+use crate::storage::{placeholders, Conn, Row, StorageError, ToValue, IN_CHUNK};
+
+const UPSERT: &str = "INSERT INTO syncapi_receipts
+    (room_id, receipt_type, user_id, thread_id, event_id, ts, position)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET
+        event_id = EXCLUDED.event_id, ts = EXCLUDED.ts, position = EXCLUDED.position";
+const COLUMNS: &str = "room_id, receipt_type, user_id, thread_id, event_id, ts, position";
+const SELECT_OWN: &str = "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, position
+    FROM syncapi_receipts WHERE room_id = $1 AND user_id = $2";
+
+/// A receipt; `thread_id` is empty for an unthreaded one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub room_id: String,
+    pub receipt_type: String,
+    pub user_id: String,
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+    pub position: i64,
+}
+
+fn row(r: &Row) -> Result<Receipt, StorageError> {
+    Ok(Receipt {
+        room_id: r.string(0)?,
+        receipt_type: r.string(1)?,
+        user_id: r.string(2)?,
+        thread_id: r.string(3)?,
+        event_id: r.string(4)?,
+        ts: r.i64(5)?,
+        position: r.i64(6)?,
+    })
+}
+
+/// Stores a receipt, replacing the user's previous one of that type and thread.
+pub async fn upsert(db: &impl Conn, r: &Receipt) -> Result<(), StorageError> {
+    db.execute(
+        UPSERT,
+        &[
+            &r.room_id,
+            &r.receipt_type,
+            &r.user_id,
+            &r.thread_id,
+            &r.event_id,
+            &r.ts,
+            &r.position,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Receipts of `rooms` that changed in `(after, upto]`.
+pub async fn select_since(
+    db: &impl Conn,
+    rooms: &[String],
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Receipt>, StorageError> {
+    let mut out = Vec::new();
+    for chunk in rooms.chunks(IN_CHUNK - 2) {
+        let n = chunk.len();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM syncapi_receipts WHERE position > ${} AND position <= ${}
+            AND room_id IN {} ORDER BY position",
+            n + 1,
+            n + 2,
+            placeholders(n)
+        );
+        let mut params: Vec<&dyn ToValue> = chunk.iter().map(|n| n as &dyn ToValue).collect();
+        params.push(&after);
+        params.push(&upto);
+        for r in db.query(&sql, &params).await? {
+            out.push(row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A user's own receipts in a room.
+pub async fn select_own(
+    db: &impl Conn,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Vec<Receipt>, StorageError> {
+    db.query(SELECT_OWN, &[&room_id, &user_id])
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}

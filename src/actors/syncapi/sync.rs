@@ -1,0 +1,741 @@
+//! `/sync`: what changed for a user's device between a token and now, waiting for the
+//! notifier when nothing has.
+
+use super::actor::Deps;
+use super::ephemeral::{presence_content, touch_presence};
+use super::filter::{EventFilter, SyncFilter};
+use super::format::{self, json_of, Format};
+use super::messages::{QuerySync, MAX_SYNC_TIMEOUT_MS};
+use super::notifier::{Listen, QuerySharedUsers};
+use super::storage::current_state::{self, Membership};
+use super::storage::room_events::{self, RoomEvent};
+use super::storage::{account_data, presence, receipts, to_device};
+use super::token::StreamPositions;
+use super::visibility::Visibility;
+use super::SyncApiError;
+use crate::storage::Conn;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Timeline events per room when the filter sets no limit.
+const DEFAULT_TIMELINE_LIMIT: i64 = 10;
+/// To-device messages per response; the rest come with the next sync.
+const TO_DEVICE_LIMIT: i64 = 100;
+/// Events scanned for unread counts per room.
+const UNREAD_SCAN: i64 = 100;
+/// State types shown to invited and knocking users.
+const STRIPPED_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+pub async fn query_sync(deps: &Deps, msg: QuerySync) -> Result<Value, SyncApiError> {
+    let since = match &msg.since {
+        Some(s) => Some(
+            StreamPositions::parse(s)
+                .ok_or_else(|| SyncApiError::InvalidParam(format!("invalid since token {s:?}")))?,
+        ),
+        None => None,
+    };
+    let filter: SyncFilter = serde_json::from_value(msg.filter.clone())
+        .map_err(|e| SyncApiError::InvalidParam(format!("invalid filter: {e}")))?;
+    match msg.set_presence.as_deref() {
+        None => touch_presence(deps, &msg.user_id, "online").await?,
+        Some("offline") => {}
+        Some(state @ ("online" | "unavailable")) => {
+            touch_presence(deps, &msg.user_id, state).await?
+        }
+        Some(other) => {
+            return Err(SyncApiError::InvalidParam(format!(
+                "unknown set_presence {other:?}"
+            )))
+        }
+    }
+    if let Some(s) = since {
+        // The client has everything up to its token: acknowledged to-device messages go.
+        to_device::delete_upto(&deps.db, &msg.user_id, &msg.device_id, s.to_device).await?;
+    }
+    let deadline = Instant::now() + Duration::from_millis(msg.timeout_ms.min(MAX_SYNC_TIMEOUT_MS));
+    let wait = since.is_some() && !msg.full_state;
+    loop {
+        let listening = deps
+            .notifier
+            .send(Listen {
+                user_id: msg.user_id.clone(),
+            })
+            .await?;
+        let (body, empty) = build(deps, &msg, since, listening.positions, &filter).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !wait || !empty || left.is_zero() {
+            return Ok(body);
+        }
+        if tokio::time::timeout(left, listening.woken).await.is_err() {
+            return Ok(body);
+        }
+    }
+}
+
+/// One sync computation.
+struct Sync<'a> {
+    deps: &'a Deps,
+    msg: &'a QuerySync,
+    since: Option<StreamPositions>,
+    now: StreamPositions,
+    filter: &'a SyncFilter,
+    fmt: Format<'a>,
+    ignored: HashSet<String>,
+    /// Users whose device lists the client should refresh, and users it no longer shares a
+    /// room with.
+    changed_users: HashSet<String>,
+    left_users: HashSet<String>,
+}
+
+async fn build(
+    deps: &Deps,
+    msg: &QuerySync,
+    since: Option<StreamPositions>,
+    now: StreamPositions,
+    filter: &SyncFilter,
+) -> Result<(Value, bool), SyncApiError> {
+    let db = &deps.db;
+    let user = msg.user_id.as_str();
+    let ignored = ignored_users(db, user).await?;
+    let mut s = Sync {
+        deps,
+        msg,
+        since,
+        now,
+        filter,
+        fmt: Format {
+            user_id: user,
+            device_id: Some(&msg.device_id),
+            federation: filter.event_format.as_deref() == Some("federation"),
+            fields: filter.event_fields.as_deref(),
+            with_room_id: false,
+        },
+        ignored,
+        changed_users: HashSet::new(),
+        left_users: HashSet::new(),
+    };
+    if msg.since.is_none() {
+        // A fresh start: nothing was sent to this device yet.
+        deps.lazy_members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(msg.user_id.clone(), msg.device_id.clone()));
+    }
+    let pdu_from = since.map_or(0, |s| s.pdu);
+    let memberships = current_state::select_memberships_of(db, user).await?;
+    let changed_rooms: HashSet<String> = match since {
+        Some(_) => room_events::rooms_with_events(db, pdu_from, now.pdu)
+            .await?
+            .into_iter()
+            .collect(),
+        None => HashSet::new(),
+    };
+    let acct = account_data::select_since(
+        db,
+        user,
+        since.map_or(0, |s| s.account_data),
+        now.account_data,
+    )
+    .await?;
+    let joined: Vec<String> = memberships
+        .iter()
+        .filter(|m| m.membership == "join" && filter.room.room_allowed(&m.room_id))
+        .map(|m| m.room_id.clone())
+        .collect();
+    let all_receipts =
+        receipts::select_since(db, &joined, since.map_or(0, |s| s.receipts), now.receipts).await?;
+
+    let (mut join, mut invite, mut knock, mut leave) =
+        (Map::new(), Map::new(), Map::new(), Map::new());
+    for m in &memberships {
+        if !filter.room.room_allowed(&m.room_id) || m.position > now.pdu {
+            continue;
+        }
+        let newly = m.position > pdu_from;
+        let initial = since.is_none();
+        match m.membership.as_str() {
+            "join" => {
+                let room_acct: Vec<_> = acct.iter().filter(|a| a.room_id == m.room_id).collect();
+                let room_receipts: Vec<_> = all_receipts
+                    .iter()
+                    .filter(|r| r.room_id == m.room_id)
+                    .filter(|r| r.receipt_type != "m.read.private" || r.user_id == user)
+                    .collect();
+                let typing = deps
+                    .typing
+                    .since(&m.room_id, since.map(|s| s.typing).filter(|_| !newly));
+                let full = initial || msg.full_state || newly;
+                if !full
+                    && !changed_rooms.contains(&m.room_id)
+                    && room_acct.is_empty()
+                    && room_receipts.is_empty()
+                    && typing.is_none()
+                {
+                    continue;
+                }
+                let room = s
+                    .joined_room(m, full, room_acct, room_receipts, typing)
+                    .await?;
+                join.insert(m.room_id.clone(), room);
+            }
+            "invite" if newly || initial => {
+                let event = room_events::select_by_id(db, &m.event_id).await?;
+                if event.as_ref().is_some_and(|e| s.ignored.contains(&e.sender)) {
+                    continue;
+                }
+                let events = s.stripped_state(&m.room_id, user).await?;
+                invite.insert(
+                    m.room_id.clone(),
+                    json!({"invite_state": {"events": events}}),
+                );
+            }
+            "knock" if newly || initial => {
+                let events = s.stripped_state(&m.room_id, user).await?;
+                knock.insert(m.room_id.clone(), json!({"knock_state": {"events": events}}));
+            }
+            "leave" | "ban" if (!initial && newly) || (initial && filter.room.include_leave) => {
+                let room = s.left_room(m).await?;
+                leave.insert(m.room_id.clone(), room);
+            }
+            _ => {}
+        }
+    }
+
+    let global_acct: Vec<Value> = acct
+        .iter()
+        .filter(|a| a.room_id.is_empty())
+        .map(|a| json!({"type": a.data_type, "content": parse(&a.content)}))
+        .filter(|e| filter.account_data.allows(e))
+        .collect();
+
+    let presence_events = s.presence().await?;
+    let mut next = now;
+    let to_device_events = {
+        let rows = to_device::select(
+            db,
+            user,
+            &msg.device_id,
+            since.map_or(0, |s| s.to_device),
+            now.to_device,
+            TO_DEVICE_LIMIT,
+        )
+        .await?;
+        if rows.len() as i64 == TO_DEVICE_LIMIT {
+            if let Some(last) = rows.last() {
+                next.to_device = last.position;
+            }
+        }
+        rows.iter()
+            .map(|t| json!({"sender": t.sender, "type": t.event_type, "content": parse(&t.content)}))
+            .collect::<Vec<_>>()
+    };
+    let shared: HashSet<String> = if s.left_users.is_empty() {
+        HashSet::new()
+    } else {
+        deps.notifier
+            .send(QuerySharedUsers {
+                user_id: user.to_owned(),
+            })
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut changed: Vec<&String> = s.changed_users.iter().filter(|u| *u != user).collect();
+    changed.sort();
+    let mut left: Vec<&String> = s
+        .left_users
+        .iter()
+        .filter(|u| *u != user && !shared.contains(*u))
+        .collect();
+    left.sort();
+
+    let empty = join.is_empty()
+        && invite.is_empty()
+        && knock.is_empty()
+        && leave.is_empty()
+        && global_acct.is_empty()
+        && presence_events.is_empty()
+        && to_device_events.is_empty()
+        && changed.is_empty()
+        && left.is_empty();
+    let body = json!({
+        "next_batch": next.to_string(),
+        "rooms": {"join": join, "invite": invite, "knock": knock, "leave": leave},
+        "account_data": {"events": global_acct},
+        "presence": {"events": presence_events},
+        "to_device": {"events": to_device_events},
+        "device_lists": {"changed": changed, "left": left},
+        "device_one_time_keys_count": {"signed_curve25519": 0},
+        "device_unused_fallback_key_types": [],
+    });
+    Ok((body, empty))
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| json!({}))
+}
+
+/// The users in the user's `m.ignored_user_list`.
+pub async fn ignored_users(db: &impl Conn, user: &str) -> Result<HashSet<String>, SyncApiError> {
+    let content = account_data::select_one(db, user, None, "m.ignored_user_list").await?;
+    Ok(content
+        .map(|c| parse(&c))
+        .and_then(|c| c["ignored_users"].as_object().cloned())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// Reads up to `limit` events of a room in `(lo, hi]` that pass `filter`, visibility and the
+/// ignore list, oldest first; `true` when more matched than fit. Events at or after
+/// `trusted_from` (the user's current join) are visible without checking.
+#[allow(clippy::too_many_arguments)]
+pub async fn timeline(
+    db: &impl Conn,
+    room_id: &str,
+    user: &str,
+    lo: i64,
+    hi: i64,
+    limit: i64,
+    filter: &EventFilter,
+    ignored: &HashSet<String>,
+    trusted_from: i64,
+) -> Result<(Vec<RoomEvent>, bool), SyncApiError> {
+    let scan = Scan {
+        room_id,
+        user,
+        filter,
+        ignored,
+        trusted_from,
+    };
+    let (mut events, more) = scan.run(db, lo, hi, limit, true).await?;
+    events.reverse();
+    Ok((events, more))
+}
+
+/// Reading a room's events through a filter, the ignore list and history visibility.
+pub struct Scan<'a> {
+    pub room_id: &'a str,
+    pub user: &'a str,
+    pub filter: &'a EventFilter,
+    pub ignored: &'a HashSet<String>,
+    /// Events at or after this position are visible without checking (the user's join).
+    pub trusted_from: i64,
+}
+
+impl Scan<'_> {
+    /// Up to `limit` events in `(lo, hi]` that pass, in scan order (newest first when
+    /// `backwards`); `true` when more passed than fit.
+    pub async fn run(
+        &self,
+        db: &impl Conn,
+        lo: i64,
+        hi: i64,
+        limit: i64,
+        backwards: bool,
+    ) -> Result<(Vec<RoomEvent>, bool), SyncApiError> {
+        let mut visibility: Option<Visibility> = None;
+        let mut out = Vec::new();
+        let (mut lo, mut hi) = (lo, hi);
+        let page = (limit + 1).max(20);
+        // Bounded: a filter that matches little does not scan the whole room.
+        for _ in 0..20 {
+            if out.len() as i64 > limit || hi <= lo {
+                break;
+            }
+            let rows =
+                room_events::select_range(db, self.room_id, lo, hi, page, backwards).await?;
+            let Some(last) = rows.last() else { break };
+            if backwards {
+                hi = last.position - 1;
+            } else {
+                lo = last.position;
+            }
+            let full_page = rows.len() as i64 == page;
+            for e in rows {
+                if e.state_key.is_none() && self.ignored.contains(&e.sender) {
+                    continue;
+                }
+                if !self.filter.allows(&json_of(&e)) {
+                    continue;
+                }
+                if e.position < self.trusted_from {
+                    if visibility.is_none() {
+                        visibility = Some(Visibility::load(db, self.room_id, self.user).await?);
+                    }
+                    if visibility.as_ref().is_some_and(|v| !v.allows(&e)) {
+                        continue;
+                    }
+                }
+                out.push(e);
+                if out.len() as i64 > limit {
+                    break;
+                }
+            }
+            if !full_page {
+                break;
+            }
+        }
+        let more = out.len() as i64 > limit;
+        out.truncate(limit.max(0) as usize);
+        Ok((out, more))
+    }
+}
+
+impl Sync<'_> {
+    fn lazy_key(&self) -> (String, String) {
+        (self.msg.user_id.clone(), self.msg.device_id.clone())
+    }
+
+    /// State events in the filter, with lazy loading of members applied.
+    fn filter_state(
+        &self,
+        room_id: &str,
+        mut state: Vec<RoomEvent>,
+        timeline: &[RoomEvent],
+    ) -> Vec<RoomEvent> {
+        let f = &self.filter.room.state;
+        state.retain(|e| f.allows(&json_of(e)));
+        if !f.lazy_load_members {
+            return state;
+        }
+        let mut wanted: HashSet<&str> = timeline.iter().map(|e| e.sender.as_str()).collect();
+        wanted.insert(self.msg.user_id.as_str());
+        let mut cache = self
+            .deps
+            .lazy_members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let sent = cache
+            .entry(self.lazy_key())
+            .or_default()
+            .entry(room_id.to_owned())
+            .or_default();
+        state.retain(|e| {
+            if e.event_type != "m.room.member" {
+                return true;
+            }
+            let who = e.state_key.as_deref().unwrap_or_default();
+            wanted.contains(who) && (f.include_redundant_members || !sent.contains(who))
+        });
+        for e in state.iter().chain(timeline) {
+            if e.event_type == "m.room.member" {
+                sent.insert(e.state_key.clone().unwrap_or_default());
+            }
+        }
+        state
+    }
+
+    async fn joined_room(
+        &mut self,
+        m: &Membership,
+        full: bool,
+        room_acct: Vec<&account_data::AccountData>,
+        room_receipts: Vec<&receipts::Receipt>,
+        typing: Option<Vec<String>>,
+    ) -> Result<Value, SyncApiError> {
+        let db = &self.deps.db;
+        let room = m.room_id.as_str();
+        let tf = &self.filter.room.timeline;
+        let limit = tf.limit_or(DEFAULT_TIMELINE_LIMIT);
+        let lo = if self.since.is_none() {
+            0
+        } else {
+            self.since.map_or(0, |s| s.pdu)
+        };
+        let (events, limited) = timeline(
+            db,
+            room,
+            &self.msg.user_id,
+            lo,
+            self.now.pdu,
+            limit,
+            tf,
+            &self.ignored,
+            m.position,
+        )
+        .await?;
+        let first = events.first().map_or(self.now.pdu + 1, |e| e.position);
+        let mut state = if full {
+            current_state::select_state_events(db, room)
+                .await?
+                .into_iter()
+                .filter(|e| e.position < first)
+                .collect()
+        } else if limited {
+            room_events::select_state_in_range(db, room, lo, first).await?
+        } else {
+            Vec::new()
+        };
+        if !full && self.filter.room.state.lazy_load_members {
+            // Members of new senders, which the client has not seen yet.
+            let have: HashSet<String> = state
+                .iter()
+                .filter(|e| e.event_type == "m.room.member")
+                .filter_map(|e| e.state_key.clone())
+                .collect();
+            let mut ids = Vec::new();
+            let senders: HashSet<&str> = events.iter().map(|e| e.sender.as_str()).collect();
+            for sender in senders {
+                if have.contains(sender) {
+                    continue;
+                }
+                if let Some(id) =
+                    current_state::select_holder(db, room, "m.room.member", sender).await?
+                {
+                    ids.push(id);
+                }
+            }
+            state.extend(room_events::select_by_ids(db, &ids).await?);
+        }
+        let state = self.filter_state(room, state, &events);
+        for e in state.iter().chain(&events) {
+            if e.event_type == "m.room.member" {
+                let who = e.state_key.clone().unwrap_or_default();
+                let membership = json_of(e)["content"]["membership"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if membership == "join" && (full || e.position > lo) {
+                    self.changed_users.insert(who);
+                } else if matches!(membership.as_str(), "leave" | "ban") && e.position > lo {
+                    self.left_users.insert(who);
+                }
+            }
+        }
+        let members_changed = full
+            || state
+                .iter()
+                .chain(&events)
+                .any(|e| e.event_type == "m.room.member");
+        let summary = if members_changed {
+            summary(&current_state::select_members(db, room).await?, &m.room_id, &self.msg.user_id)
+        } else {
+            json!({})
+        };
+        let timeline_json = format::events(db, &events, &self.fmt).await?;
+        let state_json: Vec<Value> = state
+            .iter()
+            .map(|e| format::event(e, &self.fmt, None))
+            .collect();
+        let prev_batch = StreamPositions {
+            pdu: first - 1,
+            ..self.now
+        };
+        let mut ephemeral = Vec::new();
+        if let Some(users) = typing {
+            ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": users}}));
+        }
+        if !room_receipts.is_empty() {
+            let mut content = Map::new();
+            for r in room_receipts {
+                let mut receipt = json!({"ts": r.ts});
+                if !r.thread_id.is_empty() {
+                    receipt["thread_id"] = json!(r.thread_id);
+                }
+                let by_event = content
+                    .entry(r.event_id.clone())
+                    .or_insert_with(|| json!({}));
+                if !by_event[&r.receipt_type].is_object() {
+                    by_event[&r.receipt_type] = json!({});
+                }
+                by_event[&r.receipt_type][&r.user_id] = receipt;
+            }
+            ephemeral.push(json!({"type": "m.receipt", "content": content}));
+        }
+        ephemeral.retain(|e| self.filter.room.ephemeral.allows(e));
+        let account_data: Vec<Value> = room_acct
+            .iter()
+            .map(|a| json!({"type": a.data_type, "content": parse(&a.content)}))
+            .filter(|e| self.filter.room.account_data.allows(e))
+            .collect();
+        let (unread, threads) = self.unread(m).await?;
+        let mut out = json!({
+            "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch.to_string()},
+            "state": {"events": state_json},
+            "ephemeral": {"events": ephemeral},
+            "account_data": {"events": account_data},
+            "summary": summary,
+            "unread_notifications": unread,
+        });
+        if tf.unread_thread_notifications {
+            out["unread_thread_notifications"] = threads;
+        }
+        Ok(out)
+    }
+
+    /// Unread counts after the user's read receipt (or join), by the default push rules:
+    /// (room counts, per-thread counts).
+    async fn unread(&self, m: &Membership) -> Result<(Value, Value), SyncApiError> {
+        let db = &self.deps.db;
+        let user = self.msg.user_id.as_str();
+        let own = receipts::select_own(db, &m.room_id, user).await?;
+        let read: Vec<String> = own
+            .iter()
+            .filter(|r| r.receipt_type == "m.read" || r.receipt_type == "m.read.private")
+            .map(|r| r.event_id.clone())
+            .collect();
+        let mut from = m.position;
+        for e in room_events::select_by_ids(db, &read).await? {
+            from = from.max(e.position);
+        }
+        let me = room_events::select_by_id(db, &m.event_id).await?;
+        let name = me
+            .as_ref()
+            .and_then(|e| json_of(e)["content"]["displayname"].as_str().map(str::to_owned));
+        let events =
+            room_events::select_range(db, &m.room_id, from, self.now.pdu, UNREAD_SCAN, true)
+                .await?;
+        let mut room = (0u64, 0u64);
+        let mut threads: HashMap<String, (u64, u64)> = HashMap::new();
+        let split = self.filter.room.timeline.unread_thread_notifications;
+        for e in &events {
+            let j = json_of(e);
+            let (notify, highlight) = super::notify::evaluate(&j, user, name.as_deref());
+            if !notify {
+                continue;
+            }
+            let rel = &j["content"]["m.relates_to"];
+            let counts = match rel["event_id"].as_str() {
+                Some(root) if split && rel["rel_type"] == "m.thread" => {
+                    threads.entry(root.to_owned()).or_default()
+                }
+                _ => &mut room,
+            };
+            counts.0 += 1;
+            counts.1 += u64::from(highlight);
+        }
+        let threads: Map<String, Value> = threads
+            .into_iter()
+            .map(|(k, (n, h))| {
+                (
+                    k,
+                    json!({"notification_count": n, "highlight_count": h}),
+                )
+            })
+            .collect();
+        Ok((
+            json!({"notification_count": room.0, "highlight_count": room.1}),
+            Value::Object(threads),
+        ))
+    }
+
+    async fn left_room(&mut self, m: &Membership) -> Result<Value, SyncApiError> {
+        let db = &self.deps.db;
+        let tf = &self.filter.room.timeline;
+        let limit = tf.limit_or(DEFAULT_TIMELINE_LIMIT);
+        let lo = self.since.map_or(0, |s| s.pdu);
+        let (events, limited) = timeline(
+            db,
+            &m.room_id,
+            &self.msg.user_id,
+            lo,
+            m.position,
+            limit,
+            tf,
+            &self.ignored,
+            i64::MAX,
+        )
+        .await?;
+        let first = events.first().map_or(m.position + 1, |e| e.position);
+        let state = if self.since.is_none() || limited {
+            room_events::select_state_in_range(db, &m.room_id, lo, first).await?
+        } else {
+            Vec::new()
+        };
+        let state = self.filter_state(&m.room_id, state, &events);
+        let timeline_json = format::events(db, &events, &self.fmt).await?;
+        let prev_batch = StreamPositions {
+            pdu: first - 1,
+            ..self.now
+        };
+        let acct = account_data::select_since(db, &self.msg.user_id, 0, self.now.account_data)
+            .await?
+            .into_iter()
+            .filter(|a| a.room_id == m.room_id)
+            .map(|a| json!({"type": a.data_type, "content": parse(&a.content)}))
+            .filter(|e| self.filter.room.account_data.allows(e))
+            .collect::<Vec<_>>();
+        Ok(json!({
+            "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch.to_string()},
+            "state": {"events": state.iter().map(|e| format::event(e, &self.fmt, None)).collect::<Vec<_>>()},
+            "account_data": {"events": acct},
+        }))
+    }
+
+    /// The stripped state an invited or knocking user sees.
+    async fn stripped_state(&self, room_id: &str, user: &str) -> Result<Vec<Value>, SyncApiError> {
+        Ok(current_state::select_state_events(&self.deps.db, room_id)
+            .await?
+            .iter()
+            .filter(|e| {
+                STRIPPED_TYPES.contains(&e.event_type.as_str())
+                    || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(user))
+            })
+            .map(|e| {
+                let j = json_of(e);
+                json!({"type": j["type"], "state_key": j["state_key"], "content": j["content"], "sender": j["sender"]})
+            })
+            .collect())
+    }
+
+    /// Presence of the users sharing a room with the user, changed since the token.
+    async fn presence(&self) -> Result<Vec<Value>, SyncApiError> {
+        let f = &self.filter.presence;
+        if f.types.as_ref().is_some_and(|t| t.is_empty()) || f.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let users = self
+            .deps
+            .notifier
+            .send(QuerySharedUsers {
+                user_id: self.msg.user_id.clone(),
+            })
+            .await?;
+        let rows = presence::select_since(
+            &self.deps.db,
+            &users,
+            self.since.map_or(0, |s| s.presence),
+            self.now.presence,
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|p| json!({"type": "m.presence", "sender": p.user_id, "content": presence_content(p)}))
+            .filter(|e| f.allows(e))
+            .collect())
+    }
+}
+
+/// `summary` of a room for `user`: heroes, joined and invited member counts.
+fn summary(members: &[(String, String)], _room_id: &str, user: &str) -> Value {
+    let joined = members.iter().filter(|(_, m)| m == "join").count();
+    let invited = members.iter().filter(|(_, m)| m == "invite").count();
+    let mut heroes: Vec<&str> = members
+        .iter()
+        .filter(|(u, m)| u != user && (m == "join" || m == "invite"))
+        .map(|(u, _)| u.as_str())
+        .take(5)
+        .collect();
+    if heroes.is_empty() {
+        heroes = members
+            .iter()
+            .filter(|(u, _)| u != user)
+            .map(|(u, _)| u.as_str())
+            .take(5)
+            .collect();
+    }
+    json!({
+        "m.heroes": heroes,
+        "m.joined_member_count": joined,
+        "m.invited_member_count": invited,
+    })
+}

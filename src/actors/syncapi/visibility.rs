@@ -1,0 +1,134 @@
+//! History visibility, from the syncapi's own copy of a room: which events a user may see,
+//! by `m.room.history_visibility` and the user's membership when each was sent. The same
+//! rules as the roomserver's (`QueryEvent` with a viewer).
+
+use super::storage::room_events::{self, RoomEvent};
+use crate::storage::{Conn, StorageError};
+
+/// What decides visibility in one room for one user.
+#[derive(Debug, Default)]
+pub struct Visibility {
+    user_id: String,
+    /// (position, history_visibility), oldest first.
+    settings: Vec<(i64, String)>,
+    /// (position, membership) of the user, oldest first.
+    memberships: Vec<(i64, String)>,
+}
+
+impl Visibility {
+    /// Loads the room's visibility settings and the user's memberships (2 statements).
+    pub async fn load(
+        db: &impl Conn,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Visibility, StorageError> {
+        let field = |e: &RoomEvent, k: &str| -> String {
+            let j: serde_json::Value = serde_json::from_str(&e.json).unwrap_or_default();
+            j["content"][k].as_str().unwrap_or_default().to_owned()
+        };
+        let settings = room_events::select_state_history(
+            db,
+            room_id,
+            "m.room.history_visibility",
+            "",
+            i64::MAX,
+        )
+        .await?
+        .iter()
+        .map(|e| (e.position, field(e, "history_visibility")))
+        .collect();
+        let memberships =
+            room_events::select_state_history(db, room_id, "m.room.member", user_id, i64::MAX)
+                .await?
+                .iter()
+                .map(|e| (e.position, field(e, "membership")))
+                .collect();
+        Ok(Visibility {
+            user_id: user_id.to_owned(),
+            settings,
+            memberships,
+        })
+    }
+
+    fn before(list: &[(i64, String)], position: i64) -> Option<&str> {
+        list.iter()
+            .rev()
+            .find(|(p, _)| *p < position)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the user may see `e`.
+    pub fn allows(&self, e: &RoomEvent) -> bool {
+        let setting = Self::before(&self.settings, e.position).unwrap_or("shared");
+        let mut membership = Self::before(&self.memberships, e.position);
+        if e.event_type == "m.room.member" && e.state_key.as_deref() == Some(&self.user_id) {
+            membership = self
+                .memberships
+                .iter()
+                .find(|(p, _)| *p == e.position)
+                .map(|(_, m)| m.as_str())
+                .or(membership);
+        }
+        let was = |m: &str| membership == Some(m);
+        match setting {
+            "world_readable" => true,
+            "invited" => was("join") || was("invite"),
+            "joined" => was("join"),
+            // shared (and anything unknown): also visible to who joined later.
+            _ => {
+                was("join")
+                    || self
+                        .memberships
+                        .iter()
+                        .any(|(p, m)| *p >= e.position && m == "join")
+            }
+        }
+    }
+
+    /// The position of the user's latest join (0 when never joined).
+    pub fn joined_at(&self) -> i64 {
+        self.memberships
+            .iter()
+            .rev()
+            .find(|(_, m)| m == "join")
+            .map_or(0, |(p, _)| *p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(position: i64) -> RoomEvent {
+        RoomEvent {
+            position,
+            event_type: "m.room.message".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn visibility_follows_the_setting_and_membership_at_each_event() {
+        let v = Visibility {
+            user_id: "@u".into(),
+            settings: vec![(1, "joined".into()), (10, "shared".into())],
+            memberships: vec![(5, "join".into()), (8, "leave".into()), (12, "join".into())],
+        };
+        assert!(!v.allows(&ev(3)), "joined-only, before the join");
+        assert!(v.allows(&ev(6)), "while joined");
+        assert!(!v.allows(&ev(9)), "joined-only, after leaving");
+        assert!(v.allows(&ev(11)), "shared, and the user joins later");
+        let w = Visibility {
+            user_id: "@u".into(),
+            settings: vec![(1, "invited".into())],
+            memberships: vec![(5, "invite".into())],
+        };
+        assert!(w.allows(&ev(6)));
+        assert!(!w.allows(&ev(4)));
+        let world = Visibility {
+            settings: vec![(1, "world_readable".into())],
+            ..Default::default()
+        };
+        assert!(world.allows(&ev(2)));
+    }
+}
