@@ -20,12 +20,45 @@ pub struct Deps {
     pub db: Db,
     pub bus: Bus,
     pub notifier: Addr<Notifier>,
+    /// The positions the notifier has reached (what readers may see).
+    pub applied: tokio::sync::watch::Receiver<super::token::StreamPositions>,
     pub typing: Arc<Typing>,
     pub lazy_members: Arc<LazyMembers>,
     /// User → (presence, last write in ms): `set_presence` writes only changes, and at most
     /// once a minute for activity.
     pub presence_writes: Arc<Mutex<HashMap<String, (String, i64)>>>,
 }
+
+impl Deps {
+    /// Waits (briefly) until the syncapi has applied everything the roomserver and the
+    /// userapi committed so far, so a client reads its own writes: a message it sent, account
+    /// data it set.
+    pub async fn catch_up(&self) {
+        let rooms = *self
+            .bus
+            .watch(crate::actors::roomserver::input::STREAM)
+            .borrow();
+        let account_data = *self
+            .bus
+            .watch(crate::actors::userapi::ACCOUNT_DATA_STREAM)
+            .borrow();
+        let mut applied = self.applied.clone();
+        let caught_up = applied.wait_for(|p| p.pdu >= rooms && p.account_data >= account_data);
+        if tokio::time::timeout(CATCH_UP_WAIT, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                rooms,
+                account_data,
+                "syncapi is behind its streams; answering anyway"
+            );
+        }
+    }
+}
+
+/// The longest a read waits for the syncapi to catch up with its streams.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The syncapi actor.
 pub struct SyncApiActor {

@@ -63,6 +63,7 @@ pub async fn perform_typing(deps: &Deps, msg: PerformTyping) -> Result<(), SyncA
 }
 
 pub async fn perform_receipt(deps: &Deps, msg: PerformReceipt) -> Result<(), SyncApiError> {
+    deps.catch_up().await;
     ensure_joined(&deps.db, &msg.room_id, &msg.user_id).await?;
     room_events::select_by_id(&deps.db, &msg.event_id)
         .await?

@@ -206,7 +206,10 @@ mod tests {
         assert!(!f.allows(&ev("m.room.message", "@spam:x")));
         let e = json!({"type": "t", "content": {"body": "b", "a.b": 1, "x": 2}, "sender": "s"});
         assert_eq!(
-            select_fields(&e, &["content.body".into(), "content.a\\.b".into(), "type".into()]),
+            select_fields(
+                &e,
+                &["content.body".into(), "content.a\\.b".into(), "type".into()]
+            ),
             json!({"content": {"body": "b", "a.b": 1}, "type": "t"})
         );
     }

@@ -47,7 +47,14 @@ pub fn event(e: &RoomEvent, f: &Format, bundled: Option<&Value>) -> Value {
         j.clone()
     } else {
         let mut o = Map::new();
-        for k in ["sender", "type", "content", "origin_server_ts", "state_key", "redacts"] {
+        for k in [
+            "sender",
+            "type",
+            "content",
+            "origin_server_ts",
+            "state_key",
+            "redacts",
+        ] {
             if let Some(v) = j.get(k) {
                 o.insert(k.into(), v.clone());
             }

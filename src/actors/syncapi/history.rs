@@ -28,8 +28,9 @@ const RECURSION_DEPTH: usize = 3;
 fn token(s: &Option<String>) -> Result<Option<StreamPositions>, SyncApiError> {
     s.as_deref()
         .map(|t| {
-            StreamPositions::parse(t)
-                .ok_or_else(|| SyncApiError::InvalidParam(format!("invalid pagination token {t:?}")))
+            StreamPositions::parse(t).ok_or_else(|| {
+                SyncApiError::InvalidParam(format!("invalid pagination token {t:?}"))
+            })
         })
         .transpose()
 }
@@ -61,14 +62,12 @@ async fn access(db: &Db, room_id: &str, user: &str) -> Result<Access, SyncApiErr
             trusted: i64::MAX,
         }),
         _ => {
-            let setting = current_state::select_holder(db, room_id, "m.room.history_visibility", "")
-                .await?;
+            let setting =
+                current_state::select_holder(db, room_id, "m.room.history_visibility", "").await?;
             let world = match setting {
-                Some(id) => room_events::select_by_id(db, &id)
-                    .await?
-                    .is_some_and(|e| {
-                        format::json_of(&e)["content"]["history_visibility"] == "world_readable"
-                    }),
+                Some(id) => room_events::select_by_id(db, &id).await?.is_some_and(|e| {
+                    format::json_of(&e)["content"]["history_visibility"] == "world_readable"
+                }),
                 None => false,
             };
             if world {
@@ -116,6 +115,7 @@ async fn members_of(
 }
 
 pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, SyncApiError> {
+    deps.catch_up().await;
     let db = &deps.db;
     let acc = access(db, &msg.room_id, &msg.user_id).await?;
     let filter = parse_filter(&msg.filter)?;
@@ -184,6 +184,7 @@ async fn visible_event(
 }
 
 pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, SyncApiError> {
+    deps.catch_up().await;
     let db = &deps.db;
     let acc = access(db, &msg.room_id, &msg.user_id).await?;
     let filter = parse_filter(&msg.filter)?;
@@ -206,7 +207,10 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     let hi = now.pdu.min(acc.upto);
     let (after, _) = scan.run(db, event.position, hi, after_limit, false).await?;
     let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
-    let start = at(now, before.last().map_or(event.position, |e| e.position) - 1);
+    let start = at(
+        now,
+        before.last().map_or(event.position, |e| e.position) - 1,
+    );
     let end = at(now, after.last().map_or(event.position, |e| e.position));
     let mut all: Vec<RoomEvent> = before.clone();
     all.push(event.clone());
@@ -231,6 +235,7 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
 }
 
 pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, SyncApiError> {
+    deps.catch_up().await;
     let db = &deps.db;
     let acc = access(db, &msg.room_id, &msg.user_id).await?;
     visible_event(db, &msg.room_id, &msg.user_id, &msg.event_id, &acc).await?;
@@ -332,14 +337,15 @@ pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, 
 }
 
 pub async fn query_threads(deps: &Deps, msg: QueryThreads) -> Result<Value, SyncApiError> {
+    deps.catch_up().await;
     let db = &deps.db;
     let acc = access(db, &msg.room_id, &msg.user_id).await?;
     let limit = msg.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
     let before = token(&msg.from)?.map_or(i64::MAX, |t| t.pdu.saturating_add(1));
     let now = deps.notifier.send(QueryPositions).await?;
     let participant = msg.participated_only.then_some(msg.user_id.as_str());
-    let mut roots = relations::select_threads(db, &msg.room_id, participant, before, limit + 1)
-        .await?;
+    let mut roots =
+        relations::select_threads(db, &msg.room_id, participant, before, limit + 1).await?;
     let more = roots.len() as i64 > limit;
     roots.truncate(limit as usize);
     let ids: Vec<String> = roots.iter().map(|(id, _)| id.clone()).collect();

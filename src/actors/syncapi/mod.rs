@@ -72,7 +72,8 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
         typing: crate::storage::now_ms(),
     };
     let joined = storage::current_state::select_all_joined(&db).await?;
-    let notifier = notifier::Notifier::new(positions, joined).start();
+    let (notifier, applied) = notifier::Notifier::new(positions, joined);
+    let notifier = notifier.start();
     bus.load_head(&db, crate::actors::roomserver::input::STREAM)
         .await?;
     bus.load_head(&db, crate::actors::userapi::ACCOUNT_DATA_STREAM)
@@ -92,6 +93,7 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
             db,
             bus,
             notifier,
+            applied,
             typing: Arc::new(typing::Typing::new(positions.typing)),
             lazy_members: Default::default(),
             presence_writes: Default::default(),

@@ -9,12 +9,13 @@
 use super::token::{Stream, StreamPositions};
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The notifier actor (one per syncapi).
-#[derive(Default)]
 pub struct Notifier {
     positions: StreamPositions,
+    /// The positions, for readers that wait until the syncapi has caught up with a write.
+    published: watch::Sender<StreamPositions>,
     /// Room → joined users.
     rooms: HashMap<String, HashSet<String>>,
     /// User → rooms joined.
@@ -28,16 +29,24 @@ impl Actor for Notifier {
 }
 
 impl Notifier {
-    /// A notifier at `positions`, with the joined members of every room.
-    pub fn new(positions: StreamPositions, joined: Vec<(String, String)>) -> Notifier {
+    /// A notifier at `positions`, with the joined members of every room. The receiver
+    /// follows the positions it reaches.
+    pub fn new(
+        positions: StreamPositions,
+        joined: Vec<(String, String)>,
+    ) -> (Notifier, watch::Receiver<StreamPositions>) {
+        let (published, rx) = watch::channel(positions);
         let mut n = Notifier {
             positions,
-            ..Default::default()
+            published,
+            rooms: HashMap::new(),
+            user_rooms: HashMap::new(),
+            waiters: HashMap::new(),
         };
         for (room, user) in joined {
             n.set_membership(&room, &user, "join");
         }
-        n
+        (n, rx)
     }
 
     fn set_membership(&mut self, room: &str, user: &str, membership: &str) {
@@ -148,6 +157,7 @@ impl Handler<Advance> for Notifier {
     fn handle(&mut self, msg: Advance, _: &mut Context<Self>) {
         if let Some(stream) = msg.stream {
             self.positions.advance(stream, msg.position);
+            self.published.send_replace(self.positions);
         }
         let mut concerned: HashSet<String> = msg.users.into_iter().collect();
         for room in &msg.rooms {
@@ -217,17 +227,27 @@ mod tests {
 
     #[actix_web::test]
     async fn wakes_exactly_the_members_of_the_room() {
-        let n = Notifier::new(
+        let (n, mut applied) = Notifier::new(
             StreamPositions::default(),
             vec![
                 ("!a".into(), "@alice".into()),
                 ("!a".into(), "@bob".into()),
                 ("!b".into(), "@carol".into()),
             ],
-        )
-        .start();
-        let alice = n.send(Listen { user_id: "@alice".into() }).await.unwrap();
-        let carol = n.send(Listen { user_id: "@carol".into() }).await.unwrap();
+        );
+        let n = n.start();
+        let alice = n
+            .send(Listen {
+                user_id: "@alice".into(),
+            })
+            .await
+            .unwrap();
+        let carol = n
+            .send(Listen {
+                user_id: "@carol".into(),
+            })
+            .await
+            .unwrap();
         n.send(Advance {
             stream: Some(Stream::Pdu),
             position: 5,
@@ -244,6 +264,7 @@ mod tests {
         assert!(carol_rx.try_recv().is_err(), "carol is not in !a");
         let p = n.send(QueryPositions).await.unwrap();
         assert_eq!(p.pdu, 5);
+        assert_eq!(applied.wait_for(|p| p.pdu == 5).await.unwrap().pdu, 5);
         // A join makes the user a member for the next events.
         n.send(Advance {
             stream: Some(Stream::Pdu),
@@ -258,7 +279,9 @@ mod tests {
             .expect("carol woken by her join")
             .unwrap();
         let shared = n
-            .send(QuerySharedUsers { user_id: "@carol".into() })
+            .send(QuerySharedUsers {
+                user_id: "@carol".into(),
+            })
             .await
             .unwrap();
         assert_eq!(shared, vec!["@alice", "@bob", "@carol"]);

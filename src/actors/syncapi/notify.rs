@@ -63,8 +63,14 @@ mod tests {
                    "content": {"msgtype": "m.text", "body": body}})
         };
         assert_eq!(evaluate(&msg("hi"), "@a:x", Some("Alice")), (true, false));
-        assert_eq!(evaluate(&msg("hi alice!"), "@a:x", Some("Alice")), (true, true));
-        assert_eq!(evaluate(&msg("malice"), "@a:x", Some("Alice")), (true, false));
+        assert_eq!(
+            evaluate(&msg("hi alice!"), "@a:x", Some("Alice")),
+            (true, true)
+        );
+        assert_eq!(
+            evaluate(&msg("malice"), "@a:x", Some("Alice")),
+            (true, false)
+        );
         assert_eq!(evaluate(&msg("@room look"), "@a:x", None), (true, true));
         let own = json!({"type": "m.room.message", "sender": "@a:x", "content": {"body": "x"}});
         assert_eq!(evaluate(&own, "@a:x", None), (false, false));

@@ -36,6 +36,7 @@ const STRIPPED_TYPES: &[&str] = &[
 ];
 
 pub async fn query_sync(deps: &Deps, msg: QuerySync) -> Result<Value, SyncApiError> {
+    deps.catch_up().await;
     let since = match &msg.since {
         Some(s) => Some(
             StreamPositions::parse(s)
@@ -189,7 +190,10 @@ async fn build(
             }
             "invite" if newly || initial => {
                 let event = room_events::select_by_id(db, &m.event_id).await?;
-                if event.as_ref().is_some_and(|e| s.ignored.contains(&e.sender)) {
+                if event
+                    .as_ref()
+                    .is_some_and(|e| s.ignored.contains(&e.sender))
+                {
                     continue;
                 }
                 let events = s.stripped_state(&m.room_id, user).await?;
@@ -200,7 +204,10 @@ async fn build(
             }
             "knock" if newly || initial => {
                 let events = s.stripped_state(&m.room_id, user).await?;
-                knock.insert(m.room_id.clone(), json!({"knock_state": {"events": events}}));
+                knock.insert(
+                    m.room_id.clone(),
+                    json!({"knock_state": {"events": events}}),
+                );
             }
             "leave" | "ban" if (!initial && newly) || (initial && filter.room.include_leave) => {
                 let room = s.left_room(m).await?;
@@ -235,7 +242,9 @@ async fn build(
             }
         }
         rows.iter()
-            .map(|t| json!({"sender": t.sender, "type": t.event_type, "content": parse(&t.content)}))
+            .map(
+                |t| json!({"sender": t.sender, "type": t.event_type, "content": parse(&t.content)}),
+            )
             .collect::<Vec<_>>()
     };
     let shared: HashSet<String> = if s.left_users.is_empty() {
@@ -351,8 +360,7 @@ impl Scan<'_> {
             if out.len() as i64 > limit || hi <= lo {
                 break;
             }
-            let rows =
-                room_events::select_range(db, self.room_id, lo, hi, page, backwards).await?;
+            let rows = room_events::select_range(db, self.room_id, lo, hi, page, backwards).await?;
             let Some(last) = rows.last() else { break };
             if backwards {
                 hi = last.position - 1;
@@ -517,7 +525,11 @@ impl Sync<'_> {
                 .chain(&events)
                 .any(|e| e.event_type == "m.room.member");
         let summary = if members_changed {
-            summary(&current_state::select_members(db, room).await?, &m.room_id, &self.msg.user_id)
+            summary(
+                &current_state::select_members(db, room).await?,
+                &m.room_id,
+                &self.msg.user_id,
+            )
         } else {
             json!({})
         };
@@ -588,9 +600,11 @@ impl Sync<'_> {
             from = from.max(e.position);
         }
         let me = room_events::select_by_id(db, &m.event_id).await?;
-        let name = me
-            .as_ref()
-            .and_then(|e| json_of(e)["content"]["displayname"].as_str().map(str::to_owned));
+        let name = me.as_ref().and_then(|e| {
+            json_of(e)["content"]["displayname"]
+                .as_str()
+                .map(str::to_owned)
+        });
         let events =
             room_events::select_range(db, &m.room_id, from, self.now.pdu, UNREAD_SCAN, true)
                 .await?;
@@ -615,12 +629,7 @@ impl Sync<'_> {
         }
         let threads: Map<String, Value> = threads
             .into_iter()
-            .map(|(k, (n, h))| {
-                (
-                    k,
-                    json!({"notification_count": n, "highlight_count": h}),
-                )
-            })
+            .map(|(k, (n, h))| (k, json!({"notification_count": n, "highlight_count": h})))
             .collect();
         Ok((
             json!({"notification_count": room.0, "highlight_count": room.1}),

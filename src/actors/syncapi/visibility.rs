@@ -57,8 +57,12 @@ impl Visibility {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether the user may see `e`.
+    /// Whether the user may see `e`. Their own membership events are always visible (so a
+    /// room they left or were kicked from shows how it ended).
     pub fn allows(&self, e: &RoomEvent) -> bool {
+        if e.event_type == "m.room.member" && e.state_key.as_deref() == Some(&self.user_id) {
+            return true;
+        }
         let setting = Self::before(&self.settings, e.position).unwrap_or("shared");
         let mut membership = Self::before(&self.memberships, e.position);
         if e.event_type == "m.room.member" && e.state_key.as_deref() == Some(&self.user_id) {

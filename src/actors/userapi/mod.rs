@@ -218,7 +218,11 @@ mod actor_tests {
                 argon2_memory_kib: 64,
                 argon2_iterations: 1,
             };
-            let api = Handle::Local(start(t.db.clone(), crate::bus::Bus::new(), &config).await.unwrap());
+            let api = Handle::Local(
+                start(t.db.clone(), crate::bus::Bus::new(), &config)
+                    .await
+                    .unwrap(),
+            );
             api.send(PerformAccountCreation {
                 localpart: "alice".into(),
                 password: Some("old".into()),

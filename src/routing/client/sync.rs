@@ -156,7 +156,15 @@ pub async fn create_receipt(
     match body.receipt_type {
         ReceiptType::Read | ReceiptType::ReadPrivate => {
             let ty = body.receipt_type.as_str().to_owned();
-            receipt(&state, &req.sender, room, &ty, event, thread_id(&body.thread)?).await?
+            receipt(
+                &state,
+                &req.sender,
+                room,
+                &ty,
+                event,
+                thread_id(&body.thread)?,
+            )
+            .await?
         }
         ReceiptType::FullyRead => {
             if body.thread != ReceiptThread::Unthreaded {
@@ -187,7 +195,15 @@ pub async fn set_read_marker(
         receipt(&state, &req.sender, room, "m.read", e.as_str(), None).await?;
     }
     if let Some(e) = &body.private_read_receipt {
-        receipt(&state, &req.sender, room, "m.read.private", e.as_str(), None).await?;
+        receipt(
+            &state,
+            &req.sender,
+            room,
+            "m.read.private",
+            e.as_str(),
+            None,
+        )
+        .await?;
     }
     if let Some(e) = &body.fully_read {
         // The marker must name an event the user can see in the room.
@@ -343,7 +359,9 @@ async fn update_tag(
     content: Option<Value>,
 ) -> Result<HttpResponse, MatrixError> {
     if tag.len() > 255 {
-        return Err(MatrixError::invalid_param("tag names are at most 255 bytes"));
+        return Err(MatrixError::invalid_param(
+            "tag names are at most 255 bytes",
+        ));
     }
     state
         .userapi

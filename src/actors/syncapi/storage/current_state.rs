@@ -2,7 +2,6 @@
 
 use crate::storage::{Conn, StorageError};
 
-
 const UPSERT: &str = "INSERT INTO syncapi_current_state
     (room_id, event_type, state_key, event_id, membership, position)
     VALUES ($1, $2, $3, $4, $5, $6)

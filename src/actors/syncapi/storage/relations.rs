@@ -125,9 +125,12 @@ pub async fn select_threads(
             OR relates_to IN (SELECT event_id FROM syncapi_room_events
                 WHERE room_id = $1 AND sender = $2))
         ORDER BY latest DESC LIMIT $4";
-    db.query(sql, &[&room_id, &participant.unwrap_or(""), &before, &limit])
-        .await?
-        .iter()
-        .map(|r| Ok((r.string(0)?, r.i64(1)?)))
-        .collect()
+    db.query(
+        sql,
+        &[&room_id, &participant.unwrap_or(""), &before, &limit],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.string(0)?, r.i64(1)?)))
+    .collect()
 }

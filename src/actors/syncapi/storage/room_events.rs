@@ -215,7 +215,10 @@ pub async fn select_state_in_range(
     let mut latest: std::collections::BTreeMap<(String, String), RoomEvent> = Default::default();
     for r in db.query(&sql, &[&room_id, &after, &before]).await? {
         let e = row(&r)?;
-        let key = (e.event_type.clone(), e.state_key.clone().unwrap_or_default());
+        let key = (
+            e.event_type.clone(),
+            e.state_key.clone().unwrap_or_default(),
+        );
         latest.insert(key, e);
     }
     Ok(latest.into_values().collect())

@@ -10,7 +10,8 @@ const SELECT: &str = "SELECT position, sender, event_type, content FROM syncapi_
     ORDER BY position LIMIT $5";
 const DELETE_UPTO: &str = "DELETE FROM syncapi_send_to_device
     WHERE user_id = $1 AND device_id = $2 AND position <= $3";
-const INSERT_TXN: &str = "INSERT INTO syncapi_to_device_txns (user_id, device_id, txn_id, created_ts)
+const INSERT_TXN: &str =
+    "INSERT INTO syncapi_to_device_txns (user_id, device_id, txn_id, created_ts)
     VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, txn_id) DO NOTHING";
 const DELETE_DEVICE: &str =
     "DELETE FROM syncapi_send_to_device WHERE user_id = $1 AND device_id = $2";
@@ -36,7 +37,14 @@ pub async fn insert(
 ) -> Result<(), StorageError> {
     db.execute(
         INSERT,
-        &[&position, &user_id, &device_id, &sender, &event_type, &content],
+        &[
+            &position,
+            &user_id,
+            &device_id,
+            &sender,
+            &event_type,
+            &content,
+        ],
     )
     .await?;
     Ok(())

@@ -21,7 +21,15 @@ pub async fn handle(deps: &Deps, msg: PerformAccountDataUpdate) -> Result<(), Us
         &msg.content,
     )
     .await?;
-    announce(deps, txn, &msg.localpart, msg.room_id, msg.data_type, content).await
+    announce(
+        deps,
+        txn,
+        &msg.localpart,
+        msg.room_id,
+        msg.data_type,
+        content,
+    )
+    .await
 }
 
 /// Appends the change to the `userapi` stream and commits `txn`.
