@@ -340,7 +340,8 @@ pub async fn initial_sync(run: &Run) -> Report {
     }
     report.seconds = start.elapsed().as_secs_f64();
     report.extra("rooms", setup.rooms);
-    report.extra("response_bytes", bytes.iter().copied().max().unwrap_or(0));
+    // The largest body; null when no sync succeeded.
+    report.extra("response_bytes", bytes.iter().copied().max());
     report.extra("setup_seconds", round(setup.seconds, 3));
     report.extra("setup_errors", setup.errors.to_json());
     report
