@@ -20,7 +20,7 @@ on stdout, then a table on stderr.
   --idle-clients N             idle long-polling /sync clients held by idle_sync (default 0: skip)
   --server-pid PID             report the server's RSS and CPU time deltas from /proc/PID
   --scenarios a,b,c            scenarios to run (default: all; idle_sync only with --idle-clients)
-  --timeout-secs S             per-request timeout in seconds (default 60)
+  --timeout-secs S             per-request timeout in seconds, 1 to 86400 (default 60)
   --prefix P                   username prefix (default: load plus 6 random hex digits)
   --help                       this text
 
@@ -203,8 +203,8 @@ where
     if concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
-    if timeout_secs == 0 {
-        return Err("--timeout-secs must be at least 1".into());
+    if !(1..=86_400).contains(&timeout_secs) {
+        return Err("--timeout-secs must be between 1 and 86400".into());
     }
     let prefix = prefix.unwrap_or_else(random_prefix);
     if prefix.is_empty()
@@ -346,6 +346,11 @@ mod tests {
                 "--joiners must be between 1 and",
             ),
             (&["--concurrency", "0"], "--concurrency"),
+            (&["--timeout-secs", "0"], "--timeout-secs must be between"),
+            (
+                &["--timeout-secs", "18446744073709551615"],
+                "--timeout-secs must be between",
+            ),
             (&["--url", "https://x"], "http://"),
             (&["--frobnicate", "1"], "unknown flag --frobnicate"),
             (&["--rounds"], "--rounds needs a value"),

@@ -100,7 +100,8 @@ pub async fn send_to_sync(run: &Run) -> Report {
         errors: RefCell::new(Errors::default()),
     };
     let rounds = run.args.rounds;
-    let receive_limit = ROUND_LIMIT * (rounds as u32).saturating_add(6);
+    // Every round's limit, and a minute to spare.
+    let receive_limit = ROUND_LIMIT * u32::try_from(rounds).unwrap_or(u32::MAX).saturating_add(6);
     let receiving = pin!(receive(
         run,
         receiver,
