@@ -267,6 +267,197 @@ async fn postgres_acknowledged_events_survive_kill_9() {
     acknowledged_events_survive_kill_9(Backend::Postgres).await;
 }
 
+/// One incremental sync: (events of `room` in order, next_batch), or `None` once the server
+/// is gone.
+async fn sync_once(
+    base: &str,
+    token: &str,
+    room: &str,
+    since: &str,
+) -> Option<(Vec<String>, String, bool)> {
+    let filter = "%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1000%7D%7D%7D";
+    let since = if since.is_empty() {
+        String::new()
+    } else {
+        format!("&since={since}")
+    };
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut resp = client
+        .get(format!(
+            "{base}/_matrix/client/v3/sync?timeout=1000&filter={filter}{since}"
+        ))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = resp.json().limit(64 << 20).await.ok()?;
+    let tl = &v["rooms"]["join"][room]["timeline"];
+    let ids = tl["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let limited = tl["limited"] == true;
+    Some((ids, v["next_batch"].as_str()?.to_owned(), limited))
+}
+
+/// A client follows the room through `/sync` while messages stream in; the server is
+/// killed mid-stream and restarted; the client resumes with its last token and ends up with
+/// every acknowledged message exactly once.
+async fn sync_resumes_after_kill_9(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = spawn(&db).await;
+    let base = server.base.clone();
+    let (_, v) = call(
+        &base,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        json!({"username": "talker", "password": "pw", "auth": {"type": "m.login.dummy"}}),
+    )
+    .await;
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let (_, v) = call(
+        &base,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        json!({"username": "reader", "password": "pw", "auth": {"type": "m.login.dummy"}}),
+    )
+    .await;
+    let reader = v["access_token"].as_str().unwrap().to_owned();
+    let (_, v) = call(
+        &base,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&token),
+        json!({"preset": "public_chat"}),
+    )
+    .await;
+    let room = v["room_id"].as_str().unwrap().to_owned();
+    let (st, _) = call(
+        &base,
+        "POST",
+        &format!("/_matrix/client/v3/join/{room}"),
+        Some(&reader),
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, first, _) = sync_once(&base, &reader, &room, "")
+        .await
+        .expect("first sync");
+
+    let acked = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let since = std::rc::Rc::new(std::cell::RefCell::new(first));
+    let senders = (0..4).map(|w| {
+        let (base, token, room, acked) = (base.clone(), token.clone(), room.clone(), acked.clone());
+        async move {
+            for i in 0..50 {
+                let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s{w}m{i}");
+                let sent = awc::Client::default()
+                    .put(format!("{base}{path}"))
+                    .insert_header(("Authorization", format!("Bearer {token}")))
+                    .send_json(&json!({"msgtype": "m.text", "body": format!("{w}/{i}")}))
+                    .await;
+                let Ok(mut resp) = sent else { return };
+                let Ok(body) = resp.json::<serde_json::Value>().await else {
+                    return;
+                };
+                match body["event_id"].as_str() {
+                    Some(id) => acked.borrow_mut().push(id.to_owned()),
+                    None => return,
+                }
+            }
+        }
+    });
+    let following = {
+        let (base, reader, room, seen, since) = (
+            base.clone(),
+            reader.clone(),
+            room.clone(),
+            seen.clone(),
+            since.clone(),
+        );
+        async move {
+            // Bounded: until the server dies (or 2,000 syncs).
+            for _ in 0..2000 {
+                let token = since.borrow().clone();
+                let Some((ids, next, limited)) = sync_once(&base, &reader, &room, &token).await
+                else {
+                    return;
+                };
+                assert!(!limited, "a 1000-event timeline is never limited here");
+                seen.borrow_mut().extend(ids);
+                *since.borrow_mut() = next;
+            }
+        }
+    };
+    let killer = async {
+        for _ in 0..1000 {
+            if acked.borrow().len() >= 60 {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut server = server;
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    };
+    futures_util::future::join3(futures_util::future::join_all(senders), following, killer).await;
+    let acked = acked.borrow().clone();
+    assert!(
+        acked.len() >= 60,
+        "{backend:?}: only {} acknowledged",
+        acked.len()
+    );
+
+    // Restart; the reader resumes from its last token until a sync brings nothing new.
+    let server = spawn(&db).await;
+    for _ in 0..100 {
+        let token = since.borrow().clone();
+        let (ids, next, limited) = sync_once(&server.base, &reader, &room, &token)
+            .await
+            .expect("sync after the restart");
+        assert!(!limited);
+        let done = ids.is_empty();
+        seen.borrow_mut().extend(ids);
+        *since.borrow_mut() = next;
+        if done {
+            break;
+        }
+    }
+    let seen = seen.borrow().clone();
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "{backend:?}: an event came twice");
+    for id in &acked {
+        assert!(
+            unique.contains(id),
+            "{backend:?}: acknowledged {id} never reached the reader"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn sqlite_sync_resumes_after_kill_9() {
+    sync_resumes_after_kill_9(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn postgres_sync_resumes_after_kill_9() {
+    sync_resumes_after_kill_9(Backend::Postgres).await;
+}
+
 #[test]
 fn bad_config_is_refused_naming_the_key() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
