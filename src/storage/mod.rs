@@ -235,6 +235,18 @@ impl Db {
         })
     }
 
+    /// Starts a transaction whose commit does not wait for the disk. Atomicity and isolation
+    /// are those of any transaction; only durability is given up: an OS crash or power loss
+    /// (not a process crash) may lose the last such commits. For derived data only, that is
+    /// written together with the offset it was derived up to (bus consumers), so what is
+    /// lost is derived again.
+    pub async fn begin_relaxed(&self) -> Result<Txn, StorageError> {
+        Ok(match self {
+            Db::Postgres(db) => Txn::Postgres(db.begin_relaxed().await?),
+            Db::Sqlite(db) => Txn::Sqlite(db.begin_relaxed().await?),
+        })
+    }
+
     /// Idle and in-use connection counts, for the metrics.
     pub fn pool_status(&self) -> (usize, usize) {
         match self {

@@ -52,6 +52,14 @@ impl PgDb {
         Ok(PgTxn { conn: Some(conn) })
     }
 
+    /// A transaction whose commit does not wait for the WAL flush (see `Db::begin_relaxed`).
+    pub async fn begin_relaxed(&self) -> Result<PgTxn, StorageError> {
+        let conn = self.conn().await?;
+        conn.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            .await?;
+        Ok(PgTxn { conn: Some(conn) })
+    }
+
     /// A dedicated connection for the migration runner (advisory lock, DDL batches).
     pub(super) async fn raw(&self) -> Result<Object, StorageError> {
         self.conn().await

@@ -104,14 +104,30 @@ impl SqliteDb {
     }
 
     pub async fn begin(&self) -> Result<SqliteTxn, StorageError> {
+        self.begin_with(false).await
+    }
+
+    /// A transaction whose commit does not wait for the disk (see `Db::begin_relaxed`).
+    pub async fn begin_relaxed(&self) -> Result<SqliteTxn, StorageError> {
+        self.begin_with(true).await
+    }
+
+    async fn begin_with(&self, relaxed: bool) -> Result<SqliteTxn, StorageError> {
         let lease = self.lease().await?;
         // IMMEDIATE takes the write lock up front, so two transactions never deadlock
         // upgrading from read to write.
-        run(&lease, |c| {
-            c.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)
-        })
-        .await?;
-        Ok(SqliteTxn { lease: Some(lease) })
+        let sql = if relaxed {
+            "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        let begun = run(&lease, move |c| c.execute_batch(sql).map_err(Into::into)).await;
+        let txn = SqliteTxn {
+            lease: Some(lease),
+            relaxed,
+        };
+        // On failure the drop restores the connection.
+        begun.map(|()| txn)
     }
 
     /// Runs a batch of statements (the migration runner's DDL).
@@ -137,6 +153,8 @@ impl SqliteDb {
 
 pub struct SqliteTxn {
     lease: Option<Lease>,
+    /// Began with `synchronous = NORMAL`; FULL is restored before the connection goes back.
+    relaxed: bool,
 }
 
 impl SqliteTxn {
@@ -146,9 +164,17 @@ impl SqliteTxn {
 
     pub async fn commit(mut self) -> Result<(), StorageError> {
         let lease = self.lease.take().expect("committed twice");
-        let result = run(&lease, |c| c.execute_batch("COMMIT").map_err(Into::into)).await;
+        let relaxed = self.relaxed;
+        let result = run(&lease, move |c| {
+            let committed = c.execute_batch("COMMIT").map_err(Into::into);
+            if relaxed {
+                c.execute_batch("PRAGMA synchronous = FULL")?;
+            }
+            committed
+        })
+        .await;
         if result.is_err() {
-            rollback(&lease);
+            rollback(&lease, relaxed);
         }
         result
     }
@@ -166,11 +192,14 @@ impl SqliteTxn {
     }
 }
 
-fn rollback(lease: &Lease) {
+fn rollback(lease: &Lease, relaxed: bool) {
     if let Some(conn) = &lease.conn {
         if let Ok(c) = conn.lock() {
             if !c.is_autocommit() {
                 let _ = c.execute_batch("ROLLBACK");
+            }
+            if relaxed {
+                let _ = c.execute_batch("PRAGMA synchronous = FULL");
             }
         }
     }
@@ -181,7 +210,7 @@ impl Drop for SqliteTxn {
         // A rollback is a few microseconds of local work: done in place, before the
         // connection returns to the pool.
         if let Some(lease) = self.lease.take() {
-            rollback(&lease);
+            rollback(&lease, self.relaxed);
         }
     }
 }
