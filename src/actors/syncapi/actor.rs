@@ -8,11 +8,12 @@ use super::{ephemeral, history, sync};
 use crate::bus::Bus;
 use crate::storage::Db;
 use actix::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Per device: the members already sent per room (lazy loading without redundant members).
-pub type LazyMembers = Mutex<HashMap<(String, String), HashMap<String, HashSet<String>>>>;
+/// Per device: per room, the member event last sent for each user (lazy loading without
+/// redundant members).
+pub type LazyMembers = Mutex<HashMap<(String, String), HashMap<String, HashMap<String, String>>>>;
 
 /// What every handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct Deps {
     pub applied: tokio::sync::watch::Receiver<super::token::StreamPositions>,
     pub typing: Arc<Typing>,
     pub lazy_members: Arc<LazyMembers>,
+    /// (user, device) → the to-device position last acknowledged (deleted up to).
+    pub to_device_acked: Arc<Mutex<HashMap<(String, String), i64>>>,
     /// User → (presence, last write in ms): `set_presence` writes only changes, and at most
     /// once a minute for activity.
     pub presence_writes: Arc<Mutex<HashMap<String, (String, i64)>>>,

@@ -33,6 +33,7 @@ pub async fn ensure_joined(
 }
 
 pub async fn perform_typing(deps: &Deps, msg: PerformTyping) -> Result<(), SyncApiError> {
+    deps.catch_up().await;
     ensure_joined(&deps.db, &msg.room_id, &msg.user_id).await?;
     let timeout = msg.timeout_ms.min(MAX_TYPING_MS);
     let until = msg.typing.then(|| now_ms() + timeout as i64);
@@ -74,9 +75,11 @@ pub async fn perform_receipt(deps: &Deps, msg: PerformReceipt) -> Result<(), Syn
         &txn,
         RECEIPTS_STREAM,
         &msg.room_id,
+        // Private receipts are marked so the federation sender never sends them.
         &json!({
             "room_id": msg.room_id, "receipt_type": msg.receipt_type, "user_id": msg.user_id,
             "event_id": msg.event_id, "thread_id": msg.thread_id,
+            "private": msg.receipt_type == "m.read.private",
         }),
     )
     .await?;

@@ -20,6 +20,10 @@ pub struct Format<'a> {
     pub fields: Option<&'a [String]>,
     /// Sync sections leave `room_id` out (the room is the key above them).
     pub with_room_id: bool,
+    /// Relations after this position are not aggregated (the reader left the room there).
+    pub upto: i64,
+    /// Relations from these senders are not aggregated (the reader ignores them).
+    pub ignored: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 impl<'a> Format<'a> {
@@ -31,6 +35,8 @@ impl<'a> Format<'a> {
             federation: false,
             fields: None,
             with_room_id: true,
+            upto: i64::MAX,
+            ignored: Default::default(),
         }
     }
 }
@@ -135,7 +141,8 @@ pub async fn aggregations(
         .iter()
         .map(|e| (e.event_id.as_str(), e.sender.as_str()))
         .collect();
-    let rels = relations::select_to(db, &targets).await?;
+    let mut rels = relations::select_to(db, &targets).await?;
+    rels.retain(|r| r.position <= f.upto && !f.ignored.contains(&r.sender));
     if rels.is_empty() {
         return Ok(HashMap::new());
     }

@@ -84,6 +84,20 @@ async fn access(db: &Db, room_id: &str, user: &str) -> Result<Access, SyncApiErr
     }
 }
 
+/// How events are written for a reader of the history.
+fn reader_format<'a>(
+    user: &'a str,
+    device: &'a str,
+    acc: &Access,
+    ignored: &HashSet<String>,
+) -> Format<'a> {
+    Format {
+        upto: acc.upto,
+        ignored: std::sync::Arc::new(ignored.clone()),
+        ..Format::client(user, Some(device))
+    }
+}
+
 fn parse_filter(v: &Value) -> Result<EventFilter, SyncApiError> {
     if v.is_null() {
         return Ok(EventFilter::default());
@@ -92,26 +106,24 @@ fn parse_filter(v: &Value) -> Result<EventFilter, SyncApiError> {
         .map_err(|e| SyncApiError::InvalidParam(format!("invalid filter: {e}")))
 }
 
-/// The current member events of the senders of `events` (lazy loading).
+/// The member events of the senders of `events` as of position `upto` (lazy loading).
 async fn members_of(
     db: &Db,
     room_id: &str,
     events: &[RoomEvent],
+    upto: i64,
     f: &Format<'_>,
 ) -> Result<Vec<Value>, SyncApiError> {
     let senders: HashSet<&str> = events.iter().map(|e| e.sender.as_str()).collect();
-    let mut ids = Vec::new();
+    let mut out = Vec::new();
     for sender in senders {
-        if let Some(id) = current_state::select_holder(db, room_id, "m.room.member", sender).await?
-        {
-            ids.push(id);
+        let history =
+            room_events::select_state_history(db, room_id, "m.room.member", sender, upto).await?;
+        if let Some(e) = history.last() {
+            out.push(format::event(e, f, None));
         }
     }
-    Ok(room_events::select_by_ids(db, &ids)
-        .await?
-        .iter()
-        .map(|e| format::event(e, f, None))
-        .collect())
+    Ok(out)
 }
 
 pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, SyncApiError> {
@@ -131,29 +143,24 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
         ignored: &ignored,
         trusted_from: acc.trusted,
     };
-    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let (start, events, end) = if msg.backwards {
         let from = from.map_or(now.pdu, |t| t.pdu).min(acc.upto);
         let lo = to.map_or(0, |t| t.pdu);
-        let (events, more) = scan.run(db, lo, from, limit, true).await?;
-        let end = match events.last() {
-            Some(last) if more => Some(at(now, last.position - 1)),
-            _ => None,
-        };
-        (at(now, from), events, end)
+        let page = scan.run(db, lo, from, limit, true).await?;
+        let end = page.more.then(|| at(now, page.resume));
+        (at(now, from), page.events, end)
     } else {
         let from = from.map_or(0, |t| t.pdu);
         let hi = to.map_or(now.pdu, |t| t.pdu).min(now.pdu).min(acc.upto);
-        let (events, more) = scan.run(db, from, hi, limit, false).await?;
-        let end = match events.last() {
-            Some(last) if more => Some(at(now, last.position)),
-            _ => None,
-        };
-        (at(now, from), events, end)
+        let page = scan.run(db, from, hi, limit, false).await?;
+        let end = page.more.then(|| at(now, page.resume));
+        (at(now, from), page.events, end)
     };
     let chunk = format::events(db, &events, &fmt).await?;
     let state = if filter.lazy_load_members {
-        members_of(db, &msg.room_id, &events, &fmt).await?
+        let upto = events.iter().map(|e| e.position).max().unwrap_or(0);
+        members_of(db, &msg.room_id, &events, upto, &fmt).await?
     } else {
         Vec::new()
     };
@@ -201,12 +208,16 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     };
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;
-    let (before, _) = scan
+    let before = scan
         .run(db, 0, event.position - 1, before_limit, true)
-        .await?;
+        .await?
+        .events;
     let hi = now.pdu.min(acc.upto);
-    let (after, _) = scan.run(db, event.position, hi, after_limit, false).await?;
-    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let after = scan
+        .run(db, event.position, hi, after_limit, false)
+        .await?
+        .events;
+    let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let start = at(
         now,
         before.last().map_or(event.position, |e| e.position) - 1,
@@ -215,12 +226,15 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     let mut all: Vec<RoomEvent> = before.clone();
     all.push(event.clone());
     all.extend(after.iter().cloned());
+    // The state at the last event returned, never later (a user who left sees no more).
+    let last = after.last().map_or(event.position, |e| e.position);
     let state: Vec<Value> = if filter.lazy_load_members {
-        members_of(db, &msg.room_id, &all, &fmt).await?
+        members_of(db, &msg.room_id, &all, last, &fmt).await?
     } else {
-        current_state::select_state_events(db, &msg.room_id)
+        room_events::select_state_in_range(db, &msg.room_id, 0, last + 1)
             .await?
             .iter()
+            .filter(|e| filter.allows(&format::json_of(e)))
             .map(|e| format::event(e, &fmt, None))
             .collect()
     };
@@ -237,7 +251,15 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
 pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, SyncApiError> {
     deps.catch_up().await;
     let db = &deps.db;
-    let acc = access(db, &msg.room_id, &msg.user_id).await?;
+    // The spec answers 404 for a parent the user may not see, member or not.
+    let acc = access(db, &msg.room_id, &msg.user_id)
+        .await
+        .map_err(|e| match e {
+            SyncApiError::Forbidden(_) => {
+                SyncApiError::NotFound(format!("Event {} not found", msg.event_id))
+            }
+            e => e,
+        })?;
     visible_event(db, &msg.room_id, &msg.user_id, &msg.event_id, &acc).await?;
     let limit = msg.limit.unwrap_or(50).clamp(0, MAX_LIMIT);
     let from = token(&msg.from)?;
@@ -256,15 +278,20 @@ pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, 
         )
     };
     let hi = hi.min(acc.upto.saturating_add(1));
+    let mut depth = 0;
     let mut rels = if msg.recurse {
         // Relations of relations, a few levels deep, filtered and paged in memory.
         let mut all = Vec::new();
         let mut targets = vec![msg.event_id.clone()];
         for _ in 0..RECURSION_DEPTH {
             let found = relations::select_to(db, &targets).await?;
+            if found.is_empty() {
+                break;
+            }
+            depth += 1;
             targets = found.iter().map(|r| r.event_id.clone()).collect();
             all.extend(found);
-            if targets.is_empty() || all.len() > 10 * MAX_LIMIT as usize {
+            if all.len() > 10 * MAX_LIMIT as usize {
                 break;
             }
         }
@@ -318,7 +345,7 @@ pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, 
         }
         shown.push(e);
     }
-    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let mut out = json!({"chunk": format::events(db, &shown, &fmt).await?});
     if more {
         if let Some(last) = rels.last() {
@@ -331,7 +358,7 @@ pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, 
         }
     }
     if msg.recurse {
-        out["recursion_depth"] = json!(RECURSION_DEPTH);
+        out["recursion_depth"] = json!(depth);
     }
     Ok(out)
 }
@@ -370,7 +397,7 @@ pub async fn query_threads(deps: &Deps, msg: QueryThreads) -> Result<Value, Sync
         }
         events.push(e.clone());
     }
-    let fmt = Format::client(&msg.user_id, Some(&msg.device_id));
+    let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let mut out = json!({"chunk": format::events(db, &events, &fmt).await?});
     if more {
         if let Some((_, latest)) = roots.last() {

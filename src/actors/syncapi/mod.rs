@@ -96,6 +96,7 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
             applied,
             typing: Arc::new(typing::Typing::new(positions.typing)),
             lazy_members: Default::default(),
+            to_device_acked: Default::default(),
             presence_writes: Default::default(),
         },
     }

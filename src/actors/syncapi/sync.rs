@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 const DEFAULT_TIMELINE_LIMIT: i64 = 10;
 /// To-device messages per response; the rest come with the next sync.
 const TO_DEVICE_LIMIT: i64 = 100;
+/// Devices whose lazily loaded members are remembered before the memory is cleared.
+const LAZY_CACHE_DEVICES: usize = 50_000;
 /// Events scanned for unread counts per room.
 const UNREAD_SCAN: i64 = 100;
 /// State types shown to invited and knocking users.
@@ -60,7 +62,25 @@ pub async fn query_sync(deps: &Deps, msg: QuerySync) -> Result<Value, SyncApiErr
     }
     if let Some(s) = since {
         // The client has everything up to its token: acknowledged to-device messages go.
-        to_device::delete_upto(&deps.db, &msg.user_id, &msg.device_id, s.to_device).await?;
+        // Only when the token moved past what was last acknowledged: most syncs write nothing.
+        let key = (msg.user_id.clone(), msg.device_id.clone());
+        let acked = deps
+            .to_device_acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if acked.is_none_or(|a| s.to_device > a) {
+            to_device::delete_upto(&deps.db, &msg.user_id, &msg.device_id, s.to_device).await?;
+            let mut map = deps
+                .to_device_acked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if map.len() > LAZY_CACHE_DEVICES {
+                map.clear();
+            }
+            map.insert(key, s.to_device);
+        }
     }
     let deadline = Instant::now() + Duration::from_millis(msg.timeout_ms.min(MAX_SYNC_TIMEOUT_MS));
     let wait = since.is_some() && !msg.full_state;
@@ -119,12 +139,14 @@ async fn build(
             federation: filter.event_format.as_deref() == Some("federation"),
             fields: filter.event_fields.as_deref(),
             with_room_id: false,
+            upto: i64::MAX,
+            ignored: std::sync::Arc::new(ignored.clone()),
         },
         ignored,
         changed_users: HashSet::new(),
         left_users: HashSet::new(),
     };
-    if msg.since.is_none() {
+    if msg.since.is_none() || msg.full_state {
         // A fresh start: nothing was sent to this device yet.
         deps.lazy_members
             .lock()
@@ -158,9 +180,26 @@ async fn build(
     let (mut join, mut invite, mut knock, mut leave) =
         (Map::new(), Map::new(), Map::new(), Map::new());
     for m in &memberships {
-        if !filter.room.room_allowed(&m.room_id) || m.position > now.pdu {
+        if !filter.room.room_allowed(&m.room_id) {
             continue;
         }
+        // The consumer may have applied a newer membership than the positions this sync
+        // reads up to: use the one at those positions.
+        let at_now;
+        let m = if m.position > now.pdu {
+            let history =
+                room_events::select_state_history(db, &m.room_id, "m.room.member", user, now.pdu)
+                    .await?;
+            match history.last() {
+                Some(e) => {
+                    at_now = Membership::from_event(e);
+                    &at_now
+                }
+                None => continue,
+            }
+        } else {
+            m
+        };
         let newly = m.position > pdu_from;
         let initial = since.is_none();
         match m.membership.as_str() {
@@ -304,8 +343,9 @@ pub async fn ignored_users(db: &impl Conn, user: &str) -> Result<HashSet<String>
 }
 
 /// Reads up to `limit` events of a room in `(lo, hi]` that pass `filter`, visibility and the
-/// ignore list, oldest first; `true` when more matched than fit. Events at or after
-/// `trusted_from` (the user's current join) are visible without checking.
+/// ignore list, oldest first; `true` when more may follow (more matched than fit, or the scan
+/// stopped at its bound). Events at or after `trusted_from` (the user's current join) are
+/// visible without checking.
 #[allow(clippy::too_many_arguments)]
 pub async fn timeline(
     db: &impl Conn,
@@ -325,9 +365,9 @@ pub async fn timeline(
         ignored,
         trusted_from,
     };
-    let (mut events, more) = scan.run(db, lo, hi, limit, true).await?;
-    events.reverse();
-    Ok((events, more))
+    let mut page = scan.run(db, lo, hi, limit, true).await?;
+    page.events.reverse();
+    Ok((page.events, page.more))
 }
 
 /// Reading a room's events through a filter, the ignore list and history visibility.
@@ -340,9 +380,23 @@ pub struct Scan<'a> {
     pub trusted_from: i64,
 }
 
+/// What a scan found.
+pub struct Page {
+    /// In scan order.
+    pub events: Vec<RoomEvent>,
+    /// Whether more may follow.
+    pub more: bool,
+    /// Where to go on from when `more`: a token position (backwards: events at or before it
+    /// remain; forwards: events after it).
+    pub resume: i64,
+}
+
+/// Rows a scan reads at most (it stops there and says more may follow).
+const SCAN_ROWS: i64 = 2000;
+
 impl Scan<'_> {
     /// Up to `limit` events in `(lo, hi]` that pass, in scan order (newest first when
-    /// `backwards`); `true` when more passed than fit.
+    /// `backwards`).
     pub async fn run(
         &self,
         db: &impl Conn,
@@ -350,25 +404,30 @@ impl Scan<'_> {
         hi: i64,
         limit: i64,
         backwards: bool,
-    ) -> Result<(Vec<RoomEvent>, bool), SyncApiError> {
+    ) -> Result<Page, SyncApiError> {
         let mut visibility: Option<Visibility> = None;
-        let mut out = Vec::new();
+        let mut out: Vec<RoomEvent> = Vec::new();
         let (mut lo, mut hi) = (lo, hi);
-        let page = (limit + 1).max(20);
-        // Bounded: a filter that matches little does not scan the whole room.
-        for _ in 0..20 {
-            if out.len() as i64 > limit || hi <= lo {
+        let page = (limit + 1).clamp(20, 500);
+        let mut read = 0;
+        let mut exhausted = false;
+        while (out.len() as i64) <= limit {
+            if hi <= lo {
+                exhausted = true;
+                break;
+            }
+            if read >= SCAN_ROWS {
                 break;
             }
             let rows = room_events::select_range(db, self.room_id, lo, hi, page, backwards).await?;
-            let Some(last) = rows.last() else { break };
-            if backwards {
-                hi = last.position - 1;
-            } else {
-                lo = last.position;
-            }
+            read += rows.len() as i64;
             let full_page = rows.len() as i64 == page;
             for e in rows {
+                if backwards {
+                    hi = e.position - 1;
+                } else {
+                    lo = e.position;
+                }
                 if e.state_key.is_none() && self.ignored.contains(&e.sender) {
                     continue;
                 }
@@ -388,13 +447,25 @@ impl Scan<'_> {
                     break;
                 }
             }
-            if !full_page {
+            if !full_page && (out.len() as i64) <= limit {
+                exhausted = true;
                 break;
             }
         }
-        let more = out.len() as i64 > limit;
+        let over = out.len() as i64 > limit;
         out.truncate(limit.max(0) as usize);
-        Ok((out, more))
+        let more = over || !exhausted;
+        let resume = match (over, out.last()) {
+            (true, Some(last)) if backwards => last.position - 1,
+            (true, Some(last)) => last.position,
+            _ if backwards => hi,
+            _ => lo,
+        };
+        Ok(Page {
+            events: out,
+            more,
+            resume,
+        })
     }
 }
 
@@ -422,6 +493,10 @@ impl Sync<'_> {
             .lazy_members
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        if cache.len() > LAZY_CACHE_DEVICES {
+            // Forgetting only costs resending members the client already has.
+            cache.clear();
+        }
         let sent = cache
             .entry(self.lazy_key())
             .or_default()
@@ -432,11 +507,12 @@ impl Sync<'_> {
                 return true;
             }
             let who = e.state_key.as_deref().unwrap_or_default();
-            wanted.contains(who) && (f.include_redundant_members || !sent.contains(who))
+            wanted.contains(who)
+                && (f.include_redundant_members || sent.get(who) != Some(&e.event_id))
         });
         for e in state.iter().chain(timeline) {
             if e.event_type == "m.room.member" {
-                sent.insert(e.state_key.clone().unwrap_or_default());
+                sent.insert(e.state_key.clone().unwrap_or_default(), e.event_id.clone());
             }
         }
         state
@@ -505,7 +581,19 @@ impl Sync<'_> {
             state.extend(room_events::select_by_ids(db, &ids).await?);
         }
         let state = self.filter_state(room, state, &events);
-        for e in state.iter().chain(&events) {
+        // Device list changes matter in encrypted rooms only.
+        let encrypted = events
+            .iter()
+            .chain(&state)
+            .any(|e| e.event_type == "m.room.encryption")
+            || (events
+                .iter()
+                .chain(&state)
+                .any(|e| e.event_type == "m.room.member")
+                && current_state::select_holder(db, room, "m.room.encryption", "")
+                    .await?
+                    .is_some());
+        for e in state.iter().chain(&events).filter(|_| encrypted) {
             if e.event_type == "m.room.member" {
                 let who = e.state_key.clone().unwrap_or_default();
                 let membership = json_of(e)["content"]["membership"]
@@ -584,27 +672,31 @@ impl Sync<'_> {
         Ok(out)
     }
 
-    /// Unread counts after the user's read receipt (or join), by the default push rules:
-    /// (room counts, per-thread counts).
+    /// Unread counts after the user's read receipts (or join), by the default push rules:
+    /// (room counts, per-thread counts). Unthreaded and `main` receipts bound the room;
+    /// a thread's own receipt (or a later unthreaded one) bounds the thread.
     async fn unread(&self, m: &Membership) -> Result<(Value, Value), SyncApiError> {
         let db = &self.deps.db;
         let user = self.msg.user_id.as_str();
-        let own = receipts::select_own(db, &m.room_id, user).await?;
-        let read: Vec<String> = own
-            .iter()
-            .filter(|r| r.receipt_type == "m.read" || r.receipt_type == "m.read.private")
-            .map(|r| r.event_id.clone())
-            .collect();
-        let mut from = m.position;
-        for e in room_events::select_by_ids(db, &read).await? {
-            from = from.max(e.position);
+        let read = receipts::select_read_positions(db, &m.room_id, user).await?;
+        let mut main = m.position;
+        let mut unthreaded = m.position;
+        let mut by_thread: HashMap<&str, i64> = HashMap::new();
+        for (thread, position) in &read {
+            match thread.as_str() {
+                "" => {
+                    unthreaded = unthreaded.max(*position);
+                    main = main.max(*position);
+                }
+                "main" => main = main.max(*position),
+                root => {
+                    by_thread.insert(root, *position);
+                }
+            }
         }
-        let me = room_events::select_by_id(db, &m.event_id).await?;
-        let name = me.as_ref().and_then(|e| {
-            json_of(e)["content"]["displayname"]
-                .as_str()
-                .map(str::to_owned)
-        });
+        let from = main
+            .min(by_thread.values().copied().min().unwrap_or(main))
+            .min(unthreaded);
         let events =
             room_events::select_range(db, &m.room_id, from, self.now.pdu, UNREAD_SCAN, true)
                 .await?;
@@ -612,16 +704,31 @@ impl Sync<'_> {
         let mut threads: HashMap<String, (u64, u64)> = HashMap::new();
         let split = self.filter.room.timeline.unread_thread_notifications;
         for e in &events {
+            if self.ignored.contains(&e.sender) {
+                continue;
+            }
             let j = json_of(e);
-            let (notify, highlight) = super::notify::evaluate(&j, user, name.as_deref());
+            let rel = &j["content"]["m.relates_to"];
+            let thread = rel["event_id"]
+                .as_str()
+                .filter(|_| rel["rel_type"] == "m.thread");
+            let bound = match thread {
+                Some(root) => by_thread
+                    .get(root)
+                    .copied()
+                    .unwrap_or(m.position)
+                    .max(unthreaded),
+                None => main,
+            };
+            if e.position <= bound {
+                continue;
+            }
+            let (notify, highlight) = super::notify::evaluate(&j, user, m.display_name.as_deref());
             if !notify {
                 continue;
             }
-            let rel = &j["content"]["m.relates_to"];
-            let counts = match rel["event_id"].as_str() {
-                Some(root) if split && rel["rel_type"] == "m.thread" => {
-                    threads.entry(root.to_owned()).or_default()
-                }
+            let counts = match thread {
+                Some(root) if split => threads.entry(root.to_owned()).or_default(),
                 _ => &mut room,
             };
             counts.0 += 1;

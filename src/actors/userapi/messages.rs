@@ -271,6 +271,12 @@ pub enum UserApiOutput {
         data_type: String,
         content: serde_json::Value,
     },
+    /// Devices were deleted: `device_ids`, or (`None`) all the user's devices but `except`.
+    DevicesDeleted {
+        user_id: String,
+        device_ids: Option<Vec<String>>,
+        except: Option<String>,
+    },
 }
 
 /// Stores a filter and returns its new ID.

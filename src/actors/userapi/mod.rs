@@ -24,7 +24,8 @@ use actix_web::web;
 use messages::*;
 use std::collections::HashMap;
 
-/// The userapi's output stream (`UserApiOutput`: account data changes), keyed by user ID.
+/// The userapi's output stream (`UserApiOutput`: account data changes, deleted devices),
+/// keyed by user ID.
 pub const ACCOUNT_DATA_STREAM: &str = "userapi";
 
 /// How callers reach the userapi, here or on another node.

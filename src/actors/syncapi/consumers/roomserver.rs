@@ -133,7 +133,12 @@ impl Consumer for RoomserverConsumer {
         )
         .await?;
         if let Some((target, rel_type)) = relation_of(&event) {
-            if state_key.is_none() {
+            // Only relations within the room count (an event of another room cannot attach
+            // itself to this one's events).
+            let same_room = room_events::select_by_id(txn, &target)
+                .await?
+                .is_some_and(|t| t.room_id == room_id);
+            if state_key.is_none() && same_room {
                 relations::insert(
                     txn,
                     &relations::Relation {

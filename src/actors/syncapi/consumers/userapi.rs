@@ -1,7 +1,8 @@
-//! Reads the userapi's stream (account data) into `syncapi_account_data`, and wakes the user.
+//! Reads the userapi's stream: account data into `syncapi_account_data` (waking the user),
+//! and deleted devices, whose queued to-device messages go.
 
 use super::super::notifier::{Advance, Notifier};
-use super::super::storage::account_data;
+use super::super::storage::{account_data, to_device};
 use super::super::token::Stream;
 use crate::actors::userapi::messages::UserApiOutput;
 use crate::bus::{Consumer, ConsumerError};
@@ -34,12 +35,29 @@ impl Consumer for UserApiConsumer {
         position: i64,
         output: UserApiOutput,
     ) -> Result<(), ConsumerError> {
-        let UserApiOutput::AccountData {
-            user_id,
-            room_id,
-            data_type,
-            content,
-        } = output;
+        let (user_id, room_id, data_type, content) = match output {
+            UserApiOutput::AccountData {
+                user_id,
+                room_id,
+                data_type,
+                content,
+            } => (user_id, room_id, data_type, content),
+            UserApiOutput::DevicesDeleted {
+                user_id,
+                device_ids,
+                except,
+            } => {
+                match device_ids {
+                    Some(ids) => {
+                        for id in ids.iter().filter(|id| Some(*id) != except.as_ref()) {
+                            to_device::delete_device(txn, &user_id, id).await?;
+                        }
+                    }
+                    None => to_device::delete_all_but(txn, &user_id, except.as_deref()).await?,
+                }
+                return Ok(());
+            }
+        };
         account_data::upsert(
             txn,
             &user_id,

@@ -17,8 +17,9 @@ const SELECT_STATE_EVENTS: &str = "SELECT e.position, e.room_id, e.event_id, e.e
     WHERE c.room_id = $1 ORDER BY c.event_type, c.state_key";
 const SELECT_HOLDER: &str = "SELECT event_id FROM syncapi_current_state
     WHERE room_id = $1 AND event_type = $2 AND state_key = $3";
-const SELECT_MEMBERSHIPS_OF: &str = "SELECT room_id, membership, position, event_id
-    FROM syncapi_current_state WHERE event_type = 'm.room.member' AND state_key = $1";
+const SELECT_MEMBERSHIPS_OF: &str = "SELECT c.room_id, c.membership, c.position, c.event_id,
+    e.json FROM syncapi_current_state c JOIN syncapi_room_events e ON e.event_id = c.event_id
+    WHERE c.event_type = 'm.room.member' AND c.state_key = $1";
 const SELECT_MEMBERS: &str = "SELECT state_key, membership FROM syncapi_current_state
     WHERE room_id = $1 AND event_type = 'm.room.member' ORDER BY position";
 const SELECT_ALL_JOINED: &str = "SELECT room_id, state_key FROM syncapi_current_state
@@ -100,6 +101,25 @@ pub struct Membership {
     /// The stream position of the member event.
     pub position: i64,
     pub event_id: String,
+    /// The display name the member event gives.
+    pub display_name: Option<String>,
+}
+
+impl Membership {
+    /// The membership a stored member event gives.
+    pub fn from_event(e: &super::room_events::RoomEvent) -> Membership {
+        let j: serde_json::Value = serde_json::from_str(&e.json).unwrap_or_default();
+        Membership {
+            room_id: e.room_id.clone(),
+            membership: j["content"]["membership"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            position: e.position,
+            event_id: e.event_id.clone(),
+            display_name: j["content"]["displayname"].as_str().map(str::to_owned),
+        }
+    }
 }
 
 /// Every room the user has a membership in (of any kind), with its position.
@@ -111,11 +131,13 @@ pub async fn select_memberships_of(
         .await?
         .iter()
         .map(|r| {
+            let json: serde_json::Value = serde_json::from_str(&r.string(4)?).unwrap_or_default();
             Ok(Membership {
                 room_id: r.string(0)?,
                 membership: r.opt_string(1)?.unwrap_or_default(),
                 position: r.i64(2)?,
                 event_id: r.string(3)?,
+                display_name: json["content"]["displayname"].as_str().map(str::to_owned),
             })
         })
         .collect()

@@ -15,6 +15,8 @@ const INSERT_TXN: &str =
     VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, txn_id) DO NOTHING";
 const DELETE_DEVICE: &str =
     "DELETE FROM syncapi_send_to_device WHERE user_id = $1 AND device_id = $2";
+const DELETE_ALL_BUT: &str =
+    "DELETE FROM syncapi_send_to_device WHERE user_id = $1 AND device_id <> $2";
 
 /// A message waiting for a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,17 @@ pub async fn delete_device(
     device_id: &str,
 ) -> Result<(), StorageError> {
     db.execute(DELETE_DEVICE, &[&user_id, &device_id]).await?;
+    Ok(())
+}
+
+/// Deletes everything queued for a user's devices but `except` (all when `None`).
+pub async fn delete_all_but(
+    db: &impl Conn,
+    user_id: &str,
+    except: Option<&str>,
+) -> Result<(), StorageError> {
+    db.execute(DELETE_ALL_BUT, &[&user_id, &except.unwrap_or("")])
+        .await?;
     Ok(())
 }
 

@@ -1,9 +1,9 @@
 //! `PerformAccountDeactivation`: the account can never be used again.
 
 use crate::actors::userapi::actor::Deps;
-use crate::actors::userapi::messages::PerformAccountDeactivation;
+use crate::actors::userapi::messages::{PerformAccountDeactivation, UserApiOutput};
 use crate::actors::userapi::storage::{account_data, accounts, devices, profiles};
-use crate::actors::userapi::UserApiError;
+use crate::actors::userapi::{UserApiError, ACCOUNT_DATA_STREAM};
 
 pub async fn handle(deps: &Deps, msg: PerformAccountDeactivation) -> Result<(), UserApiError> {
     let txn = deps.db.begin().await?;
@@ -12,7 +12,14 @@ pub async fn handle(deps: &Deps, msg: PerformAccountDeactivation) -> Result<(), 
     profiles::set_display_name(&txn, &msg.localpart, None).await?;
     profiles::set_avatar_url(&txn, &msg.localpart, None).await?;
     account_data::delete_all(&txn, &msg.localpart).await?;
-    txn.commit().await?;
+    let user_id = format!("@{}:{}", msg.localpart, deps.server_name);
+    let output = UserApiOutput::DevicesDeleted {
+        user_id: user_id.clone(),
+        device_ids: None,
+        except: None,
+    };
+    let appended = crate::bus::append(&txn, ACCOUNT_DATA_STREAM, &user_id, &output).await?;
+    deps.bus.commit(txn, &[appended]).await?;
     deps.tokens.forget_user(&msg.localpart);
     tracing::info!(localpart = %msg.localpart, "account deactivated");
     Ok(())
