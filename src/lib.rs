@@ -9,6 +9,7 @@
 //! - [`config`], [`metrics`], [`profiling`].
 
 pub mod actors;
+pub mod alloc;
 pub mod bus;
 pub mod config;
 pub mod metrics;

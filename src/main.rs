@@ -39,6 +39,7 @@ fn parse_args() -> Result<(Option<PathBuf>, Vec<String>), String> {
 }
 
 fn main() -> ExitCode {
+    myelin::alloc::tune();
     let (path, sets) = match parse_args() {
         Ok(a) => a,
         Err(msg) => {
