@@ -248,8 +248,16 @@ async fn long_polls_wake_only_for_their_users(b: Backend, t: Topology) {
     let (_, bob_tok, _) = s.register("bob", "pw").await;
     let (_, carol_tok, _) = s.register("carol", "pw").await;
     let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
-    s.post(&format!("{C}/join/{room}"), Some(&bob_tok), json!({}))
+    // No body at all, as matrix-nio sends it: read as `{}`.
+    let (st, v) = s
+        .call_raw(
+            "POST",
+            &format!("{C}/join/{room}"),
+            Some(&bob_tok),
+            Vec::new(),
+        )
         .await;
+    assert_eq!(st, 200, "{v}");
     let since = sync(&s, &tok, "").await["next_batch"]
         .as_str()
         .unwrap()

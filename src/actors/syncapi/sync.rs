@@ -10,7 +10,7 @@ use super::notifier::{Listen, QuerySharedUsers};
 use super::storage::current_state::{self, Membership};
 use super::storage::room_events::{self, RoomEvent};
 use super::storage::{account_data, presence, receipts, to_device};
-use super::token::StreamPositions;
+use super::token::{Stream, StreamPositions};
 use super::visibility::Visibility;
 use super::SyncApiError;
 use crate::storage::Conn;
@@ -155,27 +155,36 @@ async fn build(
     }
     let pdu_from = since.map_or(0, |s| s.pdu);
     let memberships = current_state::select_memberships_of(db, user).await?;
+    // A stream that did not move since the token has nothing to read.
+    let moved = |s: Stream| since.is_none_or(|t| t.get(s) < now.get(s));
     let changed_rooms: HashSet<String> = match since {
-        Some(_) => room_events::rooms_with_events(db, pdu_from, now.pdu)
+        Some(_) if moved(Stream::Pdu) => room_events::rooms_with_events(db, pdu_from, now.pdu)
             .await?
             .into_iter()
             .collect(),
-        None => HashSet::new(),
+        _ => HashSet::new(),
     };
-    let acct = account_data::select_since(
-        db,
-        user,
-        since.map_or(0, |s| s.account_data),
-        now.account_data,
-    )
-    .await?;
+    let acct = if moved(Stream::AccountData) {
+        account_data::select_since(
+            db,
+            user,
+            since.map_or(0, |s| s.account_data),
+            now.account_data,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
     let joined: Vec<String> = memberships
         .iter()
         .filter(|m| m.membership == "join" && filter.room.room_allowed(&m.room_id))
         .map(|m| m.room_id.clone())
         .collect();
-    let all_receipts =
-        receipts::select_since(db, &joined, since.map_or(0, |s| s.receipts), now.receipts).await?;
+    let all_receipts = if moved(Stream::Receipts) {
+        receipts::select_since(db, &joined, since.map_or(0, |s| s.receipts), now.receipts).await?
+    } else {
+        Vec::new()
+    };
 
     let (mut join, mut invite, mut knock, mut leave) =
         (Map::new(), Map::new(), Map::new(), Map::new());
@@ -263,9 +272,15 @@ async fn build(
         .filter(|e| filter.account_data.allows(e))
         .collect();
 
-    let presence_events = s.presence().await?;
+    let presence_events = if moved(Stream::Presence) {
+        s.presence().await?
+    } else {
+        Vec::new()
+    };
     let mut next = now;
-    let to_device_events = {
+    let to_device_events = if !moved(Stream::ToDevice) {
+        Vec::new()
+    } else {
         let rows = to_device::select(
             db,
             user,
