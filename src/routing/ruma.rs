@@ -433,8 +433,9 @@ type PathRoutes = (String, Vec<(Method, actix_web::Route)>);
 /// Collects routes by path, then mounts one resource per path.
 #[derive(Default)]
 pub struct Router {
-    /// Keyed so that literal segments sort before `{parameters}` (and so win the match).
-    routes: BTreeMap<Vec<(bool, String)>, PathRoutes>,
+    /// Keyed so that the hottest endpoints come first (actix tries resources in order, one
+    /// regex each), then literal segments before `{parameters}` (which so win the match).
+    routes: BTreeMap<(bool, Vec<(bool, String)>), PathRoutes>,
 }
 
 /// The actix patterns of a ruma path. A trailing `{state_key}` may be empty, contain `/`, or
@@ -446,10 +447,22 @@ fn route_patterns(path: &str) -> Vec<String> {
     }
 }
 
-fn route_key(path: &str) -> Vec<(bool, String)> {
-    path.split('/')
+fn route_key(path: &str) -> (bool, Vec<(bool, String)>) {
+    const HOT: &[&str] = &[
+        "/_matrix/client/v3/sync",
+        "/_matrix/client/v3/rooms/{roomId}/send/",
+        "/_matrix/client/v3/rooms/{roomId}/typing/",
+        "/_matrix/client/v3/rooms/{roomId}/receipt/",
+        "/_matrix/client/v3/rooms/{roomId}/messages",
+        "/_matrix/client/v3/sendToDevice/",
+    ];
+    // `false` sorts first.
+    let cold = !HOT.iter().any(|h| path.starts_with(h));
+    let segments = path
+        .split('/')
         .map(|s| (s.starts_with('{'), s.to_owned()))
-        .collect()
+        .collect();
+    (cold, segments)
 }
 
 impl Router {

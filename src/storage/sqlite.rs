@@ -1,6 +1,10 @@
 //! SQLite backend (the embedded default): a small pool of rusqlite connections on one file in
-//! WAL mode. rusqlite is synchronous, so every statement runs on tokio's blocking pool and the
-//! async executor never waits on the disk.
+//! WAL mode. rusqlite is synchronous. What may wait (taking the write lock, committing with its
+//! fsync, autocommit writes, migrations) runs on tokio's blocking pool, so the async executor
+//! never waits on a lock or a sync. Statements that cannot wait run in place: reads (WAL
+//! readers never wait for the writer) and statements inside a transaction that already holds
+//! the write lock. They take microseconds, less than the two thread hand-offs a trip through
+//! the blocking pool costs.
 
 use super::{values, Row, StorageError, ToValue, Value};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -142,13 +146,21 @@ impl SqliteDb {
         params: &[&dyn ToValue],
     ) -> Result<Vec<Row>, StorageError> {
         let lease = self.lease().await?;
-        query(&lease, sql, params).await
+        // A write (UPDATE ... RETURNING) in autocommit may wait for the lock: off the executor.
+        query(&lease, sql, params, is_read(sql)).await
     }
 
     pub async fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
         let lease = self.lease().await?;
-        execute(&lease, sql, params).await
+        execute(&lease, sql, params, false).await
     }
+}
+
+/// Whether a statement only reads (and so never waits for a lock in WAL mode).
+fn is_read(sql: &str) -> bool {
+    let head = sql.trim_start();
+    head.get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
 }
 
 pub struct SqliteTxn {
@@ -184,11 +196,12 @@ impl SqliteTxn {
         sql: &str,
         params: &[&dyn ToValue],
     ) -> Result<Vec<Row>, StorageError> {
-        query(self.lease(), sql, params).await
+        // The transaction holds the write lock (BEGIN IMMEDIATE): nothing here waits.
+        query(self.lease(), sql, params, true).await
     }
 
     pub async fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
-        execute(self.lease(), sql, params).await
+        execute(self.lease(), sql, params, true).await
     }
 }
 
@@ -231,6 +244,18 @@ where
     .map_err(|e| StorageError::Join(e.to_string()))?
 }
 
+/// Runs `f` on the calling thread, for statements that cannot wait (see the module docs).
+fn run_in_place<T, F>(lease: &Lease, f: F) -> Result<T, StorageError>
+where
+    F: FnOnce(&mut Connection) -> Result<T, StorageError>,
+{
+    let conn = lease.conn.as_ref().expect("lease without connection");
+    let mut guard = conn
+        .lock()
+        .map_err(|e| StorageError::Pool(format!("poisoned connection: {e}")))?;
+    f(&mut guard)
+}
+
 /// Rewrites `$N` placeholders to SQLite's `?N`, leaving quoted text alone.
 pub(super) fn translate(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
@@ -253,10 +278,11 @@ async fn query(
     lease: &Lease,
     sql: &str,
     params: &[&dyn ToValue],
+    in_place: bool,
 ) -> Result<Vec<Row>, StorageError> {
     let sql = translate(sql);
     let vals = values(params);
-    run(lease, move |c| {
+    let work = move |c: &mut Connection| {
         let mut stmt = c.prepare_cached(&sql)?;
         let width = stmt.column_count();
         let mut rows = stmt.query(rusqlite::params_from_iter(vals.iter()))?;
@@ -275,18 +301,31 @@ async fn query(
             out.push(Row(vs));
         }
         Ok(out)
-    })
-    .await
+    };
+    if in_place {
+        run_in_place(lease, work)
+    } else {
+        run(lease, work).await
+    }
 }
 
-async fn execute(lease: &Lease, sql: &str, params: &[&dyn ToValue]) -> Result<u64, StorageError> {
+async fn execute(
+    lease: &Lease,
+    sql: &str,
+    params: &[&dyn ToValue],
+    in_place: bool,
+) -> Result<u64, StorageError> {
     let sql = translate(sql);
     let vals = values(params);
-    run(lease, move |c| {
+    let work = move |c: &mut Connection| {
         let mut stmt = c.prepare_cached(&sql)?;
         Ok(stmt.execute(rusqlite::params_from_iter(vals.iter()))? as u64)
-    })
-    .await
+    };
+    if in_place {
+        run_in_place(lease, work)
+    } else {
+        run(lease, work).await
+    }
 }
 
 impl rusqlite::ToSql for Value {
