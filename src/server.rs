@@ -249,10 +249,10 @@ impl Node {
                             add_cors(res.headers_mut());
                             let route = res
                                 .request()
-                                .match_pattern()
-                                .unwrap_or_else(|| "unmatched".into());
+                                .app_data::<crate::routing::ruma::RouteLabel>()
+                                .map_or("unmatched", |l| l.0.as_str());
                             crate::metrics::observe_http(
-                                &route,
+                                route,
                                 &method,
                                 res.status().as_u16(),
                                 started.elapsed(),

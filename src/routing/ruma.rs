@@ -431,6 +431,10 @@ pub type RumaResult<R> = Result<RumaResponse<R>, MatrixError>;
 type PathRoutes = (String, Vec<(Method, actix_web::Route)>);
 
 /// Collects routes by path, then mounts one resource per path.
+/// The route pattern a request matched, for the metrics (read back with `app_data` after the
+/// response; asking actix for the pattern again would match every route once more).
+pub struct RouteLabel(pub String);
+
 #[derive(Default)]
 pub struct Router {
     /// Keyed so that the hottest endpoints come first (actix tries resources in order, one
@@ -504,7 +508,7 @@ impl Router {
     /// Mounts every collected path; a path's other methods answer 405 M_UNRECOGNIZED.
     pub fn mount(self, cfg: &mut web::ServiceConfig) {
         for (_, (path, routes)) in self.routes {
-            let mut resource = web::resource(path);
+            let mut resource = web::resource(path.clone()).app_data(RouteLabel(path));
             for (_, route) in routes {
                 resource = resource.route(route);
             }
