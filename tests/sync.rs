@@ -1072,4 +1072,148 @@ scenarios!(
     presence_to_device_tags_and_account_data,
     history_relations_and_threads,
     tokens_survive_a_restart,
+    filters_lazy_members_knocks_and_thread_counts,
 );
+
+async fn filters_lazy_members_knocks_and_thread_counts(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (carol, carol_tok, _) = s.register("carol", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    for t in [&bob_tok, &carol_tok] {
+        let (st, _) = s
+            .post(&format!("{C}/join/{room}"), Some(t), json!({}))
+            .await;
+        assert_eq!(st, 200);
+    }
+    for _ in 0..3 {
+        send(&s, &bob_tok, &room, text("from bob")).await;
+    }
+
+    // Lazy loading: of the members, only the timeline's senders (and the user) are sent...
+    let lazy = enc(r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#);
+    let v = sync(&s, &tok, &format!("filter={lazy}")).await;
+    let members: Vec<&str> = v["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert!(members.contains(&bob.as_str()), "{members:?}");
+    assert!(
+        !members.contains(&carol.as_str()),
+        "carol sent nothing: {members:?}"
+    );
+    let since = v["next_batch"].as_str().unwrap().to_owned();
+    // ...and a new sender's member event comes with their first message, once.
+    send(&s, &carol_tok, &room, text("from carol")).await;
+    let v = sync(&s, &tok, &format!("filter={lazy}&since={since}")).await;
+    let state = v["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        state.iter().any(|e| e["state_key"] == carol.as_str()),
+        "{v}"
+    );
+    let since = v["next_batch"].as_str().unwrap().to_owned();
+    send(&s, &carol_tok, &room, text("again")).await;
+    let v = sync(&s, &tok, &format!("filter={lazy}&since={since}")).await;
+    let state = v["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        !state.iter().any(|e| e["state_key"] == carol.as_str()),
+        "already sent: {v}"
+    );
+    // include_redundant_members sends it every time.
+    let redundant = enc(
+        r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true,"include_redundant_members":true}}}"#,
+    );
+    send(&s, &carol_tok, &room, text("once more")).await;
+    let v = sync(&s, &tok, &format!("filter={redundant}&since={since}")).await;
+    let state = v["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        state.iter().any(|e| e["state_key"] == carol.as_str()),
+        "{v}"
+    );
+
+    // senders / not_senders, and the presence and account_data filters.
+    let only_carol = enc(&format!(
+        r#"{{"room":{{"timeline":{{"senders":["{carol}"]}}}}}}"#
+    ));
+    let v = sync(&s, &tok, &format!("filter={only_carol}")).await;
+    assert!(timeline(&v, &room)
+        .iter()
+        .all(|e| e["sender"] == carol.as_str()));
+    let not_bob = enc(&format!(
+        r#"{{"room":{{"timeline":{{"not_senders":["{bob}"]}}}}}}"#
+    ));
+    let v = sync(&s, &tok, &format!("filter={not_bob}")).await;
+    assert!(timeline(&v, &room)
+        .iter()
+        .all(|e| e["sender"] != bob.as_str()));
+    s.put(
+        &format!("{C}/user/{}/account_data/org.example.a", enc(&alice)),
+        Some(&tok),
+        json!({}),
+    )
+    .await;
+    let quiet = enc(r#"{"presence":{"types":[]},"account_data":{"not_types":["org.example.*"]}}"#);
+    let v = sync(&s, &tok, &format!("filter={quiet}")).await;
+    assert!(
+        v["presence"]["events"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    assert!(!v["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "org.example.a"));
+    sync(&s, &bob_tok, "").await; // bob comes online
+    let v = sync(&s, &tok, "").await;
+    assert!(
+        v["presence"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["sender"] == bob.as_str()),
+        "{v}"
+    );
+
+    // Thread notifications counted apart with unread_thread_notifications.
+    let root = send(&s, &tok, &room, text("root")).await;
+    send(&s, &bob_tok, &room, json!({"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})).await;
+    let threads = enc(r#"{"room":{"timeline":{"unread_thread_notifications":true}}}"#);
+    let v = sync(&s, &tok, &format!("filter={threads}")).await;
+    let j = &v["rooms"]["join"][&room];
+    assert_eq!(
+        j["unread_thread_notifications"][&root]["notification_count"], 1,
+        "{j}"
+    );
+
+    // Knocking: the knock section with stripped state.
+    let knockable = create(&s, &tok, json!({"room_version": "12", "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}], "name": "Knock here"})).await;
+    let (st, v) = s
+        .post(
+            &format!("{C}/knock/{knockable}"),
+            Some(&carol_tok),
+            json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let v = sync(&s, &carol_tok, "").await;
+    let ks = v["rooms"]["knock"][&knockable]["knock_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(ks
+        .iter()
+        .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock here"));
+    assert!(ks
+        .iter()
+        .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "knock"));
+    s.stop().await;
+}
