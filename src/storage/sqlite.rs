@@ -42,9 +42,20 @@ impl Drop for Lease {
     }
 }
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether SQLite refused because another connection holds the lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn open_one(path: &str) -> Result<Connection, StorageError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers never block the writer. synchronous=FULL syncs the WAL at every commit,
     // so an acknowledged write survives an OS crash or power loss too, not only kill -9.
     conn.execute_batch(
@@ -125,7 +136,25 @@ impl SqliteDb {
         } else {
             "BEGIN IMMEDIATE"
         };
-        let begun = run(&lease, move |c| c.execute_batch(sql).map_err(Into::into)).await;
+        // Uncontended, taking the lock is microseconds: try in place without waiting, and
+        // only when another writer holds it wait for it on the blocking pool.
+        let at_once = run_in_place(&lease, |c| {
+            c.busy_timeout(std::time::Duration::ZERO)?;
+            let r = c.execute_batch(sql);
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            Ok(r)
+        });
+        let begun = match at_once {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if is_busy(&e) => {
+                run(&lease, move |c| {
+                    c.execute_batch("BEGIN IMMEDIATE").map_err(Into::into)
+                })
+                .await
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e),
+        };
         let txn = SqliteTxn {
             lease: Some(lease),
             relaxed,
@@ -177,14 +206,20 @@ impl SqliteTxn {
     pub async fn commit(mut self) -> Result<(), StorageError> {
         let lease = self.lease.take().expect("committed twice");
         let relaxed = self.relaxed;
-        let result = run(&lease, move |c| {
+        let work = move |c: &mut Connection| {
             let committed = c.execute_batch("COMMIT").map_err(Into::into);
             if relaxed {
                 c.execute_batch("PRAGMA synchronous = FULL")?;
             }
             committed
-        })
-        .await;
+        };
+        // A relaxed commit does not sync (only an occasional WAL checkpoint writes the
+        // database file): in place. A full commit waits for the fsync: off the executor.
+        let result = if relaxed {
+            run_in_place(&lease, work)
+        } else {
+            run(&lease, work).await
+        };
         if result.is_err() {
             rollback(&lease, relaxed);
         }
