@@ -200,21 +200,34 @@ pub async fn set_presence(
     Ok(())
 }
 
-/// `set_presence` of `/sync`: writes when the state changes, or once a minute for activity.
+/// `set_presence` of `/sync`. A change of state is a presence update others hear about; the
+/// same state again only refreshes `last_active_ts` (at most once a minute), which readers
+/// see as `last_active_ago` without being woken for it (as Synapse does).
 pub async fn touch_presence(deps: &Deps, user_id: &str, state: &str) -> Result<(), SyncApiError> {
-    let fresh = deps
+    let known = deps
         .presence_writes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(user_id)
-        .is_some_and(|(s, at)| s == state && now_ms() - at < 60_000);
-    if fresh {
+        .cloned();
+    if known
+        .as_ref()
+        .is_some_and(|(s, at)| s == state && now_ms() - at < 60_000)
+    {
         return Ok(());
     }
-    let status = presence::select(&deps.db, user_id)
-        .await?
-        .and_then(|p| p.status_msg);
-    set_presence(deps, user_id, state, status).await
+    let stored = presence::select(&deps.db, user_id).await?;
+    match stored {
+        Some(p) if p.presence == state => {
+            presence::touch(&deps.db, user_id, now_ms()).await?;
+            deps.presence_writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(user_id.to_owned(), (state.to_owned(), now_ms()));
+            Ok(())
+        }
+        other => set_presence(deps, user_id, state, other.and_then(|p| p.status_msg)).await,
+    }
 }
 
 pub async fn perform_presence(deps: &Deps, msg: PerformPresence) -> Result<(), SyncApiError> {

@@ -45,6 +45,16 @@ pub async fn upsert(db: &impl Conn, p: &Presence) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Refreshes a user's last activity without moving the stream (nobody is woken for it).
+pub async fn touch(db: &impl Conn, user_id: &str, at: i64) -> Result<(), StorageError> {
+    db.execute(
+        "UPDATE syncapi_presence SET last_active_ts = $2 WHERE user_id = $1",
+        &[&user_id, &at],
+    )
+    .await?;
+    Ok(())
+}
+
 /// One user's presence.
 pub async fn select(db: &impl Conn, user_id: &str) -> Result<Option<Presence>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM syncapi_presence WHERE user_id = $1");
