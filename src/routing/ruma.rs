@@ -452,16 +452,23 @@ fn route_patterns(path: &str) -> Vec<String> {
 }
 
 fn route_key(path: &str) -> (bool, Vec<(bool, String)>) {
+    // Parameters written `{}`, whatever ruma names them.
     const HOT: &[&str] = &[
         "/_matrix/client/v3/sync",
-        "/_matrix/client/v3/rooms/{roomId}/send/",
-        "/_matrix/client/v3/rooms/{roomId}/typing/",
-        "/_matrix/client/v3/rooms/{roomId}/receipt/",
-        "/_matrix/client/v3/rooms/{roomId}/messages",
+        "/_matrix/client/v3/rooms/{}/send/",
+        "/_matrix/client/v3/rooms/{}/typing/",
+        "/_matrix/client/v3/rooms/{}/receipt/",
+        "/_matrix/client/v3/rooms/{}/messages",
         "/_matrix/client/v3/sendToDevice/",
     ];
+    let shape: Vec<&str> = path
+        .split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect();
+    let shape = shape.join("/");
+    let path_shape = shape.as_str();
     // `false` sorts first.
-    let cold = !HOT.iter().any(|h| path.starts_with(h));
+    let cold = !HOT.iter().any(|h| path_shape.starts_with(h));
     let segments = path
         .split('/')
         .map(|s| (s.starts_with('{'), s.to_owned()))
@@ -516,5 +523,19 @@ impl Router {
                 Err::<HttpResponse, _>(MatrixError::method_not_allowed())
             })));
         }
+    }
+}
+
+#[cfg(test)]
+mod route_order_tests {
+    use super::route_key;
+
+    #[test]
+    fn hot_routes_sort_first() {
+        let send = route_key("/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}");
+        let versions = route_key("/_matrix/client/versions");
+        let sync = route_key("/_matrix/client/v3/sync");
+        assert!(send < versions && sync < versions);
+        assert!(!send.0 && !sync.0 && versions.0);
     }
 }
