@@ -115,6 +115,8 @@ struct Sync<'a> {
     /// room with.
     changed_users: HashSet<String>,
     left_users: HashSet<String>,
+    /// Room → (thread, position) of the user's read receipts.
+    read_positions: HashMap<String, Vec<(String, i64)>>,
 }
 
 async fn build(
@@ -145,6 +147,7 @@ async fn build(
         ignored,
         changed_users: HashSet::new(),
         left_users: HashSet::new(),
+        read_positions: receipts::select_read_positions(db, user).await?,
     };
     if msg.since.is_none() || msg.full_state {
         // A fresh start: nothing was sent to this device yet.
@@ -563,12 +566,15 @@ impl Sync<'_> {
         )
         .await?;
         let first = events.first().map_or(self.now.pdu + 1, |e| e.position);
+        // In full mode the whole current state is read anyway: the summary and the encryption
+        // check come from it instead of statements of their own.
+        let mut current: Option<Vec<RoomEvent>> = None;
         let mut state = if full {
-            current_state::select_state_events(db, room)
-                .await?
-                .into_iter()
-                .filter(|e| e.position < first)
-                .collect()
+            let all = current_state::select_state_events(db, room).await?;
+            let before: Vec<RoomEvent> =
+                all.iter().filter(|e| e.position < first).cloned().collect();
+            current = Some(all);
+            before
         } else if limited {
             room_events::select_state_in_range(db, room, lo, first).await?
         } else {
@@ -597,14 +603,18 @@ impl Sync<'_> {
         }
         let state = self.filter_state(room, state, &events);
         // Device list changes matter in encrypted rooms only.
-        let encrypted = events
-            .iter()
-            .chain(&state)
-            .any(|e| e.event_type == "m.room.encryption")
-            || (events
+        let encrypted = current
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|e| e.event_type == "m.room.encryption"))
+            || events
                 .iter()
                 .chain(&state)
-                .any(|e| e.event_type == "m.room.member")
+                .any(|e| e.event_type == "m.room.encryption")
+            || (current.is_none()
+                && events
+                    .iter()
+                    .chain(&state)
+                    .any(|e| e.event_type == "m.room.member")
                 && current_state::select_holder(db, room, "m.room.encryption", "")
                     .await?
                     .is_some());
@@ -627,7 +637,25 @@ impl Sync<'_> {
                 .iter()
                 .chain(&events)
                 .any(|e| e.event_type == "m.room.member");
-        let summary = if members_changed {
+        let summary = if let Some(current) = &current {
+            // In the order they got their membership, as `select_members` gives them.
+            let mut member_events: Vec<&RoomEvent> = current
+                .iter()
+                .filter(|e| e.event_type == "m.room.member")
+                .collect();
+            member_events.sort_by_key(|e| e.position);
+            let members: Vec<(String, String)> = member_events
+                .iter()
+                .map(|e| {
+                    let membership = json_of(e)["content"]["membership"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    (e.state_key.clone().unwrap_or_default(), membership)
+                })
+                .collect();
+            summary(&members, &m.room_id, &self.msg.user_id)
+        } else if members_changed {
             summary(
                 &current_state::select_members(db, room).await?,
                 &m.room_id,
@@ -693,11 +721,12 @@ impl Sync<'_> {
     async fn unread(&self, m: &Membership) -> Result<(Value, Value), SyncApiError> {
         let db = &self.deps.db;
         let user = self.msg.user_id.as_str();
-        let read = receipts::select_read_positions(db, &m.room_id, user).await?;
+        let no_receipts = Vec::new();
+        let read = self.read_positions.get(&m.room_id).unwrap_or(&no_receipts);
         let mut main = m.position;
         let mut unthreaded = m.position;
         let mut by_thread: HashMap<&str, i64> = HashMap::new();
-        for (thread, position) in &read {
+        for (thread, position) in read {
             match thread.as_str() {
                 "" => {
                     unthreaded = unthreaded.max(*position);

@@ -80,25 +80,28 @@ pub async fn select_since(
     Ok(out)
 }
 
-/// The position of the newest event a user's read receipts (public or private) mark in a
-/// room, per thread ('' for unthreaded, `main`, or a thread root).
+/// For every room: the position of the newest event a user's read receipts (public or
+/// private) mark, per thread ('' for unthreaded, `main`, or a thread root).
 pub async fn select_read_positions(
     db: &impl Conn,
-    room_id: &str,
     user_id: &str,
-) -> Result<Vec<(String, i64)>, StorageError> {
-    db.query(
-        "SELECT r.thread_id, MAX(e.position) FROM syncapi_receipts r
-        JOIN syncapi_room_events e ON e.event_id = r.event_id
-        WHERE r.room_id = $1 AND r.user_id = $2
-        AND r.receipt_type IN ('m.read', 'm.read.private')
-        GROUP BY r.thread_id",
-        &[&room_id, &user_id],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok((r.string(0)?, r.i64(1)?)))
-    .collect()
+) -> Result<std::collections::HashMap<String, Vec<(String, i64)>>, StorageError> {
+    let mut out: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
+    for r in db
+        .query(
+            "SELECT r.room_id, r.thread_id, MAX(e.position) FROM syncapi_receipts r
+            JOIN syncapi_room_events e ON e.event_id = r.event_id
+            WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private')
+            GROUP BY r.room_id, r.thread_id",
+            &[&user_id],
+        )
+        .await?
+    {
+        out.entry(r.string(0)?)
+            .or_default()
+            .push((r.string(1)?, r.i64(2)?));
+    }
+    Ok(out)
 }
 
 /// A user's own receipts in a room.
