@@ -268,6 +268,8 @@ impl Node {
         })
         .workers(workers)
         .disable_signals()
+        // Long polls may wait minutes: a stop gives requests in flight 5 s, then closes them.
+        .shutdown_timeout(5)
         .listen(listener)
         .map_err(|error| StartError::Listen {
             key: "server.listen",
