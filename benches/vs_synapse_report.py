@@ -10,6 +10,7 @@ runs of that server; the ratio is myelin's median over Synapse's. Standard libra
 """
 
 import argparse
+import os
 import json
 import statistics
 import sys
@@ -230,12 +231,19 @@ def report(files):
     return "\n".join(head + sections).rstrip() + "\n"
 
 
+# Hand-written notes appended to the generated tables (the profile, before and after).
+APPENDIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "PROFILE.md")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+")
     parser.add_argument("--output", default="-")
     args = parser.parse_args()
     text = report(args.files)
+    if os.path.exists(APPENDIX):
+        with open(APPENDIX) as f:
+            text += "\n" + f.read()
     if args.output == "-":
         sys.stdout.write(text)
     else:
