@@ -1195,6 +1195,30 @@ async fn filters_lazy_members_knocks_and_thread_counts(b: Backend, t: Topology) 
         "{j}"
     );
 
+    // A timeline filter that hides state changes: they come in `state` instead.
+    let only_messages = enc(r#"{"room":{"timeline":{"types":["m.room.message"]}}}"#);
+    let since = sync(&s, &tok, &format!("filter={only_messages}")).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.put(
+        &format!("{C}/rooms/{room}/state/m.room.name/"),
+        Some(&tok),
+        json!({"name": "Renamed"}),
+    )
+    .await;
+    send(&s, &tok, &room, text("after the rename")).await;
+    let v = sync(&s, &tok, &format!("filter={only_messages}&since={since}")).await;
+    let j = &v["rooms"]["join"][&room];
+    assert_eq!(bodies(timeline(&v, &room)), ["after the rename"]);
+    let state = j["state"]["events"].as_array().unwrap();
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Renamed"),
+        "{j}"
+    );
+
     // Knocking: the knock section with stripped state.
     let knockable = create(&s, &tok, json!({"room_version": "12", "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}], "name": "Knock here"})).await;
     let (st, v) = s

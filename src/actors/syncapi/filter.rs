@@ -122,6 +122,17 @@ impl EventFilter {
         true
     }
 
+    /// Whether the filter lets every event through (its limit aside).
+    pub fn is_unconstrained(&self) -> bool {
+        self.types.is_none()
+            && self.not_types.is_empty()
+            && self.senders.is_none()
+            && self.not_senders.is_empty()
+            && self.rooms.is_none()
+            && self.not_rooms.is_empty()
+            && self.contains_url.is_none()
+    }
+
     /// The limit, clamped to what a response may hold.
     pub fn limit_or(&self, default: i64) -> i64 {
         self.limit.unwrap_or(default).clamp(0, 1000)

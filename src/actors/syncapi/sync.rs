@@ -575,8 +575,20 @@ impl Sync<'_> {
                 all.iter().filter(|e| e.position < first).cloned().collect();
             current = Some(all);
             before
-        } else if limited {
-            room_events::select_state_in_range(db, room, lo, first).await?
+        } else if limited || !tf.is_unconstrained() {
+            // The state changes since the token that the timeline does not show: those before
+            // a limited timeline, and those the timeline filter left out.
+            let shown: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            let hi = if tf.is_unconstrained() {
+                first
+            } else {
+                self.now.pdu + 1
+            };
+            room_events::select_state_in_range(db, room, lo, hi)
+                .await?
+                .into_iter()
+                .filter(|e| !shown.contains(e.event_id.as_str()))
+                .collect()
         } else {
             Vec::new()
         };
