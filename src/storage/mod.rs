@@ -318,6 +318,26 @@ pub fn placeholders(n: usize) -> String {
     format!("({})", list.join(", "))
 }
 
+/// Runs `sql` once per chunk of `ids`: `{ids}` in it becomes the chunk's `IN` list, bound after
+/// `first` (which takes `$1..$k`, the same for every chunk). Rows of all chunks, in chunk order.
+pub async fn query_chunked(
+    db: &impl Conn,
+    sql: &str,
+    first: &[&dyn ToValue],
+    ids: &[String],
+) -> Result<Vec<Row>, StorageError> {
+    let k = first.len();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK - k) {
+        let list: Vec<String> = (k + 1..=k + chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = sql.replace("{ids}", &format!("({})", list.join(", ")));
+        let mut params: Vec<&dyn ToValue> = first.to_vec();
+        params.extend(chunk.iter().map(|id| id as &dyn ToValue));
+        out.extend(db.query(&sql, &params).await?);
+    }
+    Ok(out)
+}
+
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -1,6 +1,6 @@
 //! `syncapi_presence`: each user's presence at its stream position.
 
-use crate::storage::{placeholders, Conn, Row, StorageError, ToValue, IN_CHUNK};
+use crate::storage::{Conn, Row, StorageError};
 
 const UPSERT: &str = "INSERT INTO syncapi_presence
     (user_id, presence, status_msg, last_active_ts, position) VALUES ($1, $2, $3, $4, $5)
@@ -72,22 +72,13 @@ pub async fn select_since(
     after: i64,
     upto: i64,
 ) -> Result<Vec<Presence>, StorageError> {
-    let mut out = Vec::new();
-    for chunk in users.chunks(IN_CHUNK - 2) {
-        let n = chunk.len();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM syncapi_presence WHERE position > ${} AND position <= ${}
-            AND user_id IN {} ORDER BY position",
-            n + 1,
-            n + 2,
-            placeholders(n)
-        );
-        let mut params: Vec<&dyn ToValue> = chunk.iter().map(|n| n as &dyn ToValue).collect();
-        params.push(&after);
-        params.push(&upto);
-        for r in db.query(&sql, &params).await? {
-            out.push(row(&r)?);
-        }
-    }
-    Ok(out)
+    let sql = format!(
+        "SELECT {COLUMNS} FROM syncapi_presence
+        WHERE position > $1 AND position <= $2 AND user_id IN {{ids}} ORDER BY position"
+    );
+    crate::storage::query_chunked(db, &sql, &[&after, &upto], users)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
 }

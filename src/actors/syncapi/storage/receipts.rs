@@ -1,6 +1,6 @@
 //! `syncapi_receipts`: the newest receipt of each (room, type, user, thread).
 
-use crate::storage::{placeholders, Conn, Row, StorageError, ToValue, IN_CHUNK};
+use crate::storage::{Conn, Row, StorageError};
 
 const UPSERT: &str = "INSERT INTO syncapi_receipts
     (room_id, receipt_type, user_id, thread_id, event_id, ts, position)
@@ -60,24 +60,15 @@ pub async fn select_since(
     after: i64,
     upto: i64,
 ) -> Result<Vec<Receipt>, StorageError> {
-    let mut out = Vec::new();
-    for chunk in rooms.chunks(IN_CHUNK - 2) {
-        let n = chunk.len();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM syncapi_receipts WHERE position > ${} AND position <= ${}
-            AND room_id IN {} ORDER BY position",
-            n + 1,
-            n + 2,
-            placeholders(n)
-        );
-        let mut params: Vec<&dyn ToValue> = chunk.iter().map(|n| n as &dyn ToValue).collect();
-        params.push(&after);
-        params.push(&upto);
-        for r in db.query(&sql, &params).await? {
-            out.push(row(&r)?);
-        }
-    }
-    Ok(out)
+    let sql = format!(
+        "SELECT {COLUMNS} FROM syncapi_receipts
+        WHERE position > $1 AND position <= $2 AND room_id IN {{ids}} ORDER BY position"
+    );
+    crate::storage::query_chunked(db, &sql, &[&after, &upto], rooms)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
 }
 
 /// For every room: the position of the newest event a user's read receipts (public or

@@ -1,7 +1,7 @@
 //! `syncapi_relations`: which event relates to which (`m.relates_to`), for `/relations`,
 //! `/threads` and the aggregations bundled into served events.
 
-use crate::storage::{placeholders, Conn, Row, StorageError, ToValue, IN_CHUNK};
+use crate::storage::{Conn, Row, StorageError};
 
 const INSERT: &str = "INSERT INTO syncapi_relations
     (event_id, room_id, relates_to, rel_type, event_type, sender, position)
@@ -59,17 +59,16 @@ pub async fn delete(db: &impl Conn, event_id: &str) -> Result<(), StorageError> 
 
 /// Every relation pointing at one of `targets`, oldest first.
 pub async fn select_to(db: &impl Conn, targets: &[String]) -> Result<Vec<Relation>, StorageError> {
-    let mut out = Vec::new();
-    for chunk in targets.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM syncapi_relations WHERE relates_to IN {} ORDER BY position",
-            placeholders(chunk.len())
-        );
-        let params: Vec<&dyn ToValue> = chunk.iter().map(|n| n as &dyn ToValue).collect();
-        for r in db.query(&sql, &params).await? {
-            out.push(row(&r)?);
-        }
-    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM syncapi_relations WHERE relates_to IN {{ids}} ORDER BY position"
+    );
+    let mut out: Vec<Relation> = crate::storage::query_chunked(db, &sql, &[], targets)
+        .await?
+        .iter()
+        .map(row)
+        .collect::<Result<_, _>>()?;
+    // Chunks are ordered each; the whole list too.
+    out.sort_by_key(|r| r.position);
     Ok(out)
 }
 

@@ -1,6 +1,6 @@
 //! `syncapi_room_events`: accepted room events at their stream positions.
 
-use crate::storage::{placeholders, Conn, Row, StorageError, ToValue, IN_CHUNK};
+use crate::storage::{Conn, Row, StorageError};
 
 const COLUMNS: &str = "position, room_id, event_id, event_type, sender, state_key, json, \
     sender_device, txn_id, redacted_because, prev_state";
@@ -101,18 +101,12 @@ pub async fn select_by_ids(
     db: &impl Conn,
     event_ids: &[String],
 ) -> Result<Vec<RoomEvent>, StorageError> {
-    let mut out = Vec::with_capacity(event_ids.len());
-    for chunk in event_ids.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM syncapi_room_events WHERE event_id IN {}",
-            placeholders(chunk.len())
-        );
-        let params: Vec<&dyn ToValue> = chunk.iter().map(|n| n as &dyn ToValue).collect();
-        for r in db.query(&sql, &params).await? {
-            out.push(row(&r)?);
-        }
-    }
-    Ok(out)
+    let sql = format!("SELECT {COLUMNS} FROM syncapi_room_events WHERE event_id IN {{ids}}");
+    crate::storage::query_chunked(db, &sql, &[], event_ids)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
 }
 
 /// Up to `limit` events of a room with `after < position <= upto`: the newest first when
