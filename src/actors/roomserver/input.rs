@@ -155,9 +155,14 @@ pub(super) async fn state_events(
 > {
     let mut keys: Vec<StateKey> = Vec::new();
     let mut names: HashMap<StateKey, (StateEventType, String)> = HashMap::new();
+    // Two statements for all the types and keys, not two per pair.
+    let type_names: Vec<String> = wanted.iter().map(|(t, _)| t.to_string()).collect();
+    let key_names: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
+    let type_nids = event_types::select_nids(db, &type_names).await?;
+    let key_nids = state_keys::select_nids(db, &key_names).await?;
     for (t, k) in wanted {
-        let type_nid = event_types::select_nid(db, &t.to_string()).await?;
-        let key_nid = state_keys::select_nid(db, k).await?;
+        let type_nid = type_nids.get(&t.to_string()).copied();
+        let key_nid = key_nids.get(k).copied();
         if let (Some(tn), Some(kn)) = (type_nid, key_nid) {
             keys.push((tn, kn));
             names.insert((tn, kn), (t.clone(), k.clone()));

@@ -19,3 +19,20 @@ pub async fn select_nid(db: &impl Conn, event_type: &str) -> Result<Option<i64>,
         .map(|r| r.i64(0))
         .transpose()
 }
+
+/// The numeric IDs of those of `names` ever used, in one statement (per 512).
+pub async fn select_nids(
+    db: &impl Conn,
+    names: &[String],
+) -> Result<std::collections::HashMap<String, i64>, StorageError> {
+    crate::storage::query_chunked(
+        db,
+        "SELECT event_type, type_nid FROM roomserver_event_types WHERE event_type IN {ids}",
+        &[],
+        names,
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.string(0)?, r.i64(1)?)))
+    .collect()
+}
