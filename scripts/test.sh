@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every myelin test: formatting, lints, unit and integration tests on SQLite and
 # PostgreSQL. Sets up what the tests need first: starts PostgreSQL when it is installed but
-# down, installs it (Debian/Ubuntu, as root) when missing, and fails loudly when it cannot.
+# down, installs it (Debian/Ubuntu, as root) when missing, does the same for Python 3 with venv
+# (the matrix-nio test), and fails loudly when it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,8 +45,21 @@ ensure_postgres() {
   die "PostgreSQL did not come up on 127.0.0.1:5432"
 }
 
+# The matrix-nio end-to-end test needs Python 3 with venv and pip (it makes its own venv).
+ensure_python() {
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    || die "Python 3 with venv is missing and cannot be installed here: install python3 and python3-venv"
+  echo "installing Python 3 with venv..."
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip >/dev/null \
+    || die "apt-get install python3 python3-venv failed"
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || die "python3 still has no working venv"
+}
+
 ensure_postgres
 echo "PostgreSQL is up: $MYELIN_TEST_POSTGRES"
+ensure_python
 
 cargo fmt --all -- --check || die "cargo fmt would change files: run cargo fmt --all"
 cargo clippy --all-targets --quiet -- -D warnings || die "clippy found problems"
