@@ -13,6 +13,14 @@ const UPSERT_OFFSET: &str =
 const SELECT_BATCH: &str = "SELECT position, payload FROM bus_outbox
     WHERE stream = $1 AND position > $2 ORDER BY position LIMIT 256";
 
+/// The position consumer `name` has applied up to (0 before its first batch).
+pub async fn offset_of(db: &impl Conn, name: &str) -> Result<i64, StorageError> {
+    Ok(match db.query_opt(SELECT_OFFSET, &[&name]).await? {
+        Some(row) => row.i64(0)?,
+        None => 0,
+    })
+}
+
 /// Why applying an output failed. The batch rolls back and is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -105,10 +113,7 @@ async fn step<C: Consumer>(
     let from = match *offset {
         Some(o) => o,
         None => {
-            let o = match db.query_opt(SELECT_OFFSET, &[&C::NAME]).await? {
-                Some(row) => row.i64(0)?,
-                None => 0,
-            };
+            let o = offset_of(db, C::NAME).await?;
             *offset = Some(o);
             o
         }

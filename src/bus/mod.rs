@@ -15,7 +15,7 @@
 
 mod consumer;
 
-pub use consumer::{run_consumer, Consumer, ConsumerError, ConsumerHandle};
+pub use consumer::{offset_of, run_consumer, Consumer, ConsumerError, ConsumerHandle};
 
 use crate::storage::{Conn, Db, StorageError, Txn};
 use serde::Serialize;

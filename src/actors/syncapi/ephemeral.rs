@@ -19,10 +19,9 @@ pub async fn ensure_joined(
     room_id: &str,
     user_id: &str,
 ) -> Result<(), SyncApiError> {
-    let joined = current_state::select_memberships_of(db, user_id)
+    let joined = current_state::select_membership(db, room_id, user_id)
         .await?
-        .iter()
-        .any(|m| m.room_id == room_id && m.membership == "join");
+        .is_some_and(|(m, _)| m == "join");
     if joined {
         Ok(())
     } else {

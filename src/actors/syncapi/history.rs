@@ -48,17 +48,13 @@ struct Access {
 
 /// Refuses users who were never in the room (unless its history is world-readable).
 async fn access(db: &Db, room_id: &str, user: &str) -> Result<Access, SyncApiError> {
-    let membership = current_state::select_memberships_of(db, user)
-        .await?
-        .into_iter()
-        .find(|m| m.room_id == room_id);
-    match membership {
-        Some(m) if m.membership == "join" => Ok(Access {
+    match current_state::select_membership(db, room_id, user).await? {
+        Some((m, position)) if m == "join" => Ok(Access {
             upto: i64::MAX,
-            trusted: m.position,
+            trusted: position,
         }),
-        Some(m) if m.membership == "leave" || m.membership == "ban" => Ok(Access {
-            upto: m.position,
+        Some((m, position)) if m == "leave" || m == "ban" => Ok(Access {
+            upto: position,
             trusted: i64::MAX,
         }),
         _ => {

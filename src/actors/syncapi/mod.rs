@@ -36,8 +36,8 @@ pub use actor::SyncApiActor;
 pub use error::SyncApiError;
 
 use crate::actors::bridge::{serve, Handle};
-use crate::bus::{run_consumer, Bus};
-use crate::storage::{Conn, Db, StorageError};
+use crate::bus::{offset_of, run_consumer, Bus, Consumer};
+use crate::storage::{Db, StorageError};
 use actix::prelude::*;
 use messages::*;
 use std::sync::Arc;
@@ -51,21 +51,12 @@ pub const RECEIPTS_STREAM: &str = "syncapi.receipts";
 pub const TO_DEVICE_STREAM: &str = "syncapi.to_device";
 pub const PRESENCE_STREAM: &str = "syncapi.presence";
 
-const SELECT_OFFSET: &str = "SELECT position FROM bus_offsets WHERE consumer = $1";
-
-async fn offset(db: &Db, consumer: &str) -> Result<i64, StorageError> {
-    Ok(match db.query_opt(SELECT_OFFSET, &[&consumer]).await? {
-        Some(r) => r.i64(0)?,
-        None => 0,
-    })
-}
-
 /// Starts the syncapi (its notifier and its consumers) on the current arbiter.
 pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError> {
     use consumers::{roomserver::RoomserverConsumer, userapi::UserApiConsumer};
     let positions = StreamPositions {
-        pdu: offset(&db, "syncapi.roomserver").await?,
-        account_data: offset(&db, "syncapi.userapi").await?,
+        pdu: offset_of(&db, RoomserverConsumer::NAME).await?,
+        account_data: offset_of(&db, UserApiConsumer::NAME).await?,
         receipts: bus.load_head(&db, RECEIPTS_STREAM).await?,
         to_device: bus.load_head(&db, TO_DEVICE_STREAM).await?,
         presence: bus.load_head(&db, PRESENCE_STREAM).await?,

@@ -20,6 +20,8 @@ const SELECT_HOLDER: &str = "SELECT event_id FROM syncapi_current_state
 const SELECT_MEMBERSHIPS_OF: &str = "SELECT c.room_id, c.membership, c.position, c.event_id,
     e.json FROM syncapi_current_state c JOIN syncapi_room_events e ON e.event_id = c.event_id
     WHERE c.event_type = 'm.room.member' AND c.state_key = $1";
+const SELECT_MEMBERSHIP: &str = "SELECT membership, position FROM syncapi_current_state
+    WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2";
 const SELECT_MEMBERS: &str = "SELECT state_key, membership FROM syncapi_current_state
     WHERE room_id = $1 AND event_type = 'm.room.member' ORDER BY position";
 const SELECT_ALL_JOINED: &str = "SELECT room_id, state_key FROM syncapi_current_state
@@ -141,6 +143,18 @@ pub async fn select_memberships_of(
             })
         })
         .collect()
+}
+
+/// A user's current membership of one room and its position.
+pub async fn select_membership(
+    db: &impl Conn,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(String, i64)>, StorageError> {
+    db.query_opt(SELECT_MEMBERSHIP, &[&room_id, &user_id])
+        .await?
+        .map(|r| Ok((r.opt_string(0)?.unwrap_or_default(), r.i64(1)?)))
+        .transpose()
 }
 
 /// A room's members and their memberships, in the order they got them.
