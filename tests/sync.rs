@@ -642,6 +642,14 @@ async fn presence_to_device_tags_and_account_data(b: Backend, t: Topology) {
     assert_eq!(v["presence"], "unavailable");
     assert_eq!(v["status_msg"], "lunch");
     assert_error(&s.get(&p, Some(&carol_tok)).await, 403, "M_FORBIDDEN");
+    // Someone who never set a presence reads as offline.
+    let (st, v) = s
+        .get(
+            &format!("{C}/presence/{}/status", enc(&carol)),
+            Some(&carol_tok),
+        )
+        .await;
+    assert_eq!((st, v["presence"].as_str()), (200, Some("offline")), "{v}");
     assert_error(
         &s.put(&p, Some(&bob_tok), json!({"presence": "online"}))
             .await,
@@ -826,6 +834,22 @@ async fn history_relations_and_threads(b: Backend, t: Topology) {
     let all = bodies(f["chunk"].as_array().unwrap());
     assert_eq!(all, ["h0", "h1", "h2", "h3", "h4", "h5"]);
     assert!(f.get("end").is_none(), "no further events: {f}");
+    // `to` stops a page: backwards from the newest to the token before h2.
+    let (_, h2) = s
+        .get(&format!("{msgs}?dir=b&limit=4"), Some(&bob_tok))
+        .await;
+    let stop = h2["end"].as_str().unwrap();
+    let (_, upto) = s
+        .get(&format!("{msgs}?dir=f&limit=100&to={stop}"), Some(&bob_tok))
+        .await;
+    assert!(
+        !bodies(upto["chunk"].as_array().unwrap()).contains(&"h2"),
+        "{upto}"
+    );
+    assert!(
+        bodies(upto["chunk"].as_array().unwrap()).contains(&"h1"),
+        "{upto}"
+    );
     let only_members = enc(r#"{"types":["m.room.member"]}"#);
     let (_, m) = s
         .get(
@@ -989,6 +1013,25 @@ async fn history_relations_and_threads(b: Backend, t: Topology) {
         .await;
     assert_eq!(st, 200, "{th}");
     assert_eq!(th["chunk"][0]["event_id"], root.as_str());
+    // A second thread, newer: pages of one, newest activity first.
+    let root2 = ids[1].clone();
+    send(&s, &tok, &room, json!({"msgtype": "m.text", "body": "t2", "m.relates_to": {"rel_type": "m.thread", "event_id": root2}})).await;
+    let (_, p1) = s
+        .get(
+            &format!("{V1}/rooms/{room}/threads?limit=1"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(p1["chunk"][0]["event_id"], root2.as_str(), "{p1}");
+    let next = p1["next_batch"].as_str().unwrap();
+    let (_, p2) = s
+        .get(
+            &format!("{V1}/rooms/{room}/threads?limit=1&from={next}"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(p2["chunk"][0]["event_id"], root.as_str(), "{p2}");
+    assert!(p2.get("next_batch").is_none(), "{p2}");
     let (_, th) = s
         .get(
             &format!("{V1}/rooms/{room}/threads?include=participated"),
