@@ -28,6 +28,41 @@ pub struct Config {
     pub components: ComponentsConfig,
     #[serde(default)]
     pub rooms: RoomsConfig,
+    #[serde(default)]
+    pub voip: VoipConfig,
+}
+
+/// TURN servers handed to clients for VoIP calls (`GET /voip/turnServer`), as Synapse's
+/// `turn_*` options. With `turn_shared_secret`, each user gets credentials that expire (the
+/// TURN REST API: username `<expiry>:<user ID>`, password HMAC-SHA1 of it, base64); otherwise
+/// the fixed `turn_username`/`turn_password`. Without `turn_uris`, clients get `{}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoipConfig {
+    /// `turn:` / `turns:` URIs of the TURN servers.
+    pub turn_uris: Vec<String>,
+    /// Secret shared with the TURN server (coturn's `static-auth-secret`).
+    pub turn_shared_secret: String,
+    /// Fixed credentials, when there is no shared secret.
+    pub turn_username: String,
+    pub turn_password: String,
+    /// How long handed-out credentials stay valid, in ms.
+    pub turn_user_lifetime_ms: u64,
+    /// Whether guests may have TURN credentials.
+    pub turn_allow_guests: bool,
+}
+
+impl Default for VoipConfig {
+    fn default() -> Self {
+        VoipConfig {
+            turn_uris: Vec::new(),
+            turn_shared_secret: String::new(),
+            turn_username: String::new(),
+            turn_password: String::new(),
+            turn_user_lifetime_ms: 60 * 60 * 1000,
+            turn_allow_guests: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +379,11 @@ impl Config {
             return Err(ConfigError(format!(
                 "key database.url: {url:?} is neither sqlite:PATH nor a postgres:// URL"
             )));
+        }
+        if !self.voip.turn_uris.is_empty() && self.voip.turn_user_lifetime_ms < 1000 {
+            return Err(ConfigError(
+                "key voip.turn_user_lifetime_ms: must be at least 1000".into(),
+            ));
         }
         if self.database.pool_size == 0 {
             return Err(ConfigError(

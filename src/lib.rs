@@ -15,6 +15,7 @@ pub mod config;
 pub mod metrics;
 pub mod pdu;
 pub mod profiling;
+pub mod push_rules;
 pub mod room_versions;
 pub mod routing;
 pub mod server;

@@ -203,6 +203,23 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn events_up_to_the_spec_limit_are_accepted() {
+        let sized = |n: usize| {
+            build(event(
+                "11",
+                "m.room.message",
+                None,
+                json!({"body": "x".repeat(n)}),
+            ))
+            .map(|p| serde_json::to_vec(&p.json).unwrap().len())
+        };
+        let probe = sized(60_000).unwrap();
+        let exact = 60_000 + crate::pdu::MAX_PDU_BYTES - probe;
+        assert_eq!(sized(exact).unwrap(), 65_536);
+        assert!(matches!(sized(exact + 1), Err(PduError::TooLarge)));
+    }
+
+    #[test]
     fn refused_events() {
         let message = |content| event("11", "m.room.message", None, content);
         let create = |version| event(version, "m.room.create", Some(""), json!({}));

@@ -38,6 +38,9 @@ const ALLOWED: &[(&str, &str)] = &[
     ("POST", "/keys/upload"),
     ("POST", "/keys/query"),
     ("POST", "/keys/claim"),
+    // Not in the spec's list; Synapse lets guests have TURN credentials unless
+    // `turn_allow_guests` is off (`voip.turn_allow_guests`, checked by the endpoint).
+    ("GET", "/voip/turnServer"),
 ];
 
 /// The route pattern with its `/_matrix/client/<version>` prefix removed and parameter

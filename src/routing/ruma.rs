@@ -245,6 +245,9 @@ where
     pub body: T,
     pub sender: <T::Authentication as AuthRequirement>::Sender,
     pub client: ClientInfo,
+    /// The request body as sent, for the few endpoints that keep keys ruma's type drops
+    /// (extra member-event content on joins).
+    pub raw: Bytes,
 }
 
 /// Reads a request body, refusing more than `limit` bytes with 413 M_TOO_LARGE.
@@ -357,6 +360,7 @@ where
                 body: parsed,
                 sender,
                 client,
+                raw: body,
             })
         })
     }

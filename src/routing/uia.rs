@@ -18,10 +18,23 @@ pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
 
+/// The purpose whose sessions outlive their completion (until they expire): a client may
+/// repeat the completing registration request and gets the same account, as from Synapse.
+pub const KEPT_PURPOSE: &str = "register";
+
 struct Session {
     purpose: String,
     completed: Vec<&'static str>,
     created: Instant,
+    /// The parameters of the request that started the session, for a client that sends
+    /// them once and then only `auth` (registration).
+    params: Option<serde_json::Value>,
+    /// Set once a kept session's request was carried out (the registered user ID), so that
+    /// a repeat of the completing request gets the same answer.
+    outcome: Option<String>,
+    /// Whether a completed flow keeps the session (registration) instead of ending it.
+    keep: bool,
+    done: bool,
 }
 
 pub struct UiaSessions {
@@ -47,6 +60,32 @@ impl UiaSessions {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Remembers the parameters of a session's first request (later ones do not replace them).
+    pub fn remember(&self, session: &str, params: serde_json::Value) {
+        if let Some(s) = self.lock().get_mut(session) {
+            s.params.get_or_insert(params);
+        }
+    }
+
+    /// The parameters remembered for a session.
+    pub fn recall(&self, session: &str) -> Option<serde_json::Value> {
+        self.lock().get(session).and_then(|s| s.params.clone())
+    }
+
+    /// Records what the completed request of a kept session did.
+    pub fn set_outcome(&self, session: &str, outcome: String) {
+        if let Some(s) = self.lock().get_mut(session) {
+            s.outcome = Some(outcome);
+            // Nothing sensitive stays behind once the request is done.
+            s.params = None;
+        }
+    }
+
+    /// What the completed request of a kept session did, if it was carried out.
+    pub fn outcome(&self, session: &str) -> Option<String> {
+        self.lock().get(session).and_then(|s| s.outcome.clone())
+    }
+
     fn start(&self, purpose: &str) -> String {
         let id = rand::distributions::DistString::sample_string(
             &rand::distributions::Alphanumeric,
@@ -62,6 +101,10 @@ impl UiaSessions {
                 purpose: purpose.to_owned(),
                 completed: Vec::new(),
                 created: Instant::now(),
+                params: None,
+                outcome: None,
+                keep: purpose == KEPT_PURPOSE,
+                done: false,
             },
         );
         id
@@ -103,33 +146,40 @@ impl UiaSessions {
             let session = self.start(purpose);
             return Err(self.challenge(flows, &session, None));
         };
-        let session = match auth.session() {
-            Some(id) => {
-                let s = self.lock();
-                match s.get(id) {
-                    Some(found)
-                        if found.purpose == purpose && found.created.elapsed() < self.lifetime =>
-                    {
-                        id.to_owned()
-                    }
-                    Some(_) => {
-                        return Err(MatrixError::new(
-                            "M_UNKNOWN",
-                            "Session was issued for another request",
-                        )
-                        .with_status(StatusCode::BAD_REQUEST))
-                    }
-                    None => {
-                        return Err(MatrixError::new(
-                            "M_UNKNOWN",
-                            format!("Unknown session ID: {id}"),
-                        )
-                        .with_status(StatusCode::BAD_REQUEST))
+        let session =
+            match auth.session() {
+                Some(id) => {
+                    let s = self.lock();
+                    match s.get(id) {
+                        Some(found) if found.created.elapsed() >= self.lifetime => {
+                            return Err(MatrixError::new(
+                                "M_UNKNOWN",
+                                format!("Unknown session ID: {id}"),
+                            )
+                            .with_status(StatusCode::BAD_REQUEST))
+                        }
+                        Some(found) if found.purpose == purpose => {
+                            if found.done {
+                                // A kept session whose flow is complete: the same request again.
+                                return Ok(());
+                            }
+                            id.to_owned()
+                        }
+                        // Another user's device, another operation: as Synapse, 403.
+                        Some(_) => return Err(MatrixError::forbidden(
+                            "Requested operation has changed during the UI authentication session",
+                        )),
+                        None => {
+                            return Err(MatrixError::new(
+                                "M_UNKNOWN",
+                                format!("Unknown session ID: {id}"),
+                            )
+                            .with_status(StatusCode::BAD_REQUEST))
+                        }
                     }
                 }
-            }
-            None => self.start(purpose),
-        };
+                None => self.start(purpose),
+            };
         let stage: &'static str = match auth {
             AuthData::Dummy(_) => DUMMY,
             AuthData::RegistrationToken(t) => {
@@ -217,7 +267,11 @@ impl UiaSessions {
                 .iter()
                 .any(|f| f.iter().all(|st| entry.completed.contains(st)));
             if done {
-                s.remove(&session);
+                if entry.keep {
+                    entry.done = true;
+                } else {
+                    s.remove(&session);
+                }
             }
             done
         };

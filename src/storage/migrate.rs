@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "016_syncapi_streams",
         include_str!("../../sql/016_syncapi_streams.sql"),
     ),
+    (
+        17,
+        "017_userapi_openid_tokens",
+        include_str!("../../sql/017_userapi_openid_tokens.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

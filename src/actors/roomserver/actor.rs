@@ -226,6 +226,9 @@ directory_handler!(QueryEventByTimestamp, Option<(String, i64)>, |db, m| {
 directory_handler!(QueryStateAtPosition, Option<Vec<StoredEvent>>, |db, m| {
     input::state_at_position(&db, &m.room_id, m.position).await
 });
+directory_handler!(QueryStateAfterEvent, Option<Vec<StoredEvent>>, |db, m| {
+    input::state_after_event(&db, &m.room_id, &m.event_id).await
+});
 directory_handler!(QueryMaySendState, bool, |db, m| {
     super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
 });

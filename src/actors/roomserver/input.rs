@@ -237,7 +237,28 @@ pub async fn in_room(
     .map_err(bad)?;
     let mut wanted = auth_types.clone();
     wanted.push((StateEventType::RoomCreate, String::new()));
+    let replaces = msg
+        .state_key
+        .as_ref()
+        .map(|k| (StateEventType::from(msg.event_type.as_str()), k.clone()));
+    wanted.extend(replaces.clone());
     let (state_map, events_by_id) = state_events(db, snapshot, &wanted).await?;
+    // State identical to the current state (same type, key, sender and content) is not sent
+    // again: the current event's ID is the answer (as Synapse; a repeated join, a profile
+    // change that changes nothing, a client re-sending a room name).
+    if let Some(current) = replaces
+        .and_then(|k| state_map.get(&k))
+        .and_then(|id| events_by_id.get(id))
+    {
+        let same_content = serde_json::from_str::<serde_json::Value>(current.content.get())
+            .is_ok_and(|c| c == msg.content);
+        if current.sender == sender && same_content && msg.redacts.is_none() {
+            return Ok(SentEvent {
+                event_id: current.event_id.to_string(),
+                room_id: room_id.to_owned(),
+            });
+        }
+    }
     let auth_events: Vec<OwnedEventId> = auth_types
         .iter()
         .filter_map(|k| state_map.get(k).cloned())
@@ -681,7 +702,39 @@ pub async fn state_at_position(
     let row = events::select_by_id(db, &event_id)
         .await?
         .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;
-    let entries = match events::select_state_after(db, &event_id).await? {
+    state_after_row(db, room_id, &room.room_version, &event_id, row)
+        .await
+        .map(Some)
+}
+
+/// The room's state right after one of its events; `None` when the room or the event (in
+/// that room) is unknown.
+pub async fn state_after_event(
+    db: &Db,
+    room_id: &str,
+    event_id: &str,
+) -> Result<Option<Vec<StoredEvent>>, RoomserverError> {
+    let Some(room) = rooms::select(db, room_id).await? else {
+        return Ok(None);
+    };
+    match events::select_by_id(db, event_id).await? {
+        Some(row) if row.room_nid == room.room_nid => {
+            state_after_row(db, room_id, &room.room_version, event_id, row)
+                .await
+                .map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn state_after_row(
+    db: &Db,
+    room_id: &str,
+    room_version: &str,
+    event_id: &str,
+    row: events::EventRow,
+) -> Result<Vec<StoredEvent>, RoomserverError> {
+    let entries = match events::select_state_after(db, event_id).await? {
         Some(after) => state::load(db, after).await?,
         // Events stored before the state after each event was recorded.
         None => {
@@ -698,7 +751,7 @@ pub async fn state_at_position(
     let nids: Vec<i64> = entries.values().copied().collect();
     let mut out = Vec::with_capacity(nids.len());
     for r in events::select_by_nids(db, &nids).await? {
-        out.push(stored(db, room_id, &room.room_version, r).await?);
+        out.push(stored(db, room_id, room_version, r).await?);
     }
-    Ok(Some(out))
+    Ok(out)
 }

@@ -198,6 +198,15 @@ pub struct QueryStateAtPosition {
     pub position: i64,
 }
 
+/// The room's state right after one of its events (all of it). `None`: no such room, or the
+/// event is not one of the room's.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<Vec<StoredEvent>>, RoomserverError>")]
+pub struct QueryStateAfterEvent {
+    pub room_id: String,
+    pub event_id: String,
+}
+
 /// One event by ID; `None` when it is not stored, or when `viewer` may not see it by the
 /// room's history visibility at the event (world_readable: anyone; shared: members, and
 /// whoever was joined then; invited: whoever was invited or joined then; joined: whoever
@@ -274,4 +283,5 @@ crate::remote_messages!("roomserver":
     QueryMaySendState,
     InputRoomEvent,
     QueryStateAtPosition,
+    QueryStateAfterEvent,
 );

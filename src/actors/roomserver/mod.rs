@@ -49,7 +49,8 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryEventByTimestamp, _, _, _>(cfg, addr.clone());
     serve::<QueryMaySendState, _, _, _>(cfg, addr.clone());
     serve::<InputRoomEvent, _, _, _>(cfg, addr.clone());
-    serve::<QueryStateAtPosition, _, _, _>(cfg, addr);
+    serve::<QueryStateAtPosition, _, _, _>(cfg, addr.clone());
+    serve::<QueryStateAfterEvent, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on the current arbiter.

@@ -268,12 +268,26 @@ async fn build(
         }
     }
 
-    let global_acct: Vec<Value> = acct
+    let mut global_acct: Vec<Value> = acct
         .iter()
         .filter(|a| a.room_id.is_empty())
-        .map(|a| json!({"type": a.data_type, "content": parse(&a.content)}))
-        .filter(|e| filter.account_data.allows(e))
+        .map(|a| global_account_data(user, &a.data_type, &a.content))
         .collect();
+    // Every client needs push rules from its first sync on, including a user who never
+    // changed them (and so has no row): the defaults.
+    if since.is_none()
+        && !global_acct
+            .iter()
+            .any(|e| e["type"] == crate::push_rules::ACCOUNT_DATA_TYPE)
+    {
+        if let Ok(uid) = ruma::UserId::parse(user) {
+            global_acct.push(json!({
+                "type": crate::push_rules::ACCOUNT_DATA_TYPE,
+                "content": crate::push_rules::content(&crate::push_rules::effective(&uid, None)),
+            }));
+        }
+    }
+    global_acct.retain(|e| filter.account_data.allows(e));
 
     let presence_events = if moved(Stream::Presence) {
         s.presence().await?
@@ -344,6 +358,19 @@ async fn build(
         "device_unused_fallback_key_types": [],
     });
     Ok((body, empty))
+}
+
+/// A global account-data event of `user`. Push rules are the user's effective rules: what
+/// was stored merged into this version's server defaults.
+fn global_account_data(user: &str, data_type: &str, content: &str) -> Value {
+    let mut content = parse(content);
+    if data_type == crate::push_rules::ACCOUNT_DATA_TYPE {
+        if let Ok(uid) = ruma::UserId::parse(user) {
+            content =
+                crate::push_rules::content(&crate::push_rules::effective(&uid, Some(&content)));
+        }
+    }
+    json!({"type": data_type, "content": content})
 }
 
 fn parse(text: &str) -> Value {

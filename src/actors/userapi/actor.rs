@@ -64,6 +64,8 @@ delegate!(
     QueryProfile => query_profile,
     QueryAccountData => query_account_data,
     QueryFilter => query_filter,
+    QueryPushRules => query_push_rules,
+    QueryOpenIdToken => query_open_id_token,
     PerformAccountCreation => perform_account_creation,
     PerformDeviceCreation => perform_device_creation,
     PerformTokenRefresh => perform_token_refresh,
@@ -75,6 +77,9 @@ delegate!(
     PerformAccountDataUpdate => perform_account_data_update,
     PerformRoomTagUpdate => perform_room_tag_update,
     PerformFilterCreation => perform_filter_creation,
+    PerformPushRuleUpdate => perform_push_rule_update,
+    PerformOpenIdTokenCreation => perform_open_id_token_creation,
+    PerformGuestUpgrade => perform_guest_upgrade,
 );
 
 impl Handler<InputDeviceActivity> for UserApiActor {

@@ -259,6 +259,87 @@ pub struct PerformRoomTagUpdate {
     pub content: Option<serde_json::Value>,
 }
 
+/// Who an OpenID token (from `PerformOpenIdTokenCreation`) belongs to: the localpart, or
+/// `None` when the token is unknown or expired.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<String>, UserApiError>")]
+pub struct QueryOpenIdToken {
+    pub token: String,
+}
+
+/// Issues an OpenID token for a user, valid for `lifetime_ms`; expired tokens are swept.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<String, UserApiError>")]
+pub struct PerformOpenIdTokenCreation {
+    pub localpart: String,
+    pub lifetime_ms: u64,
+}
+
+/// Turns a guest account into a full account with a password, keeping its user ID (and so
+/// its rooms and data). `NotFound` when the localpart is no active guest account. The guest's
+/// access tokens stay valid and now act for the full account.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), UserApiError>")]
+pub struct PerformGuestUpgrade {
+    pub localpart: String,
+    pub password: String,
+}
+
+/// A user's effective push rules (`crate::push_rules::effective`): the server defaults with
+/// the user's own rules and changes merged in.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ruma::push::Ruleset, UserApiError>")]
+pub struct QueryPushRules {
+    pub localpart: String,
+}
+
+/// Changes one push rule of a user, in one transaction holding their `m.push_rules` account
+/// data, and announces the new rule set on the `userapi` stream. `NotFound` when the rule (or
+/// for `Delete`, a user-defined rule) does not exist; `BadRequest` for a rule that cannot be
+/// placed or set as asked.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), UserApiError>")]
+pub struct PerformPushRuleUpdate {
+    pub localpart: String,
+    pub change: PushRuleChange,
+}
+
+/// One change to a user's push rules. Externally tagged: ruma's push types deserialize from
+/// JSON text only, not from the buffered content an internally tagged enum would give them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushRuleChange {
+    /// Adds or replaces a user-defined rule. `conditions` for override and underride rules,
+    /// `pattern` for content rules; room and sender rules match their rule ID. `before` and
+    /// `after` name user-defined rules of the same kind to place it next to.
+    Set {
+        kind: ruma::push::RuleKind,
+        rule_id: String,
+        actions: Vec<ruma::push::Action>,
+        conditions: Option<Vec<ruma::push::PushCondition>>,
+        pattern: Option<String>,
+        before: Option<String>,
+        after: Option<String>,
+    },
+    /// Removes a user-defined rule (server-default rules cannot be removed).
+    Delete {
+        kind: ruma::push::RuleKind,
+        rule_id: String,
+    },
+    /// Enables or disables a rule.
+    Enabled {
+        kind: ruma::push::RuleKind,
+        rule_id: String,
+        enabled: bool,
+    },
+    /// Replaces a rule's actions.
+    Actions {
+        kind: ruma::push::RuleKind,
+        rule_id: String,
+        actions: Vec<ruma::push::Action>,
+    },
+}
+
 /// What the userapi publishes on its stream (`userapi`), keyed by user ID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -311,6 +392,8 @@ crate::remote_messages!("userapi":
     QueryProfile,
     QueryAccountData,
     QueryFilter,
+    QueryPushRules,
+    QueryOpenIdToken,
     PerformAccountCreation,
     PerformDeviceCreation,
     PerformTokenRefresh,
@@ -322,5 +405,8 @@ crate::remote_messages!("userapi":
     PerformAccountDataUpdate,
     PerformRoomTagUpdate,
     PerformFilterCreation,
+    PerformPushRuleUpdate,
+    PerformOpenIdTokenCreation,
+    PerformGuestUpgrade,
     InputDeviceActivity,
 );

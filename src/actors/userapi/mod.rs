@@ -83,6 +83,8 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<UserApiActor>) {
     serve::<QueryProfile, _, _, _>(cfg, addr.clone());
     serve::<QueryAccountData, _, _, _>(cfg, addr.clone());
     serve::<QueryFilter, _, _, _>(cfg, addr.clone());
+    serve::<QueryPushRules, _, _, _>(cfg, addr.clone());
+    serve::<QueryOpenIdToken, _, _, _>(cfg, addr.clone());
     serve::<PerformAccountCreation, _, _, _>(cfg, addr.clone());
     serve::<PerformDeviceCreation, _, _, _>(cfg, addr.clone());
     serve::<PerformTokenRefresh, _, _, _>(cfg, addr.clone());
@@ -94,6 +96,9 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<UserApiActor>) {
     serve::<PerformAccountDataUpdate, _, _, _>(cfg, addr.clone());
     serve::<PerformRoomTagUpdate, _, _, _>(cfg, addr.clone());
     serve::<PerformFilterCreation, _, _, _>(cfg, addr.clone());
+    serve::<PerformPushRuleUpdate, _, _, _>(cfg, addr.clone());
+    serve::<PerformOpenIdTokenCreation, _, _, _>(cfg, addr.clone());
+    serve::<PerformGuestUpgrade, _, _, _>(cfg, addr.clone());
     serve::<InputDeviceActivity, _, _, _>(cfg, addr);
 }
 
@@ -184,6 +189,42 @@ mod tests {
         round_trip(PerformFilterCreation {
             localpart: l(),
             filter: "{}".into(),
+        });
+        round_trip(QueryPushRules { localpart: l() });
+        round_trip(QueryOpenIdToken { token: "t".into() });
+        round_trip(PerformGuestUpgrade {
+            localpart: l(),
+            password: "p".into(),
+        });
+        round_trip(PerformOpenIdTokenCreation {
+            localpart: l(),
+            lifetime_ms: 1,
+        });
+        round_trip(PerformPushRuleUpdate {
+            localpart: l(),
+            change: PushRuleChange::Set {
+                kind: ruma::push::RuleKind::Override,
+                rule_id: "r".into(),
+                actions: serde_json::from_value(serde_json::json!(
+                    ["notify", {"set_tweak": "sound", "value": "default"}]
+                ))
+                .unwrap(),
+                conditions: serde_json::from_value(serde_json::json!(
+                    [{"kind": "event_match", "key": "type", "pattern": "m.x"}]
+                ))
+                .unwrap(),
+                pattern: None,
+                before: None,
+                after: Some("q".into()),
+            },
+        });
+        round_trip(PerformPushRuleUpdate {
+            localpart: l(),
+            change: PushRuleChange::Enabled {
+                kind: ruma::push::RuleKind::Content,
+                rule_id: ".m.rule.contains_user_name".into(),
+                enabled: false,
+            },
         });
         round_trip(InputDeviceActivity {
             localpart: l(),

@@ -1,7 +1,9 @@
 //! Account data, global and per room. Delivery through /sync comes with the syncapi.
 
 use super::ensure_self;
-use crate::actors::userapi::messages::{PerformAccountDataUpdate, QueryAccountData};
+use crate::actors::userapi::messages::{
+    PerformAccountDataUpdate, QueryAccountData, QueryPushRules,
+};
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
@@ -25,6 +27,12 @@ fn check_writable(data_type: &str) -> Result<(), MatrixError> {
     if data_type == "m.fully_read" {
         return Err(MatrixError::bad_json(
             "Cannot set m.fully_read through this API; use /read_markers",
+        )
+        .with_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED));
+    }
+    if data_type == crate::push_rules::ACCOUNT_DATA_TYPE {
+        return Err(MatrixError::bad_json(
+            "Cannot set m.push_rules through this API. Use /pushrules",
         )
         .with_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED));
     }
@@ -78,13 +86,19 @@ pub async fn get_global_account_data(
     req: Ruma<get_global_account_data::v3::Request>,
 ) -> RumaResult<get_global_account_data::v3::Response> {
     ensure_self(&req.sender, &req.body.user_id, "get account data")?;
-    let text = get(
-        &state,
-        &req.sender.localpart,
-        None,
-        req.body.event_type.to_string(),
-    )
-    .await?;
+    let data_type = req.body.event_type.to_string();
+    // Push rules always exist (the defaults at least), as Synapse serves them here.
+    let text = if data_type == crate::push_rules::ACCOUNT_DATA_TYPE {
+        let rules = state
+            .userapi
+            .send(QueryPushRules {
+                localpart: req.sender.localpart.clone(),
+            })
+            .await?;
+        crate::push_rules::content(&rules).to_string()
+    } else {
+        get(&state, &req.sender.localpart, None, data_type).await?
+    };
     Ok(RumaResponse(get_global_account_data::v3::Response::new(
         raw(text)?,
     )))

@@ -7,11 +7,11 @@ use ruma::api::client::discovery::get_capabilities::v3 as caps;
 use ruma::api::client::discovery::{discover_homeserver, get_supported_versions};
 use serde_json::json;
 
-/// The spec versions whose client API myelin serves: the r0 and v3 endpoint paths, with
-/// the shapes of v1.1 onwards.
+/// The spec versions whose client API myelin serves, the same list as Synapse: the r0 and v3
+/// endpoint paths, with the shapes of v1.1 onwards.
 pub const SPEC_VERSIONS: &[&str] = &[
-    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
-    "v1.11", "v1.12",
+    "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2",
+    "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
 ];
 
 /// # `GET /_matrix/client/versions`

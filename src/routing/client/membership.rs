@@ -1,7 +1,9 @@
 //! Membership: join, leave, invite, kick, ban, unban, and the member lists. Each is a
 //! member event authorized by the room's auth rules in the roomserver.
 
-use super::rooms::{add_profile, client_event, current_state, ensure_can_read, send};
+use super::rooms::{
+    add_profile, client_event, current_state, ensure_can_read, readable_state, send,
+};
 use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms, QueryStateAtPosition};
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
@@ -24,7 +26,48 @@ async fn set_membership(
     membership: &str,
     reason: Option<String>,
 ) -> Result<(), MatrixError> {
-    let mut content = json!({ "membership": membership });
+    set_membership_with(
+        state,
+        sender,
+        room_id,
+        target,
+        membership,
+        reason,
+        Map::new(),
+    )
+    .await
+}
+
+/// The keys of a join request's body that become member-event content as they are (Synapse
+/// passes every key through; the ones the server sets win).
+fn extra_content(raw: &[u8]) -> Map<String, Value> {
+    match serde_json::from_slice(raw) {
+        Ok(Value::Object(mut m)) => {
+            for key in [
+                "membership",
+                "third_party_signed",
+                "join_authorised_via_users_server",
+            ] {
+                m.remove(key);
+            }
+            m
+        }
+        _ => Map::new(),
+    }
+}
+
+/// Sets a membership with `extra` keys in its content (under the ones set here).
+async fn set_membership_with(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    target: &str,
+    membership: &str,
+    reason: Option<String>,
+    extra: Map<String, Value>,
+) -> Result<(), MatrixError> {
+    let mut content = Value::Object(extra);
+    content["membership"] = json!(membership);
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
@@ -67,6 +110,7 @@ async fn join(
     sender: &Authed,
     room_id: &str,
     reason: Option<String>,
+    extra: Map<String, Value>,
 ) -> Result<(), MatrixError> {
     if sender.is_guest {
         // Guests join only rooms that let them in (the spec's guest access module).
@@ -85,13 +129,14 @@ async fn join(
             }
         }
     }
-    set_membership(
+    set_membership_with(
         state,
         sender,
         room_id,
         sender.user_id.as_str(),
         "join",
         reason,
+        extra,
     )
     .await
     .map_err(|e| {
@@ -115,6 +160,7 @@ pub async fn join_room_by_id(
         &req.sender,
         req.body.room_id.as_str(),
         req.body.reason,
+        extra_content(&req.raw),
     )
     .await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(
@@ -133,7 +179,14 @@ pub async fn join_room_by_id_or_alias(
         Err(_) => OwnedRoomId::try_from(target.as_str())
             .map_err(|_| MatrixError::invalid_param("Not a room ID or alias"))?,
     };
-    join(&state, &req.sender, room_id.as_str(), req.body.reason).await?;
+    join(
+        &state,
+        &req.sender,
+        room_id.as_str(),
+        req.body.reason,
+        extra_content(&req.raw),
+    )
+    .await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(
         room_id,
     )))
@@ -280,7 +333,6 @@ pub async fn get_member_events(
 ) -> Result<HttpResponse, MatrixError> {
     let b = req.body;
     let room = b.room_id.as_str();
-    ensure_can_read(&state, room, &req.sender).await?;
     let at = match &b.at {
         None => None,
         // Positions of the roomserver stream, as sync tokens carry them (`s<position>`).
@@ -300,19 +352,27 @@ pub async fn get_member_events(
                 .as_ref()
                 .is_none_or(|not| not.as_str() != m)
     };
-    let events = match at {
-        Some(position) => state
-            .roomserver
-            .send(QueryStateAtPosition {
-                room_id: room.to_owned(),
-                position,
-            })
+    let events: Vec<_> = match at {
+        Some(position) => {
+            super::rooms::read_point(&state, room, &req.sender).await?;
+            state
+                .roomserver
+                .send(QueryStateAtPosition {
+                    room_id: room.to_owned(),
+                    position,
+                })
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Unknown room"))?
+                .into_iter()
+                .filter(|e| e.json["type"] == "m.room.member")
+                .collect()
+        }
+        // The current members, or for a user who left, the members as of their leave.
+        None => readable_state(&state, room, &req.sender, Vec::new())
             .await?
-            .ok_or_else(|| MatrixError::not_found("Unknown room"))?
             .into_iter()
             .filter(|e| e.json["type"] == "m.room.member")
             .collect(),
-        None => members(&state, room).await?,
     };
     let chunk: Vec<Value> = events
         .iter()
@@ -335,13 +395,17 @@ pub async fn joined_members(
         if c["membership"] != "join" {
             continue;
         }
+        // Both keys always, null when unset (as Synapse).
+        let string = |k: &str| c.get(k).filter(|v| v.is_string()).cloned();
         let mut member = Map::new();
-        if let Some(name) = c.get("displayname").filter(|v| v.is_string()) {
-            member.insert("display_name".into(), name.clone());
-        }
-        if let Some(url) = c.get("avatar_url").filter(|v| v.is_string()) {
-            member.insert("avatar_url".into(), url.clone());
-        }
+        member.insert(
+            "display_name".into(),
+            string("displayname").unwrap_or(Value::Null),
+        );
+        member.insert(
+            "avatar_url".into(),
+            string("avatar_url").unwrap_or(Value::Null),
+        );
         if let Some(user) = e.json["state_key"].as_str() {
             joined.insert(user.to_owned(), Value::Object(member));
         }

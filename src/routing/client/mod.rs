@@ -8,12 +8,15 @@ mod discovery;
 mod filter;
 mod history;
 mod membership;
+mod openid;
 mod profile;
+mod push_rules;
 mod register;
 mod rooms;
 mod session;
 mod sync;
 mod upgrade;
+mod voip;
 
 use super::error::MatrixError;
 use super::ruma::{Authed, Router};
@@ -135,7 +138,32 @@ pub fn router() -> Router {
         .add::<c::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
             history::get_relations_with_rel_type_and_event_type,
         )
-        .add::<c::threads::get_threads::v1::Request, _, _>(history::get_threads);
+        .add::<c::threads::get_threads::v1::Request, _, _>(history::get_threads)
+        .add::<c::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server_info)
+        .add::<c::thirdparty::get_protocols::v3::Request, _, _>(voip::get_protocols)
+        .add::<c::account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
+        .add::<ruma::api::federation::openid::get_openid_userinfo::v1::Request, _, _>(
+            openid::get_openid_userinfo,
+        )
+        .add::<c::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_pushrules_all)
+        .add::<c::push::get_pushrules_global_scope::v3::Request, _, _>(
+            push_rules::get_pushrules_global_scope,
+        )
+        .add::<c::push::get_pushrule::v3::Request, _, _>(push_rules::get_pushrule)
+        .add::<c::push::set_pushrule::v3::Request, _, _>(push_rules::set_pushrule)
+        .add::<c::push::delete_pushrule::v3::Request, _, _>(push_rules::delete_pushrule)
+        .add::<c::push::get_pushrule_enabled::v3::Request, _, _>(push_rules::get_pushrule_enabled)
+        .add::<c::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_pushrule_enabled)
+        .add::<c::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_pushrule_actions)
+        .add::<c::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_pushrule_actions);
+    // Every other path under /pushrules (after the ones above: literal segments sort first).
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        r.add_raw(
+            "/_matrix/client/{version}/pushrules{rest:.*}",
+            method.clone(),
+            web::method(method).to(push_rules::unknown_path),
+        );
+    }
     r
 }
 

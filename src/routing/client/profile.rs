@@ -1,9 +1,11 @@
 //! Profiles: display name and avatar, read by anyone, set by their owner.
 
+use super::rooms::{current_state, send};
 use super::{ensure_self, local_part};
+use crate::actors::roomserver::messages::QueryJoinedRooms;
 use crate::actors::userapi::messages::{PerformProfileUpdate, Profile, ProfileField, QueryProfile};
 use crate::routing::error::MatrixError;
-use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
+use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::web;
 use ruma::api::client::profile::{
@@ -72,20 +74,78 @@ pub async fn get_avatar_url(
     )))
 }
 
+/// Sets one profile field, then carries it into every room the user is joined to.
 async fn set(
     state: &AppState,
-    localpart: &str,
+    sender: &Authed,
     field: ProfileField,
     value: Option<String>,
 ) -> Result<(), MatrixError> {
+    let key = match field {
+        ProfileField::DisplayName => "displayname",
+        ProfileField::AvatarUrl => "avatar_url",
+    };
     state
         .userapi
         .send(PerformProfileUpdate {
-            localpart: localpart.to_owned(),
+            localpart: sender.localpart.clone(),
             field,
-            value,
+            value: value.clone(),
         })
         .await?;
+    update_rooms(state, sender, key, value.as_deref()).await
+}
+
+/// Sends an updated member event into each room `sender` is joined to, with `key` of its
+/// content set to `value` (or removed), as Synapse does: room members see the new name or
+/// avatar. A room whose member event already says so gets no event. A room that refuses the
+/// event (say, a power level now forbids it) is logged and skipped: the profile has changed.
+async fn update_rooms(
+    state: &AppState,
+    sender: &Authed,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), MatrixError> {
+    let user = sender.user_id.to_string();
+    let rooms = state
+        .roomserver
+        .send(QueryJoinedRooms {
+            user_id: user.clone(),
+        })
+        .await?;
+    for room_id in rooms {
+        let wanted = vec![("m.room.member".to_owned(), user.clone())];
+        let Some(member) = current_state(state, &room_id, wanted).await?.pop() else {
+            continue;
+        };
+        let mut content = member.json["content"].clone();
+        if content["membership"] != "join" || content.get(key).and_then(|v| v.as_str()) == value {
+            continue;
+        }
+        match (value, content.as_object_mut()) {
+            (Some(v), Some(c)) => {
+                c.insert(key.to_owned(), json!(v));
+            }
+            (None, Some(c)) => {
+                c.remove(key);
+            }
+            (_, None) => continue,
+        }
+        if let Err(e) = send(
+            state,
+            sender,
+            &room_id,
+            "m.room.member",
+            Some(&user),
+            content,
+            None,
+        )
+        .await
+        {
+            tracing::warn!(room_id = %room_id, errcode = e.errcode, error = %e.error,
+                "profile change not carried into room");
+        }
+    }
     Ok(())
 }
 
@@ -101,13 +161,7 @@ pub async fn set_display_name(
             "Display name is too long (max {MAX_DISPLAYNAME_LEN})"
         )));
     }
-    set(
-        &state,
-        &req.sender.localpart,
-        ProfileField::DisplayName,
-        name,
-    )
-    .await?;
+    set(&state, &req.sender, ProfileField::DisplayName, name).await?;
     Ok(RumaResponse(set_display_name::v3::Response::new()))
 }
 
@@ -123,6 +177,6 @@ pub async fn set_avatar_url(
             "Avatar URL is too long (max {MAX_AVATAR_URL_LEN})"
         )));
     }
-    set(&state, &req.sender.localpart, ProfileField::AvatarUrl, url).await?;
+    set(&state, &req.sender, ProfileField::AvatarUrl, url).await?;
     Ok(RumaResponse(set_avatar_url::v3::Response::new()))
 }

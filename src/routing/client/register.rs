@@ -2,7 +2,7 @@
 
 use super::super::uia;
 use crate::actors::userapi::messages::{
-    PerformAccountCreation, PerformDeviceCreation, QueryAccountAvailability,
+    PerformAccountCreation, PerformDeviceCreation, PerformGuestUpgrade, QueryAccountAvailability,
 };
 use crate::actors::userapi::UserApiError;
 use crate::routing::error::MatrixError;
@@ -55,12 +55,88 @@ fn generated_localpart() -> String {
         .collect()
 }
 
+/// The parameters a registration's first request may give once for its whole UIA session.
+fn params_of(body: &register::v3::Request) -> serde_json::Value {
+    serde_json::json!({
+        "username": body.username,
+        "password": body.password,
+        "device_id": body.device_id,
+        "initial_device_display_name": body.initial_device_display_name,
+        "inhibit_login": body.inhibit_login,
+        "refresh_token": body.refresh_token,
+        "guest_access_token": body.guest_access_token,
+    })
+}
+
+/// Whether a request gives none of the parameters (only `auth`).
+fn has_no_params(body: &register::v3::Request) -> bool {
+    body.username.is_none()
+        && body.password.is_none()
+        && body.device_id.is_none()
+        && body.initial_device_display_name.is_none()
+        && !body.inhibit_login
+        && !body.refresh_token
+        && body.guest_access_token.is_none()
+}
+
+/// Fills a request's parameters from those remembered for its session.
+fn apply_params(body: &mut register::v3::Request, p: &serde_json::Value) {
+    let text = |k: &str| p[k].as_str().map(str::to_owned);
+    body.username = text("username");
+    body.password = text("password");
+    body.device_id = text("device_id").map(Into::into);
+    body.initial_device_display_name = text("initial_device_display_name");
+    body.inhibit_login = p["inhibit_login"].as_bool().unwrap_or(false);
+    body.refresh_token = p["refresh_token"].as_bool().unwrap_or(false);
+    body.guest_access_token = text("guest_access_token");
+}
+
+/// The guest account a `guest_access_token` names, when the registration upgrades it: the
+/// token must be a valid guest's, and the username (if any) that guest's localpart.
+async fn guest_to_upgrade(
+    state: &AppState,
+    body: &register::v3::Request,
+) -> Result<Option<String>, MatrixError> {
+    let Some(token) = &body.guest_access_token else {
+        return Ok(None);
+    };
+    let owner = match state
+        .userapi
+        .send(crate::actors::userapi::messages::QueryAccessToken {
+            access_token: token.clone(),
+        })
+        .await?
+    {
+        crate::actors::userapi::messages::TokenLookup::Valid(owner) => owner,
+        _ => {
+            return Err(MatrixError::new(
+                "M_UNKNOWN_TOKEN",
+                "Unrecognised guest access token",
+            ))
+        }
+    };
+    if !owner.is_guest {
+        return Err(MatrixError::forbidden(
+            "guest_access_token is not a guest's access token",
+        ));
+    }
+    match &body.username {
+        Some(name) if name.to_lowercase() != owner.localpart => Ok(None),
+        _ => Ok(Some(owner.localpart)),
+    }
+}
+
 /// # `POST /_matrix/client/v3/register`
+///
+/// With user-interactive auth as Synapse does it: the first request's parameters are kept
+/// with the session (a client may send only `auth` afterwards), and a session that already
+/// registered an account answers a repeat of the completing request with that account (and a
+/// new login), not `M_USER_IN_USE`. A `guest_access_token` upgrades that guest account.
 pub async fn register(
     state: web::Data<AppState>,
     req: Ruma<register::v3::Request>,
 ) -> RumaResult<register::v3::Response> {
-    let body = req.body;
+    let mut body = req.body;
     let registration = &state.config.registration;
     let is_guest = match body.kind {
         RegistrationKind::Guest => true,
@@ -73,7 +149,33 @@ pub async fn register(
     if !is_guest && !registration.enabled {
         return Err(MatrixError::forbidden("Registration has been disabled"));
     }
+    let flows: &[&[&'static str]] = if registration.tokens.is_empty() {
+        &[&[uia::DUMMY]]
+    } else {
+        &[&[uia::REGISTRATION_TOKEN]]
+    };
+    let session = body
+        .auth
+        .as_ref()
+        .and_then(|a| a.session())
+        .map(str::to_owned);
+    if let (Some(sid), false) = (&session, is_guest) {
+        if has_no_params(&body) {
+            if let Some(p) = state.uia.recall(sid) {
+                apply_params(&mut body, &p);
+            }
+        }
+        if let Some(localpart) = state.uia.outcome(sid) {
+            // The completing request again: the same account, logged in anew.
+            state
+                .uia
+                .check(&state, body.auth.as_ref(), flows, uia::KEPT_PURPOSE, None)
+                .await?;
+            return login(&state, localpart, body, req.client).await;
+        }
+    }
 
+    let mut upgrade = None;
     let localpart = if is_guest {
         generated_localpart()
     } else {
@@ -86,8 +188,10 @@ pub async fn register(
         {
             return Err(MatrixError::invalid_param("Password too long"));
         }
-        let localpart = match &body.username {
-            Some(name) => {
+        upgrade = guest_to_upgrade(&state, &body).await?;
+        let localpart = match (&upgrade, &body.username) {
+            (Some(guest), _) => guest.clone(),
+            (None, Some(name)) => {
                 let lp = validate_localpart(state.server_name(), name)?;
                 let free = state
                     .userapi
@@ -100,42 +204,70 @@ pub async fn register(
                 }
                 lp
             }
-            None => generated_localpart(),
+            (None, None) => generated_localpart(),
         };
-        let flows: &[&[&'static str]] = if registration.tokens.is_empty() {
-            &[&[uia::DUMMY]]
-        } else {
-            &[&[uia::REGISTRATION_TOKEN]]
-        };
-        state
+        if let Err(e) = state
             .uia
-            .check(&state, body.auth.as_ref(), flows, "register", None)
-            .await?;
+            .check(&state, body.auth.as_ref(), flows, uia::KEPT_PURPOSE, None)
+            .await
+        {
+            if let Some(sid) = e.extra.get("session").and_then(|v| v.as_str()) {
+                state.uia.remember(sid, params_of(&body));
+            }
+            return Err(e);
+        }
         if body.password.is_none() {
             return Err(MatrixError::new("M_MISSING_PARAM", "Missing password"));
         }
         localpart
     };
 
-    let display_name = if is_guest {
-        None
-    } else {
-        Some(localpart.clone())
-    };
-    state
-        .userapi
-        .send(PerformAccountCreation {
-            localpart: localpart.clone(),
-            password: if is_guest { None } else { body.password },
-            is_guest,
-            display_name,
-        })
-        .await
-        .map_err(|e| match e {
-            UserApiError::UserInUse => MatrixError::new("M_USER_IN_USE", "User ID already taken."),
-            other => other.into(),
-        })?;
+    match (upgrade.is_some(), body.password.clone()) {
+        (true, Some(password)) => {
+            state
+                .userapi
+                .send(PerformGuestUpgrade {
+                    localpart: localpart.clone(),
+                    password,
+                })
+                .await?;
+        }
+        _ => {
+            let display_name = if is_guest {
+                None
+            } else {
+                Some(localpart.clone())
+            };
+            state
+                .userapi
+                .send(PerformAccountCreation {
+                    localpart: localpart.clone(),
+                    password: if is_guest { None } else { body.password.take() },
+                    is_guest,
+                    display_name,
+                })
+                .await
+                .map_err(|e| match e {
+                    UserApiError::UserInUse => {
+                        MatrixError::new("M_USER_IN_USE", "User ID already taken.")
+                    }
+                    other => other.into(),
+                })?;
+        }
+    }
+    if let Some(sid) = &session {
+        state.uia.set_outcome(sid, localpart.clone());
+    }
+    login(&state, localpart, body, req.client).await
+}
 
+/// The answer to a registration: the user ID and, unless `inhibit_login`, a new session.
+async fn login(
+    state: &AppState,
+    localpart: String,
+    body: register::v3::Request,
+    client: crate::routing::ruma::ClientInfo,
+) -> RumaResult<register::v3::Response> {
     let user_id: OwnedUserId = format!("@{localpart}:{}", state.server_name())
         .try_into()
         .map_err(|_| MatrixError::internal())?;
@@ -148,8 +280,8 @@ pub async fn register(
             localpart,
             device_id: body.device_id.map(|d| d.to_string()),
             display_name: body.initial_device_display_name,
-            ip: req.client.ip,
-            user_agent: req.client.user_agent,
+            ip: client.ip,
+            user_agent: client.user_agent,
             refresh_token: body.refresh_token,
             password_fingerprint: None,
         })

@@ -2,7 +2,7 @@
 
 use crate::actors::roomserver::messages::{
     PerformReport, PerformRoomEvent, QueryCurrentState, QueryEvent, QueryEventByTimestamp,
-    StoredEvent,
+    QueryStateAfterEvent, StoredEvent,
 };
 use crate::actors::roomserver::RoomserverError;
 use crate::actors::userapi::messages::QueryProfile;
@@ -116,30 +116,78 @@ pub async fn current_state(
         .ok_or_else(|| MatrixError::not_found("Unknown room"))
 }
 
-/// Whether `user` may read the room now: a joined member, or anyone when the room's history
-/// is world-readable. (Reading the history of rooms one has left, by `history_visibility`,
-/// comes with the syncapi's timeline.)
-pub async fn ensure_can_read(
+/// From where a user may read a room's state: its current state (a member, or anyone when
+/// the room's history is world-readable), or the state as of their leave (a user who left,
+/// was kicked or banned reads the room as it was then, as Synapse allows).
+pub enum ReadAt {
+    Now,
+    AfterEvent(String),
+}
+
+/// Where `user` may read the room from; 403 for a user who was never in it.
+pub async fn read_point(
     state: &AppState,
     room_id: &str,
     user: &Authed,
-) -> Result<(), MatrixError> {
+) -> Result<ReadAt, MatrixError> {
     let wanted = vec![
         ("m.room.member".to_owned(), user.user_id.to_string()),
         ("m.room.history_visibility".to_owned(), String::new()),
     ];
     let events = current_state(state, room_id, wanted).await?;
-    let joined = events
-        .iter()
-        .any(|e| e.json["type"] == "m.room.member" && e.json["content"]["membership"] == "join");
+    let member = events.iter().find(|e| e.json["type"] == "m.room.member");
+    let membership = member.and_then(|e| e.json["content"]["membership"].as_str());
     let world_readable = events.iter().any(|e| {
         e.json["type"] == "m.room.history_visibility"
             && e.json["content"]["history_visibility"] == "world_readable"
     });
-    if joined || world_readable {
-        Ok(())
-    } else {
-        Err(MatrixError::forbidden("You are not a member of this room"))
+    match (membership, member) {
+        (Some("join"), _) => Ok(ReadAt::Now),
+        _ if world_readable => Ok(ReadAt::Now),
+        (Some("leave" | "ban"), Some(e)) => Ok(ReadAt::AfterEvent(e.event_id.clone())),
+        _ => Err(MatrixError::forbidden("You are not a member of this room")),
+    }
+}
+
+/// Whether `user` may read the room now: a joined member, or anyone when the room's history
+/// is world-readable.
+pub async fn ensure_can_read(
+    state: &AppState,
+    room_id: &str,
+    user: &Authed,
+) -> Result<(), MatrixError> {
+    match read_point(state, room_id, user).await? {
+        ReadAt::Now => Ok(()),
+        ReadAt::AfterEvent(_) => Err(MatrixError::forbidden("You are not a member of this room")),
+    }
+}
+
+/// The room state `user` may read, `types` of it (empty: all): the current state, or the
+/// state as of their leave.
+pub async fn readable_state(
+    state: &AppState,
+    room_id: &str,
+    user: &Authed,
+    types: Vec<(String, String)>,
+) -> Result<Vec<StoredEvent>, MatrixError> {
+    match read_point(state, room_id, user).await? {
+        ReadAt::Now => current_state(state, room_id, types).await,
+        ReadAt::AfterEvent(event_id) => Ok(state
+            .roomserver
+            .send(QueryStateAfterEvent {
+                room_id: room_id.to_owned(),
+                event_id,
+            })
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Unknown room"))?
+            .into_iter()
+            .filter(|e| {
+                types.is_empty()
+                    || types.iter().any(|(t, k)| {
+                        e.json["type"] == t.as_str() && e.json["state_key"] == k.as_str()
+                    })
+            })
+            .collect()),
     }
 }
 
@@ -475,8 +523,7 @@ pub async fn get_state_events(
     req: Ruma<get_state_events::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let room = req.body.room_id.as_str();
-    ensure_can_read(&state, room, &req.sender).await?;
-    let events: Vec<Value> = current_state(&state, room, Vec::new())
+    let events: Vec<Value> = readable_state(&state, room, &req.sender, Vec::new())
         .await?
         .iter()
         .map(client_event)
@@ -491,9 +538,8 @@ pub async fn get_state_event_for_key(
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
     let room = body.room_id.as_str();
-    ensure_can_read(&state, room, &req.sender).await?;
     let wanted = vec![(body.event_type.to_string(), body.state_key.clone())];
-    let event = current_state(&state, room, wanted)
+    let event = readable_state(&state, room, &req.sender, wanted)
         .await?
         .into_iter()
         .next()
@@ -511,7 +557,8 @@ pub async fn get_room_event(
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
     let room = body.room_id.as_str();
-    ensure_can_read(&state, room, &req.sender).await?;
+    // Whether the user may see it is the event's history visibility, checked by the
+    // roomserver; an event they may not see is not found (its existence is not revealed).
     let event = state
         .roomserver
         .send(QueryEvent {

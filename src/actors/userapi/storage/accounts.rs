@@ -6,6 +6,8 @@ const INSERT: &str = "INSERT INTO userapi_accounts (localpart, password_hash, is
     VALUES ($1, $2, $3, $4) ON CONFLICT (localpart) DO NOTHING";
 const SELECT: &str =
     "SELECT password_hash, is_guest, deactivated FROM userapi_accounts WHERE localpart = $1";
+const UPGRADE_GUEST: &str = "UPDATE userapi_accounts SET password_hash = $2, is_guest = 0
+    WHERE localpart = $1 AND is_guest = 1 AND deactivated = 0";
 const UPDATE_PASSWORD: &str = "UPDATE userapi_accounts SET password_hash = $2 WHERE localpart = $1";
 const LOCK: &str = "UPDATE userapi_accounts SET password_hash = password_hash WHERE localpart = $1";
 const DEACTIVATE: &str =
@@ -58,6 +60,19 @@ pub async fn update_password(
     Ok(())
 }
 
+/// Turns a guest account into a full one with a password; `false` when there is no such
+/// (active) guest.
+pub async fn upgrade_guest(
+    db: &impl Conn,
+    localpart: &str,
+    password_hash: &str,
+) -> Result<bool, StorageError> {
+    Ok(db
+        .execute(UPGRADE_GUEST, &[&localpart, &password_hash])
+        .await?
+        == 1)
+}
+
 /// Locks an account's row until the transaction ends (a no-op update), so a password change
 /// and a session creation of the same account happen one after the other.
 pub async fn lock(db: &impl Conn, localpart: &str) -> Result<(), StorageError> {
@@ -99,6 +114,13 @@ mod tests {
             assert!(select(db, "guest1").await.unwrap().unwrap().is_guest);
             assert_eq!(select(db, "bob").await.unwrap(), None);
             update_password(db, "alice", "h2").await.unwrap();
+            assert!(
+                !upgrade_guest(db, "alice", "h3").await.unwrap(),
+                "not a guest"
+            );
+            assert!(upgrade_guest(db, "guest1", "h4").await.unwrap());
+            assert!(!select(db, "guest1").await.unwrap().unwrap().is_guest);
+            assert!(!upgrade_guest(db, "guest1", "h5").await.unwrap(), "once");
             assert_eq!(
                 select(db, "alice")
                     .await

@@ -4,4 +4,5 @@ pub mod account_data;
 pub mod accounts;
 pub mod devices;
 pub mod filters;
+pub mod openid_tokens;
 pub mod profiles;
