@@ -5,7 +5,8 @@ Usage: nio_clients.py HOMESERVER_URL
 
 Alice and bob register (m.login.dummy), alice creates a private room and invites bob, bob
 sees the invite through /sync and joins, they exchange messages, and each sees the other's
-message, typing notice and read receipt through /sync, as nio parses them. Runs without
+message, typing notice and read receipt through /sync, as nio parses them; then alice changes
+her display name and bob sees her room member event carry it. Runs without
 end-to-end encryption (no python-olm): myelin has no /keys endpoints yet.
 
 Every wait is bounded: at most MAX_SYNCS syncs of SYNC_TIMEOUT_MS each per step, and
@@ -25,10 +26,12 @@ from nio import (
     ErrorResponse,
     InviteMemberEvent,
     JoinResponse,
+    ProfileSetDisplayNameResponse,
     ReceiptEvent,
     RegisterResponse,
     RoomCreateResponse,
     RoomInviteResponse,
+    RoomMemberEvent,
     RoomMessageText,
     RoomPreset,
     RoomReadMarkersResponse,
@@ -88,10 +91,12 @@ class Client:
         self.invites = set()  # room IDs this user was invited to
         self.typing = []  # (room_id, [user_ids]) per m.typing seen
         self.receipts = []  # (room_id, Receipt) per receipt seen
+        self.members = []  # (room_id, state_key, membership, displayname) per m.room.member
         self.bad_events = []  # events nio could not validate
         self.syncs = 0
         self.nio.add_event_callback(self._on_message, RoomMessageText)
         self.nio.add_event_callback(self._on_invite, InviteMemberEvent)
+        self.nio.add_event_callback(self._on_member, RoomMemberEvent)
         self.nio.add_event_callback(self._on_bad, (BadEvent, UnknownBadEvent))
         self.nio.add_ephemeral_callback(self._on_typing, TypingNoticeEvent)
         self.nio.add_ephemeral_callback(self._on_receipt, ReceiptEvent)
@@ -102,6 +107,11 @@ class Client:
     async def _on_invite(self, room, event):
         if event.state_key == self.nio.user_id and event.membership == "invite":
             self.invites.add(room.room_id)
+
+    async def _on_member(self, room, event):
+        self.members.append(
+            (room.room_id, event.state_key, event.membership, event.content.get("displayname"))
+        )
 
     async def _on_bad(self, room, event):
         self.bad_events.append((room.room_id, event.source))
@@ -120,8 +130,11 @@ class Client:
             raise Failure(f"{self.name}: nio did not take the session from {resp!r}")
         return resp.user_id
 
-    async def sync_until(self, predicate, what):
-        """Syncs (long polling) until `predicate()` holds, at most MAX_SYNCS times."""
+    async def sync_until(self, predicate, what, detail=None):
+        """Syncs (long polling) until `predicate()` holds, at most MAX_SYNCS times.
+
+        `detail()`, if given, says what was seen instead when it never holds.
+        """
         for _ in range(MAX_SYNCS):
             if predicate():
                 return
@@ -129,9 +142,10 @@ class Client:
             expect(resp, SyncResponse, f"{self.name}: sync while waiting for {what}")
             self.syncs += 1
         if not predicate():
+            seen = f"; {detail()}" if detail else ""
             raise Failure(
                 f"{self.name}: {what} not seen after {MAX_SYNCS} syncs of "
-                f"{SYNC_TIMEOUT_MS} ms (next_batch={self.nio.next_batch!r})"
+                f"{SYNC_TIMEOUT_MS} ms (next_batch={self.nio.next_batch!r}{seen})"
             )
 
     def saw_message(self, room_id, sender, body):
@@ -271,6 +285,18 @@ async def run(alice, bob, suffix):
     if not any(r == room_id and rc.user_id == a_id for (r, rc) in bob.receipts):
         raise Failure("bob: threaded_read_receipts has alice but no ReceiptEvent came in")
 
+    # Display name: alice changes hers, and bob's sync brings her new m.room.member event.
+    new_name = f"Alice {suffix}"
+    expect(await alice.nio.set_displayname(new_name), ProfileSetDisplayNameResponse,
+           "alice: set_displayname")
+    await bob.sync_until(
+        lambda: bob.nio.rooms[room_id].user_name(a_id) == new_name
+        and (room_id, a_id, "join", new_name) in bob.members,
+        f"alice's m.room.member event in {room_id} with displayname {new_name!r}",
+        lambda: f"alice's name in the room {bob.nio.rooms[room_id].user_name(a_id)!r}, "
+        f"her member events {[m for m in bob.members if m[1] == a_id]!r}",
+    )
+
     # nio validates every event against its schemas: none of myelin's may fail that.
     for c in (alice, bob):
         if c.bad_events:
@@ -282,6 +308,7 @@ async def run(alice, bob, suffix):
         "bob": b_id,
         "messages": [alice_event, bob_event],
         "syncs": alice.syncs + bob.syncs,
+        "new_name": new_name,
     }
 
 
@@ -304,8 +331,9 @@ def main():
     print(
         f"nio e2e ok against {homeserver} in {elapsed:.1f} s: {summary['alice']} and "
         f"{summary['bob']} in {summary['room_id']}; messages {summary['messages']} "
-        f"delivered both ways; typing on and off and read receipts (unthreaded and "
-        f"thread main) seen through {summary['syncs']} syncs"
+        f"delivered both ways; typing on and off, read receipts (unthreaded and "
+        f"thread main) and alice's new display name {summary['new_name']!r} seen through "
+        f"{summary['syncs']} syncs"
     )
 
 
