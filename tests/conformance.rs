@@ -1015,6 +1015,154 @@ async fn rooms_as_synapse(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn sending_aliases_and_versions(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let other = create(&s, &tok, json!({})).await;
+
+    // POST .../send/{type}: no transaction ID, a new event each time.
+    let path = format!("{C}/rooms/{room}/send/m.room.message");
+    let body = json!({"msgtype": "m.text", "body": "old style"});
+    let (st, a) = s.post(&path, Some(&tok), body.clone()).await;
+    assert_eq!(st, 200, "{a}");
+    let (_, b2) = s.post(&path, Some(&tok), body).await;
+    assert!(a["event_id"].is_string() && a["event_id"] != b2["event_id"]);
+
+    // A redaction names an event of its own room only.
+    let (_, m) = s
+        .put(
+            &format!("{C}/rooms/{other}/send/m.room.message/x1"),
+            Some(&tok),
+            json!({"body": "elsewhere"}),
+        )
+        .await;
+    let elsewhere = m["event_id"].as_str().unwrap().to_owned();
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/redact/{}/r1", enc(&elsewhere)),
+            Some(&tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 404, "{v}");
+    let (_, e) = s
+        .get(
+            &format!("{C}/rooms/{other}/event/{}", enc(&elsewhere)),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(e["content"]["body"], "elsewhere", "not redacted: {e}");
+
+    // m.room.canonical_alias: aliases must be valid, exist and point here.
+    let alias = "#lounge:test.local";
+    let (st, v) = s
+        .put(
+            &format!("{C}/directory/room/{}", enc(alias)),
+            Some(&tok),
+            json!({"room_id": room}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .put(
+            &format!("{C}/directory/room/{}", enc("#attic:test.local")),
+            Some(&tok),
+            json!({"room_id": other}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let canon = format!("{C}/rooms/{room}/state/m.room.canonical_alias/");
+    for (content, code) in [
+        (json!({"alias": "not an alias"}), "M_INVALID_PARAM"),
+        (json!({"alias": "#missing:test.local"}), "M_BAD_ALIAS"),
+        (json!({"alias": "#attic:test.local"}), "M_BAD_ALIAS"),
+        (
+            json!({"alias": alias, "alt_aliases": ["#missing:test.local"]}),
+            "M_BAD_ALIAS",
+        ),
+        (json!({"alt_aliases": ["bad"]}), "M_INVALID_PARAM"),
+        (json!({"alias": "#remote:elsewhere.org"}), "M_BAD_ALIAS"),
+    ] {
+        assert_error(&s.put(&canon, Some(&tok), content.clone()).await, 400, code);
+    }
+    let (st, v) = s
+        .put(
+            &canon,
+            Some(&tok),
+            json!({"alias": alias, "alt_aliases": [alias]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // Removing them is always allowed.
+    let (st, _) = s.put(&canon, Some(&tok), json!({})).await;
+    assert_eq!(st, 200);
+    s.put(
+        &canon,
+        Some(&tok),
+        json!({"alias": alias, "alt_aliases": [alias]}),
+    )
+    .await;
+    // Deleting the alias takes it out of the canonical alias event.
+    let (st, v) = s
+        .call(
+            "DELETE",
+            &format!("{C}/directory/room/{}", enc(alias)),
+            Some(&tok),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, c) = s.get(&canon, Some(&tok)).await;
+    assert_eq!(st, 200);
+    assert!(c.get("alias").is_none(), "{c}");
+    assert_eq!(c["alt_aliases"], json!([]));
+
+    // Room versions 3 to 5: create, invite, join, send, upgrade.
+    for version in ["3", "4", "5"] {
+        let (st, v) = s
+            .post(
+                &format!("{C}/createRoom"),
+                Some(&tok),
+                json!({"room_version": version, "invite": [bob]}),
+            )
+            .await;
+        assert_eq!(st, 200, "v{version}: {v}");
+        let r = v["room_id"].as_str().unwrap().to_owned();
+        let (st, v) = s
+            .post(&format!("{C}/rooms/{r}/join"), Some(&bob_tok), json!({}))
+            .await;
+        assert_eq!(st, 200, "v{version}: {v}");
+        let (st, v) = s
+            .put(
+                &format!("{C}/rooms/{r}/send/m.room.message/v{version}"),
+                Some(&bob_tok),
+                json!({"msgtype": "m.text", "body": "hi"}),
+            )
+            .await;
+        assert_eq!(st, 200, "v{version}: {v}");
+        let (_, c) = s
+            .get(&format!("{C}/rooms/{r}/state/m.room.create/"), Some(&tok))
+            .await;
+        assert_eq!(c["room_version"], version);
+        let (st, v) = s
+            .post(
+                &format!("{C}/rooms/{r}/upgrade"),
+                Some(&tok),
+                json!({"new_version": "11"}),
+            )
+            .await;
+        assert_eq!(st, 200, "v{version} upgrade: {v}");
+    }
+    let (_, caps) = s.get(&format!("{C}/capabilities"), Some(&tok)).await;
+    assert_eq!(
+        caps["capabilities"]["m.room_versions"]["available"]["4"],
+        "stable"
+    );
+    s.stop().await;
+}
+
 scenarios!(
     push_rules,
     start_up_endpoints,
@@ -1022,4 +1170,5 @@ scenarios!(
     identical_state_is_not_sent_twice,
     registration_and_uia,
     rooms_as_synapse,
+    sending_aliases_and_versions,
 );

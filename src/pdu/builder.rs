@@ -258,9 +258,9 @@ pub(super) mod tests {
                 },
             ),
             (
-                "UnsupportedRoomVersion(\"5\")",
+                "UnsupportedRoomVersion(\"2\")",
                 PduBuilder {
-                    room_version: RoomVersionId::V5,
+                    room_version: RoomVersionId::V2,
                     ..message(json!({}))
                 },
             ),

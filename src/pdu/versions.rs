@@ -29,7 +29,10 @@ mod tests {
         // (version, supported, room IDs derived from the create event)
         let cases = [
             ("1", false, false),
-            ("5", false, false),
+            ("2", false, false),
+            ("3", true, false),
+            ("4", true, false),
+            ("5", true, false),
             ("6", true, false),
             ("9", true, false),
             ("11", true, false),
@@ -44,7 +47,13 @@ mod tests {
                 Ok((id, rules)) => {
                     assert!(supported, "{version} accepted");
                     assert_eq!(id.as_str(), version);
-                    assert_eq!(rules.event_id_format, EventIdFormatVersion::V3);
+                    // v3's event IDs are standard base64, later versions' URL-safe.
+                    let format = if version == "3" {
+                        EventIdFormatVersion::V2
+                    } else {
+                        EventIdFormatVersion::V3
+                    };
+                    assert_eq!(rules.event_id_format, format);
                     assert_eq!(rules.room_id_format == RoomIdFormatVersion::V2, v2_room_ids);
                 }
                 Err(PduError::UnsupportedRoomVersion(v)) => {

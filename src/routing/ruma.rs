@@ -338,7 +338,7 @@ where
             // ruma's parsers can panic on some malformed bodies (a login without "type");
             // a panic must never take a worker down, so it becomes M_BAD_JSON.
             let parse = |body: &[u8]| -> Result<Result<T, FromHttpRequestError>, MatrixError> {
-                let http_request = to_http1(&req, body)?;
+                let http_request = to_http1(&req, &T::METHOD, body)?;
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     T::try_from_http_request(http_request, &arg_refs)
                 }))
@@ -367,9 +367,17 @@ where
 }
 
 /// The one conversion from actix's request (`http` 0.2) to ruma's (`http` 1.x).
-fn to_http1<'b>(req: &HttpRequest, body: &'b [u8]) -> Result<http::Request<&'b [u8]>, MatrixError> {
+///
+/// The method is the endpoint's own: the route that matched already chose the handler by
+/// method, and a few old forms (`POST .../send/{type}`, HEAD for GET) reach an endpoint under
+/// another one.
+fn to_http1<'b>(
+    req: &HttpRequest,
+    method: &http::Method,
+    body: &'b [u8],
+) -> Result<http::Request<&'b [u8]>, MatrixError> {
     let mut builder = http::Request::builder()
-        .method(req.method().as_str())
+        .method(method.clone())
         .uri(req.uri().to_string());
     for (name, value) in req.headers() {
         builder = builder.header(name.as_str(), value.as_bytes());

@@ -144,13 +144,15 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
         let from = from.map_or(now.pdu, |t| t.pdu).min(acc.upto);
         let lo = to.map_or(0, |t| t.pdu);
         let page = scan.run(db, lo, from, limit, true).await?;
-        let end = page.more.then(|| at(now, page.resume));
+        // As Synapse: `end` comes with every page that has events or may have more; only an
+        // empty page at the end of what the user may see has none.
+        let end = (page.more || !page.events.is_empty()).then(|| at(now, page.resume));
         (at(now, from), page.events, end)
     } else {
         let from = from.map_or(0, |t| t.pdu);
         let hi = to.map_or(now.pdu, |t| t.pdu).min(now.pdu).min(acc.upto);
         let page = scan.run(db, from, hi, limit, false).await?;
-        let end = page.more.then(|| at(now, page.resume));
+        let end = (page.more || !page.events.is_empty()).then(|| at(now, page.resume));
         (at(now, from), page.events, end)
     };
     let chunk = format::events(db, &events, &fmt).await?;

@@ -6,7 +6,7 @@ use crate::actors::roomserver::messages::{
     QueryAliasesForRoom, QueryPublicRooms, QueryPublishedRoom, QueryRoomIdForAlias,
 };
 use crate::routing::error::MatrixError;
-use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
+use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::{web, HttpResponse};
 use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
@@ -80,14 +80,64 @@ pub async fn delete_alias(
     req: Ruma<delete_alias::v3::Request>,
 ) -> RumaResult<delete_alias::v3::Response> {
     ensure_local(&state, &req.body.room_alias)?;
+    let alias = req.body.room_alias.to_string();
+    let room = state
+        .roomserver
+        .send(QueryRoomIdForAlias {
+            alias: alias.clone(),
+        })
+        .await?;
     state
         .roomserver
         .send(PerformRemoveRoomAlias {
-            alias: req.body.room_alias.to_string(),
+            alias: alias.clone(),
             user_id: req.sender.user_id.to_string(),
         })
         .await?;
+    if let Some(room) = room {
+        drop_from_canonical_alias(&state, &req.sender, &room, &alias).await;
+    }
     Ok(RumaResponse(delete_alias::v3::Response::new()))
+}
+
+/// Takes a deleted alias out of the room's `m.room.canonical_alias` (as Synapse), sent by the
+/// user who deleted it; when they may not send it, the event stays as it is (logged).
+async fn drop_from_canonical_alias(state: &AppState, sender: &Authed, room: &str, alias: &str) {
+    let wanted = vec![("m.room.canonical_alias".to_owned(), String::new())];
+    let Ok(events) = super::rooms::current_state(state, room, wanted).await else {
+        return;
+    };
+    let Some(mut content) = events.into_iter().next().map(|e| e.json["content"].clone()) else {
+        return;
+    };
+    let mut changed = false;
+    if content["alias"] == alias {
+        if let Some(c) = content.as_object_mut() {
+            c.remove("alias");
+        }
+        changed = true;
+    }
+    if let Some(alt) = content["alt_aliases"].as_array_mut() {
+        let before = alt.len();
+        alt.retain(|a| a != alias);
+        changed |= alt.len() != before;
+    }
+    if !changed {
+        return;
+    }
+    let sent = super::rooms::send(
+        state,
+        sender,
+        room,
+        "m.room.canonical_alias",
+        Some(""),
+        content,
+        None,
+    )
+    .await;
+    if let Err(e) = sent {
+        tracing::warn!(room_id = %room, errcode = e.errcode, "canonical alias not updated after alias deletion");
+    }
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/aliases`

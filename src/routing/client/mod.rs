@@ -156,6 +156,14 @@ pub fn router() -> Router {
         .add::<c::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_pushrule_enabled)
         .add::<c::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_pushrule_actions)
         .add::<c::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_pushrule_actions);
+    // Sending without a transaction ID: an old form clients and bridges still use.
+    for version in ["r0", "v3"] {
+        r.add_raw(
+            &format!("/_matrix/client/{version}/rooms/{{room_id}}/send/{{event_type}}"),
+            Method::POST,
+            web::post().to(rooms::send_message_event),
+        );
+    }
     // Every other path under /pushrules (after the ones above: literal segments sort first).
     for method in [Method::GET, Method::PUT, Method::DELETE] {
         r.add_raw(

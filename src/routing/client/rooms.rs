@@ -473,13 +473,17 @@ pub async fn create_room(
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+/// and `POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}`
 pub async fn send_message_event(
     state: web::Data<AppState>,
     req: Ruma<send_message_event::v3::Request>,
 ) -> RumaResult<send_message_event::v3::Response> {
     let body = req.body;
     let content = Value::Object(object(body.body.json(), "content")?);
-    let txn = Some((req.sender.device_id.to_string(), body.txn_id.to_string()));
+    // `POST .../send/{eventType}` (no transaction ID, as Synapse still serves it) arrives with
+    // an empty one: each such request is a new event.
+    let txn = (!body.txn_id.as_str().is_empty())
+        .then(|| (req.sender.device_id.to_string(), body.txn_id.to_string()));
     let event_id = send(
         &state,
         &req.sender,
@@ -496,6 +500,47 @@ pub async fn send_message_event(
     )))
 }
 
+/// The aliases of an `m.room.canonical_alias` content must be aliases (400 M_INVALID_PARAM)
+/// that exist and point to this room (400 M_BAD_ALIAS), as Synapse checks. Aliases of other
+/// servers cannot be resolved without federation, so they are refused as unknown.
+async fn check_canonical_alias(
+    state: &AppState,
+    room_id: &str,
+    content: &Value,
+) -> Result<(), MatrixError> {
+    let mut aliases: Vec<&Value> = Vec::new();
+    match content.get("alias") {
+        None | Some(Value::Null) => {}
+        Some(a) => aliases.push(a),
+    }
+    match content.get("alt_aliases") {
+        None => {}
+        Some(Value::Array(list)) => aliases.extend(list),
+        Some(_) => return Err(MatrixError::invalid_param("alt_aliases must be a list")),
+    }
+    for alias in aliases {
+        let parsed = alias
+            .as_str()
+            .and_then(|a| <&ruma::RoomAliasId>::try_from(a).ok())
+            .ok_or_else(|| MatrixError::invalid_param(format!("{alias} is not a room alias")))?;
+        let points_here = parsed.server_name().as_str() == state.server_name()
+            && state
+                .roomserver
+                .send(crate::actors::roomserver::messages::QueryRoomIdForAlias {
+                    alias: parsed.to_string(),
+                })
+                .await?
+                .is_some_and(|r| r == room_id);
+        if !points_here {
+            return Err(MatrixError::new(
+                "M_BAD_ALIAS",
+                format!("Room alias {parsed} does not point to the room"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
 pub async fn send_state_event(
     state: web::Data<AppState>,
@@ -503,6 +548,9 @@ pub async fn send_state_event(
 ) -> RumaResult<send_state_event::v3::Response> {
     let body = req.body;
     let content = Value::Object(object(body.body.json(), "content")?);
+    if body.event_type.to_string() == "m.room.canonical_alias" {
+        check_canonical_alias(&state, body.room_id.as_str(), &content).await?;
+    }
     let event_id = send(
         &state,
         &req.sender,
