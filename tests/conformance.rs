@@ -1163,6 +1163,92 @@ async fn sending_aliases_and_versions(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn upgrades_carry_tags_and_push_rules(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let old = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{old}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    let ub = enc(&bob);
+    let (st, v) = s
+        .put(
+            &format!("{C}/user/{ub}/rooms/{old}/tags/u.work"),
+            Some(&bob_tok),
+            json!({"order": 0.5}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.put(
+        &format!("{C}/user/{ub}/account_data/m.direct"),
+        Some(&bob_tok),
+        json!({ alice.as_str(): [old] }),
+    )
+    .await;
+    let p = format!("{C}/pushrules/global");
+    let (st, v) = s
+        .put(
+            &format!("{p}/room/{}", enc(&old)),
+            Some(&bob_tok),
+            json!({"actions": ["dont_notify"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .put(
+            &format!("{p}/override/quiet-{}", enc(&old)),
+            Some(&bob_tok),
+            json!({"actions": [], "conditions": [{"kind": "event_match", "key": "room_id", "pattern": old}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+
+    let (st, v) = s
+        .post(
+            &format!("{C}/rooms/{old}/upgrade"),
+            Some(&tok),
+            json!({"new_version": "11"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let new = v["replacement_room"].as_str().unwrap().to_owned();
+
+    let (_, tags) = s
+        .get(&format!("{C}/user/{ub}/rooms/{new}/tags"), Some(&bob_tok))
+        .await;
+    assert_eq!(tags["tags"]["u.work"]["order"], 0.5, "{tags}");
+    let (_, direct) = s
+        .get(
+            &format!("{C}/user/{ub}/account_data/m.direct"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(direct[alice.as_str()], json!([old, new]));
+    let (_, r) = s
+        .get(&format!("{p}/room/{}", enc(&new)), Some(&bob_tok))
+        .await;
+    assert_eq!(r["actions"], json!(["dont_notify"]), "{r}");
+    let (_, r) = s
+        .get(&format!("{p}/override/quiet-{}", enc(&new)), Some(&bob_tok))
+        .await;
+    assert_eq!(r["conditions"][0]["pattern"], new.as_str(), "{r}");
+    // The old room's rules stay.
+    assert_eq!(
+        s.get(&format!("{p}/room/{}", enc(&old)), Some(&bob_tok))
+            .await
+            .0,
+        200
+    );
+    // Alice had none of it: nothing was made up for her.
+    let (_, r) = s.get(&format!("{C}/pushrules/"), Some(&tok)).await;
+    assert_eq!(r["global"]["room"], json!([]));
+    s.stop().await;
+}
+
 scenarios!(
     push_rules,
     start_up_endpoints,
@@ -1171,4 +1257,5 @@ scenarios!(
     registration_and_uia,
     rooms_as_synapse,
     sending_aliases_and_versions,
+    upgrades_carry_tags_and_push_rules,
 );

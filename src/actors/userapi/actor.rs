@@ -80,6 +80,7 @@ delegate!(
     PerformPushRuleUpdate => perform_push_rule_update,
     PerformOpenIdTokenCreation => perform_open_id_token_creation,
     PerformGuestUpgrade => perform_guest_upgrade,
+    PerformRoomUpgradeCopy => perform_room_upgrade_copy,
 );
 
 impl Handler<InputDeviceActivity> for UserApiActor {

@@ -285,6 +285,16 @@ pub struct PerformGuestUpgrade {
     pub password: String,
 }
 
+/// A room was upgraded: the user's tags of the old room, its place in `m.direct` and the
+/// push rules naming it are copied to the new room, in one transaction.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), UserApiError>")]
+pub struct PerformRoomUpgradeCopy {
+    pub localpart: String,
+    pub old_room_id: String,
+    pub new_room_id: String,
+}
+
 /// A user's effective push rules (`crate::push_rules::effective`): the server defaults with
 /// the user's own rules and changes merged in.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
@@ -408,5 +418,6 @@ crate::remote_messages!("userapi":
     PerformPushRuleUpdate,
     PerformOpenIdTokenCreation,
     PerformGuestUpgrade,
+    PerformRoomUpgradeCopy,
     InputDeviceActivity,
 );

@@ -99,6 +99,7 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<UserApiActor>) {
     serve::<PerformPushRuleUpdate, _, _, _>(cfg, addr.clone());
     serve::<PerformOpenIdTokenCreation, _, _, _>(cfg, addr.clone());
     serve::<PerformGuestUpgrade, _, _, _>(cfg, addr.clone());
+    serve::<PerformRoomUpgradeCopy, _, _, _>(cfg, addr.clone());
     serve::<InputDeviceActivity, _, _, _>(cfg, addr);
 }
 
@@ -192,6 +193,11 @@ mod tests {
         });
         round_trip(QueryPushRules { localpart: l() });
         round_trip(QueryOpenIdToken { token: "t".into() });
+        round_trip(PerformRoomUpgradeCopy {
+            localpart: l(),
+            old_room_id: "!a:x".into(),
+            new_room_id: "!b:x".into(),
+        });
         round_trip(PerformGuestUpgrade {
             localpart: l(),
             password: "p".into(),

@@ -5,6 +5,7 @@ use crate::actors::roomserver::messages::{
     PerformPublishRoom, PerformRemoveRoomAlias, PerformRoomEvent, PerformSetRoomAlias,
     QueryAliasesForRoom, QueryMaySendState, QueryPublishedRoom,
 };
+use crate::actors::userapi::messages::PerformRoomUpgradeCopy;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
@@ -211,6 +212,33 @@ pub async fn upgrade_room(
         None,
     )
     .await?;
+
+    // What each local member had on the old room follows them (as Synapse): tags, m.direct,
+    // push rules naming the room. A failure for one user is logged, not the upgrade's.
+    let server = format!(":{}", state.server_name());
+    for member in old_state
+        .iter()
+        .filter(|e| e.json["type"] == "m.room.member" && e.json["content"]["membership"] == "join")
+    {
+        let Some(localpart) = member.json["state_key"]
+            .as_str()
+            .and_then(|u| u.strip_suffix(server.as_str()))
+            .and_then(|u| u.strip_prefix('@'))
+        else {
+            continue;
+        };
+        let copied = state
+            .userapi
+            .send(PerformRoomUpgradeCopy {
+                localpart: localpart.to_owned(),
+                old_room_id: old.clone(),
+                new_room_id: new.clone(),
+            })
+            .await;
+        if let Err(e) = copied {
+            tracing::warn!(room_id = %old, localpart, error = %e, "tags and push rules not copied on upgrade");
+        }
+    }
 
     let replacement = ruma::OwnedRoomId::try_from(new).map_err(|_| MatrixError::internal())?;
     Ok(RumaResponse(upgrade_room::v3::Response::new(replacement)))

@@ -14,6 +14,7 @@ pub mod perform_password_update;
 pub mod perform_profile_update;
 pub mod perform_push_rule_update;
 pub mod perform_room_tag_update;
+pub mod perform_room_upgrade_copy;
 pub mod perform_token_refresh;
 pub mod query_access_token;
 pub mod query_account_availability;
