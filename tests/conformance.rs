@@ -1249,6 +1249,110 @@ async fn upgrades_carry_tags_and_push_rules(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn guests(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &["registration.guests=true"]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let open = create(
+        &s,
+        &tok,
+        json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "can_join"}}
+        ]}),
+    )
+    .await;
+    let closed = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let (st, g) = s
+        .post(&format!("{C}/register?kind=guest"), None, json!({}))
+        .await;
+    assert_eq!(st, 200, "{g}");
+    let guest = g["user_id"].as_str().unwrap().to_owned();
+    let gtok = g["access_token"].as_str().unwrap().to_owned();
+
+    assert_error(
+        &s.post(&format!("{C}/rooms/{closed}/join"), Some(&gtok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (st, v) = s
+        .post(&format!("{C}/rooms/{open}/join"), Some(&gtok), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        member_content(&s, &tok, &open, &guest).await["kind"],
+        "guest"
+    );
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{open}/send/m.room.message/g1"),
+            Some(&gtok),
+            json!({"msgtype": "m.text", "body": "from a guest"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .put(
+            &format!("{C}/profile/{}/displayname", enc(&guest)),
+            Some(&gtok),
+            json!({"displayname": "Visitor"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let c = member_content(&s, &tok, &open, &guest).await;
+    assert_eq!(
+        (c["displayname"].as_str(), c["kind"].as_str()),
+        (Some("Visitor"), Some("guest"))
+    );
+    let v = sync(&s, &gtok, "").await;
+    let events = v["rooms"]["join"][open.as_str()]["timeline"]["events"]
+        .as_array()
+        .expect("timeline")
+        .clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["content"]["body"] == "from a guest"),
+        "{v}"
+    );
+    let (st, m) = s
+        .get(
+            &format!("{C}/rooms/{open}/messages?dir=b&limit=50"),
+            Some(&gtok),
+        )
+        .await;
+    assert_eq!(st, 200, "{m}");
+    assert!(
+        m["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create"),
+        "shared history: {m}"
+    );
+
+    // Revoking guest access makes every guest leave.
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{open}/state/m.room.guest_access/"),
+            Some(&tok),
+            json!({"guest_access": "forbidden"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let c = member_content(&s, &tok, &open, &guest).await;
+    assert_eq!(
+        (c["membership"].as_str(), c["kind"].as_str()),
+        (Some("leave"), Some("guest"))
+    );
+    assert_error(
+        &s.post(&format!("{C}/rooms/{open}/join"), Some(&gtok), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    s.stop().await;
+}
+
 scenarios!(
     push_rules,
     start_up_endpoints,
@@ -1258,4 +1362,5 @@ scenarios!(
     rooms_as_synapse,
     sending_aliases_and_versions,
     upgrades_carry_tags_and_push_rules,
+    guests,
 );

@@ -74,6 +74,11 @@ async fn set_membership_with(
     if membership == "join" {
         // The joining user's profile travels with their membership.
         add_profile(state, sender, &mut content).await?;
+        // As Synapse marks them: a guest's join says so, and revoking guest access (see
+        // `rooms::kick_guests`) finds them by it.
+        if sender.is_guest && target == sender.user_id.as_str() {
+            content["kind"] = json!("guest");
+        }
     }
     send(
         state,

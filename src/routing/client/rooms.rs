@@ -500,6 +500,46 @@ pub async fn send_message_event(
     )))
 }
 
+/// Guest access was revoked: every joined guest leaves the room (as Synapse, each guest's own
+/// leave, marked `kind: guest`). A guest whose leave fails is logged.
+async fn kick_guests(state: &AppState, room_id: &str) {
+    let Ok(members) = current_state(state, room_id, Vec::new()).await else {
+        return;
+    };
+    for m in members.iter().filter(|e| {
+        e.json["type"] == "m.room.member"
+            && e.json["content"]["membership"] == "join"
+            && e.json["content"]["kind"] == "guest"
+    }) {
+        let Some(user) = m.json["state_key"]
+            .as_str()
+            .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
+        else {
+            continue;
+        };
+        let guest = Authed {
+            localpart: user.localpart().to_owned(),
+            user_id: user.clone(),
+            device_id: ruma::OwnedDeviceId::from(""),
+            is_guest: true,
+        };
+        let content = json!({"membership": "leave", "kind": "guest"});
+        let left = send(
+            state,
+            &guest,
+            room_id,
+            "m.room.member",
+            Some(user.as_str()),
+            content,
+            None,
+        )
+        .await;
+        if let Err(e) = left {
+            tracing::warn!(room_id, user_id = %user, errcode = e.errcode, "guest not removed after guest access was revoked");
+        }
+    }
+}
+
 /// The aliases of an `m.room.canonical_alias` content must be aliases (400 M_INVALID_PARAM)
 /// that exist and point to this room (400 M_BAD_ALIAS), as Synapse checks. Aliases of other
 /// servers cannot be resolved without federation, so they are refused as unknown.
@@ -548,9 +588,12 @@ pub async fn send_state_event(
 ) -> RumaResult<send_state_event::v3::Response> {
     let body = req.body;
     let content = Value::Object(object(body.body.json(), "content")?);
-    if body.event_type.to_string() == "m.room.canonical_alias" {
+    let event_type = body.event_type.to_string();
+    if event_type == "m.room.canonical_alias" {
         check_canonical_alias(&state, body.room_id.as_str(), &content).await?;
     }
+    let revokes_guests =
+        event_type == "m.room.guest_access" && content["guest_access"] != "can_join";
     let event_id = send(
         &state,
         &req.sender,
@@ -561,6 +604,9 @@ pub async fn send_state_event(
         None,
     )
     .await?;
+    if revokes_guests {
+        kick_guests(&state, body.room_id.as_str()).await;
+    }
     let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
     Ok(RumaResponse(send_state_event::v3::Response::new(event_id)))
 }
