@@ -1353,6 +1353,109 @@ async fn guests(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn deactivation_parts_rooms_and_erases(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let invited = create(&s, &tok, json!({"invite": [bob]})).await;
+    assert_eq!(
+        s.post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+            .await
+            .0,
+        200
+    );
+    let (_, m) = s
+        .put(
+            &format!("{C}/rooms/{room}/send/m.room.message/e1"),
+            Some(&bob_tok),
+            json!({"msgtype": "m.text", "body": "secret"}),
+        )
+        .await;
+    let said = m["event_id"].as_str().unwrap().to_owned();
+
+    let deactivate = format!("{C}/account/deactivate");
+    let (st, v) = s
+        .post(&deactivate, Some(&bob_tok), json!({"erase": true}))
+        .await;
+    assert_eq!(st, 401, "{v}");
+    let session = v["session"].as_str().unwrap();
+    let (st, v) = s
+        .post(
+            &deactivate,
+            Some(&bob_tok),
+            json!({"erase": true, "auth": {"type": "m.login.password", "session": session,
+                "identifier": {"type": "m.id.user", "user": "bob"}, "password": "pw"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // Bob left every room, and his invite is rejected.
+    assert_eq!(
+        member_content(&s, &tok, &room, &bob).await["membership"],
+        "leave"
+    );
+    assert_eq!(
+        member_content(&s, &tok, &invited, &bob).await["membership"],
+        "leave"
+    );
+
+    // Alice was there: she still sees the message. Carol comes later: she does not.
+    let (_, e) = s
+        .get(
+            &format!("{C}/rooms/{room}/messages?dir=b&limit=50"),
+            Some(&tok),
+        )
+        .await;
+    let body_in = |v: &Value| {
+        v["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_id"] == said.as_str())
+            .map(|e| e["content"].clone())
+    };
+    assert_eq!(body_in(&e).unwrap()["body"], "secret");
+    assert_eq!(
+        s.post(
+            &format!("{C}/rooms/{room}/join"),
+            Some(&carol_tok),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, e) = s
+        .get(
+            &format!("{C}/rooms/{room}/messages?dir=b&limit=50"),
+            Some(&carol_tok),
+        )
+        .await;
+    assert_eq!(
+        body_in(&e),
+        Some(json!({})),
+        "erased for later joiners: {e}"
+    );
+    let v = sync(&s, &carol_tok, "").await;
+    let events = v["rooms"]["join"][room.as_str()]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    if let Some(e) = events.iter().find(|e| e["event_id"] == said.as_str()) {
+        assert_eq!(e["content"], json!({}), "{e}");
+    }
+    let (st, e) = s
+        .get(
+            &format!("{C}/rooms/{room}/context/{}", enc(&said)),
+            Some(&carol_tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{e}");
+    assert_eq!(e["event"]["content"], json!({}));
+    s.stop().await;
+}
+
 scenarios!(
     push_rules,
     start_up_endpoints,
@@ -1363,4 +1466,5 @@ scenarios!(
     sending_aliases_and_versions,
     upgrades_carry_tags_and_push_rules,
     guests,
+    deactivation_parts_rooms_and_erases,
 );

@@ -90,6 +90,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "017_userapi_openid_tokens",
         include_str!("../../sql/017_userapi_openid_tokens.sql"),
     ),
+    (
+        18,
+        "018_userapi_erased",
+        include_str!("../../sql/018_userapi_erased.sql"),
+    ),
+    (
+        19,
+        "019_syncapi_erased_users",
+        include_str!("../../sql/019_syncapi_erased_users.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

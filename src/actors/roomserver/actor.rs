@@ -148,6 +148,20 @@ impl Handler<QueryEvent> for RoomserverActor {
     }
 }
 
+impl Handler<QueryRoomsWithMembership> for RoomserverActor {
+    type Result = ResponseFuture<Result<Vec<String>, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryRoomsWithMembership, _: &mut Context<Self>) -> Self::Result {
+        let db = self.deps.db.clone();
+        Box::pin(async move {
+            Ok(
+                super::storage::memberships::select_rooms(&db, &msg.user_id, &msg.membership)
+                    .await?,
+            )
+        })
+    }
+}
+
 impl Handler<QueryJoinedRooms> for RoomserverActor {
     type Result = ResponseFuture<Result<Vec<String>, RoomserverError>>;
 

@@ -67,6 +67,15 @@ pub struct QueryJoinedRooms {
     pub user_id: String,
 }
 
+/// The rooms where a user's current membership is `membership` (`join`, `invite`, `knock`,
+/// `leave`, `ban`), by room ID.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<String>, RoomserverError>")]
+pub struct QueryRoomsWithMembership {
+    pub user_id: String,
+    pub membership: String,
+}
+
 /// Forgets a room for a user, who must have left it (or been kicked or banned).
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(), RoomserverError>")]
@@ -270,6 +279,7 @@ crate::remote_messages!("roomserver":
     QueryCurrentState,
     QueryEvent,
     QueryJoinedRooms,
+    QueryRoomsWithMembership,
     PerformForget,
     PerformSetRoomAlias,
     QueryRoomIdForAlias,

@@ -37,6 +37,7 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryCurrentState, _, _, _>(cfg, addr.clone());
     serve::<QueryEvent, _, _, _>(cfg, addr.clone());
     serve::<QueryJoinedRooms, _, _, _>(cfg, addr.clone());
+    serve::<QueryRoomsWithMembership, _, _, _>(cfg, addr.clone());
     serve::<PerformForget, _, _, _>(cfg, addr.clone());
     serve::<PerformSetRoomAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryRoomIdForAlias, _, _, _>(cfg, addr.clone());

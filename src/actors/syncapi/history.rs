@@ -178,12 +178,16 @@ async fn visible_event(
     acc: &Access,
 ) -> Result<RoomEvent, SyncApiError> {
     let not_found = || SyncApiError::NotFound(format!("Event {event_id} not found"));
-    let e = room_events::select_by_id(db, event_id)
+    let mut e = room_events::select_by_id(db, event_id)
         .await?
         .filter(|e| e.room_id == room_id && e.position <= acc.upto)
         .ok_or_else(not_found)?;
-    if e.position < acc.trusted && !Visibility::load(db, room_id, user).await?.allows(&e) {
-        return Err(not_found());
+    if e.position < acc.trusted {
+        let v = Visibility::load(db, room_id, user).await?;
+        if !v.allows(&e) {
+            return Err(not_found());
+        }
+        v.apply_erasure(&mut e);
     }
     Ok(e)
 }

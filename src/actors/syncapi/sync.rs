@@ -487,6 +487,10 @@ impl Scan<'_> {
                         continue;
                     }
                 }
+                let mut e = e;
+                if let (true, Some(v)) = (e.position < self.trusted_from, &visibility) {
+                    v.apply_erasure(&mut e);
+                }
                 out.push(e);
                 if out.len() as i64 > limit {
                     break;

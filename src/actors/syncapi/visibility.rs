@@ -13,6 +13,10 @@ pub struct Visibility {
     settings: Vec<(i64, String)>,
     /// (position, membership) of the user, oldest first.
     memberships: Vec<(i64, String)>,
+    /// Erased users (the spec's account erasure), and the room's version to redact by; empty
+    /// when nobody was ever erased.
+    erased: std::collections::HashSet<String>,
+    room_version: String,
 }
 
 impl Visibility {
@@ -43,11 +47,55 @@ impl Visibility {
                 .iter()
                 .map(|e| (e.position, field(e, "membership")))
                 .collect();
+        // Erasure is rare: the room's version is read only when someone was erased.
+        let erased: std::collections::HashSet<String> =
+            super::storage::erased_users::select_all(db)
+                .await?
+                .into_iter()
+                .collect();
+        let room_version = if erased.is_empty() {
+            String::new()
+        } else {
+            room_events::select_state_history(db, room_id, "m.room.create", "", i64::MAX)
+                .await?
+                .first()
+                .map(|e| {
+                    let v = field(e, "room_version");
+                    if v.is_empty() {
+                        "1".to_owned()
+                    } else {
+                        v
+                    }
+                })
+                .unwrap_or_default()
+        };
         Ok(Visibility {
             user_id: user_id.to_owned(),
             settings,
             memberships,
+            erased,
+            room_version,
         })
+    }
+
+    /// Serves `e` redacted when its sender's account was erased and the user was not joined
+    /// when it was sent (the spec's account erasure, as Synapse applies it): who saw it then
+    /// keeps it, who comes later does not.
+    pub fn apply_erasure(&self, e: &mut RoomEvent) {
+        if !self.erased.contains(&e.sender) || e.sender == self.user_id {
+            return;
+        }
+        if Self::before(&self.memberships, e.position) == Some("join") {
+            return;
+        }
+        let Ok(json) = serde_json::from_str::<ruma::CanonicalJsonObject>(&e.json) else {
+            return;
+        };
+        if let Ok(redacted) = crate::pdu::redact(json, &self.room_version) {
+            if let Ok(text) = serde_json::to_string(&redacted) {
+                e.json = text;
+            }
+        }
     }
 
     fn before(list: &[(i64, String)], position: i64) -> Option<&str> {
@@ -117,6 +165,8 @@ mod tests {
             user_id: "@u".into(),
             settings: vec![(1, "joined".into()), (10, "shared".into())],
             memberships: vec![(5, "join".into()), (8, "leave".into()), (12, "join".into())],
+            erased: Default::default(),
+            room_version: String::new(),
         };
         assert!(!v.allows(&ev(3)), "joined-only, before the join");
         assert!(v.allows(&ev(6)), "while joined");
@@ -126,6 +176,7 @@ mod tests {
             user_id: "@u".into(),
             settings: vec![(1, "invited".into())],
             memberships: vec![(5, "invite".into())],
+            ..Default::default()
         };
         assert!(w.allows(&ev(6)));
         assert!(!w.allows(&ev(4)));
@@ -134,5 +185,40 @@ mod tests {
             ..Default::default()
         };
         assert!(world.allows(&ev(2)));
+    }
+
+    #[test]
+    fn erased_senders_are_redacted_for_who_was_not_joined() {
+        let v = Visibility {
+            user_id: "@u".into(),
+            memberships: vec![(5, "join".into()), (8, "leave".into()), (12, "join".into())],
+            erased: ["@gone".to_owned()].into_iter().collect(),
+            room_version: "11".into(),
+            ..Default::default()
+        };
+        let said = |position: i64, sender: &str| RoomEvent {
+            position,
+            sender: sender.into(),
+            event_type: "m.room.message".into(),
+            json: serde_json::json!({"type": "m.room.message", "sender": sender,
+                "content": {"body": "secret"}, "room_id": "!r", "origin_server_ts": 1,
+                "depth": 1, "prev_events": [], "auth_events": [], "hashes": {"sha256": "x"},
+                "signatures": {}})
+            .to_string(),
+            ..Default::default()
+        };
+        let body = |e: &RoomEvent| -> serde_json::Value {
+            serde_json::from_str::<serde_json::Value>(&e.json).unwrap()["content"]["body"].clone()
+        };
+        for (position, sender, kept) in [
+            (3, "@gone", false),  // before the user joined
+            (6, "@gone", true),   // while joined: they saw it
+            (10, "@gone", false), // after they left, before they came back
+            (6, "@other", true),  // not erased
+        ] {
+            let mut e = said(position, sender);
+            v.apply_erasure(&mut e);
+            assert_eq!(body(&e) == "secret", kept, "{position} {sender}");
+        }
     }
 }

@@ -203,6 +203,9 @@ pub struct PerformPasswordUpdate {
 #[rtype(result = "Result<(), UserApiError>")]
 pub struct PerformAccountDeactivation {
     pub localpart: String,
+    /// Also erase the account (the spec's account erasure): announced as `UserErased`.
+    #[serde(default)]
+    pub erase: bool,
 }
 
 /// Renames a device. Fails with `NotFound` when the user has no such device.
@@ -362,6 +365,9 @@ pub enum UserApiOutput {
         data_type: String,
         content: serde_json::Value,
     },
+    /// The account was erased: its events are no longer shown to users who were not in the
+    /// room when they were sent.
+    UserErased { user_id: String },
     /// Devices were deleted: `device_ids`, or (`None`) all the user's devices but `except`.
     DevicesDeleted {
         user_id: String,

@@ -165,7 +165,10 @@ mod tests {
             logout_devices: true,
             keep_device: None,
         });
-        round_trip(PerformAccountDeactivation { localpart: l() });
+        round_trip(PerformAccountDeactivation {
+            localpart: l(),
+            erase: true,
+        });
         round_trip(PerformDeviceUpdate {
             localpart: l(),
             device_id: "D".into(),

@@ -1,6 +1,7 @@
 //! The account: whoami, password, deactivation, third-party identifiers.
 
 use super::super::uia::{self, PasswordOwner};
+use crate::actors::roomserver::messages::QueryRoomsWithMembership;
 use crate::actors::userapi::messages::{PerformAccountDeactivation, PerformPasswordUpdate};
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
@@ -89,11 +90,50 @@ pub async fn deactivate(
         .userapi
         .send(PerformAccountDeactivation {
             localpart: sender.localpart.clone(),
+            erase: req.body.erase,
         })
         .await?;
+    part_all_rooms(&state, &sender).await;
     Ok(RumaResponse(deactivate::v3::Response::new(
         ThirdPartyIdRemovalStatus::NoSupport,
     )))
+}
+
+/// A deactivated user leaves every room they are in, and their pending invites and knocks are
+/// withdrawn (as Synapse). A room that refuses the leave is logged and skipped.
+async fn part_all_rooms(state: &AppState, sender: &Authed) {
+    let user = sender.user_id.to_string();
+    for membership in ["join", "invite", "knock"] {
+        let rooms = state
+            .roomserver
+            .send(QueryRoomsWithMembership {
+                user_id: user.clone(),
+                membership: membership.to_owned(),
+            })
+            .await;
+        let rooms = match rooms {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "rooms of a deactivated user unknown");
+                continue;
+            }
+        };
+        for room in rooms {
+            let left = super::rooms::send(
+                state,
+                sender,
+                &room,
+                "m.room.member",
+                Some(&user),
+                serde_json::json!({"membership": "leave"}),
+                None,
+            )
+            .await;
+            if let Err(e) = left {
+                tracing::warn!(room_id = %room, user_id = %user, errcode = e.errcode, "deactivated user did not leave");
+            }
+        }
+    }
 }
 
 /// # `GET /_matrix/client/v3/account/3pid`

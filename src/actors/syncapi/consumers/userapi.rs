@@ -1,8 +1,8 @@
 //! Reads the userapi's stream: account data into `syncapi_account_data` (waking the user),
-//! and deleted devices, whose queued to-device messages go.
+//! deleted devices, whose queued to-device messages go, and erased users.
 
 use super::super::notifier::{Advance, Notifier};
-use super::super::storage::{account_data, to_device};
+use super::super::storage::{account_data, erased_users, to_device};
 use super::super::token::Stream;
 use crate::actors::userapi::messages::UserApiOutput;
 use crate::bus::{Consumer, ConsumerError};
@@ -42,6 +42,10 @@ impl Consumer for UserApiConsumer {
                 data_type,
                 content,
             } => (user_id, room_id, data_type, content),
+            UserApiOutput::UserErased { user_id } => {
+                erased_users::insert(txn, &user_id, position).await?;
+                return Ok(());
+            }
             UserApiOutput::DevicesDeleted {
                 user_id,
                 device_ids,

@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod current_state;
+pub mod erased_users;
 pub mod presence;
 pub mod receipts;
 pub mod relations;

@@ -1,4 +1,5 @@
-//! `PerformAccountDeactivation`: the account can never be used again.
+//! `PerformAccountDeactivation`: the account can never be used again; with `erase`, it is
+//! marked erased and the syncapi hears of it (`UserErased`).
 
 use crate::actors::userapi::actor::Deps;
 use crate::actors::userapi::messages::{PerformAccountDeactivation, UserApiOutput};
@@ -18,9 +19,17 @@ pub async fn handle(deps: &Deps, msg: PerformAccountDeactivation) -> Result<(), 
         device_ids: None,
         except: None,
     };
-    let appended = crate::bus::append(&txn, ACCOUNT_DATA_STREAM, &user_id, &output).await?;
-    deps.bus.commit(txn, &[appended]).await?;
+    let mut appended =
+        vec![crate::bus::append(&txn, ACCOUNT_DATA_STREAM, &user_id, &output).await?];
+    if msg.erase {
+        accounts::erase(&txn, &msg.localpart).await?;
+        let erased = UserApiOutput::UserErased {
+            user_id: user_id.clone(),
+        };
+        appended.push(crate::bus::append(&txn, ACCOUNT_DATA_STREAM, &user_id, &erased).await?);
+    }
+    deps.bus.commit(txn, &appended).await?;
     deps.tokens.forget_user(&msg.localpart);
-    tracing::info!(localpart = %msg.localpart, "account deactivated");
+    tracing::info!(localpart = %msg.localpart, erase = msg.erase, "account deactivated");
     Ok(())
 }

@@ -6,6 +6,7 @@ const INSERT: &str = "INSERT INTO userapi_accounts (localpart, password_hash, is
     VALUES ($1, $2, $3, $4) ON CONFLICT (localpart) DO NOTHING";
 const SELECT: &str =
     "SELECT password_hash, is_guest, deactivated FROM userapi_accounts WHERE localpart = $1";
+const ERASE: &str = "UPDATE userapi_accounts SET erased = 1 WHERE localpart = $1";
 const UPGRADE_GUEST: &str = "UPDATE userapi_accounts SET password_hash = $2, is_guest = 0
     WHERE localpart = $1 AND is_guest = 1 AND deactivated = 0";
 const UPDATE_PASSWORD: &str = "UPDATE userapi_accounts SET password_hash = $2 WHERE localpart = $1";
@@ -57,6 +58,12 @@ pub async fn update_password(
 ) -> Result<(), StorageError> {
     db.execute(UPDATE_PASSWORD, &[&localpart, &password_hash])
         .await?;
+    Ok(())
+}
+
+/// Marks an account erased.
+pub async fn erase(db: &impl Conn, localpart: &str) -> Result<(), StorageError> {
+    db.execute(ERASE, &[&localpart]).await?;
     Ok(())
 }
 
