@@ -244,6 +244,11 @@ pub struct ComponentsConfig {
     /// Address of this node's internal listener, which serves the components that run here
     /// to other nodes over the HTTP bridge. Empty: none (a single-process node).
     pub internal_listen: String,
+    /// The secret every node of a split deployment shares: bridges send it with each message,
+    /// and the internal listener refuses a message without it (401). Required whenever this
+    /// node has an internal listener or reaches a component on another node; at least 32
+    /// characters.
+    pub internal_secret: String,
     /// Where the userapi runs: `local`, or the internal URL of the node hosting it
     /// (`http://10.0.0.2:7000`).
     pub userapi: String,
@@ -259,12 +264,16 @@ impl Default for ComponentsConfig {
     fn default() -> Self {
         ComponentsConfig {
             internal_listen: String::new(),
+            internal_secret: String::new(),
             userapi: "local".into(),
             roomserver: "local".into(),
             syncapi: "local".into(),
         }
     }
 }
+
+/// The shortest `components.internal_secret` accepted.
+pub const MIN_INTERNAL_SECRET_CHARS: usize = 32;
 
 /// Where a component runs, as seen from this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +291,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MYELIN_METRICS_LISTEN", "metrics.listen"),
     ("MYELIN_DATABASE", "database.url"),
     ("MYELIN_LOG", "log.level"),
+    ("MYELIN_INTERNAL_SECRET", "components.internal_secret"),
 ];
 
 /// A configuration error; its message names the key at fault.
@@ -363,6 +373,22 @@ impl Config {
                  that hosts them"
                     .into(),
             ));
+        }
+        let remote = [
+            self.userapi_placement(),
+            self.roomserver_placement(),
+            self.syncapi_placement(),
+        ]
+        .iter()
+        .any(|p| *p != Placement::Local);
+        if (remote || !self.components.internal_listen.is_empty())
+            && self.components.internal_secret.chars().count() < MIN_INTERNAL_SECRET_CHARS
+        {
+            return Err(ConfigError(format!(
+                "key components.internal_secret: a split deployment (an internal listener, or a \
+                 component on another node) needs a secret shared by its nodes, at least \
+                 {MIN_INTERNAL_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)"
+            )));
         }
         if !crate::room_versions::STABLE.contains(&self.rooms.default_version.as_str()) {
             return Err(ConfigError(format!(
@@ -581,7 +607,29 @@ mod tests {
             ("", &["server.name=bad name!"], "server.name"),
             ("", &["components.userapi=elsewhere"], "components.userapi"),
             ("", &["metrics.listen=1.2.3.4"], "metrics.listen"),
-            ("", &["rooms.default_version=5"], "rooms.default_version"),
+            ("", &["rooms.default_version=2"], "rooms.default_version"),
+            (
+                "",
+                &["components.internal_listen=127.0.0.1:7000"],
+                "components.internal_secret",
+            ),
+            (
+                "",
+                &[
+                    "components.userapi=http://10.0.0.2:7000",
+                    "components.roomserver=http://10.0.0.2:7000",
+                    "components.syncapi=http://10.0.0.2:7000",
+                ],
+                "components.internal_secret",
+            ),
+            (
+                "",
+                &[
+                    "components.internal_listen=127.0.0.1:7000",
+                    "components.internal_secret=short",
+                ],
+                "components.internal_secret",
+            ),
             (
                 "",
                 &["components.roomserver=nowhere"],

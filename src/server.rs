@@ -118,7 +118,10 @@ impl Node {
                 .await?;
                 (Handle::Local(addr.clone()), Some(addr))
             }
-            Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
+            Placement::Remote(url) => (
+                Handle::Remote(HttpBridge::new(&url, &config.components.internal_secret).start()),
+                None,
+            ),
         };
 
         let (roomserver, roomserver_local) = match config.roomserver_placement() {
@@ -135,7 +138,10 @@ impl Node {
                 });
                 (Handle::Local(addr.clone()), Some(addr))
             }
-            Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
+            Placement::Remote(url) => (
+                Handle::Remote(HttpBridge::new(&url, &config.components.internal_secret).start()),
+                None,
+            ),
         };
 
         // The syncapi follows the roomserver's and userapi's streams on the embedded bus, so
@@ -145,7 +151,10 @@ impl Node {
                 let addr = syncapi::start(local_db()?, bus.clone()).await?;
                 (Handle::Local(addr.clone()), Some(addr))
             }
-            Placement::Remote(url) => (Handle::Remote(HttpBridge::new(&url).start()), None),
+            Placement::Remote(url) => (
+                Handle::Remote(HttpBridge::new(&url, &config.components.internal_secret).start()),
+                None,
+            ),
         };
 
         let mut servers = Vec::new();
@@ -157,16 +166,39 @@ impl Node {
         let internal_addr = if hosts_any && !listen.is_empty() {
             let listener = bind("components.internal_listen", listen)?;
             let bound = listener.local_addr().ok();
+            let secret: Arc<str> = config.components.internal_secret.as_str().into();
+            // A message is a client's request with some wrapping: twice the client limit.
+            let body_limit = config
+                .server
+                .max_request_bytes
+                .saturating_mul(2)
+                .max(1024 * 1024);
             let server = HttpServer::new(move || {
                 let (u, r, s) = (
                     userapi_local.clone(),
                     roomserver_local.clone(),
                     syncapi_local.clone(),
                 );
+                let secret = secret.clone();
                 App::new()
-                    .app_data(web::PayloadConfig::new(
-                        crate::actors::bridge::MAX_BODY_BYTES,
-                    ))
+                    .app_data(web::PayloadConfig::new(body_limit))
+                    // Every caller proves it is one of the deployment's nodes before its body
+                    // is read.
+                    .wrap_fn(move |req, srv| {
+                        if crate::actors::bridge::authorized(&req, &secret) {
+                            return Either::Right(srv.call(req));
+                        }
+                        tracing::warn!(
+                            path = %req.path(),
+                            peer = ?req.peer_addr(),
+                            "internal request without the deployment's secret refused"
+                        );
+                        let res = HttpResponse::Unauthorized().json(serde_json::json!({
+                            "errcode": "M_UNAUTHORIZED",
+                            "error": "Missing or wrong components.internal_secret",
+                        }));
+                        Either::Left(ready(Ok(req.into_response(res))))
+                    })
                     .configure(move |cfg| {
                         if let Some(addr) = u {
                             userapi::serve_remote(cfg, addr);

@@ -1255,3 +1255,57 @@ scenarios!(
     metrics_and_profile,
     survives_restart,
 );
+
+/// The internal listener serves only the deployment's own nodes: a message without the shared
+/// secret, or with another, is refused before it reaches a component (the review found
+/// `PerformDeviceCreation` there minting tokens for anyone).
+async fn internal_listener_needs_the_secret(b: Backend) {
+    let s = TestServer::start(b, Topology::Bridged, &[]).await;
+    let (uid, _, _) = s.register("alice", "pw").await;
+    let internal = s
+        .userapi_node
+        .as_ref()
+        .and_then(|n| n.internal_addr)
+        .expect("internal listener");
+    let url = format!("http://{internal}/_myelin/internal/userapi/PerformDeviceCreation");
+    let msg = json!({"localpart": "alice", "device_id": null, "display_name": "x", "ip": null,
+        "user_agent": null, "refresh_token": false, "password_fingerprint": null});
+    let secret = common::INTERNAL_SECRET.split_once('=').unwrap().1;
+    for auth in [
+        None,
+        Some("Bearer wrong".to_owned()),
+        Some(secret.to_owned()),
+    ] {
+        let mut req = s.client.post(&url);
+        if let Some(a) = &auth {
+            req = req.insert_header(("Authorization", a.as_str()));
+        }
+        let mut resp = req.send_json(&msg).await.expect("internal request");
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_eq!(resp.status().as_u16(), 401, "{auth:?}: {body}");
+        assert_eq!(body["errcode"], "M_UNAUTHORIZED");
+    }
+    // With the secret it works (as the bridge itself shows in every bridged test).
+    let mut resp = s
+        .client
+        .post(&url)
+        .insert_header(("Authorization", format!("Bearer {secret}")))
+        .send_json(&msg)
+        .await
+        .expect("internal request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["Ok"]["access_token"].is_string(), "{body}");
+    let _ = uid;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn internal_listener_needs_the_secret_sqlite() {
+    internal_listener_needs_the_secret(Backend::Sqlite).await
+}
+
+#[actix_web::test]
+async fn internal_listener_needs_the_secret_postgres() {
+    internal_listener_needs_the_secret(Backend::Postgres).await
+}

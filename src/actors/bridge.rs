@@ -52,17 +52,39 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub struct HttpBridge {
     base_url: String,
     client: awc::Client,
+    /// `Bearer <components.internal_secret>`, sent with every message.
+    authorization: String,
 }
 
 impl HttpBridge {
-    /// A bridge to the node whose internal listener is at `base_url` (`http://host:port`).
-    pub fn new(base_url: &str) -> HttpBridge {
+    /// A bridge to the node whose internal listener is at `base_url` (`http://host:port`),
+    /// authenticating with the deployment's shared `secret`.
+    pub fn new(base_url: &str, secret: &str) -> HttpBridge {
         HttpBridge {
             base_url: base_url.trim_end_matches('/').to_owned(),
             // Each request sets its message's own timeout.
             client: awc::Client::builder().disable_timeout().finish(),
+            authorization: format!("Bearer {secret}"),
         }
     }
+}
+
+/// Whether an internal request carries the deployment's secret (`Authorization: Bearer`),
+/// compared in constant time.
+pub fn authorized(req: &actix_web::dev::ServiceRequest, secret: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), secret.as_bytes());
+    // Length first (it is not secret), then every byte without an early exit.
+    !secret.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Actor for HttpBridge {
@@ -85,6 +107,10 @@ where
                 self.base_url,
                 M::COMPONENT,
                 M::NAME
+            ))
+            .insert_header((
+                actix_web::http::header::AUTHORIZATION,
+                self.authorization.as_str(),
             ))
             .timeout(M::TIMEOUT);
         Box::pin(async move {

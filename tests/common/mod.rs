@@ -120,6 +120,10 @@ impl Dropper {
     }
 }
 
+/// The secret the nodes of a bridged test deployment share.
+pub const INTERNAL_SECRET: &str =
+    "components.internal_secret=test-secret-0123456789abcdef0123456789";
+
 /// The config of a test node: loopback, port 0, cheap password hashing, no rate limits.
 pub fn test_config(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> Config {
     let mut sets: Vec<String> = vec![
@@ -186,6 +190,7 @@ impl TestServer {
             Topology::Bridged => {
                 let mut u_extra = extra.clone();
                 u_extra.push("components.internal_listen=127.0.0.1:0");
+                u_extra.push(INTERNAL_SECRET);
                 let unode = Node::start(test_config(&db.url, db.dir.path(), &u_extra))
                     .await
                     .expect("start userapi node");
@@ -194,6 +199,7 @@ impl TestServer {
                 let remote_rs = format!("components.roomserver=http://{internal}");
                 let remote_sync = format!("components.syncapi=http://{internal}");
                 let mut c_extra = extra.clone();
+                c_extra.push(INTERNAL_SECRET);
                 c_extra.push(&remote);
                 c_extra.push(&remote_rs);
                 c_extra.push(&remote_sync);
