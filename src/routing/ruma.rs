@@ -237,6 +237,38 @@ pub fn client_info(req: &HttpRequest) -> ClientInfo {
     }
 }
 
+/// The authenticated sender of a route that has no ruma type (the legacy `/initialSync`,
+/// `/events` and `/events/{eventId}`): the same token lookup, errors (401 `M_MISSING_TOKEN`,
+/// `M_UNKNOWN_TOKEN`) and guest allowlist as [`Ruma<T>`] for an `AccessToken` endpoint.
+pub struct RawAuthed(pub Authed);
+
+impl FromRequest for RawAuthed {
+    type Error = MatrixError;
+    type Future = LocalBoxFuture<'static, Result<Self, MatrixError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(MatrixError::internal)?;
+            let sender = <AccessToken as AuthRequirement>::authenticate(
+                &state,
+                access_token(&req),
+                &client_info(&req),
+            )
+            .await?;
+            if sender.is_guest
+                && !super::guest::allowed(req.method(), &req.match_pattern().unwrap_or_default())
+            {
+                return Err(super::guest::forbidden());
+            }
+            Ok(RawAuthed(sender))
+        })
+    }
+}
+
 /// A parsed ruma request with its authenticated sender.
 pub struct Ruma<T: Metadata>
 where

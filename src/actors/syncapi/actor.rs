@@ -4,7 +4,7 @@
 use super::messages::*;
 use super::notifier::Notifier;
 use super::typing::Typing;
-use super::{ephemeral, history, sync};
+use super::{ephemeral, events, history, initial_sync, sync};
 use crate::bus::Bus;
 use crate::storage::Db;
 use actix::prelude::*;
@@ -96,4 +96,8 @@ delegate!(
     QueryContext => history::query_context,
     QueryRelations => history::query_relations,
     QueryThreads => history::query_threads,
+    QueryInitialSync => initial_sync::query_initial_sync,
+    QueryRoomInitialSync => initial_sync::query_room_initial_sync,
+    QueryEvents => events::query_events,
+    QueryClientEvent => events::query_client_event,
 );

@@ -58,15 +58,7 @@ async fn access(db: &Db, room_id: &str, user: &str) -> Result<Access, SyncApiErr
             trusted: i64::MAX,
         }),
         _ => {
-            let setting =
-                current_state::select_holder(db, room_id, "m.room.history_visibility", "").await?;
-            let world = match setting {
-                Some(id) => room_events::select_by_id(db, &id).await?.is_some_and(|e| {
-                    format::json_of(&e)["content"]["history_visibility"] == "world_readable"
-                }),
-                None => false,
-            };
-            if world {
+            if world_readable(db, room_id).await? {
                 Ok(Access {
                     upto: i64::MAX,
                     trusted: i64::MAX,
@@ -78,6 +70,19 @@ async fn access(db: &Db, room_id: &str, user: &str) -> Result<Access, SyncApiErr
             }
         }
     }
+}
+
+/// Whether a room's current history visibility is `world_readable` (anyone may read it
+/// without joining: peeking).
+pub(super) async fn world_readable(db: &Db, room_id: &str) -> Result<bool, SyncApiError> {
+    let setting =
+        current_state::select_holder(db, room_id, "m.room.history_visibility", "").await?;
+    Ok(match setting {
+        Some(id) => room_events::select_by_id(db, &id).await?.is_some_and(|e| {
+            format::json_of(&e)["content"]["history_visibility"] == "world_readable"
+        }),
+        None => false,
+    })
 }
 
 /// How events are written for a reader of the history.

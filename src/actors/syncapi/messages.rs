@@ -126,12 +126,78 @@ pub struct QueryThreads {
     pub limit: Option<i64>,
 }
 
+/// `GET /initialSync`: a snapshot of every room the user is joined to or invited to (and
+/// left, with `archived`), their global account data, presence and receipts, as Synapse's
+/// `snapshot_all_rooms` gives it. `visibility` is left to the caller (the directory is the
+/// roomserver's).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryInitialSync {
+    pub user_id: String,
+    pub device_id: String,
+    /// Timeline events per room; `None` is 10.
+    pub limit: Option<i64>,
+    /// Include rooms the user left.
+    pub archived: bool,
+}
+
+/// `GET /rooms/{roomId}/initialSync`: one room's snapshot for a member, a former member (as
+/// of their leave) or, in a world-readable room, anyone (peeking); `Forbidden` otherwise.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryRoomInitialSync {
+    pub room_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    /// A guest counts as a member only while joined (as in Synapse).
+    pub is_guest: bool,
+    /// Timeline events; `None` is 10.
+    pub limit: Option<i64>,
+}
+
+/// `GET /events`: what happened since `from` (a sync token) in the user's rooms, or in
+/// `room_id` alone (which a non-member may read when it is world-readable), waiting up to
+/// `timeout_ms` for something to. Answers `{chunk, start, end}`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryEvents {
+    pub user_id: String,
+    pub device_id: String,
+    /// `None`: from now on.
+    pub from: Option<String>,
+    /// Already bounded by the caller's defaults; capped at [`MAX_SYNC_TIMEOUT_MS`].
+    pub timeout_ms: u64,
+    pub room_id: Option<String>,
+    /// Room events per response; `None` is 10.
+    pub limit: Option<i64>,
+    /// Whether the request marks the user online (not for guests).
+    pub affect_presence: bool,
+}
+
+/// `GET /events/{eventId}`: one event in the client format, if the user may see it
+/// (`NotFound` otherwise, as for an unknown event).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, SyncApiError>")]
+pub struct QueryClientEvent {
+    pub event_id: String,
+    pub user_id: String,
+    pub device_id: String,
+}
+
 /// The longest a `/sync` waits for something to change.
 pub const MAX_SYNC_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 
 impl crate::actors::bridge::RemoteMessage for QuerySync {
     const COMPONENT: &'static str = "syncapi";
     const NAME: &'static str = "QuerySync";
+    const TIMEOUT: std::time::Duration =
+        std::time::Duration::from_millis(MAX_SYNC_TIMEOUT_MS + 60_000);
+}
+
+/// `/events` long-polls like `/sync`, so it gets `/sync`'s bridge timeout.
+impl crate::actors::bridge::RemoteMessage for QueryEvents {
+    const COMPONENT: &'static str = "syncapi";
+    const NAME: &'static str = "QueryEvents";
     const TIMEOUT: std::time::Duration =
         std::time::Duration::from_millis(MAX_SYNC_TIMEOUT_MS + 60_000);
 }
@@ -146,4 +212,7 @@ crate::remote_messages!("syncapi":
     QueryContext,
     QueryRelations,
     QueryThreads,
+    QueryInitialSync,
+    QueryRoomInitialSync,
+    QueryClientEvent,
 );

@@ -7,7 +7,9 @@
 //! - [`notifier::Notifier`]: wakes the waiting `/sync` requests of exactly the users a new
 //!   position concerns.
 //! - `sync.rs`: `/sync`; `history.rs`: `/messages`, `/context`, `/relations`, `/threads`;
-//!   `ephemeral.rs`: typing, receipts, to-device, presence.
+//!   `ephemeral.rs`: typing, receipts, to-device, presence; the legacy endpoints clients and
+//!   bridges still call: `initial_sync.rs` (`/initialSync`, `/rooms/{id}/initialSync`) and
+//!   `events.rs` (`/events`, `/events/{eventId}`).
 //!
 //! Tokens ([`token::StreamPositions`]) carry one position per stream and survive restarts.
 //! Callers: routing. Emits its own streams (`syncapi.receipts`, `syncapi.to_device`,
@@ -17,9 +19,11 @@ mod actor;
 pub mod consumers;
 mod ephemeral;
 pub mod error;
+mod events;
 pub mod filter;
 pub mod format;
 mod history;
+mod initial_sync;
 pub mod messages;
 pub mod notifier;
 pub mod notify;
@@ -105,5 +109,134 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<SyncApiA
     serve::<QueryMessages, _, _, _>(cfg, addr.clone());
     serve::<QueryContext, _, _, _>(cfg, addr.clone());
     serve::<QueryRelations, _, _, _>(cfg, addr.clone());
-    serve::<QueryThreads, _, _, _>(cfg, addr);
+    serve::<QueryThreads, _, _, _>(cfg, addr.clone());
+    serve::<QueryInitialSync, _, _, _>(cfg, addr.clone());
+    serve::<QueryRoomInitialSync, _, _, _>(cfg, addr.clone());
+    serve::<QueryEvents, _, _, _>(cfg, addr.clone());
+    serve::<QueryClientEvent, _, _, _>(cfg, addr);
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::messages::*;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use serde_json::json;
+
+    fn round_trip<M: Serialize + DeserializeOwned + std::fmt::Debug>(m: M) {
+        let json = serde_json::to_string(&m).unwrap();
+        let back: M = serde_json::from_str(&json).unwrap();
+        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    }
+
+    #[test]
+    fn every_message_survives_serde() {
+        let u = || "@alice:x".to_string();
+        let d = || "DEV".to_string();
+        let r = || "!r:x".to_string();
+        round_trip(QuerySync {
+            user_id: u(),
+            device_id: d(),
+            since: Some("s1".into()),
+            timeout_ms: 5,
+            full_state: false,
+            filter: json!({"room": {}}),
+            set_presence: None,
+        });
+        round_trip(PerformTyping {
+            room_id: r(),
+            user_id: u(),
+            typing: true,
+            timeout_ms: 3,
+        });
+        round_trip(PerformReceipt {
+            room_id: r(),
+            user_id: u(),
+            receipt_type: "m.read".into(),
+            event_id: "$e".into(),
+            thread_id: Some("main".into()),
+        });
+        round_trip(PerformSendToDevice {
+            sender: u(),
+            sender_device: d(),
+            txn_id: "t".into(),
+            event_type: "m.x".into(),
+            messages: vec![(u(), d(), json!({"a": 1}))],
+        });
+        round_trip(PerformPresence {
+            user_id: u(),
+            presence: "online".into(),
+            status_msg: None,
+        });
+        round_trip(QueryPresence {
+            user_id: u(),
+            viewer: u(),
+        });
+        round_trip(QueryMessages {
+            room_id: r(),
+            user_id: u(),
+            device_id: d(),
+            from: None,
+            to: Some("s2".into()),
+            backwards: true,
+            limit: Some(3),
+            filter: json!(null),
+        });
+        round_trip(QueryContext {
+            room_id: r(),
+            user_id: u(),
+            device_id: d(),
+            event_id: "$e".into(),
+            limit: 4,
+            filter: json!({}),
+        });
+        round_trip(QueryRelations {
+            room_id: r(),
+            user_id: u(),
+            device_id: d(),
+            event_id: "$e".into(),
+            rel_type: Some("m.thread".into()),
+            event_type: None,
+            from: None,
+            to: None,
+            limit: None,
+            backwards: false,
+            recurse: true,
+        });
+        round_trip(QueryThreads {
+            room_id: r(),
+            user_id: u(),
+            device_id: d(),
+            participated_only: true,
+            from: None,
+            limit: Some(2),
+        });
+        round_trip(QueryInitialSync {
+            user_id: u(),
+            device_id: d(),
+            limit: Some(2),
+            archived: true,
+        });
+        round_trip(QueryRoomInitialSync {
+            room_id: r(),
+            user_id: u(),
+            device_id: d(),
+            is_guest: false,
+            limit: None,
+        });
+        round_trip(QueryEvents {
+            user_id: u(),
+            device_id: d(),
+            from: Some("s1_2".into()),
+            timeout_ms: 30_000,
+            room_id: Some(r()),
+            limit: Some(10),
+            affect_presence: true,
+        });
+        round_trip(QueryClientEvent {
+            event_id: "$e".into(),
+            user_id: u(),
+            device_id: d(),
+        });
+    }
 }

@@ -22,6 +22,8 @@ pub struct Notifier {
     user_rooms: HashMap<String, HashSet<String>>,
     /// User → waiting requests.
     waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// Room → waiting requests of non-members peeking into it (`/events?room_id=`).
+    peekers: HashMap<String, Vec<oneshot::Sender<()>>>,
 }
 
 impl Actor for Notifier {
@@ -42,6 +44,7 @@ impl Notifier {
             rooms: HashMap::new(),
             user_rooms: HashMap::new(),
             waiters: HashMap::new(),
+            peekers: HashMap::new(),
         };
         for (room, user) in joined {
             n.set_membership(&room, &user, "join");
@@ -135,6 +138,29 @@ impl Handler<Listen> for Notifier {
     }
 }
 
+/// Registers a waiting request that peeks into `room_id` without being a member: any
+/// change in the room wakes it.
+#[derive(Message)]
+#[rtype(result = "Listening")]
+pub struct ListenRoom {
+    pub room_id: String,
+}
+
+impl Handler<ListenRoom> for Notifier {
+    type Result = Listening;
+
+    fn handle(&mut self, msg: ListenRoom, _: &mut Context<Self>) -> Listening {
+        let (tx, rx) = oneshot::channel();
+        let list = self.peekers.entry(msg.room_id).or_default();
+        list.retain(|w| !w.is_closed());
+        list.push(tx);
+        Listening {
+            positions: self.positions,
+            woken: rx,
+        }
+    }
+}
+
 /// A stream moved to `position` (committed); wake who it concerns.
 #[derive(Message, Debug, Default)]
 #[rtype(result = "()")]
@@ -174,6 +200,15 @@ impl Handler<Advance> for Notifier {
         }
         for user in concerned {
             self.wake(&user);
+        }
+        let rooms = msg
+            .rooms
+            .iter()
+            .chain(msg.memberships.iter().map(|(r, _, _)| r));
+        for room in rooms {
+            for w in self.peekers.remove(room).into_iter().flatten() {
+                let _ = w.send(());
+            }
         }
     }
 }
@@ -285,5 +320,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(shared, vec!["@alice", "@bob", "@carol"]);
+        // A peeker of !b is woken by a change in !b, not in !a.
+        let peek_a = n
+            .send(ListenRoom {
+                room_id: "!a".into(),
+            })
+            .await
+            .unwrap();
+        let peek_b = n
+            .send(ListenRoom {
+                room_id: "!b".into(),
+            })
+            .await
+            .unwrap();
+        n.send(Advance {
+            stream: Some(Stream::Pdu),
+            position: 7,
+            rooms: vec!["!b".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), peek_b.woken)
+            .await
+            .expect("peeker of !b woken")
+            .unwrap();
+        let mut peek_a = peek_a.woken;
+        assert!(peek_a.try_recv().is_err(), "nothing happened in !a");
     }
 }

@@ -362,7 +362,7 @@ async fn build(
 
 /// A global account-data event of `user`. Push rules are the user's effective rules: what
 /// was stored merged into this version's server defaults.
-fn global_account_data(user: &str, data_type: &str, content: &str) -> Value {
+pub(super) fn global_account_data(user: &str, data_type: &str, content: &str) -> Value {
     let mut content = parse(content);
     if data_type == crate::push_rules::ACCOUNT_DATA_TYPE {
         if let Ok(uid) = ruma::UserId::parse(user) {

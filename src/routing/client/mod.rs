@@ -7,6 +7,7 @@ mod directory;
 mod discovery;
 mod filter;
 mod history;
+mod legacy;
 mod membership;
 mod openid;
 mod profile;
@@ -139,6 +140,7 @@ pub fn router() -> Router {
             history::get_relations_with_rel_type_and_event_type,
         )
         .add::<c::threads::get_threads::v1::Request, _, _>(history::get_threads)
+        .add::<c::peeking::get_current_state::v3::Request, _, _>(legacy::room_initial_sync)
         .add::<c::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server_info)
         .add::<c::thirdparty::get_protocols::v3::Request, _, _>(voip::get_protocols)
         .add::<c::account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
@@ -162,6 +164,25 @@ pub fn router() -> Router {
             &format!("/_matrix/client/{version}/rooms/{{room_id}}/send/{{event_type}}"),
             Method::POST,
             web::post().to(rooms::send_message_event),
+        );
+    }
+    // The legacy snapshot and event stream, which ruma does not type (or, for `/events`,
+    // types with a `room_id` it requires).
+    for version in ["r0", "v3"] {
+        r.add_raw(
+            &format!("/_matrix/client/{version}/initialSync"),
+            Method::GET,
+            web::get().to(legacy::initial_sync),
+        )
+        .add_raw(
+            &format!("/_matrix/client/{version}/events"),
+            Method::GET,
+            web::get().to(legacy::events),
+        )
+        .add_raw(
+            &format!("/_matrix/client/{version}/events/{{event_id}}"),
+            Method::GET,
+            web::get().to(legacy::event),
         );
     }
     // Every other path under /pushrules (after the ones above: literal segments sort first).
