@@ -142,6 +142,8 @@ async fn read(
                 filter: &filter,
                 ignored: &ignored,
                 trusted_from: *trusted_from,
+                // As Synapse's event stream: no exception for current state.
+                current_state_visible: false,
             };
             let page = scan.run(db, start.pdu, now.pdu, limit, false).await?;
             if page.more {

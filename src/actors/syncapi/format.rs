@@ -14,7 +14,8 @@ pub struct Format<'a> {
     pub user_id: &'a str,
     /// The reader's device: its own sends carry their `transaction_id`.
     pub device_id: Option<&'a str>,
-    /// `federation` gives the stored event as is (`event_format` of filters).
+    /// `federation` gives the stored event as is, `room_id` included (`event_format` of
+    /// filters).
     pub federation: bool,
     /// `event_fields` of filters.
     pub fields: Option<&'a [String]>,
@@ -50,7 +51,15 @@ pub fn json_of(e: &RoomEvent) -> Value {
 pub fn event(e: &RoomEvent, f: &Format, bundled: Option<&Value>) -> Value {
     let j = json_of(e);
     let mut out = if f.federation {
-        j.clone()
+        // The event as the roomserver stored it, as Synapse's `federation` format: with
+        // its `room_id` (sync sections included), hashes, signatures, depth, prev and
+        // auth events, and its `event_id` (room versions 3 and later leave it out).
+        let mut o = j.clone();
+        o["event_id"] = json!(e.event_id);
+        if o.get("room_id").is_none() {
+            o["room_id"] = json!(e.room_id);
+        }
+        o
     } else {
         let mut o = Map::new();
         for k in [
@@ -71,11 +80,6 @@ pub fn event(e: &RoomEvent, f: &Format, bundled: Option<&Value>) -> Value {
         }
         Value::Object(o)
     };
-    if f.federation && !f.with_room_id {
-        if let Some(o) = out.as_object_mut() {
-            o.remove("room_id");
-        }
-    }
     let mut unsigned = Map::new();
     if let Some(ts) = j["origin_server_ts"].as_i64() {
         unsigned.insert("age".into(), json!((crate::storage::now_ms() - ts).max(0)));

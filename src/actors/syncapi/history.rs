@@ -143,6 +143,7 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
         filter: &filter,
         ignored: &ignored,
         trusted_from: acc.trusted,
+        current_state_visible: false,
     };
     let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let (start, events, end) = if msg.backwards {
@@ -212,6 +213,7 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
         filter: &filter,
         ignored: &ignored,
         trusted_from: acc.trusted,
+        current_state_visible: false,
     };
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;

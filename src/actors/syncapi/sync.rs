@@ -102,6 +102,45 @@ pub async fn query_sync(deps: &Deps, msg: QuerySync) -> Result<Value, SyncApiErr
     }
 }
 
+/// The user's own membership changes in one room since the token.
+#[derive(Debug, Default)]
+struct OwnChange {
+    /// Joined at the token.
+    joined_at_since: bool,
+    /// A join since the token.
+    joined_in_window: bool,
+    /// Any other membership since the token (a leave before a rejoin).
+    other_in_window: bool,
+}
+
+impl OwnChange {
+    /// From the user's member events up to now, oldest first.
+    fn of(history: &[RoomEvent], since: i64) -> OwnChange {
+        let membership = |e: &RoomEvent| Membership::from_event(e).membership;
+        let mut c = OwnChange {
+            joined_at_since: history
+                .iter()
+                .rev()
+                .find(|e| e.position <= since)
+                .is_some_and(|e| membership(e) == "join"),
+            ..Default::default()
+        };
+        for e in history.iter().filter(|e| e.position > since) {
+            if membership(e) == "join" {
+                c.joined_in_window = true;
+            } else {
+                c.other_in_window = true;
+            }
+        }
+        c
+    }
+
+    /// Whether a room the user is joined to now is new to the client.
+    fn newly_joined(&self) -> bool {
+        !self.joined_at_since || self.other_in_window
+    }
+}
+
 /// One sync computation.
 struct Sync<'a> {
     deps: &'a Deps,
@@ -115,6 +154,10 @@ struct Sync<'a> {
     /// room with.
     changed_users: HashSet<String>,
     left_users: HashSet<String>,
+    /// Users who joined, were invited or knocked where the user sees it in this
+    /// incremental sync, and the members of rooms the user newly joined: their current
+    /// presence comes with it.
+    new_members: HashSet<String>,
     /// Room → (thread, position) of the user's read receipts.
     read_positions: HashMap<String, Vec<(String, i64)>>,
 }
@@ -147,6 +190,7 @@ async fn build(
         ignored,
         changed_users: HashSet::new(),
         left_users: HashSet::new(),
+        new_members: HashSet::new(),
         read_positions: receipts::select_read_positions(db, user).await?,
     };
     if msg.since.is_none() || msg.full_state {
@@ -195,18 +239,23 @@ async fn build(
         if !filter.room.room_allowed(&m.room_id) {
             continue;
         }
-        // The consumer may have applied a newer membership than the positions this sync
-        // reads up to: use the one at those positions.
+        // The user's own member events since the token, read only for rooms where their
+        // membership moved (a few per sync): the consumer may have applied a newer
+        // membership than the positions this sync reads up to (use the one at those
+        // positions), and a join since the token is a new room for the client.
+        let mut change = OwnChange::default();
         let at_now;
-        let m = if m.position > now.pdu {
+        let m = if m.position > pdu_from && (since.is_some() || m.position > now.pdu) {
             let history =
                 room_events::select_state_history(db, &m.room_id, "m.room.member", user, now.pdu)
                     .await?;
+            change = OwnChange::of(&history, pdu_from);
             match history.last() {
-                Some(e) => {
+                Some(e) if m.position > now.pdu => {
                     at_now = Membership::from_event(e);
                     &at_now
                 }
+                Some(_) => m,
                 None => continue,
             }
         } else {
@@ -225,7 +274,11 @@ async fn build(
                 let typing = deps
                     .typing
                     .since(&m.room_id, since.map(|s| s.typing).filter(|_| !newly));
-                let full = initial || msg.full_state || newly;
+                // As Synapse: a join since the token (or a leave and rejoin) is a new room
+                // for the client, with history and full state; a change of the user's own
+                // display name or avatar is not.
+                let newly_joined = !initial && newly && change.newly_joined();
+                let full = initial || msg.full_state || newly_joined;
                 if !full
                     && !changed_rooms.contains(&m.room_id)
                     && room_acct.is_empty()
@@ -235,9 +288,11 @@ async fn build(
                     continue;
                 }
                 let room = s
-                    .joined_room(m, full, room_acct, room_receipts, typing)
+                    .joined_room(m, full, newly_joined, room_acct, room_receipts, typing)
                     .await?;
-                join.insert(m.room_id.clone(), room);
+                if let Some(room) = room {
+                    join.insert(m.room_id.clone(), room);
+                }
             }
             "invite" if newly || initial => {
                 let event = room_events::select_by_id(db, &m.event_id).await?;
@@ -261,7 +316,10 @@ async fn build(
                 );
             }
             "leave" | "ban" if (!initial && newly) || (initial && filter.room.include_leave) => {
-                let room = s.left_room(m).await?;
+                // Joined and left since the token: the client never had the room, so it
+                // comes with its history and state, as a newly joined room would.
+                let whole = !initial && change.joined_in_window && !change.joined_at_since;
+                let room = s.left_room(m, whole).await?;
                 leave.insert(m.room_id.clone(), room);
             }
             _ => {}
@@ -289,7 +347,7 @@ async fn build(
     }
     global_acct.retain(|e| filter.account_data.allows(e));
 
-    let presence_events = if moved(Stream::Presence) {
+    let presence_events = if moved(Stream::Presence) || !s.new_members.is_empty() {
         s.presence().await?
     } else {
         Vec::new()
@@ -409,6 +467,7 @@ pub async fn timeline(
         filter,
         ignored,
         trusted_from,
+        current_state_visible: true,
     };
     let mut page = scan.run(db, lo, hi, limit, true).await?;
     page.events.reverse();
@@ -423,6 +482,18 @@ pub struct Scan<'a> {
     pub ignored: &'a HashSet<String>,
     /// Events at or after this position are visible without checking (the user's join).
     pub trusted_from: i64,
+    /// State events that are part of the room's current state pass history visibility
+    /// (`/sync` timelines, as Synapse's `always_include_ids`: a member sees the room's
+    /// current state in its timeline even under `joined` or `invited` history).
+    pub current_state_visible: bool,
+}
+
+/// What a scan decided about one row.
+enum Verdict {
+    Keep,
+    Skip,
+    /// A state event history visibility hides: kept if it is current state.
+    IfCurrent,
 }
 
 /// What a scan found.
@@ -467,25 +538,49 @@ impl Scan<'_> {
             let rows = room_events::select_range(db, self.room_id, lo, hi, page, backwards).await?;
             read += rows.len() as i64;
             let full_page = rows.len() as i64 == page;
-            for e in rows {
+            let mut verdicts = Vec::with_capacity(rows.len());
+            let mut hidden_state = Vec::new();
+            for e in &rows {
+                let verdict = if (e.state_key.is_none() && self.ignored.contains(&e.sender))
+                    || !self.filter.allows(&json_of(e))
+                {
+                    Verdict::Skip
+                } else if e.position < self.trusted_from {
+                    if visibility.is_none() {
+                        visibility = Some(Visibility::load(db, self.room_id, self.user).await?);
+                    }
+                    if visibility.as_ref().is_none_or(|v| v.allows(e)) {
+                        Verdict::Keep
+                    } else if self.current_state_visible && e.state_key.is_some() {
+                        hidden_state.push(e.event_id.clone());
+                        Verdict::IfCurrent
+                    } else {
+                        Verdict::Skip
+                    }
+                } else {
+                    Verdict::Keep
+                };
+                verdicts.push(verdict);
+            }
+            // One statement per page, and only for pages with hidden state events.
+            let current = if hidden_state.is_empty() {
+                HashSet::new()
+            } else {
+                current_state::select_current_among(db, self.room_id, &hidden_state).await?
+            };
+            for (e, verdict) in rows.into_iter().zip(verdicts) {
                 if backwards {
                     hi = e.position - 1;
                 } else {
                     lo = e.position;
                 }
-                if e.state_key.is_none() && self.ignored.contains(&e.sender) {
+                let keep = match verdict {
+                    Verdict::Keep => true,
+                    Verdict::Skip => false,
+                    Verdict::IfCurrent => current.contains(&e.event_id),
+                };
+                if !keep {
                     continue;
-                }
-                if !self.filter.allows(&json_of(&e)) {
-                    continue;
-                }
-                if e.position < self.trusted_from {
-                    if visibility.is_none() {
-                        visibility = Some(Visibility::load(db, self.room_id, self.user).await?);
-                    }
-                    if visibility.as_ref().is_some_and(|v| !v.allows(&e)) {
-                        continue;
-                    }
                 }
                 let mut e = e;
                 if let (true, Some(v)) = (e.position < self.trusted_from, &visibility) {
@@ -523,12 +618,15 @@ impl Sync<'_> {
         (self.msg.user_id.clone(), self.msg.device_id.clone())
     }
 
-    /// State events in the filter, with lazy loading of members applied.
+    /// State events in the filter, with lazy loading of members applied: only the members
+    /// of the timeline's senders (and the user's own), and only those this device was not
+    /// sent yet; with `all_members` (a gapped incremental sync) every member event is kept.
     fn filter_state(
         &self,
         room_id: &str,
         mut state: Vec<RoomEvent>,
         timeline: &[RoomEvent],
+        all_members: bool,
     ) -> Vec<RoomEvent> {
         let f = &self.filter.room.state;
         state.retain(|e| f.allows(&json_of(e)));
@@ -556,7 +654,7 @@ impl Sync<'_> {
                 return true;
             }
             let who = e.state_key.as_deref().unwrap_or_default();
-            wanted.contains(who)
+            (all_members || wanted.contains(who))
                 && (f.include_redundant_members || sent.get(who) != Some(&e.event_id))
         });
         for e in state.iter().chain(timeline) {
@@ -567,24 +665,25 @@ impl Sync<'_> {
         state
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn joined_room(
         &mut self,
         m: &Membership,
         full: bool,
+        newly_joined: bool,
         room_acct: Vec<&account_data::AccountData>,
         room_receipts: Vec<&receipts::Receipt>,
         typing: Option<Vec<String>>,
-    ) -> Result<Value, SyncApiError> {
+    ) -> Result<Option<Value>, SyncApiError> {
         let db = &self.deps.db;
         let room = m.room_id.as_str();
         let tf = &self.filter.room.timeline;
         let limit = tf.limit_or(DEFAULT_TIMELINE_LIMIT);
-        let lo = if self.since.is_none() {
-            0
-        } else {
-            self.since.map_or(0, |s| s.pdu)
-        };
-        let (events, limited) = timeline(
+        let since = self.since.map_or(0, |s| s.pdu);
+        // Initial syncs and rooms new to the client show the room's latest events, history
+        // from before the token included; other rooms what happened since the token.
+        let lo = if newly_joined { 0 } else { since };
+        let (events, more) = timeline(
             db,
             room,
             &self.msg.user_id,
@@ -596,126 +695,68 @@ impl Sync<'_> {
             m.position,
         )
         .await?;
+        // A newly joined room is limited whenever its timeline does not start at the room's
+        // creation, so the client knows there is history before it (Synapse marks every
+        // newly joined room limited).
+        let limited = more
+            || (newly_joined
+                && events
+                    .first()
+                    .is_none_or(|e| e.event_type != "m.room.create"));
         let first = events.first().map_or(self.now.pdu + 1, |e| e.position);
+        let shown: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         // In full mode the whole current state is read anyway: the summary and the encryption
         // check come from it instead of statements of their own.
         let mut current: Option<Vec<RoomEvent>> = None;
         let mut state = if full {
+            // The state before the timeline: with the timeline's state events, the whole
+            // room state.
             let all = current_state::select_state_events(db, room).await?;
-            let before: Vec<RoomEvent> =
-                all.iter().filter(|e| e.position < first).cloned().collect();
+            let before = state_before(db, room, &all, first).await?;
             current = Some(all);
             before
         } else if limited || !tf.is_unconstrained() {
-            // The state changes since the token that the timeline does not show: those before
-            // a limited timeline, and those the timeline filter left out.
-            let shown: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            // The state changes since the token that the timeline does not show: every
+            // piece of state changed in the gap before a limited timeline (its latest
+            // value, leaves included), and those the timeline filter left out.
             let hi = if tf.is_unconstrained() {
                 first
             } else {
                 self.now.pdu + 1
             };
-            room_events::select_state_in_range(db, room, lo, hi)
-                .await?
-                .into_iter()
-                .filter(|e| !shown.contains(e.event_id.as_str()))
-                .collect()
+            room_events::select_state_in_range(db, room, since, hi).await?
         } else {
             Vec::new()
         };
         if !full && self.filter.room.state.lazy_load_members {
-            // Members of new senders, which the client has not seen yet.
-            let have: HashSet<String> = state
+            // Members of the timeline's senders whose membership neither the state nor the
+            // timeline (before their first event) shows: the client may not have them yet.
+            let mut have: HashSet<&str> = state
                 .iter()
                 .filter(|e| e.event_type == "m.room.member")
-                .filter_map(|e| e.state_key.clone())
+                .filter_map(|e| e.state_key.as_deref())
                 .collect();
-            let mut ids = Vec::new();
-            let senders: HashSet<&str> = events.iter().map(|e| e.sender.as_str()).collect();
-            for sender in senders {
-                if have.contains(sender) {
-                    continue;
+            let mut wanted: Vec<String> = Vec::new();
+            for e in &events {
+                if !have.contains(e.sender.as_str()) {
+                    have.insert(e.sender.as_str());
+                    wanted.push(e.sender.clone());
                 }
-                if let Some(id) =
-                    current_state::select_holder(db, room, "m.room.member", sender).await?
-                {
-                    ids.push(id);
-                }
-            }
-            state.extend(room_events::select_by_ids(db, &ids).await?);
-        }
-        let state = self.filter_state(room, state, &events);
-        // Device list changes matter in encrypted rooms only.
-        let encrypted = current
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|e| e.event_type == "m.room.encryption"))
-            || events
-                .iter()
-                .chain(&state)
-                .any(|e| e.event_type == "m.room.encryption")
-            || (current.is_none()
-                && events
-                    .iter()
-                    .chain(&state)
-                    .any(|e| e.event_type == "m.room.member")
-                && current_state::select_holder(db, room, "m.room.encryption", "")
-                    .await?
-                    .is_some());
-        for e in state.iter().chain(&events).filter(|_| encrypted) {
-            if e.event_type == "m.room.member" {
-                let who = e.state_key.clone().unwrap_or_default();
-                let membership = json_of(e)["content"]["membership"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                if membership == "join" && (full || e.position > lo) {
-                    self.changed_users.insert(who);
-                } else if matches!(membership.as_str(), "leave" | "ban") && e.position > lo {
-                    self.left_users.insert(who);
+                if e.event_type == "m.room.member" {
+                    if let Some(k) = e.state_key.as_deref() {
+                        have.insert(k);
+                    }
                 }
             }
+            if !wanted.is_empty() {
+                let members = current_state::select_member_events(db, room, &wanted).await?;
+                state.extend(members);
+            }
         }
-        let members_changed = full
-            || state
-                .iter()
-                .chain(&events)
-                .any(|e| e.event_type == "m.room.member");
-        let summary = if let Some(current) = &current {
-            // In the order they got their membership, as `select_members` gives them.
-            let mut member_events: Vec<&RoomEvent> = current
-                .iter()
-                .filter(|e| e.event_type == "m.room.member")
-                .collect();
-            member_events.sort_by_key(|e| e.position);
-            let members: Vec<(String, String)> = member_events
-                .iter()
-                .map(|e| {
-                    let membership = json_of(e)["content"]["membership"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    (e.state_key.clone().unwrap_or_default(), membership)
-                })
-                .collect();
-            summary(&members, &m.room_id, &self.msg.user_id)
-        } else if members_changed {
-            summary(
-                &current_state::select_members(db, room).await?,
-                &m.room_id,
-                &self.msg.user_id,
-            )
-        } else {
-            json!({})
-        };
-        let timeline_json = format::events(db, &events, &self.fmt).await?;
-        let state_json: Vec<Value> = state
-            .iter()
-            .map(|e| format::event(e, &self.fmt, None))
-            .collect();
-        let prev_batch = StreamPositions {
-            pdu: first - 1,
-            ..self.now
-        };
+        state.retain(|e| !shown.contains(e.event_id.as_str()));
+        // A gapped incremental sync keeps every member change of the gap even when lazy
+        // loading members (as Synapse, which turns lazy loading off for gaps).
+        let state = self.filter_state(room, state, &events, !full && limited);
         let mut ephemeral = Vec::new();
         if let Some(users) = typing {
             ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": users}}));
@@ -743,6 +784,123 @@ impl Sync<'_> {
             .map(|a| json!({"type": a.data_type, "content": parse(&a.content)}))
             .filter(|e| self.filter.room.account_data.allows(e))
             .collect();
+        // As Synapse: an incremental sync leaves out a room that has nothing left once the
+        // filters and the ignore list have been applied.
+        if !full
+            && events.is_empty()
+            && state.is_empty()
+            && ephemeral.is_empty()
+            && account_data.is_empty()
+        {
+            return Ok(None);
+        }
+        // Device list changes matter in encrypted rooms only.
+        let encrypted = current
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|e| e.event_type == "m.room.encryption"))
+            || events
+                .iter()
+                .chain(&state)
+                .any(|e| e.event_type == "m.room.encryption")
+            || (current.is_none()
+                && events
+                    .iter()
+                    .chain(&state)
+                    .any(|e| e.event_type == "m.room.member")
+                && current_state::select_holder(db, room, "m.room.encryption", "")
+                    .await?
+                    .is_some());
+        let incremental = self.since.is_some();
+        for e in state.iter().chain(&events) {
+            if e.event_type != "m.room.member" {
+                continue;
+            }
+            let who = e.state_key.clone().unwrap_or_default();
+            let membership = json_of(e)["content"]["membership"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            // Users who joined (or were invited) where the user can see it: their presence
+            // comes with this sync (as Synapse).
+            if incremental && matches!(membership.as_str(), "join" | "invite" | "knock") {
+                self.new_members.insert(who.clone());
+            }
+            if !encrypted {
+                continue;
+            }
+            if membership == "join" && (full || e.position > since) {
+                self.changed_users.insert(who);
+            } else if matches!(membership.as_str(), "leave" | "ban") && e.position > since {
+                self.left_users.insert(who);
+            }
+        }
+        let names_changed = state.iter().chain(&events).any(|e| {
+            matches!(
+                e.event_type.as_str(),
+                "m.room.name" | "m.room.canonical_alias"
+            )
+        });
+        let members_changed = full
+            || state
+                .iter()
+                .chain(&events)
+                .any(|e| e.event_type == "m.room.member");
+        let summary = if let Some(current) = &current {
+            // In the order they got their membership, as `select_summary` gives them.
+            let mut member_events: Vec<&RoomEvent> = current
+                .iter()
+                .filter(|e| e.event_type == "m.room.member")
+                .collect();
+            member_events.sort_by_key(|e| e.position);
+            let members: Vec<(String, String)> = member_events
+                .iter()
+                .map(|e| {
+                    let membership = json_of(e)["content"]["membership"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    (e.state_key.clone().unwrap_or_default(), membership)
+                })
+                .collect();
+            if newly_joined {
+                let me = self.msg.user_id.as_str();
+                self.new_members.extend(
+                    members
+                        .iter()
+                        .filter(|(u, m)| m == "join" && u != me)
+                        .map(|(u, _)| u.clone()),
+                );
+            }
+            let named = current
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.event_type.as_str(),
+                        "m.room.name" | "m.room.canonical_alias"
+                    )
+                })
+                .any(|e| current_state::names_room(&e.event_type, &json_of(e)["content"]));
+            summary(
+                &current_state::SummaryState { members, named },
+                &self.msg.user_id,
+            )
+        } else if members_changed || names_changed {
+            summary(
+                &current_state::select_summary(db, room).await?,
+                &self.msg.user_id,
+            )
+        } else {
+            json!({})
+        };
+        let timeline_json = format::events(db, &events, &self.fmt).await?;
+        let state_json: Vec<Value> = state
+            .iter()
+            .map(|e| format::event(e, &self.fmt, None))
+            .collect();
+        let prev_batch = StreamPositions {
+            pdu: first - 1,
+            ..self.now
+        };
         let (unread, threads) = self.unread(m).await?;
         let mut out = json!({
             "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch.to_string()},
@@ -755,7 +913,7 @@ impl Sync<'_> {
         if tf.unread_thread_notifications {
             out["unread_thread_notifications"] = threads;
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Unread counts after the user's read receipts (or join), by the default push rules:
@@ -831,12 +989,19 @@ impl Sync<'_> {
         ))
     }
 
-    async fn left_room(&mut self, m: &Membership) -> Result<Value, SyncApiError> {
+    /// A room the user left (or was kicked or banned from), up to their leave. `whole`: the
+    /// user joined it after the token, so the client never had it: its history and the
+    /// whole state before the timeline come with it, as with a newly joined room.
+    async fn left_room(&mut self, m: &Membership, whole: bool) -> Result<Value, SyncApiError> {
         let db = &self.deps.db;
         let tf = &self.filter.room.timeline;
         let limit = tf.limit_or(DEFAULT_TIMELINE_LIMIT);
-        let lo = self.since.map_or(0, |s| s.pdu);
-        let (events, limited) = timeline(
+        let lo = if whole {
+            0
+        } else {
+            self.since.map_or(0, |s| s.pdu)
+        };
+        let (events, more) = timeline(
             db,
             &m.room_id,
             &self.msg.user_id,
@@ -848,13 +1013,19 @@ impl Sync<'_> {
             i64::MAX,
         )
         .await?;
+        let limited = more
+            || (whole
+                && events
+                    .first()
+                    .is_none_or(|e| e.event_type != "m.room.create"));
         let first = events.first().map_or(m.position + 1, |e| e.position);
         let state = if self.since.is_none() || limited {
             room_events::select_state_in_range(db, &m.room_id, lo, first).await?
         } else {
             Vec::new()
         };
-        let state = self.filter_state(&m.room_id, state, &events);
+        let gapped = self.since.is_some() && !whole && limited;
+        let state = self.filter_state(&m.room_id, state, &events, gapped);
         let timeline_json = format::events(db, &events, &self.fmt).await?;
         let prev_batch = StreamPositions {
             pdu: first - 1,
@@ -890,7 +1061,8 @@ impl Sync<'_> {
             .collect())
     }
 
-    /// Presence of the users sharing a room with the user, changed since the token.
+    /// Presence of the users sharing a room with the user, changed since the token, and of
+    /// those who newly share one.
     async fn presence(&self) -> Result<Vec<Value>, SyncApiError> {
         let f = &self.filter.presence;
         if f.types.as_ref().is_some_and(|t| t.is_empty()) || f.limit == Some(0) {
@@ -903,42 +1075,119 @@ impl Sync<'_> {
                 user_id: self.msg.user_id.clone(),
             })
             .await?;
-        let rows = presence::select_since(
-            &self.deps.db,
-            &users,
-            self.since.map_or(0, |s| s.presence),
-            self.now.presence,
-        )
-        .await?;
-        Ok(rows
+        let mut rows = if self.since.is_none_or(|t| t.presence < self.now.presence) {
+            presence::select_since(
+                &self.deps.db,
+                &users,
+                self.since.map_or(0, |s| s.presence),
+                self.now.presence,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        // The current presence of who newly shares a room with the user, changed since the
+        // token or not (as Synapse); one who never had any reads as offline.
+        let me = self.msg.user_id.as_str();
+        let mut extra: Vec<String> = self
+            .new_members
             .iter()
-            .map(|p| json!({"type": "m.presence", "sender": p.user_id, "content": presence_content(p)}))
-            .filter(|e| f.allows(e))
-            .collect())
+            .filter(|u| *u != me && !rows.iter().any(|p| &p.user_id == *u))
+            .cloned()
+            .collect();
+        extra.sort();
+        let mut out: Vec<Value> = Vec::new();
+        if !extra.is_empty() {
+            let known = presence::select_users(&self.deps.db, &extra, self.now.presence).await?;
+            for u in &extra {
+                match known.iter().find(|p| &p.user_id == u) {
+                    Some(p) => rows.push(p.clone()),
+                    None => out.push(json!({
+                        "type": "m.presence",
+                        "sender": u,
+                        "content": {"presence": "offline"},
+                    })),
+                }
+            }
+        }
+        out.splice(
+            0..0,
+            rows.iter().map(
+                |p| json!({"type": "m.presence", "sender": p.user_id, "content": presence_content(p)}),
+            ),
+        );
+        out.retain(|e| f.allows(e));
+        Ok(out)
     }
 }
 
-/// `summary` of a room for `user`: heroes, joined and invited member counts.
-fn summary(members: &[(String, String)], _room_id: &str, user: &str) -> Value {
+/// `summary` of a room for `user`: joined and invited member counts, and heroes when the
+/// room has neither a name nor a canonical alias (as Synapse: the joined, then the invited
+/// members other than the user, in the order they got their membership, five at most; or
+/// else the ones who left or were banned).
+fn summary(room: &current_state::SummaryState, user: &str) -> Value {
+    let members = &room.members;
     let joined = members.iter().filter(|(_, m)| m == "join").count();
     let invited = members.iter().filter(|(_, m)| m == "invite").count();
-    let mut heroes: Vec<&str> = members
-        .iter()
-        .filter(|(u, m)| u != user && (m == "join" || m == "invite"))
-        .map(|(u, _)| u.as_str())
-        .take(5)
-        .collect();
-    if heroes.is_empty() {
-        heroes = members
-            .iter()
-            .filter(|(u, _)| u != user)
-            .map(|(u, _)| u.as_str())
-            .take(5)
-            .collect();
-    }
-    json!({
-        "m.heroes": heroes,
+    let mut out = json!({
         "m.joined_member_count": joined,
         "m.invited_member_count": invited,
-    })
+    });
+    if room.named {
+        return out;
+    }
+    let of = |wanted: &[&str]| -> Vec<&str> {
+        members
+            .iter()
+            .filter(|(u, m)| u != user && wanted.contains(&m.as_str()))
+            .map(|(u, _)| u.as_str())
+            .collect()
+    };
+    let mut heroes = of(&["join"]);
+    heroes.extend(of(&["invite"]));
+    if heroes.is_empty() {
+        heroes = of(&["leave", "ban"]);
+    }
+    heroes.truncate(5);
+    out["m.heroes"] = json!(heroes);
+    out
+}
+
+/// The state of a room just before position `first`, from its current state: the pieces
+/// unchanged since then, and for each piece changed at or after `first`, what its earliest
+/// change there replaced. Reads only the state changes from `first` on.
+async fn state_before(
+    db: &impl Conn,
+    room_id: &str,
+    current: &[RoomEvent],
+    first: i64,
+) -> Result<Vec<RoomEvent>, SyncApiError> {
+    let key = |e: &RoomEvent| {
+        (
+            e.event_type.clone(),
+            e.state_key.clone().unwrap_or_default(),
+        )
+    };
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut replaced = Vec::new();
+    for e in room_events::select_state_changes(db, room_id, first - 1, i64::MAX).await? {
+        if seen.insert(key(&e)) {
+            replaced.extend(room_events::replaces_state(&e));
+        }
+    }
+    let mut out: Vec<RoomEvent> = current
+        .iter()
+        .filter(|e| e.position < first)
+        .cloned()
+        .collect();
+    let have: HashSet<(String, String)> = out.iter().map(key).collect();
+    if !replaced.is_empty() {
+        out.extend(
+            room_events::select_by_ids(db, &replaced)
+                .await?
+                .into_iter()
+                .filter(|e| e.position < first && !have.contains(&key(e))),
+        );
+    }
+    Ok(out)
 }

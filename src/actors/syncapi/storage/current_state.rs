@@ -26,6 +26,12 @@ const SELECT_MEMBERS: &str = "SELECT state_key, membership FROM syncapi_current_
     WHERE room_id = $1 AND event_type = 'm.room.member' ORDER BY position";
 const SELECT_ALL_JOINED: &str = "SELECT room_id, state_key FROM syncapi_current_state
     WHERE event_type = 'm.room.member' AND membership = 'join'";
+const SELECT_SUMMARY: &str = "SELECT c.event_type, c.state_key, c.membership, e.json
+    FROM syncapi_current_state c LEFT JOIN syncapi_room_events e
+        ON e.event_id = c.event_id AND c.event_type <> 'm.room.member'
+    WHERE c.room_id = $1
+        AND c.event_type IN ('m.room.member', 'm.room.name', 'm.room.canonical_alias')
+    ORDER BY c.position";
 const SELECT_ROOMS_OF: &str = "SELECT room_id FROM syncapi_current_state
     WHERE event_type = 'm.room.member' AND state_key = $1 AND membership = $2 ORDER BY room_id";
 
@@ -189,4 +195,79 @@ pub async fn select_rooms_of(
         .iter()
         .map(|r| r.string(0))
         .collect()
+}
+
+/// What a room's `summary` is made of: its members and memberships in the order they got
+/// them, and whether it has a name or a canonical alias (non-empty), which make heroes
+/// unnecessary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SummaryState {
+    pub members: Vec<(String, String)>,
+    pub named: bool,
+}
+
+/// Whether a name or canonical alias event's content names the room (Synapse: a non-empty
+/// `name`, a non-empty `alias`).
+pub fn names_room(event_type: &str, content: &serde_json::Value) -> bool {
+    let field = match event_type {
+        "m.room.name" => "name",
+        "m.room.canonical_alias" => "alias",
+        _ => return false,
+    };
+    content[field].as_str().is_some_and(|s| !s.is_empty())
+}
+
+/// A room's [`SummaryState`] in one statement (member events themselves are not read).
+pub async fn select_summary(db: &impl Conn, room_id: &str) -> Result<SummaryState, StorageError> {
+    let mut out = SummaryState::default();
+    for r in db.query(SELECT_SUMMARY, &[&room_id]).await? {
+        let event_type = r.string(0)?;
+        if event_type == "m.room.member" {
+            out.members
+                .push((r.string(1)?, r.opt_string(2)?.unwrap_or_default()));
+        } else if let Some(json) = r.opt_string(3)? {
+            let j: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            out.named |= names_room(&event_type, &j["content"]);
+        }
+    }
+    Ok(out)
+}
+
+/// Which of `event_ids` are part of a room's current state.
+pub async fn select_current_among(
+    db: &impl Conn,
+    room_id: &str,
+    event_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    crate::storage::query_chunked(
+        db,
+        "SELECT event_id FROM syncapi_current_state WHERE room_id = $1 AND event_id IN {ids}",
+        &[&room_id],
+        event_ids,
+    )
+    .await?
+    .iter()
+    .map(|r| r.string(0))
+    .collect()
+}
+
+/// The current member events of `users` in a room (those who have one).
+pub async fn select_member_events(
+    db: &impl Conn,
+    room_id: &str,
+    users: &[String],
+) -> Result<Vec<super::room_events::RoomEvent>, StorageError> {
+    crate::storage::query_chunked(
+        db,
+        "SELECT e.position, e.room_id, e.event_id, e.event_type, e.sender, e.state_key, e.json,
+            e.sender_device, e.txn_id, e.redacted_because, e.prev_state
+        FROM syncapi_current_state c JOIN syncapi_room_events e ON e.event_id = c.event_id
+        WHERE c.room_id = $1 AND c.event_type = 'm.room.member' AND c.state_key IN {ids}",
+        &[&room_id],
+        users,
+    )
+    .await?
+    .iter()
+    .map(super::room_events::row)
+    .collect()
 }

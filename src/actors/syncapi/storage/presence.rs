@@ -82,3 +82,19 @@ pub async fn select_since(
         .map(row)
         .collect()
 }
+
+/// The presence of `users` as of position `upto` (users without any are left out).
+pub async fn select_users(
+    db: &impl Conn,
+    users: &[String],
+    upto: i64,
+) -> Result<Vec<Presence>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM syncapi_presence WHERE position <= $1 AND user_id IN {{ids}}"
+    );
+    crate::storage::query_chunked(db, &sql, &[&upto], users)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}

@@ -193,9 +193,8 @@ pub async fn rooms_with_events(
     .collect()
 }
 
-/// The state events of a room with `after < position < before`, the newest of each (type,
-/// key) only, ordered by type and key.
-pub async fn select_state_in_range(
+/// Every state event of a room with `after < position < before`, oldest first.
+pub async fn select_state_changes(
     db: &impl Conn,
     room_id: &str,
     after: i64,
@@ -206,9 +205,29 @@ pub async fn select_state_in_range(
         WHERE room_id = $1 AND state_key IS NOT NULL AND position > $2 AND position < $3
         ORDER BY position"
     );
+    db.query(&sql, &[&room_id, &after, &before])
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// The event a state event replaced (`replaces_state` of its `prev_state`).
+pub fn replaces_state(e: &RoomEvent) -> Option<String> {
+    let prev: serde_json::Value = serde_json::from_str(e.prev_state.as_deref()?).ok()?;
+    prev["replaces_state"].as_str().map(str::to_owned)
+}
+
+/// The state events of a room with `after < position < before`, the newest of each (type,
+/// key) only, ordered by type and key.
+pub async fn select_state_in_range(
+    db: &impl Conn,
+    room_id: &str,
+    after: i64,
+    before: i64,
+) -> Result<Vec<RoomEvent>, StorageError> {
     let mut latest: std::collections::BTreeMap<(String, String), RoomEvent> = Default::default();
-    for r in db.query(&sql, &[&room_id, &after, &before]).await? {
-        let e = row(&r)?;
+    for e in select_state_changes(db, room_id, after, before).await? {
         let key = (
             e.event_type.clone(),
             e.state_key.clone().unwrap_or_default(),

@@ -1,0 +1,686 @@
+//! `/sync` as Synapse answers it, where the spec leaves room or clients rely on it: newly
+//! joined rooms, gapped incremental syncs, state events under private history, room
+//! summaries, ignored users, rooms joined and left within one sync window, display-name
+//! changes, the federation event format and presence of new room-mates. On both databases,
+//! with the components in-process and behind the HTTP bridge.
+
+mod common;
+
+use common::{Backend, TestServer, Topology};
+use serde_json::{json, Value};
+
+const C: &str = "/_matrix/client/v3";
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+async fn create(s: &TestServer, token: &str, body: Value) -> String {
+    let (st, v) = s.post(&format!("{C}/createRoom"), Some(token), body).await;
+    assert_eq!(st, 200, "{v}");
+    v["room_id"].as_str().unwrap().to_owned()
+}
+
+static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn send(s: &TestServer, token: &str, room: &str, content: Value) -> String {
+    send_type(s, token, room, "m.room.message", content).await
+}
+
+async fn send_type(s: &TestServer, token: &str, room: &str, ty: &str, content: Value) -> String {
+    let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/send/{ty}/t{txn}"),
+            Some(token),
+            content,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn put_state(s: &TestServer, token: &str, room: &str, ty: &str, key: &str, content: Value) {
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/state/{ty}/{}", enc(key)),
+            Some(token),
+            content,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+async fn join(s: &TestServer, token: &str, room: &str) {
+    let (st, v) = s
+        .post(&format!("{C}/join/{room}"), Some(token), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+async fn leave(s: &TestServer, token: &str, room: &str) {
+    let (st, v) = s
+        .post(&format!("{C}/rooms/{room}/leave"), Some(token), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+async fn invite(s: &TestServer, token: &str, room: &str, user: &str) {
+    let (st, v) = s
+        .post(
+            &format!("{C}/rooms/{room}/invite"),
+            Some(token),
+            json!({"user_id": user}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+fn text(body: &str) -> Value {
+    json!({"msgtype": "m.text", "body": body})
+}
+
+async fn sync(s: &TestServer, token: &str, query: &str) -> Value {
+    let (st, v) = s.get(&format!("{C}/sync?{query}"), Some(token)).await;
+    assert_eq!(st, 200, "sync?{query}: {v}");
+    assert!(v["next_batch"].is_string(), "{v}");
+    v
+}
+
+fn next(v: &Value) -> String {
+    v["next_batch"].as_str().unwrap().to_owned()
+}
+
+fn events<'a>(v: &'a Value, section: &str, room: &str, part: &str) -> &'a Vec<Value> {
+    v["rooms"][section][room][part]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {section}.{room}.{part} in {v}"))
+}
+
+fn bodies(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect()
+}
+
+fn has(events: &[Value], ty: &str, key: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e["type"] == ty && e["state_key"] == key)
+}
+
+fn member<'a>(events: &'a [Value], user: &str) -> Option<&'a Value> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
+}
+
+/// (Item 1) A room joined since the token: its latest events (history before the token
+/// included), `limited` with a `prev_batch` that pages on, and the state before the
+/// timeline, so state and timeline together are the whole room state.
+async fn newly_joined_room_is_limited_with_full_state(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat", "name": "Hall"})).await;
+    for i in 0..12 {
+        send(&s, &tok, &room, text(&format!("m{i}"))).await;
+    }
+    let since = next(&sync(&s, &bob_tok, "").await);
+    join(&s, &bob_tok, &room).await;
+
+    let small = enc(r#"{"room":{"timeline":{"limit":3}}}"#);
+    let v = sync(&s, &bob_tok, &format!("since={since}&filter={small}")).await;
+    let j = &v["rooms"]["join"][&room];
+    assert_eq!(j["timeline"]["limited"], true, "{j}");
+    let tl = events(&v, "join", &room, "timeline");
+    assert_eq!(bodies(tl), ["m10", "m11"], "history before the token: {j}");
+    assert_eq!(
+        member(tl, &bob).unwrap()["content"]["membership"],
+        "join",
+        "{j}"
+    );
+    let state = events(&v, "join", &room, "state");
+    for (ty, key) in [
+        ("m.room.create", ""),
+        ("m.room.name", ""),
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.history_visibility", ""),
+        ("m.room.member", alice.as_str()),
+    ] {
+        assert!(has(state, ty, key), "{ty} {key} in {j}");
+    }
+    assert!(
+        !has(state, "m.room.member", &bob),
+        "bob's join is in the timeline, not before it: {j}"
+    );
+    // State and timeline together: the whole current state.
+    let (st, current) = s
+        .get(&format!("{C}/rooms/{room}/state"), Some(&bob_tok))
+        .await;
+    assert_eq!(st, 200);
+    for e in current.as_array().unwrap() {
+        let ty = e["type"].as_str().unwrap();
+        let key = e["state_key"].as_str().unwrap();
+        assert!(has(state, ty, key) || has(tl, ty, key), "{ty} {key}: {j}");
+    }
+    // prev_batch pages on to the events before the timeline.
+    let prev = j["timeline"]["prev_batch"].as_str().unwrap();
+    let (st, page) = s
+        .get(
+            &format!("{C}/rooms/{room}/messages?dir=b&limit=2&from={prev}"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(bodies(page["chunk"].as_array().unwrap()), ["m9", "m8"]);
+
+    // With the default limit too, the room does not start at the join.
+    let since = next(&sync(&s, &tok, "").await);
+    let (carol, carol_tok, _) = s.register("carol", "pw").await;
+    let carol_since = next(&sync(&s, &carol_tok, "").await);
+    join(&s, &carol_tok, &room).await;
+    let v = sync(&s, &carol_tok, &format!("since={carol_since}")).await;
+    let j = &v["rooms"]["join"][&room];
+    assert_eq!(j["timeline"]["limited"], true, "{j}");
+    assert_eq!(events(&v, "join", &room, "timeline").len(), 10, "{j}");
+    // Alice, who was there all along, just sees carol join.
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    let j = &v["rooms"]["join"][&room];
+    assert_eq!(j["timeline"]["limited"], false, "{j}");
+    assert!(member(events(&v, "join", &room, "timeline"), &carol).is_some());
+    assert!(events(&v, "join", &room, "state").is_empty(), "{j}");
+    s.stop().await;
+}
+
+/// (Item 2) A gapped incremental sync: the state carries every piece of state changed in the
+/// gap (its latest value), leaves included; with lazy-loaded members too, where the
+/// members of the timeline's senders come even when their join was in the gap.
+async fn gapped_sync_has_the_state_of_the_gap(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (_, bob_tok, _) = s.register("bob", "pw").await;
+    let (carol, carol_tok, _) = s.register("carol", "pw").await;
+    let (dave, dave_tok, _) = s.register("dave", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat", "name": "Start"})).await;
+    join(&s, &bob_tok, &room).await;
+    let limit2 = enc(r#"{"room":{"timeline":{"limit":2}}}"#);
+    let lazy = enc(r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#);
+    let since = next(&sync(&s, &tok, &format!("filter={limit2}")).await);
+    // A second device of alice's syncs with lazy-loaded members.
+    let (st, login) = s.login("alice", "pw").await;
+    assert_eq!(st, 200);
+    let tok2 = login["access_token"].as_str().unwrap().to_owned();
+    let since2 = next(&sync(&s, &tok2, &format!("filter={lazy}")).await);
+
+    // The gap.
+    put_state(&s, &tok, &room, "m.room.name", "", json!({"name": "One"})).await;
+    put_state(&s, &tok, &room, "m.room.name", "", json!({"name": "Two"})).await;
+    put_state(&s, &tok, &room, "m.room.topic", "", json!({"topic": "T"})).await;
+    join(&s, &carol_tok, &room).await;
+    send(&s, &carol_tok, &room, text("carol was here")).await;
+    leave(&s, &carol_tok, &room).await;
+    join(&s, &dave_tok, &room).await;
+    for i in 0..3 {
+        send(&s, &bob_tok, &room, text(&format!("gap {i}"))).await;
+    }
+    // The timeline.
+    send(&s, &dave_tok, &room, text("hello from dave")).await;
+    send(&s, &bob_tok, &room, text("last")).await;
+
+    for (token, since, filter, lazy) in [
+        (&tok, &since, &limit2, false),
+        (&tok2, &since2, &lazy, true),
+    ] {
+        let v = sync(&s, token, &format!("since={since}&filter={filter}")).await;
+        let j = &v["rooms"]["join"][&room];
+        assert_eq!(j["timeline"]["limited"], true, "lazy {lazy}: {j}");
+        assert_eq!(
+            bodies(events(&v, "join", &room, "timeline")),
+            ["hello from dave", "last"]
+        );
+        let state = events(&v, "join", &room, "state");
+        let names: Vec<&Value> = state
+            .iter()
+            .filter(|e| e["type"] == "m.room.name")
+            .collect();
+        assert_eq!(names.len(), 1, "lazy {lazy}: {j}");
+        assert_eq!(names[0]["content"]["name"], "Two");
+        assert!(
+            state
+                .iter()
+                .any(|e| e["type"] == "m.room.topic" && e["content"]["topic"] == "T"),
+            "lazy {lazy}: {j}"
+        );
+        assert_eq!(
+            member(state, &dave).map(|e| &e["content"]["membership"]),
+            Some(&json!("join")),
+            "the sender's join was in the gap; lazy {lazy}: {j}"
+        );
+        assert_eq!(
+            member(state, &carol).map(|e| &e["content"]["membership"]),
+            Some(&json!("leave")),
+            "carol's leave, lazy {lazy}: {j}"
+        );
+    }
+    s.stop().await;
+}
+
+/// (Item 3) Under `joined` or `invited` history, a member sees the room's current state events
+/// in the timeline (as Synapse's `filter_events_for_client` with the current state always
+/// included), state events sent after they joined among them, but no messages from before.
+async fn private_history_keeps_current_state_in_the_timeline(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    for visibility in ["joined", "invited"] {
+        let hv = json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": visibility}});
+        let room = create(
+            &s,
+            &tok,
+            json!({"preset": "private_chat", "initial_state": [hv]}),
+        )
+        .await;
+        send(&s, &tok, &room, text("before the invite")).await;
+        // State from before bob was there: one piece that stays current, one replaced later.
+        put_state(
+            &s,
+            &tok,
+            &room,
+            "org.example.early",
+            "",
+            json!({"stays": true}),
+        )
+        .await;
+        put_state(&s, &tok, &room, "m.room.name", "", json!({"name": "Early"})).await;
+        invite(&s, &tok, &room, &bob).await;
+        send(&s, &tok, &room, text("while invited")).await;
+        join(&s, &bob_tok, &room).await;
+        let since = next(&sync(&s, &bob_tok, "").await);
+        put_state(
+            &s,
+            &tok,
+            &room,
+            "m.room.topic",
+            "",
+            json!({"topic": "after"}),
+        )
+        .await;
+        send(&s, &tok, &room, text("after the join")).await;
+        // Bob's own display-name change moves his membership on: what came between his
+        // join and it is still his to see.
+        let (st, _) = s
+            .put(
+                &format!("{C}/profile/{}/displayname", enc(&bob)),
+                Some(&bob_tok),
+                json!({"displayname": "Bobby"}),
+            )
+            .await;
+        assert_eq!(st, 200);
+        put_state(&s, &tok, &room, "m.room.name", "", json!({"name": "Later"})).await;
+
+        let wide = enc(r#"{"room":{"timeline":{"limit":50}}}"#);
+        let v = sync(&s, &bob_tok, &format!("filter={wide}")).await;
+        let tl = events(&v, "join", &room, "timeline");
+        assert!(has(tl, "m.room.topic", ""), "{visibility}: {tl:?}");
+        assert!(has(tl, "m.room.name", ""), "{visibility}: {tl:?}");
+        assert!(
+            has(tl, "m.room.create", ""),
+            "current state: {visibility}: {tl:?}"
+        );
+        assert!(
+            has(tl, "org.example.early", ""),
+            "current state from before the join: {visibility}: {tl:?}"
+        );
+        assert!(
+            !tl.iter().any(|e| e["content"]["name"] == "Early"),
+            "replaced state from before the invite stays hidden: {visibility}: {tl:?}"
+        );
+        assert!(
+            has(tl, "m.room.history_visibility", ""),
+            "{visibility}: {tl:?}"
+        );
+        let expected: &[&str] = if visibility == "invited" {
+            &["while invited", "after the join"]
+        } else {
+            &["after the join"]
+        };
+        assert_eq!(bodies(tl), expected, "{visibility}");
+        // Incremental: the state events since the token are in the timeline.
+        let v = sync(&s, &bob_tok, &format!("since={since}&filter={wide}")).await;
+        let tl = events(&v, "join", &room, "timeline");
+        assert!(has(tl, "m.room.topic", ""), "{visibility}: {tl:?}");
+        assert!(has(tl, "m.room.name", ""), "{visibility}: {tl:?}");
+        assert_eq!(bodies(tl), ["after the join"], "{visibility}");
+    }
+    s.stop().await;
+}
+
+/// (Item 4) `m.heroes` only for rooms with neither a name nor a canonical alias (joined members
+/// first, then invited ones); the member counts always.
+async fn summary_heroes_only_for_unnamed_rooms(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (carol, _, _) = s.register("carol", "pw").await;
+    let (_, dave_tok, _) = s.register("dave", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    invite(&s, &tok, &room, &carol).await;
+    join(&s, &bob_tok, &room).await;
+    let v = sync(&s, &tok, "").await;
+    let summary = &v["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.heroes"], json!([bob, carol]), "{summary}");
+    assert_eq!(summary["m.joined_member_count"], 2);
+    assert_eq!(summary["m.invited_member_count"], 1);
+
+    put_state(&s, &tok, &room, "m.room.name", "", json!({"name": "Named"})).await;
+    let since = next(&v);
+    join(&s, &dave_tok, &room).await;
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    let summary = &v["rooms"]["join"][&room]["summary"];
+    assert!(summary.get("m.heroes").is_none(), "{summary}");
+    assert_eq!(summary["m.joined_member_count"], 3, "{summary}");
+    assert_eq!(summary["m.invited_member_count"], 1, "{summary}");
+    let v = sync(&s, &tok, "").await;
+    assert!(
+        v["rooms"]["join"][&room]["summary"]
+            .get("m.heroes")
+            .is_none(),
+        "{v}"
+    );
+
+    // An empty name names nothing: the heroes are back.
+    let since = next(&v);
+    put_state(&s, &tok, &room, "m.room.name", "", json!({"name": ""})).await;
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    let heroes = &v["rooms"]["join"][&room]["summary"]["m.heroes"];
+    assert_eq!(heroes.as_array().map(Vec::len), Some(3), "{v}");
+
+    // A canonical alias, without a name: no heroes.
+    let aliased = create(
+        &s,
+        &tok,
+        json!({"preset": "public_chat", "room_alias_name": "aliased"}),
+    )
+    .await;
+    join(&s, &bob_tok, &aliased).await;
+    let v = sync(&s, &tok, "").await;
+    let summary = &v["rooms"]["join"][&aliased]["summary"];
+    assert!(summary.get("m.heroes").is_none(), "{summary}");
+    assert_eq!(summary["m.joined_member_count"], 2);
+    s.stop().await;
+}
+
+/// (Item 5) Ignoring a user hides their messages in rooms already joined from the next sync on;
+/// a room with nothing left once filters and the ignore list are applied is not in the
+/// incremental sync at all.
+async fn ignored_users_and_empty_rooms(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (_, carol_tok, _) = s.register("carol", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    join(&s, &bob_tok, &room).await;
+    join(&s, &carol_tok, &room).await;
+    send(&s, &bob_tok, &room, text("before ignoring")).await;
+    let since = next(&sync(&s, &tok, "").await);
+    let (st, _) = s
+        .put(
+            &format!("{C}/user/{}/account_data/m.ignored_user_list", enc(&alice)),
+            Some(&tok),
+            json!({"ignored_users": {bob.clone(): {}}}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    assert!(v["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "m.ignored_user_list"));
+    let since = next(&v);
+
+    send(&s, &bob_tok, &room, text("ignored")).await;
+    let v = sync(&s, &tok, &format!("since={since}&timeout=0")).await;
+    assert!(
+        v["rooms"]["join"].get(&room).is_none(),
+        "no empty room object: {v}"
+    );
+    // Bob's state events still show (only messages are hidden).
+    let (st, _) = s
+        .put(
+            &format!("{C}/profile/{}/displayname", enc(&bob)),
+            Some(&bob_tok),
+            json!({"displayname": "Still Bob"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let v = sync(&s, &tok, &format!("since={since}&timeout=0")).await;
+    let tl = events(&v, "join", &room, "timeline");
+    assert!(has(tl, "m.room.member", &bob), "{v}");
+    assert!(bodies(tl).is_empty(), "{v}");
+    // A full sync shows none of bob's messages, the earlier one included.
+    let v = sync(&s, &tok, "").await;
+    let tl = events(&v, "join", &room, "timeline");
+    assert!(
+        tl.iter()
+            .all(|e| e["type"] != "m.room.message" || e["sender"] != bob.as_str()),
+        "{v}"
+    );
+    let since = next(&v);
+
+    // A timeline filter that leaves nothing of what happened: no room either.
+    send_type(&s, &carol_tok, &room, "org.example.ping", json!({})).await;
+    let only_messages = enc(r#"{"room":{"timeline":{"types":["m.room.message"]}}}"#);
+    let v = sync(
+        &s,
+        &tok,
+        &format!("since={since}&timeout=0&filter={only_messages}"),
+    )
+    .await;
+    assert!(v["rooms"]["join"].get(&room).is_none(), "{v}");
+    let v = sync(&s, &tok, &format!("since={since}&timeout=0")).await;
+    assert_eq!(
+        events(&v, "join", &room, "timeline")[0]["type"],
+        "org.example.ping"
+    );
+    s.stop().await;
+}
+
+/// (Item 6) A room joined and left between the token and now is in `leave` with its state and
+/// timeline, as a newly joined room would be.
+async fn joined_and_left_within_one_window(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat", "name": "Brief"})).await;
+    for i in 0..12 {
+        send(&s, &tok, &room, text(&format!("before bob {i}"))).await;
+    }
+    let since = next(&sync(&s, &bob_tok, "").await);
+    join(&s, &bob_tok, &room).await;
+    send(&s, &tok, &room, text("while bob was here")).await;
+    leave(&s, &bob_tok, &room).await;
+    send(&s, &tok, &room, text("after bob left")).await;
+
+    let v = sync(&s, &bob_tok, &format!("since={since}")).await;
+    assert!(v["rooms"]["join"].get(&room).is_none(), "{v}");
+    let l = &v["rooms"]["leave"][&room];
+    let tl = events(&v, "leave", &room, "timeline");
+    let mine: Vec<&Value> = tl
+        .iter()
+        .filter(|e| e["type"] == "m.room.member" && e["state_key"] == bob.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "{l}");
+    assert_eq!(mine[0]["content"]["membership"], "join");
+    assert_eq!(mine[1]["content"]["membership"], "leave");
+    assert_eq!(tl.last().unwrap()["content"]["membership"], "leave");
+    let b = bodies(tl);
+    assert!(b.contains(&"while bob was here"), "{l}");
+    assert!(!b.contains(&"after bob left"), "{l}");
+    let state = events(&v, "leave", &room, "state");
+    let mut all: Vec<Value> = state.clone();
+    all.extend(tl.iter().cloned());
+    for (ty, key) in [
+        ("m.room.create", ""),
+        ("m.room.name", ""),
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.member", alice.as_str()),
+    ] {
+        assert!(has(&all, ty, key), "{ty} {key} in {l}");
+    }
+    for (ty, key) in [("m.room.create", ""), ("m.room.name", "")] {
+        assert!(
+            has(state, ty, key),
+            "state before the timeline: {ty} in {l}"
+        );
+    }
+    assert_eq!(l["timeline"]["limited"], true, "{l}");
+
+    // Left without having joined in the window (joined before it): only what is new.
+    let since = next(&v);
+    join(&s, &bob_tok, &room).await;
+    let since_joined = next(&sync(&s, &bob_tok, &format!("since={since}")).await);
+    leave(&s, &bob_tok, &room).await;
+    let v = sync(&s, &bob_tok, &format!("since={since_joined}")).await;
+    let tl = events(&v, "leave", &room, "timeline");
+    assert_eq!(tl.len(), 1, "{v}");
+    assert!(events(&v, "leave", &room, "state").is_empty(), "{v}");
+    s.stop().await;
+}
+
+/// (Item 7) A display-name change is a member event in the timeline, not a full state sync,
+/// whoever's it is.
+async fn display_name_change_is_not_full_state(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat", "name": "Names"})).await;
+    join(&s, &bob_tok, &room).await;
+    for _ in 0..3 {
+        send(&s, &tok, &room, text("filler")).await;
+    }
+    for (who, who_tok, name) in [(&bob, &bob_tok, "Robert"), (&alice, &tok, "Alicia")] {
+        let since = next(&sync(&s, &tok, "").await);
+        let (st, _) = s
+            .put(
+                &format!("{C}/profile/{}/displayname", enc(who)),
+                Some(who_tok),
+                json!({"displayname": name}),
+            )
+            .await;
+        assert_eq!(st, 200);
+        let v = sync(&s, &tok, &format!("since={since}")).await;
+        let j = &v["rooms"]["join"][&room];
+        assert!(events(&v, "join", &room, "state").is_empty(), "{who}: {j}");
+        assert_eq!(j["timeline"]["limited"], false, "{who}: {j}");
+        let tl = events(&v, "join", &room, "timeline");
+        assert_eq!(tl.len(), 1, "{who}: {j}");
+        assert_eq!(member(tl, who).unwrap()["content"]["displayname"], name);
+    }
+    s.stop().await;
+}
+
+/// (Item 8) `event_format: federation`: events as the roomserver stored them, `room_id`,
+/// hashes, signatures and the DAG fields included, in the timeline and the state.
+async fn federation_event_format(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat", "name": "Fed"})).await;
+    send(&s, &tok, &room, text("one")).await;
+    let fed = enc(r#"{"event_format":"federation","room":{"timeline":{"limit":2}}}"#);
+    let v = sync(&s, &tok, &format!("filter={fed}")).await;
+    let tl = events(&v, "join", &room, "timeline");
+    let state = events(&v, "join", &room, "state");
+    assert_eq!(tl.len(), 2);
+    assert!(!state.is_empty());
+    for e in tl.iter().chain(state) {
+        assert_eq!(e["room_id"], room.as_str(), "{e}");
+        assert!(e["event_id"].is_string(), "{e}");
+        assert!(e["hashes"]["sha256"].is_string(), "{e}");
+        assert!(e["signatures"].is_object(), "{e}");
+        assert!(e["depth"].is_u64(), "{e}");
+        assert!(e["prev_events"].is_array(), "{e}");
+        assert!(e["auth_events"].is_array(), "{e}");
+        assert!(e["origin_server_ts"].is_u64(), "{e}");
+    }
+    // The client format stays without them.
+    let v = sync(&s, &tok, "").await;
+    for e in events(&v, "join", &room, "timeline") {
+        assert!(
+            e.get("room_id").is_none() && e.get("hashes").is_none(),
+            "{e}"
+        );
+    }
+    s.stop().await;
+}
+
+/// (Item 9) Presence of who newly shares a room with the user comes with the next incremental
+/// sync, changed since the token or not.
+async fn presence_of_new_room_mates(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let (carol, carol_tok, _) = s.register("carol", "pw").await;
+    let (dave, dave_tok, _) = s.register("dave", "pw").await;
+    let room = create(&s, &tok, json!({"preset": "public_chat"})).await;
+    let carols = create(&s, &carol_tok, json!({"preset": "public_chat"})).await;
+    // Bob and carol come online, in no room with alice.
+    sync(&s, &bob_tok, "").await;
+    sync(&s, &carol_tok, "").await;
+    let v = sync(&s, &tok, "").await;
+    let presence_of = |v: &Value, user: &str| -> Option<Value> {
+        v["presence"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["sender"] == user)
+            .cloned()
+    };
+    assert!(presence_of(&v, &bob).is_none(), "{v}");
+    let since = next(&v);
+
+    // Bob joins alice's room: his presence comes with alice's next sync.
+    join(&s, &bob_tok, &room).await;
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    let p = presence_of(&v, &bob).unwrap_or_else(|| panic!("bob's presence: {v}"));
+    assert_eq!(p["content"]["presence"], "online", "{p}");
+    assert_eq!(p["type"], "m.presence");
+    let since = next(&v);
+    // Only once: nothing changed after.
+    send(&s, &bob_tok, &room, text("hi")).await;
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    assert!(presence_of(&v, &bob).is_none(), "{v}");
+    let since = next(&v);
+
+    // Alice joins carol's room: carol's presence comes with it.
+    join(&s, &tok, &carols).await;
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    let p = presence_of(&v, &carol).unwrap_or_else(|| panic!("carol's presence: {v}"));
+    assert_eq!(p["content"]["presence"], "online", "{p}");
+    let since = next(&v);
+
+    // Dave never synced: he reads as offline.
+    join(&s, &dave_tok, &room).await;
+    let v = sync(&s, &tok, &format!("since={since}")).await;
+    let p = presence_of(&v, &dave).unwrap_or_else(|| panic!("dave's presence: {v}"));
+    assert_eq!(p["content"]["presence"], "offline", "{p}");
+    s.stop().await;
+}
+
+scenarios!(
+    newly_joined_room_is_limited_with_full_state,
+    gapped_sync_has_the_state_of_the_gap,
+    private_history_keeps_current_state_in_the_timeline,
+    summary_heroes_only_for_unnamed_rooms,
+    ignored_users_and_empty_rooms,
+    joined_and_left_within_one_window,
+    display_name_change_is_not_full_state,
+    federation_event_format,
+    presence_of_new_room_mates,
+);
