@@ -211,6 +211,10 @@ pub struct RateLimitConfig {
     pub per_second: f64,
     /// Requests allowed in a burst above the sustained rate.
     pub burst: u32,
+    /// Reverse proxies in front of this server: for requests from these addresses the client's
+    /// address is taken from `X-Forwarded-For` (for rate limits and device activity). Nobody
+    /// else can claim an address that way.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for RateLimitConfig {
@@ -219,6 +223,7 @@ impl Default for RateLimitConfig {
             enabled: true,
             per_second: 5.0,
             burst: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }

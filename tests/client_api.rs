@@ -1162,6 +1162,150 @@ async fn rate_limits(b: Backend, t: Topology) {
     assert_error(&s.get(&whoami, Some(&alice)).await, 429, "M_LIMIT_EXCEEDED");
     assert_eq!(s.get(&whoami, Some(&bob)).await.0, 200);
     s.stop().await;
+
+    // Everything that writes or costs is limited too, each kind of work in its own bucket
+    // (issue 10): room creation, sending, joining, the public directory (also without a
+    // token), and password checks of user-interactive auth.
+    let s = TestServer::start(
+        b,
+        t,
+        &[
+            "rate_limit.enabled=true",
+            "rate_limit.per_second=0.01",
+            "rate_limit.burst=3",
+        ],
+    )
+    .await;
+    let (_, alice, dev) = s.register("alice", "pw").await;
+    let (_, bob, _) = s.register("bob", "pw").await;
+    let mut rooms = Vec::new();
+    for _ in 0..3 {
+        let (st, v) = s
+            .post(
+                &format!("{C}/createRoom"),
+                Some(&alice),
+                json!({"preset": "public_chat"}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        rooms.push(v["room_id"].as_str().unwrap().to_owned());
+    }
+    assert_error(
+        &s.post(&format!("{C}/createRoom"), Some(&alice), json!({}))
+            .await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    let room = &rooms[0];
+    for i in 0..3 {
+        let path = format!("{C}/rooms/{room}/send/m.room.message/t{i}");
+        assert_eq!(
+            s.put(&path, Some(&alice), json!({"body": "x"})).await.0,
+            200
+        );
+    }
+    assert_error(
+        &s.put(
+            &format!("{C}/rooms/{room}/send/m.room.message/t9"),
+            Some(&alice),
+            json!({"body": "x"}),
+        )
+        .await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    assert_error(
+        &s.put(
+            &format!("{C}/rooms/{room}/state/m.room.topic/"),
+            Some(&alice),
+            json!({"topic": "x"}),
+        )
+        .await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    for r in &rooms {
+        assert_eq!(
+            s.post(&format!("{C}/rooms/{r}/join"), Some(&bob), json!({}))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_error(
+        &s.post(&format!("{C}/join/{room}"), Some(&bob), json!({}))
+            .await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    for _ in 0..3 {
+        assert_eq!(s.get(&format!("{C}/publicRooms"), None).await.0, 200);
+    }
+    assert_error(
+        &s.get(&format!("{C}/publicRooms"), None).await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    // Password guesses in user-interactive auth: three, then 429.
+    let wrong = json!({"auth": {"type": "m.login.password", "password": "nope",
+        "identifier": {"type": "m.id.user", "user": "alice"}}});
+    for _ in 0..3 {
+        let got = s
+            .call(
+                "DELETE",
+                &format!("{C}/devices/{dev}"),
+                Some(&alice),
+                Some(wrong.clone()),
+            )
+            .await;
+        assert_eq!(got.0, 401, "{}", got.1);
+    }
+    assert_error(
+        &s.call(
+            "DELETE",
+            &format!("{C}/devices/{dev}"),
+            Some(&alice),
+            Some(wrong),
+        )
+        .await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    s.stop().await;
+
+    // Behind a trusted proxy, the client address comes from X-Forwarded-For; from anyone
+    // else the header is ignored.
+    for (trusted, separate) in [(true, true), (false, false)] {
+        let mut extra = vec![
+            "rate_limit.enabled=true",
+            "rate_limit.per_second=0.01",
+            "rate_limit.burst=2",
+        ];
+        if trusted {
+            extra.push("rate_limit.trusted_proxies=[\"127.0.0.1\"]");
+        }
+        let s = TestServer::start(b, t, &extra).await;
+        let login = |who: &'static str| {
+            let s = &s;
+            async move {
+                let mut resp = s
+                    .client
+                    .get(format!("{}{C}/login", s.base))
+                    .insert_header(("X-Forwarded-For", who))
+                    .send()
+                    .await
+                    .expect("login flows");
+                let _ = resp.body().await;
+                resp.status().as_u16()
+            }
+        };
+        assert_eq!(login("198.51.100.1").await, 200);
+        assert_eq!(login("198.51.100.1").await, 200);
+        assert_eq!(login("198.51.100.1").await, 429);
+        let other = login("198.51.100.2").await;
+        assert_eq!(other == 200, separate, "trusted={trusted}: {other}");
+        s.stop().await;
+    }
 }
 
 async fn metrics_and_profile(b: Backend, t: Topology) {

@@ -45,7 +45,7 @@ const ALLOWED: &[(&str, &str)] = &[
 
 /// The route pattern with its `/_matrix/client/<version>` prefix removed and parameter
 /// names erased.
-fn normalize(pattern: &str) -> Option<String> {
+pub(super) fn normalize(pattern: &str) -> Option<String> {
     let rest = pattern.strip_prefix("/_matrix/client/")?;
     let (_version, path) = rest.split_once('/')?;
     let mut out = String::with_capacity(path.len() + 1);

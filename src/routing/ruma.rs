@@ -227,8 +227,15 @@ pub fn access_token(req: &HttpRequest) -> Option<String> {
 }
 
 pub fn client_info(req: &HttpRequest) -> ClientInfo {
+    let trusted: &[std::net::IpAddr] = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(&[], |s| s.config.rate_limit.trusted_proxies.as_slice());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
     ClientInfo {
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: super::ratelimit::client_address(req.peer_addr().map(|a| a.ip()), forwarded, trusted),
         user_agent: req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -330,7 +337,21 @@ where
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(MatrixError::internal)?;
-            let body = read_body(&req, payload, state.config.server.max_request_bytes).await?;
+            // A declared size past the limit is refused before anything else; the body itself
+            // is read only once the sender is known (and allowed, and within their rate).
+            let limit = state.config.server.max_request_bytes;
+            if req
+                .headers()
+                .get(actix_web::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n > limit)
+            {
+                return Err(MatrixError::new(
+                    "M_TOO_LARGE",
+                    format!("Request body is larger than {limit} bytes"),
+                ));
+            }
             let client = client_info(&req);
             let sender = <T::Authentication as AuthRequirement>::authenticate(
                 &state,
@@ -338,17 +359,21 @@ where
                 &client,
             )
             .await?;
+            let pattern = req.match_pattern().unwrap_or_default();
             if <T::Authentication as AuthRequirement>::is_guest(&sender)
-                && !super::guest::allowed(req.method(), &req.match_pattern().unwrap_or_default())
+                && !super::guest::allowed(req.method(), &pattern)
             {
                 return Err(super::guest::forbidden());
             }
-            if T::RATE_LIMITED {
+            let class = super::ratelimit::class_of(req.method(), &pattern)
+                .or(T::RATE_LIMITED.then_some(super::ratelimit::Class::Other));
+            if let Some(class) = class {
                 let key = <T::Authentication as AuthRequirement>::rate_key(&sender)
                     .or_else(|| client.ip.clone())
                     .unwrap_or_default();
-                state.limiter.check(&key)?;
+                state.limiter.check(class, &key)?;
             }
+            let body = read_body(&req, payload, limit).await?;
             let args: Vec<String> = req
                 .match_info()
                 .iter()

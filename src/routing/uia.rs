@@ -214,6 +214,10 @@ impl UiaSessions {
                         ))
                     }
                 };
+                // Password guesses are limited per user, whatever the operation.
+                state
+                    .limiter
+                    .check(super::ratelimit::Class::Password, owner.user_id)?;
                 let same = named == owner.localpart || named == owner.user_id;
                 let check = if same {
                     state
