@@ -70,6 +70,102 @@ pub fn server_default(user_id: &UserId) -> Ruleset {
     rules
 }
 
+/// Writes the server-default rules as Synapse serves them, checked side by side
+/// (`tests/vs_synapse.rs`): the same actions in the same order with `highlight: false` written
+/// out where Synapse writes it (unless the user changed a rule's actions), the one-to-one
+/// rules' conditions in its order, and its `.im.vector.jitsi` underride rule (Element's Jitsi
+/// widgets) last. Clients compare rule sets, so the shape matters. ruma's `Ruleset` keeps its
+/// own shape for these rules, so this is done on the JSON.
+fn as_synapse_serves_them(v: &mut Value) {
+    let notify = json!("notify");
+    let highlight = json!({"set_tweak": "highlight"});
+    let no_highlight = json!({"set_tweak": "highlight", "value": false});
+    let sound = json!({"set_tweak": "sound", "value": "default"});
+    let ring = json!({"set_tweak": "sound", "value": "ring"});
+    // (rule, Synapse's actions, the same actions as ruma writes them)
+    let actions: [(&str, Value, Value); 9] = [
+        (
+            ".m.rule.invite_for_me",
+            json!([notify, no_highlight, sound]),
+            json!([notify, sound]),
+        ),
+        (
+            ".m.rule.is_user_mention",
+            json!([notify, highlight, sound]),
+            json!([notify, sound, highlight]),
+        ),
+        (
+            ".m.rule.contains_display_name",
+            json!([notify, highlight, sound]),
+            json!([notify, sound, highlight]),
+        ),
+        (
+            ".m.rule.contains_user_name",
+            json!([notify, highlight, sound]),
+            json!([notify, sound, highlight]),
+        ),
+        (
+            ".m.rule.call",
+            json!([notify, ring, no_highlight]),
+            json!([notify, ring]),
+        ),
+        (
+            ".m.rule.encrypted_room_one_to_one",
+            json!([notify, sound, no_highlight]),
+            json!([notify, sound]),
+        ),
+        (
+            ".m.rule.room_one_to_one",
+            json!([notify, sound, no_highlight]),
+            json!([notify, sound]),
+        ),
+        (
+            ".m.rule.message",
+            json!([notify, no_highlight]),
+            json!([notify]),
+        ),
+        (
+            ".m.rule.encrypted",
+            json!([notify, no_highlight]),
+            json!([notify]),
+        ),
+    ];
+    for kind in KINDS {
+        for rule in v[kind].as_array_mut().into_iter().flatten() {
+            if rule["default"] != true {
+                continue;
+            }
+            let id = rule["rule_id"].as_str().unwrap_or_default().to_owned();
+            if let Some((_, synapse, ruma)) = actions.iter().find(|(r, _, _)| *r == id) {
+                if rule["actions"] == *ruma {
+                    rule["actions"] = synapse.clone();
+                }
+            }
+            // Synapse lists the event type before the member count.
+            if id.ends_with("room_one_to_one") {
+                if let Some(c) = rule["conditions"].as_array_mut() {
+                    c.sort_by_key(|c| c["kind"] != "event_match");
+                }
+            }
+        }
+    }
+    if let Some(under) = v["underride"].as_array_mut() {
+        if !under.iter().any(|r| r["rule_id"] == ".im.vector.jitsi") {
+            under.push(json!({
+                "rule_id": ".im.vector.jitsi",
+                "default": true,
+                "enabled": true,
+                "conditions": [
+                    {"kind": "event_match", "key": "type", "pattern": "im.vector.modular.widgets"},
+                    {"kind": "event_match", "key": "content.type", "pattern": "jitsi"},
+                    {"kind": "event_match", "key": "state_key", "pattern": "*"}
+                ],
+                "actions": [notify, no_highlight],
+            }));
+        }
+    }
+}
+
 fn conditional(v: Value) -> Option<ConditionalPushRule> {
     serde_json::from_value(v).ok()
 }
@@ -93,15 +189,20 @@ pub fn effective(user_id: &UserId, stored: Option<&Value>) -> Ruleset {
 /// The kinds of rules of the `global` scope, in the spec's order of evaluation.
 pub const KINDS: [&str; 5] = ["override", "content", "room", "sender", "underride"];
 
+/// Kinds written out empty besides [`KINDS`]: `postcontent` (MSC4306), which Synapse lists
+/// and myelin has no rules of yet.
+const EMPTY_KINDS: [&str; 1] = ["postcontent"];
+
 /// A rule set as JSON with every kind present, empty ones too (ruma leaves those out; Synapse
 /// and the clients written against it do not).
 pub fn to_json(rules: &Ruleset) -> Value {
     let mut v = serde_json::to_value(rules).unwrap_or_else(|_| json!({}));
     if let Some(o) = v.as_object_mut() {
-        for kind in KINDS {
-            o.entry(kind).or_insert_with(|| json!([]));
+        for kind in KINDS.iter().chain(&EMPTY_KINDS) {
+            o.entry(*kind).or_insert_with(|| json!([]));
         }
     }
+    as_synapse_serves_them(&mut v);
     v
 }
 
@@ -160,8 +261,13 @@ mod tests {
                 ".m.rule.encrypted_room_one_to_one",
                 ".m.rule.room_one_to_one",
                 ".m.rule.message",
-                ".m.rule.encrypted"
+                ".m.rule.encrypted",
+                ".im.vector.jitsi"
             ]
+        );
+        assert_eq!(
+            content(&rules)["global"]["underride"][3]["actions"],
+            json!(["notify", {"set_tweak": "highlight", "value": false}])
         );
         let c = content(&rules);
         assert_eq!(c["global"]["content"][0]["pattern"], "alice");
@@ -209,6 +315,6 @@ mod tests {
             ids(&server_default(user), "override")
         );
         let bad = effective(user, Some(&json!({"global": 3})));
-        assert_eq!(ids(&bad, "underride").len(), 5);
+        assert_eq!(ids(&bad, "underride").len(), 6);
     }
 }

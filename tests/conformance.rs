@@ -80,8 +80,17 @@ async fn push_rules(b: Backend, t: Topology) {
     assert!(under.iter().any(|r| r == ".m.rule.encrypted"));
     assert_eq!(g["room"], json!([]));
     assert_eq!(g["sender"], json!([]));
+    // The global scope is the rule set itself; one kind is its list (as Synapse).
     let (st, global) = s.get(&format!("{p}/global/"), Some(&tok)).await;
-    assert_eq!((st, &global["global"]), (200, g));
+    assert_eq!((st, &global), (200, g));
+    let (st, kind) = s.get(&format!("{p}/global/underride/"), Some(&tok)).await;
+    assert_eq!((st, &kind), (200, &g["underride"]));
+    assert_eq!(g["postcontent"], json!([]));
+    assert_eq!(
+        g["underride"][3]["actions"],
+        json!(["notify", {"set_tweak": "highlight", "value": false}]),
+        "Synapse's shape of the defaults"
+    );
 
     // The first sync carries them as account data, before any change.
     let first = sync(&s, &tok, "").await;
@@ -102,7 +111,13 @@ async fn push_rules(b: Backend, t: Topology) {
             Some(&tok),
         )
         .await;
-    assert_eq!((st, &r["actions"]), (200, &json!(["notify"])));
+    assert_eq!(
+        (st, &r["actions"]),
+        (
+            200,
+            &json!(["notify", {"set_tweak": "highlight", "value": false}])
+        )
+    );
     let (st, r) = s
         .get(
             &format!("{p}/global/override/.m.rule.master/enabled"),
@@ -283,7 +298,7 @@ async fn push_rules(b: Backend, t: Topology) {
         ),
         (
             "GET",
-            format!("{p}/global/override/"),
+            format!("{p}/global/weird/"),
             None,
             400,
             "M_UNRECOGNIZED",
@@ -295,14 +310,21 @@ async fn push_rules(b: Backend, t: Topology) {
             400,
             "M_UNRECOGNIZED",
         ),
-        ("GET", p.clone(), None, 400, "M_UNRECOGNIZED"),
+        ("GET", p.clone(), None, 404, "M_UNRECOGNIZED"),
+        (
+            "PUT",
+            format!("{p}/global/override/o6"),
+            Some(json!({"actions": ["bogus"], "conditions": []})),
+            400,
+            "M_UNKNOWN",
+        ),
         // A new rule may not take a server-default ID, and needs what its kind needs.
         (
             "PUT",
             format!("{p}/global/override/.m.rule.mine"),
             Some(json!({"actions": [], "conditions": []})),
             400,
-            "M_INVALID_PARAM",
+            "M_UNKNOWN",
         ),
         (
             "PUT",
@@ -323,14 +345,14 @@ async fn push_rules(b: Backend, t: Topology) {
             format!("{p}/global/override/o5?before=nope"),
             Some(json!({"actions": [], "conditions": []})),
             400,
-            "M_INVALID_PARAM",
+            "M_UNKNOWN",
         ),
         (
             "PUT",
             format!("{p}/global/override/o5?after=.m.rule.master"),
             Some(json!({"actions": [], "conditions": []})),
             400,
-            "M_INVALID_PARAM",
+            "M_UNKNOWN",
         ),
         (
             "PUT",

@@ -368,11 +368,12 @@ async fn talk_and_state(b: Backend, t: Topology) {
         403,
         "M_FORBIDDEN",
     );
+    // An unknown room is not revealed: the same 403 as a room one is not in (as Synapse).
     assert_error(
         &s.get(&format!("{C}/rooms/!unknown:test.local/state"), Some(&tok))
             .await,
-        404,
-        "M_NOT_FOUND",
+        403,
+        "M_FORBIDDEN",
     );
     assert_error(
         &s.put(

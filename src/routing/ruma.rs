@@ -202,7 +202,8 @@ async fn lookup(
         TokenLookup::Unknown => Err(MatrixError::new(
             "M_UNKNOWN_TOKEN",
             "Unrecognised access token",
-        )),
+        )
+        .with("soft_logout", false)),
     }
 }
 

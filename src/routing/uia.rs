@@ -124,12 +124,17 @@ impl UiaSessions {
             .unwrap_or_default();
         let flows: Vec<_> = flows.iter().map(|f| json!({ "stages": f })).collect();
         // A plain challenge carries no errcode: the empty errcode leaves it out.
-        MatrixError::new(error.map_or("", |e| e.0), error.map_or("", |e| e.1))
+        let err = MatrixError::new(error.map_or("", |e| e.0), error.map_or("", |e| e.1))
             .with_status(StatusCode::UNAUTHORIZED)
             .with("flows", flows)
             .with("params", json!({}))
-            .with("session", session)
-            .with("completed", completed)
+            .with("session", session);
+        // As Synapse: `completed` only once a stage is done.
+        if completed.is_empty() {
+            err
+        } else {
+            err.with("completed", completed)
+        }
     }
 
     /// Checks `auth` against `flows` for `purpose`. `Ok(())` once a whole flow is done;

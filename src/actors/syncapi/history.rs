@@ -168,7 +168,11 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
     } else {
         Vec::new()
     };
-    let mut out = json!({"start": start, "chunk": chunk, "state": state});
+    // As Synapse: `state` only when there is some (lazy-loaded members).
+    let mut out = json!({"start": start, "chunk": chunk});
+    if !state.is_empty() {
+        out["state"] = json!(state);
+    }
     if let Some(end) = end {
         out["end"] = json!(end);
     }

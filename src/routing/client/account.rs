@@ -14,10 +14,17 @@ use ruma::api::client::account::{
 };
 
 /// # `GET /_matrix/client/v3/account/whoami`
-pub async fn whoami(req: Ruma<whoami::v3::Request>) -> RumaResult<whoami::v3::Response> {
-    let mut response = whoami::v3::Response::new(req.sender.user_id.clone(), req.sender.is_guest);
-    response.device_id = Some(req.sender.device_id.clone());
-    Ok(RumaResponse(response))
+///
+/// Written out so that `is_guest` is there when false too (ruma leaves it out; Synapse and
+/// clients expect it).
+pub async fn whoami(
+    req: Ruma<whoami::v3::Request>,
+) -> Result<actix_web::HttpResponse, MatrixError> {
+    Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({
+        "user_id": req.sender.user_id,
+        "device_id": req.sender.device_id,
+        "is_guest": req.sender.is_guest,
+    })))
 }
 
 fn require(sender: Option<Authed>) -> Result<Authed, MatrixError> {

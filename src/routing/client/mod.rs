@@ -144,8 +144,10 @@ pub fn router() -> Router {
         .add::<c::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server_info)
         .add::<c::thirdparty::get_protocols::v3::Request, _, _>(voip::get_protocols)
         .add::<c::account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
-        .add::<ruma::api::federation::openid::get_openid_userinfo::v1::Request, _, _>(
-            openid::get_openid_userinfo,
+        .add_raw(
+            "/_matrix/federation/v1/openid/userinfo",
+            Method::GET,
+            web::get().to(openid::get_openid_userinfo),
         )
         .add::<c::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_pushrules_all)
         .add::<c::push::get_pushrules_global_scope::v3::Request, _, _>(
@@ -188,9 +190,9 @@ pub fn router() -> Router {
     // Every other path under /pushrules (after the ones above: literal segments sort first).
     for method in [Method::GET, Method::PUT, Method::DELETE] {
         r.add_raw(
-            "/_matrix/client/{version}/pushrules{rest:.*}",
+            "/_matrix/client/{version}/pushrules/{rest:.*}",
             method.clone(),
-            web::method(method).to(push_rules::unknown_path),
+            web::method(method).to(push_rules::other_path),
         );
     }
     r

@@ -8,11 +8,10 @@ use crate::actors::userapi::UserApiError;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
-use actix_web::web;
+use actix_web::{web, HttpResponse};
 use ruma::api::client::account::register::{self, RegistrationKind};
 use ruma::api::client::account::{check_registration_token_validity, get_username_availability};
 use ruma::OwnedUserId;
-use std::time::Duration;
 
 /// The longest password accepted (as Synapse).
 pub const MAX_PASSWORD_LEN: usize = 512;
@@ -135,7 +134,7 @@ async fn guest_to_upgrade(
 pub async fn register(
     state: web::Data<AppState>,
     req: Ruma<register::v3::Request>,
-) -> RumaResult<register::v3::Response> {
+) -> Result<HttpResponse, MatrixError> {
     let mut body = req.body;
     let registration = &state.config.registration;
     let is_guest = match body.kind {
@@ -262,17 +261,23 @@ pub async fn register(
 }
 
 /// The answer to a registration: the user ID and, unless `inhibit_login`, a new session.
+/// Written out as Synapse answers: with the (deprecated) `home_server`, and without
+/// `device_id` when no session was made.
 async fn login(
     state: &AppState,
     localpart: String,
     body: register::v3::Request,
     client: crate::routing::ruma::ClientInfo,
-) -> RumaResult<register::v3::Response> {
+) -> Result<HttpResponse, MatrixError> {
     let user_id: OwnedUserId = format!("@{localpart}:{}", state.server_name())
         .try_into()
         .map_err(|_| MatrixError::internal())?;
+    let mut out = serde_json::json!({
+        "user_id": user_id,
+        "home_server": state.server_name(),
+    });
     if body.inhibit_login {
-        return Ok(RumaResponse(register::v3::Response::new(user_id)));
+        return Ok(HttpResponse::Ok().json(out));
     }
     let session = state
         .userapi
@@ -286,12 +291,15 @@ async fn login(
             password_fingerprint: None,
         })
         .await?;
-    let mut response = register::v3::Response::new(user_id);
-    response.access_token = Some(session.access_token);
-    response.device_id = Some(session.device_id.into());
-    response.refresh_token = session.refresh_token;
-    response.expires_in = session.expires_in_ms.map(Duration::from_millis);
-    Ok(RumaResponse(response))
+    out["access_token"] = serde_json::json!(session.access_token);
+    out["device_id"] = serde_json::json!(session.device_id);
+    if let Some(refresh) = session.refresh_token {
+        out["refresh_token"] = serde_json::json!(refresh);
+    }
+    if let Some(ms) = session.expires_in_ms {
+        out["expires_in_ms"] = serde_json::json!(ms);
+    }
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// # `GET /_matrix/client/v3/register/available`

@@ -31,6 +31,10 @@ pub fn client_event(e: &StoredEvent) -> Value {
         "origin_server_ts": j["origin_server_ts"],
         "unsigned": {},
     });
+    // How long ago it was sent, as `/sync` and Synapse give it.
+    if let Some(ts) = j["origin_server_ts"].as_i64() {
+        out["unsigned"]["age"] = json!((crate::storage::now_ms() - ts).max(0));
+    }
     if let Some(key) = j.get("state_key") {
         out["state_key"] = key.clone();
     }
@@ -134,7 +138,13 @@ pub async fn read_point(
         ("m.room.member".to_owned(), user.user_id.to_string()),
         ("m.room.history_visibility".to_owned(), String::new()),
     ];
-    let events = current_state(state, room_id, wanted).await?;
+    // An unknown room is not revealed: the same 403 as a room one was never in (as Synapse).
+    let events = match current_state(state, room_id, wanted).await {
+        Err(e) if e.errcode == "M_NOT_FOUND" => {
+            return Err(MatrixError::forbidden("You are not a member of this room"))
+        }
+        other => other?,
+    };
     let member = events.iter().find(|e| e.json["type"] == "m.room.member");
     let membership = member.and_then(|e| e.json["content"]["membership"].as_str());
     let world_readable = events.iter().any(|e| {
@@ -435,7 +445,8 @@ pub async fn create_room(
             &room,
             "m.room.topic",
             Some(""),
-            json!({ "topic": topic }),
+            // With its `m.topic` text block (spec v1.15), as Synapse writes it.
+            json!({ "topic": topic, "m.topic": {"m.text": [{"body": topic}]} }),
             None,
         )
         .await?;

@@ -73,7 +73,9 @@ pub async fn typing(
     req: Ruma<create_typing_event::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
-    ensure_self(&req.sender, &body.user_id, "set typing notifications")?;
+    // Another user's typing: 400 as Synapse answers it (errcode M_FORBIDDEN all the same).
+    ensure_self(&req.sender, &body.user_id, "set typing notifications")
+        .map_err(|e| e.with_status(actix_web::http::StatusCode::BAD_REQUEST))?;
     let (typing, timeout_ms) = match body.state {
         Typing::Yes(info) => (
             true,

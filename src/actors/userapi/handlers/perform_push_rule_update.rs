@@ -58,7 +58,13 @@ pub fn apply(rules: &mut Ruleset, change: PushRuleChange) -> Result<(), UserApiE
             before,
             after,
         } => {
-            let rule = new_rule(&kind, rule_id, actions, conditions, pattern)?;
+            // A rule set again takes its new place (the top of its kind without before or
+            // after, as Synapse), keeping whether it was enabled.
+            let enabled = rules.get(kind.clone(), &rule_id).map(|r| r.enabled());
+            if enabled.is_some() && !rule_id.starts_with('.') {
+                let _ = rules.remove(kind.clone(), &rule_id);
+            }
+            let rule = new_rule(&kind, rule_id.clone(), actions, conditions, pattern)?;
             rules
                 .insert(rule, after.as_deref(), before.as_deref())
                 .map_err(|e| match e {
@@ -67,7 +73,11 @@ pub fn apply(rules: &mut Ruleset, change: PushRuleChange) -> Result<(), UserApiE
                         "The rule named by before or after does not exist".into(),
                     ),
                     other => UserApiError::BadRequest(other.to_string()),
-                })
+                })?;
+            if enabled == Some(false) {
+                let _ = rules.set_enabled(kind, &rule_id, false);
+            }
+            Ok(())
         }
         PushRuleChange::Delete { kind, rule_id } => {
             rules.remove(kind.clone(), &rule_id).map_err(|e| match e {
