@@ -108,6 +108,12 @@ impl IdentityClient {
         IdentityClient { config }
     }
 
+    /// Whether `id_server` may be called at all (`host[:port]`, not a private address unless
+    /// listed as insecure): a check to make before anything else happens.
+    pub fn check_server(&self, id_server: &str) -> Result<(), IdentityError> {
+        self.target(id_server).map(|_| ())
+    }
+
     /// Checks `id_server` and decides the scheme: `host[:port]`, https unless listed as
     /// insecure, and never an IP literal in a private range unless listed.
     fn target(&self, id_server: &str) -> Result<Target, IdentityError> {

@@ -240,7 +240,7 @@ pub async fn invite_user(
             .await?
         }
         invite_user::v3::InvitationRecipient::ThirdPartyId(invite) => {
-            let medium = check_3pid(&invite)?;
+            let medium = check_3pid(&state, &invite)?;
             invite_3pid(&state, &req.sender, room_id, &invite, medium).await?
         }
         _ => return Err(MatrixError::bad_json("Unknown kind of invitation")),
@@ -250,8 +250,9 @@ pub async fn invite_user(
 
 /// Checks a third-party invite's fields before anything is asked of anyone; returns its
 /// medium. Only `email` and `msisdn` are third-party media (400 `M_INVALID_PARAM` otherwise,
-/// as for an empty address or an identity server that is not `host[:port]`).
-pub fn check_3pid(invite: &Invite3pid) -> Result<&'static str, MatrixError> {
+/// as for an empty address, an identity server that is not `host[:port]` or one on a
+/// private address).
+pub fn check_3pid(state: &AppState, invite: &Invite3pid) -> Result<&'static str, MatrixError> {
     let medium = match invite.medium {
         Medium::Email => "email",
         Medium::Msisdn => "msisdn",
@@ -271,12 +272,7 @@ pub fn check_3pid(invite: &Invite3pid) -> Result<&'static str, MatrixError> {
             "id_access_token is required for a third-party invite",
         ));
     }
-    if ruma::ServerName::parse(&invite.id_server).is_err() {
-        return Err(MatrixError::invalid_param(format!(
-            "id_server {:?} is not a host name with an optional port",
-            invite.id_server
-        )));
-    }
+    state.identity.check_server(&invite.id_server)?;
     Ok(medium)
 }
 

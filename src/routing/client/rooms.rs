@@ -214,7 +214,7 @@ pub async fn create_room(
     let invites_3pid = body
         .invite_3pid
         .iter()
-        .map(|i| super::membership::check_3pid(i).map(|medium| (i, medium)))
+        .map(|i| super::membership::check_3pid(&state, i).map(|medium| (i, medium)))
         .collect::<Result<Vec<_>, _>>()?;
     let alias = match &body.room_alias_name {
         Some(name) => {
