@@ -30,6 +30,35 @@ pub struct Config {
     pub rooms: RoomsConfig,
     #[serde(default)]
     pub voip: VoipConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// Calls to identity servers (third-party invites: lookups and `store-invite`). Clients name
+/// the server (`id_server`), so these calls go to a hostile network: `https://` only, no
+/// private, loopback or link-local addresses, bounded time and response size. See
+/// `crate::identity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Identity servers (`host[:port]`, exactly as clients send `id_server`) reached over
+    /// plain `http://` and allowed on private and loopback addresses. For tests and private
+    /// deployments only; empty by default.
+    pub insecure_http_servers: Vec<String>,
+    /// The longest one request to an identity server may take (connect, send, read), in ms.
+    pub timeout_ms: u64,
+    /// The largest response body accepted from an identity server, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            insecure_http_servers: Vec::new(),
+            timeout_ms: 10_000,
+            max_response_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// TURN servers handed to clients for VoIP calls (`GET /voip/turnServer`), as Synapse's
@@ -415,6 +444,26 @@ impl Config {
             return Err(ConfigError(
                 "key voip.turn_user_lifetime_ms: must be at least 1000".into(),
             ));
+        }
+        if self.identity.timeout_ms < 100 {
+            return Err(ConfigError(
+                "key identity.timeout_ms: must be at least 100".into(),
+            ));
+        }
+        if self.identity.max_response_bytes < 1024 {
+            return Err(ConfigError(
+                "key identity.max_response_bytes: must be at least 1024".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .identity
+            .insecure_http_servers
+            .iter()
+            .find(|s| ruma::ServerName::parse(s.as_str()).is_err())
+        {
+            return Err(ConfigError(format!(
+                "key identity.insecure_http_servers: {bad:?} is not host[:port]"
+            )));
         }
         if self.database.pool_size == 0 {
             return Err(ConfigError(

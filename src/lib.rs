@@ -6,12 +6,14 @@
 //! - [`routing`]: the client API: validates requests, sends messages, maps replies.
 //! - [`storage`]: the Db layer over PostgreSQL and SQLite, and the migration runner.
 //! - [`server`]: starts a node: database, components, listeners.
+//! - [`identity`]: the client of identity servers (third-party invites).
 //! - [`config`], [`metrics`], [`profiling`].
 
 pub mod actors;
 pub mod alloc;
 pub mod bus;
 pub mod config;
+pub mod identity;
 pub mod metrics;
 pub mod pdu;
 pub mod profiling;

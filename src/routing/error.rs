@@ -4,6 +4,7 @@
 use crate::actors::roomserver::RoomserverError;
 use crate::actors::syncapi::SyncApiError;
 use crate::actors::userapi::UserApiError;
+use crate::identity::IdentityError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
@@ -140,6 +141,24 @@ impl From<SyncApiError> for MatrixError {
             SyncApiError::Bridge(e) => {
                 tracing::error!(error = %e, "syncapi unreachable");
                 MatrixError::internal()
+            }
+        }
+    }
+}
+
+impl From<IdentityError> for MatrixError {
+    /// An identity server's failure is the gateway's (502), unless the client named a server
+    /// it may not (400) or the identity server refused the client's token (403). Synapse
+    /// answers 500 for all of these; 502 tells the client the fault is upstream.
+    fn from(e: IdentityError) -> Self {
+        match &e {
+            IdentityError::InvalidServer(why) => MatrixError::invalid_param(why.clone()),
+            IdentityError::Refused {
+                status: 401 | 403, ..
+            } => MatrixError::forbidden(e.to_string()),
+            _ => {
+                tracing::warn!(error = %e, "identity server call failed");
+                MatrixError::new("M_UNKNOWN", e.to_string()).with_status(StatusCode::BAD_GATEWAY)
             }
         }
     }

@@ -1,8 +1,9 @@
-//! The client API: validates a request, sends messages to components, maps the reply to a
+//! The client API (and the few federation endpoints served without federation): validates a request, sends messages to components, maps the reply to a
 //! response. Routing never touches storage.
 
 pub mod client;
 pub mod error;
+pub mod federation;
 pub mod guest;
 pub mod ratelimit;
 pub mod ruma;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub syncapi: SyncApiHandle,
     pub uia: uia::UiaSessions,
     pub limiter: ratelimit::RateLimiter,
+    /// Calls to identity servers (third-party invites).
+    pub identity: crate::identity::IdentityClient,
 }
 
 impl AppState {
@@ -36,6 +39,7 @@ impl AppState {
                 config.auth.uia_session_lifetime_ms,
             )),
             limiter: ratelimit::RateLimiter::new(&config.rate_limit),
+            identity: crate::identity::IdentityClient::new(config.identity.clone()),
             config,
             userapi,
             roomserver,

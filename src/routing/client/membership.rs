@@ -5,15 +5,18 @@ use super::rooms::{
     add_profile, client_event, current_state, ensure_can_read, readable_state, send,
 };
 use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms, QueryStateAtPosition};
+use crate::identity::InviteDetails;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::{web, HttpResponse};
 use ruma::api::client::knock::knock_room;
+use ruma::api::client::membership::Invite3pid;
 use ruma::api::client::membership::{
     ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
     join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
 };
+use ruma::thirdparty::Medium;
 use ruma::{OwnedRoomId, RoomOrAliasId};
 use serde_json::{json, Map, Value};
 
@@ -216,26 +219,154 @@ pub async fn leave_room(
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
+///
+/// By user ID, or by third-party identifier (`id_server`, `id_access_token`, `medium`,
+/// `address`; see [`invite_3pid`]).
 pub async fn invite_user(
     state: web::Data<AppState>,
     req: Ruma<invite_user::v3::Request>,
 ) -> RumaResult<invite_user::v3::Response> {
-    let invite_user::v3::InvitationRecipient::UserId(invitee) = req.body.recipient else {
-        return Err(MatrixError::new(
-            "M_THREEPID_DENIED",
-            "Inviting by third-party identifier is not supported on this server",
-        ));
+    let room_id = req.body.room_id.as_str();
+    match req.body.recipient {
+        invite_user::v3::InvitationRecipient::UserId(invitee) => {
+            set_membership(
+                &state,
+                &req.sender,
+                room_id,
+                invitee.user_id.as_str(),
+                "invite",
+                invitee.reason,
+            )
+            .await?
+        }
+        invite_user::v3::InvitationRecipient::ThirdPartyId(invite) => {
+            let medium = check_3pid(&state, &invite)?;
+            invite_3pid(&state, &req.sender, room_id, &invite, medium).await?
+        }
+        _ => return Err(MatrixError::bad_json("Unknown kind of invitation")),
+    }
+    Ok(RumaResponse(invite_user::v3::Response::new()))
+}
+
+/// Checks a third-party invite's fields before anything is asked of anyone; returns its
+/// medium. Only `email` and `msisdn` are third-party media (400 `M_INVALID_PARAM` otherwise,
+/// as for an empty address, an identity server that is not `host[:port]` or one on a
+/// private address).
+pub fn check_3pid(state: &AppState, invite: &Invite3pid) -> Result<&'static str, MatrixError> {
+    let medium = match invite.medium {
+        Medium::Email => "email",
+        Medium::Msisdn => "msisdn",
+        ref other => {
+            return Err(MatrixError::invalid_param(format!(
+                "Unknown third-party medium {:?}",
+                other.as_str()
+            )))
+        }
     };
-    set_membership(
-        &state,
-        &req.sender,
-        req.body.room_id.as_str(),
-        invitee.user_id.as_str(),
-        "invite",
-        invitee.reason,
+    if invite.address.trim().is_empty() {
+        return Err(MatrixError::invalid_param("address must not be empty"));
+    }
+    if invite.id_access_token.is_empty() {
+        return Err(MatrixError::new(
+            "M_MISSING_PARAM",
+            "id_access_token is required for a third-party invite",
+        ));
+    }
+    state.identity.check_server(&invite.id_server)?;
+    Ok(medium)
+}
+
+/// Invites a third-party identifier, as Synapse's `do_3pid_invite`: the identity server is
+/// asked whom the address is bound to; a bound address becomes a plain invite of that user,
+/// an unbound one an invite stored on the identity server (`store-invite`) and an
+/// `m.room.third_party_invite` event (state key: the invite's token; content: the display
+/// name and the keys that will sign the binding). When the address is bound later, the
+/// identity server calls `/3pid/onbind` (`routing::federation::thirdparty`), which turns it
+/// into the invite of the user.
+///
+/// The inviter must be in the room before the identity server is asked anything (so no
+/// invitation mail goes out for a request the room would refuse).
+pub async fn invite_3pid(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    invite: &Invite3pid,
+    medium: &str,
+) -> Result<(), MatrixError> {
+    let me = sender.user_id.to_string();
+    if membership_of(state, room_id, &me).await?.as_deref() != Some("join") {
+        return Err(MatrixError::forbidden("You are not in the room"));
+    }
+    let bound = state
+        .identity
+        .lookup(
+            &invite.id_server,
+            &invite.id_access_token,
+            medium,
+            &invite.address,
+        )
+        .await?;
+    if let Some(user_id) = bound {
+        return set_membership(state, sender, room_id, user_id.as_str(), "invite", None).await;
+    }
+    // What the identity server's invitation mail shows, as Synapse sends it.
+    let wanted: Vec<(String, String)> = [
+        ("m.room.member", me.as_str()),
+        ("m.room.canonical_alias", ""),
+        ("m.room.name", ""),
+        ("m.room.create", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.avatar", ""),
+    ]
+    .iter()
+    .map(|(t, k)| ((*t).to_owned(), (*k).to_owned()))
+    .collect();
+    let room_state = current_state(state, room_id, wanted).await?;
+    let field = |kind: &str, key: &str| -> Option<String> {
+        room_state
+            .iter()
+            .find(|e| e.json["type"] == kind)
+            .and_then(|e| e.json["content"][key].as_str())
+            .map(str::to_owned)
+    };
+    let details = InviteDetails {
+        medium: medium.to_owned(),
+        address: invite.address.clone(),
+        room_id: room_id.to_owned(),
+        room_alias: field("m.room.canonical_alias", "alias").unwrap_or_default(),
+        room_avatar_url: field("m.room.avatar", "url").unwrap_or_default(),
+        room_join_rules: field("m.room.join_rules", "join_rule").unwrap_or_default(),
+        room_name: field("m.room.name", "name").unwrap_or_default(),
+        room_type: field("m.room.create", "type"),
+        sender: me.clone(),
+        // A member without a display name is shown by user ID.
+        sender_display_name: field("m.room.member", "displayname")
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| me.clone()),
+        sender_avatar_url: field("m.room.member", "avatar_url").unwrap_or_default(),
+    };
+    let stored = state
+        .identity
+        .store_invite(&invite.id_server, &invite.id_access_token, &details)
+        .await?;
+    let content = json!({
+        "display_name": stored.display_name,
+        "public_keys": stored.public_keys,
+        // For servers that read only the first key.
+        "key_validity_url": stored.key_validity_url,
+        "public_key": stored.public_key,
+    });
+    send(
+        state,
+        sender,
+        room_id,
+        "m.room.third_party_invite",
+        Some(&stored.token),
+        content,
+        None,
     )
     .await?;
-    Ok(RumaResponse(invite_user::v3::Response::new()))
+    Ok(())
 }
 
 /// Changes another user's membership, if their current one is among `from` (kicking someone

@@ -160,6 +160,7 @@ pub fn router() -> Router {
         .add::<c::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_pushrule_enabled)
         .add::<c::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_pushrule_actions)
         .add::<c::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_pushrule_actions);
+    crate::routing::federation::add_routes(&mut r);
     // Sending without a transaction ID: an old form clients and bridges still use.
     for version in ["r0", "v3"] {
         r.add_raw(

@@ -220,12 +220,12 @@ pub async fn create_room(
 ) -> RumaResult<create_room::v3::Response> {
     let body = req.body;
     let sender = &req.sender;
-    if !body.invite_3pid.is_empty() {
-        return Err(MatrixError::new(
-            "M_THREEPID_DENIED",
-            "Inviting by third-party identifier is not supported on this server",
-        ));
-    }
+    // Third-party invites are checked before the room exists, and sent once it is set up.
+    let invites_3pid = body
+        .invite_3pid
+        .iter()
+        .map(|i| super::membership::check_3pid(&state, i).map(|medium| (i, medium)))
+        .collect::<Result<Vec<_>, _>>()?;
     let alias = match &body.room_alias_name {
         Some(name) => {
             let alias =
@@ -468,6 +468,9 @@ pub async fn create_room(
             None,
         )
         .await?;
+    }
+    for (invite, medium) in invites_3pid {
+        super::membership::invite_3pid(&state, sender, &room, invite, medium).await?;
     }
     if body.visibility == Visibility::Public {
         state
