@@ -1475,6 +1475,15 @@ async fn deactivation_parts_rooms_and_erases(b: Backend, t: Topology) {
         .await;
     assert_eq!(st, 200, "{e}");
     assert_eq!(e["event"]["content"], json!({}));
+    let ev = format!("{C}/rooms/{room}/event/{}", enc(&said));
+    let (st, e) = s.get(&ev, Some(&carol_tok)).await;
+    assert_eq!((st, &e["content"]), (200, &json!({})), "{e}");
+    let (st, e) = s.get(&ev, Some(&tok)).await;
+    assert_eq!(
+        (st, e["content"]["body"].as_str()),
+        (200, Some("secret")),
+        "{e}"
+    );
     s.stop().await;
 }
 

@@ -255,17 +255,17 @@ pub async fn query_client_event(deps: &Deps, msg: QueryClientEvent) -> Result<Va
     deps.catch_up().await;
     let db = &deps.db;
     let not_found = || SyncApiError::NotFound("Event not found.".into());
-    let e = room_events::select_by_id(db, &msg.event_id)
+    let mut e = room_events::select_by_id(db, &msg.event_id)
         .await?
         .ok_or_else(not_found)?;
     // History visibility as for any read (a former member sees up to their leave; anyone
-    // sees a world-readable room), and not from someone the user ignores.
-    if !Visibility::load(db, &e.room_id, &msg.user_id)
-        .await?
-        .allows(&e)
-    {
+    // sees a world-readable room), and not from someone the user ignores; an erased sender's
+    // event redacted for whoever was not joined when it was sent.
+    let visibility = Visibility::load(db, &e.room_id, &msg.user_id).await?;
+    if !visibility.allows(&e) {
         return Err(not_found());
     }
+    visibility.apply_erasure(&mut e);
     if e.state_key.is_none() && ignored_users(db, &msg.user_id).await?.contains(&e.sender) {
         return Err(not_found());
     }

@@ -1,7 +1,7 @@
 //! Rooms: creation, sending events, reading state and events.
 
 use crate::actors::roomserver::messages::{
-    PerformReport, PerformRoomEvent, QueryCurrentState, QueryEvent, QueryEventByTimestamp,
+    PerformReport, PerformRoomEvent, QueryCurrentState, QueryEventByTimestamp,
     QueryStateAfterEvent, StoredEvent,
 };
 use crate::actors::roomserver::RoomserverError;
@@ -665,18 +665,23 @@ pub async fn get_room_event(
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
     let room = body.room_id.as_str();
-    // Whether the user may see it is the event's history visibility, checked by the
-    // roomserver; an event they may not see is not found (its existence is not revealed).
+    // Served by the syncapi, like every other read of the timeline: the same history
+    // visibility, ignore list and account erasure as /messages and /sync, and the same client
+    // format (`unsigned` with age, prev_content, redacted_because, transaction_id). An event the
+    // user may not see is not found (its existence is not revealed).
     let event = state
-        .roomserver
-        .send(QueryEvent {
+        .syncapi
+        .send(crate::actors::syncapi::messages::QueryClientEvent {
             event_id: body.event_id.to_string(),
-            viewer: Some(req.sender.user_id.to_string()),
+            user_id: req.sender.user_id.to_string(),
+            device_id: req.sender.device_id.to_string(),
         })
-        .await?
-        .filter(|e| e.room_id == room && !e.rejected)
-        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-    Ok(HttpResponse::Ok().json(client_event(&event)))
+        .await
+        .map_err(MatrixError::from)?;
+    if event["room_id"] != room {
+        return Err(MatrixError::not_found("Event not found"));
+    }
+    Ok(HttpResponse::Ok().json(event))
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
