@@ -75,6 +75,40 @@ impl RoomserverActor {
     }
 }
 
+/// A room turned out not to exist: its actor goes at once (when nothing else is in flight
+/// for it) instead of idling for minutes, so requests naming made-up rooms leave nothing
+/// behind. Internal to the roomserver.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ForgetUnknownRoom(String);
+
+impl Handler<ForgetUnknownRoom> for RoomserverActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetUnknownRoom, _: &mut Context<Self>) {
+        if self
+            .rooms
+            .get(&msg.0)
+            .is_some_and(|r| r.in_flight.load(Ordering::SeqCst) == 0)
+        {
+            self.rooms.remove(&msg.0);
+        }
+    }
+}
+
+/// How many room actors run (tests). Internal to the roomserver.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountRoomActors;
+
+impl Handler<CountRoomActors> for RoomserverActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountRoomActors, _: &mut Context<Self>) -> usize {
+        self.active_rooms()
+    }
+}
+
 impl Actor for RoomserverActor {
     type Context = Context<Self>;
 
@@ -91,7 +125,7 @@ impl Actor for RoomserverActor {
 impl Handler<PerformRoomEvent> for RoomserverActor {
     type Result = ResponseFuture<Result<SentEvent, RoomserverError>>;
 
-    fn handle(&mut self, msg: PerformRoomEvent, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: PerformRoomEvent, ctx: &mut Context<Self>) -> Self::Result {
         match msg.room_id.clone() {
             // A new room: nothing to order it against.
             None if msg.event_type == "m.room.create" => {
@@ -105,11 +139,18 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
             }),
             Some(room_id) => {
                 let room = self.room(&room_id);
+                let me = ctx.address();
                 Box::pin(async move {
-                    room.addr
+                    let result = room
+                        .addr
                         .send(InRoom(msg))
                         .await
-                        .map_err(|e| RoomserverError::Internal(e.to_string()))?
+                        .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+                    if matches!(result, Err(RoomserverError::NoRoom)) {
+                        drop(room);
+                        me.do_send(ForgetUnknownRoom(room_id));
+                    }
+                    result
                 })
             }
         }
@@ -119,13 +160,21 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
 impl Handler<InputRoomEvent> for RoomserverActor {
     type Result = ResponseFuture<Result<InputOutcome, RoomserverError>>;
 
-    fn handle(&mut self, msg: InputRoomEvent, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: InputRoomEvent, ctx: &mut Context<Self>) -> Self::Result {
         let room = self.room(&msg.room_id);
+        let room_id = msg.room_id.clone();
+        let me = ctx.address();
         Box::pin(async move {
-            room.addr
+            let result = room
+                .addr
                 .send(InRoomInput(msg))
                 .await
-                .map_err(|e| RoomserverError::Internal(e.to_string()))?
+                .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+            if matches!(result, Err(RoomserverError::NoRoom)) {
+                drop(room);
+                me.do_send(ForgetUnknownRoom(room_id));
+            }
+            result
         })
     }
 }

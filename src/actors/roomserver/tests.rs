@@ -1034,3 +1034,39 @@ async fn the_stream_reports_state_changes() {
         assert_eq!(of(&msg.event_id), (msg.event_id.clone(), vec![], vec![]));
     }
 }
+
+#[actix_web::test]
+async fn unknown_rooms_leave_no_room_actor_behind() {
+    for backend in crate::storage::testing::BACKENDS {
+        let f = fixture(backend).await;
+        let super::RoomserverHandle::Local(addr) = &f.rs else {
+            panic!("a local roomserver");
+        };
+        let room = public_room(&f, "12").await;
+        f.rs.send(ev(
+            &room,
+            "alice",
+            "m.room.message",
+            None,
+            json!({"body": "hi"}),
+        ))
+        .await
+        .expect("a message in a real room");
+        for i in 0..20 {
+            let made_up = format!("!nowhere{i}:test.local");
+            let sent =
+                f.rs.send(ev(
+                    &made_up,
+                    "alice",
+                    "m.room.message",
+                    None,
+                    json!({"body": "x"}),
+                ))
+                .await;
+            assert!(matches!(sent, Err(RoomserverError::NoRoom)), "{sent:?}");
+        }
+        // The real room's actor stays; none for the rooms that do not exist.
+        let running = addr.send(super::actor::CountRoomActors).await.unwrap();
+        assert_eq!(running, 1, "{backend:?}");
+    }
+}

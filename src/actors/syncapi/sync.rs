@@ -712,7 +712,19 @@ impl Sync<'_> {
             // The state before the timeline: with the timeline's state events, the whole
             // room state.
             let all = current_state::select_state_events(db, room).await?;
-            let before = state_before(db, room, &all, first).await?;
+            // Two common cases need no statement: a timeline that starts at the room's
+            // creation has nothing before it, and when no current state is as new as the
+            // timeline, no state changed within it (the state before is the current state).
+            let before = if events
+                .first()
+                .is_some_and(|e| e.event_type == "m.room.create")
+            {
+                Vec::new()
+            } else if all.iter().all(|e| e.position < first) {
+                all.clone()
+            } else {
+                state_before(db, room, &all, first).await?
+            };
             current = Some(all);
             before
         } else if limited || !tf.is_unconstrained() {
