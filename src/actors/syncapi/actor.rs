@@ -30,6 +30,8 @@ pub struct Deps {
     /// User → (presence, last write in ms): `set_presence` writes only changes, and at most
     /// once a minute for activity.
     pub presence_writes: Arc<Mutex<HashMap<String, (String, i64)>>>,
+    /// Erased users (see `visibility::ErasedUsers`).
+    pub erased: super::visibility::ErasedUsers,
 }
 
 impl Deps {

@@ -144,6 +144,7 @@ async fn read(
                 trusted_from: *trusted_from,
                 // As Synapse's event stream: no exception for current state.
                 current_state_visible: false,
+                erased: &deps.erased,
             };
             let page = scan.run(db, start.pdu, now.pdu, limit, false).await?;
             if page.more {
@@ -261,7 +262,7 @@ pub async fn query_client_event(deps: &Deps, msg: QueryClientEvent) -> Result<Va
     // History visibility as for any read (a former member sees up to their leave; anyone
     // sees a world-readable room), and not from someone the user ignores; an erased sender's
     // event redacted for whoever was not joined when it was sent.
-    let visibility = Visibility::load(db, &e.room_id, &msg.user_id).await?;
+    let visibility = Visibility::load(db, &e.room_id, &msg.user_id, &deps.erased).await?;
     if !visibility.allows(&e) {
         return Err(not_found());
     }

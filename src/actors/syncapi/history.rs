@@ -144,6 +144,7 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
         ignored: &ignored,
         trusted_from: acc.trusted,
         current_state_visible: false,
+        erased: &deps.erased,
     };
     let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let (start, events, end) = if msg.backwards {
@@ -186,6 +187,7 @@ async fn visible_event(
     user: &str,
     event_id: &str,
     acc: &Access,
+    erased: &super::visibility::ErasedUsers,
 ) -> Result<RoomEvent, SyncApiError> {
     let not_found = || SyncApiError::NotFound(format!("Event {event_id} not found"));
     let mut e = room_events::select_by_id(db, event_id)
@@ -193,7 +195,7 @@ async fn visible_event(
         .filter(|e| e.room_id == room_id && e.position <= acc.upto)
         .ok_or_else(not_found)?;
     if e.position < acc.trusted {
-        let v = Visibility::load(db, room_id, user).await?;
+        let v = Visibility::load(db, room_id, user, erased).await?;
         if !v.allows(&e) {
             return Err(not_found());
         }
@@ -208,7 +210,15 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     let acc = access(db, &msg.room_id, &msg.user_id).await?;
     let filter = parse_filter(&msg.filter)?;
     let limit = msg.limit.clamp(0, MAX_LIMIT);
-    let event = visible_event(db, &msg.room_id, &msg.user_id, &msg.event_id, &acc).await?;
+    let event = visible_event(
+        db,
+        &msg.room_id,
+        &msg.user_id,
+        &msg.event_id,
+        &acc,
+        &deps.erased,
+    )
+    .await?;
     let now = deps.notifier.send(QueryPositions).await?;
     let ignored = ignored_users(db, &msg.user_id).await?;
     let scan = Scan {
@@ -218,6 +228,7 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
         ignored: &ignored,
         trusted_from: acc.trusted,
         current_state_visible: false,
+        erased: &deps.erased,
     };
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;
@@ -273,7 +284,15 @@ pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, 
             }
             e => e,
         })?;
-    visible_event(db, &msg.room_id, &msg.user_id, &msg.event_id, &acc).await?;
+    visible_event(
+        db,
+        &msg.room_id,
+        &msg.user_id,
+        &msg.event_id,
+        &acc,
+        &deps.erased,
+    )
+    .await?;
     let limit = msg.limit.unwrap_or(50).clamp(0, MAX_LIMIT);
     let from = token(&msg.from)?;
     let to = token(&msg.to)?;
@@ -350,7 +369,7 @@ pub async fn query_relations(deps: &Deps, msg: QueryRelations) -> Result<Value, 
         }
         if e.position < acc.trusted {
             if vis.is_none() {
-                vis = Some(Visibility::load(db, &msg.room_id, &msg.user_id).await?);
+                vis = Some(Visibility::load(db, &msg.room_id, &msg.user_id, &deps.erased).await?);
             }
             if vis.as_ref().is_some_and(|v: &Visibility| !v.allows(&e)) {
                 continue;
@@ -402,7 +421,7 @@ pub async fn query_threads(deps: &Deps, msg: QueryThreads) -> Result<Value, Sync
         }
         if e.position < acc.trusted {
             if vis.is_none() {
-                vis = Some(Visibility::load(db, &msg.room_id, &msg.user_id).await?);
+                vis = Some(Visibility::load(db, &msg.room_id, &msg.user_id, &deps.erased).await?);
             }
             if vis.as_ref().is_some_and(|v: &Visibility| !v.allows(e)) {
                 continue;

@@ -101,6 +101,7 @@ fn room_account_data(rows: &[account_data::AccountData], room_id: &str) -> Vec<V
 /// What one snapshot reads with.
 struct Reader<'a> {
     db: &'a crate::storage::Db,
+    erased: &'a super::visibility::ErasedUsers,
     user: &'a str,
     fmt: Format<'a>,
     ignored: HashSet<String>,
@@ -128,6 +129,7 @@ impl Reader<'_> {
             &EventFilter::default(),
             &self.ignored,
             trusted_from,
+            self.erased,
         )
         .await?;
         let start = StreamPositions {
@@ -158,6 +160,7 @@ async fn reader<'a>(
     let ignored = ignored_users(&deps.db, user).await?;
     Ok(Reader {
         db: &deps.db,
+        erased: &deps.erased,
         user,
         fmt: Format {
             ignored: std::sync::Arc::new(ignored.clone()),

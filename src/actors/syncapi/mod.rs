@@ -78,10 +78,16 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
         bus.clone(),
         RoomserverConsumer::new(Some(notifier.clone())),
     );
+    let erased: visibility::ErasedUsers = Arc::new(std::sync::RwLock::new(
+        storage::erased_users::select_all(&db)
+            .await?
+            .into_iter()
+            .collect(),
+    ));
     run_consumer(
         db.clone(),
         bus.clone(),
-        UserApiConsumer::new(Some(notifier.clone())),
+        UserApiConsumer::new(Some(notifier.clone()), erased.clone()),
     );
     Ok(SyncApiActor {
         deps: actor::Deps {
@@ -93,6 +99,7 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
             lazy_members: Default::default(),
             to_device_acked: Default::default(),
             presence_writes: Default::default(),
+            erased,
         },
     }
     .start())

@@ -460,6 +460,7 @@ pub async fn timeline(
     filter: &EventFilter,
     ignored: &HashSet<String>,
     trusted_from: i64,
+    erased: &super::visibility::ErasedUsers,
 ) -> Result<(Vec<RoomEvent>, bool), SyncApiError> {
     let scan = Scan {
         room_id,
@@ -468,6 +469,7 @@ pub async fn timeline(
         ignored,
         trusted_from,
         current_state_visible: true,
+        erased,
     };
     let mut page = scan.run(db, lo, hi, limit, true).await?;
     page.events.reverse();
@@ -486,6 +488,8 @@ pub struct Scan<'a> {
     /// (`/sync` timelines, as Synapse's `always_include_ids`: a member sees the room's
     /// current state in its timeline even under `joined` or `invited` history).
     pub current_state_visible: bool,
+    /// Erased users, whose events are redacted for readers who were not joined then.
+    pub erased: &'a super::visibility::ErasedUsers,
 }
 
 /// What a scan decided about one row.
@@ -547,7 +551,8 @@ impl Scan<'_> {
                     Verdict::Skip
                 } else if e.position < self.trusted_from {
                     if visibility.is_none() {
-                        visibility = Some(Visibility::load(db, self.room_id, self.user).await?);
+                        visibility =
+                            Some(Visibility::load(db, self.room_id, self.user, self.erased).await?);
                     }
                     if visibility.as_ref().is_none_or(|v| v.allows(e)) {
                         Verdict::Keep
@@ -693,6 +698,7 @@ impl Sync<'_> {
             tf,
             &self.ignored,
             m.position,
+            &self.deps.erased,
         )
         .await?;
         // A newly joined room is limited whenever its timeline does not start at the room's
@@ -1023,6 +1029,7 @@ impl Sync<'_> {
             tf,
             &self.ignored,
             i64::MAX,
+            &self.deps.erased,
         )
         .await?;
         let limited = more

@@ -5,6 +5,11 @@
 use super::storage::room_events::{self, RoomEvent};
 use crate::storage::{Conn, StorageError};
 
+/// The users whose accounts were erased, kept in memory by the syncapi (loaded at start from
+/// `syncapi_erased_users`, added to by the userapi stream's consumer after each commit), so a
+/// visibility check costs no statement for them.
+pub type ErasedUsers = std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
+
 /// What decides visibility in one room for one user.
 #[derive(Debug, Default)]
 pub struct Visibility {
@@ -25,6 +30,7 @@ impl Visibility {
         db: &impl Conn,
         room_id: &str,
         user_id: &str,
+        erased: &ErasedUsers,
     ) -> Result<Visibility, StorageError> {
         let field = |e: &RoomEvent, k: &str| -> String {
             let j: serde_json::Value = serde_json::from_str(&e.json).unwrap_or_default();
@@ -48,11 +54,10 @@ impl Visibility {
                 .map(|e| (e.position, field(e, "membership")))
                 .collect();
         // Erasure is rare: the room's version is read only when someone was erased.
-        let erased: std::collections::HashSet<String> =
-            super::storage::erased_users::select_all(db)
-                .await?
-                .into_iter()
-                .collect();
+        let erased: std::collections::HashSet<String> = erased
+            .read()
+            .map(|set| set.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
         let room_version = if erased.is_empty() {
             String::new()
         } else {

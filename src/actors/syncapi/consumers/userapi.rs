@@ -13,13 +13,21 @@ use actix::Addr;
 pub struct UserApiConsumer {
     notifier: Option<Addr<Notifier>>,
     users: Vec<String>,
+    /// The syncapi's in-memory set of erased users, added to once a batch is committed.
+    erased: crate::actors::syncapi::visibility::ErasedUsers,
+    newly_erased: Vec<String>,
 }
 
 impl UserApiConsumer {
-    pub fn new(notifier: Option<Addr<Notifier>>) -> UserApiConsumer {
+    pub fn new(
+        notifier: Option<Addr<Notifier>>,
+        erased: crate::actors::syncapi::visibility::ErasedUsers,
+    ) -> UserApiConsumer {
         UserApiConsumer {
             notifier,
             users: Vec::new(),
+            erased,
+            newly_erased: Vec::new(),
         }
     }
 }
@@ -44,6 +52,7 @@ impl Consumer for UserApiConsumer {
             } => (user_id, room_id, data_type, content),
             UserApiOutput::UserErased { user_id } => {
                 erased_users::insert(txn, &user_id, position).await?;
+                self.newly_erased.push(user_id);
                 return Ok(());
             }
             UserApiOutput::DevicesDeleted {
@@ -78,6 +87,10 @@ impl Consumer for UserApiConsumer {
     }
 
     fn applied(&mut self, position: i64) {
+        if !self.newly_erased.is_empty() {
+            let mut set = self.erased.write().unwrap_or_else(|e| e.into_inner());
+            set.extend(std::mem::take(&mut self.newly_erased));
+        }
         let users = std::mem::take(&mut self.users);
         if let Some(n) = &self.notifier {
             n.do_send(Advance {
