@@ -728,8 +728,12 @@ impl Sync<'_> {
                 Vec::new()
             } else if all.iter().all(|e| e.position < first) {
                 all.clone()
+            } else if tf.is_unconstrained() {
+                // An unfiltered timeline reaches up to now, so its state events are every
+                // state change since it began: no statement to find them.
+                state_before(db, room, &all, first, Some(&events)).await?
             } else {
-                state_before(db, room, &all, first).await?
+                state_before(db, room, &all, first, None).await?
             };
             current = Some(all);
             before
@@ -1180,6 +1184,7 @@ async fn state_before(
     room_id: &str,
     current: &[RoomEvent],
     first: i64,
+    changes: Option<&[RoomEvent]>,
 ) -> Result<Vec<RoomEvent>, SyncApiError> {
     let key = |e: &RoomEvent| {
         (
@@ -1189,9 +1194,17 @@ async fn state_before(
     };
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut replaced = Vec::new();
-    for e in room_events::select_state_changes(db, room_id, first - 1, i64::MAX).await? {
-        if seen.insert(key(&e)) {
-            replaced.extend(room_events::replaces_state(&e));
+    let read;
+    let changes = match changes {
+        Some(c) => c,
+        None => {
+            read = room_events::select_state_changes(db, room_id, first - 1, i64::MAX).await?;
+            &read[..]
+        }
+    };
+    for e in changes.iter().filter(|e| e.state_key.is_some()) {
+        if seen.insert(key(e)) {
+            replaced.extend(room_events::replaces_state(e));
         }
     }
     let mut out: Vec<RoomEvent> = current
