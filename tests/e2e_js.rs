@@ -12,13 +12,13 @@
 
 mod common;
 
+use common::child::run;
 use common::{Backend, TestServer, Topology};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The oldest Node major version the pinned matrix-js-sdk supports (its `engines.node`).
 const NODE_MAJOR: u32 = 20;
@@ -31,83 +31,6 @@ const JS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/js");
 const SCRIPT_NAME: &str = "js_clients.mjs";
 /// The copy of the lock file `npm ci` last installed successfully, in the cache directory.
 const INSTALLED_LOCK: &str = ".installed-package-lock.json";
-
-/// What a finished (or killed) child process left behind.
-struct Output {
-    /// `None` when it was killed for running past its time limit.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Output {
-    fn success(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn describe(&self, what: &str, limit: Duration) -> String {
-        let how = match self.status {
-            Some(s) => format!("exited with {s}"),
-            None => format!("was killed after {limit:?}"),
-        };
-        format!(
-            "{what} {how} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.elapsed, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` to completion, killing it once `limit` has passed; stdout and stderr are kept.
-fn run(mut cmd: Command, what: &str, limit: Duration) -> Output {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    // Drain both pipes on their own threads, so a chatty child never blocks on a full pipe.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("waiting for {what}: {e}"),
-        }
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
-    }
-}
 
 /// Checks that `node` (at least [`NODE_MAJOR`]) and `npm` can be run.
 fn check_node() -> Result<(), String> {

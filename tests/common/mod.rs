@@ -2,6 +2,8 @@
 //! in-process or on a second node behind the HTTP bridge.
 #![allow(dead_code)]
 
+pub mod child;
+
 use myelin::config::Config;
 use myelin::server::Node;
 use serde_json::{json, Value};
