@@ -5,20 +5,10 @@
 
 mod common;
 
-use common::{assert_error, Backend, TestServer, Topology};
+use common::{assert_error, create, enc, Backend, TestServer, Topology};
 use serde_json::{json, Value};
 
 const C: &str = "/_matrix/client/v3";
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-async fn create(s: &TestServer, token: &str, body: Value) -> String {
-    let (st, v) = s.post(&format!("{C}/createRoom"), Some(token), body).await;
-    assert_eq!(st, 200, "{v}");
-    v["room_id"].as_str().unwrap().to_owned()
-}
 
 async fn sync(s: &TestServer, token: &str, query: &str) -> Value {
     let (st, v) = s.get(&format!("{C}/sync?{query}"), Some(token)).await;

@@ -4,23 +4,13 @@
 
 mod common;
 
-use common::{assert_error, Backend, TestServer, Topology};
+use common::{assert_error, create, enc, Backend, TestServer, Topology};
 use serde_json::{json, Value};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const C: &str = "/_matrix/client/v3";
 const R0: &str = "/_matrix/client/r0";
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-async fn create(s: &TestServer, token: &str, body: Value) -> String {
-    let (st, v) = s.post(&format!("{C}/createRoom"), Some(token), body).await;
-    assert_eq!(st, 200, "{v}");
-    v["room_id"].as_str().unwrap().to_owned()
-}
 
 /// A public room whose history anyone may read (peeking).
 async fn world_readable(s: &TestServer, token: &str) -> String {

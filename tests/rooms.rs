@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_error, Backend, TestServer, Topology};
+use common::{assert_error, create, Backend, TestServer, Topology};
 use serde_json::{json, Value};
 
 const C: &str = "/_matrix/client/v3";
@@ -15,12 +15,6 @@ fn state_of<'a>(state: &'a Value, kind: &str, key: &str) -> Option<&'a Value> {
         .unwrap()
         .iter()
         .find(|e| e["type"] == kind && e["state_key"] == key)
-}
-
-async fn create(s: &TestServer, token: &str, body: Value) -> String {
-    let (st, v) = s.post(&format!("{C}/createRoom"), Some(token), body).await;
-    assert_eq!(st, 200, "{v}");
-    v["room_id"].as_str().unwrap().to_owned()
 }
 
 async fn create_rooms_of_each_preset_and_version(b: Backend, t: Topology) {

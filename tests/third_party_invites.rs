@@ -7,7 +7,7 @@
 mod common;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use common::{assert_error, Backend, TestServer, Topology};
+use common::{assert_error, create, Backend, TestServer, Topology};
 use ruma::serde::{base64::Standard, Base64};
 use ruma::signatures::Ed25519KeyPair;
 use serde_json::{json, Value};
@@ -207,12 +207,6 @@ async fn state_event(s: &TestServer, tok: &str, room: &str, kind: &str, key: &st
         Some(tok),
     )
     .await
-}
-
-async fn create(s: &TestServer, tok: &str, body: Value) -> String {
-    let (st, v) = s.post(&format!("{C}/createRoom"), Some(tok), body).await;
-    assert_eq!(st, 200, "{v}");
-    v["room_id"].as_str().unwrap().to_owned()
 }
 
 async fn invites_of_bound_and_unbound_addresses(b: Backend, t: Topology) {

@@ -359,3 +359,17 @@ macro_rules! scenarios {
         mod postgres_bridged { $( #[actix_web::test] async fn $name() { super::$name($crate::common::Backend::Postgres, $crate::common::Topology::Bridged).await } )+ }
     };
 }
+
+/// A path segment percent-encoded (user IDs, room IDs, event IDs in URLs).
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Creates a room as `token` with the `createRoom` body given; its room ID.
+pub async fn create(s: &TestServer, token: &str, body: Value) -> String {
+    let (st, v) = s
+        .post("/_matrix/client/v3/createRoom", Some(token), body)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["room_id"].as_str().unwrap().to_owned()
+}
