@@ -290,32 +290,40 @@ where
     pub raw: Bytes,
 }
 
+fn too_large(limit: usize) -> MatrixError {
+    MatrixError::new(
+        "M_TOO_LARGE",
+        format!("Request body is larger than {limit} bytes"),
+    )
+}
+
+/// Refuses a request whose declared `Content-Length` is past `limit` (413 M_TOO_LARGE),
+/// before anything reads its body.
+pub fn check_declared_length(req: &HttpRequest, limit: usize) -> Result<(), MatrixError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) if n > limit => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a request body, refusing more than `limit` bytes with 413 M_TOO_LARGE.
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: Payload,
     limit: usize,
 ) -> Result<Bytes, MatrixError> {
-    let too_large = || {
-        MatrixError::new(
-            "M_TOO_LARGE",
-            format!("Request body is larger than {limit} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
+    check_declared_length(req, limit)?;
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| MatrixError::bad_json(format!("Reading body failed: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -341,18 +349,7 @@ where
             // A declared size past the limit is refused before anything else; the body itself
             // is read only once the sender is known (and allowed, and within their rate).
             let limit = state.config.server.max_request_bytes;
-            if req
-                .headers()
-                .get(actix_web::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok())
-                .is_some_and(|n| n > limit)
-            {
-                return Err(MatrixError::new(
-                    "M_TOO_LARGE",
-                    format!("Request body is larger than {limit} bytes"),
-                ));
-            }
+            check_declared_length(&req, limit)?;
             let client = client_info(&req);
             let sender = <T::Authentication as AuthRequirement>::authenticate(
                 &state,
