@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub rooms: RoomsConfig,
     #[serde(default)]
+    pub bus: BusConfig,
+    #[serde(default)]
     pub voip: VoipConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -99,14 +101,74 @@ impl Default for VoipConfig {
 pub struct RoomsConfig {
     /// The room version of new rooms that do not ask for one.
     pub default_version: String,
+    /// How long a redacted event keeps its original content in storage (for moderators)
+    /// before it is pruned to its redacted form: a duration such as `"7d"`, `"12h"`, `"30m"`,
+    /// `"10s"`, `"500ms"`, or a number of milliseconds. Synapse's default, 7 days.
+    #[serde(deserialize_with = "duration")]
+    pub redaction_retention: std::time::Duration,
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
         RoomsConfig {
             default_version: crate::room_versions::DEFAULT.into(),
+            redaction_retention: std::time::Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
+}
+
+/// The embedded bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// How long an output stays in the outbox after every consumer of its stream has applied
+    /// it (a duration, as `rooms.redaction_retention`); older ones are deleted.
+    #[serde(deserialize_with = "duration")]
+    pub outbox_retention: std::time::Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            outbox_retention: std::time::Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// A duration: a number of milliseconds, or a string of a number and a unit (`ms`, `s`, `m`,
+/// `h`, `d`, `w`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Ms(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Ms(ms) => Ok(std::time::Duration::from_millis(ms)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as \"7d\", \"12h\" or \"500ms\""))?;
+    let ms_per = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h, d, w)")),
+    };
+    n.checked_mul(ms_per)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -626,6 +688,37 @@ mod tests {
         assert_eq!(c.server.name, "localhost:8008");
         assert_eq!(c.server.listen, "127.0.0.1:8008");
         assert!(c.database_url().starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn durations_take_units_or_milliseconds() {
+        let ms = std::time::Duration::from_millis;
+        for (text, want) in [
+            ("7d", ms(604_800_000)),
+            ("12h", ms(43_200_000)),
+            ("30m", ms(1_800_000)),
+            ("10s", ms(10_000)),
+            ("250ms", ms(250)),
+            ("1w", ms(604_800_000)),
+            ("42", ms(42)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["", "d", "7 years", "-1d", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let c = load(
+            "[rooms]\nredaction_retention = \"2h\"\n",
+            &[],
+            &["bus.outbox_retention=1500"],
+        )
+        .unwrap();
+        assert_eq!(c.rooms.redaction_retention, ms(7_200_000));
+        assert_eq!(c.bus.outbox_retention, ms(1500));
+        let err = load("[rooms]\nredaction_retention = \"soon\"\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rooms.redaction_retention"), "{err}");
     }
 
     #[test]

@@ -157,6 +157,20 @@ impl Node {
             ),
         };
 
+        // Pruning: the outbox behind its consumers, redacted events' original content.
+        if let Some(db) = &db {
+            actix_web::rt::spawn(crate::bus::run_pruner(
+                db.clone(),
+                config.bus.outbox_retention,
+            ));
+            if roomserver_local.is_some() {
+                actix_web::rt::spawn(roomserver::retention::run(
+                    db.clone(),
+                    config.rooms.redaction_retention,
+                ));
+            }
+        }
+
         let mut servers = Vec::new();
 
         // Internal listener: this node's components, for the other nodes' bridges.

@@ -30,23 +30,81 @@ const NEXT_POSITION: &str =
 const INSERT_OUTPUT: &str = "INSERT INTO bus_outbox
     (stream, position, partition_key, payload, created_ts) VALUES ($1, $2, $3, $4, $5)";
 const SELECT_HEAD: &str = "SELECT head FROM bus_streams WHERE stream = $1";
-const SELECT_LATEST_FOR_KEY: &str = "SELECT position, payload FROM bus_outbox
-    WHERE stream = $1 AND partition_key = $2 AND position <= $3
-    ORDER BY position DESC LIMIT 1";
+const SELECT_STREAMS: &str = "SELECT stream, head FROM bus_streams";
+const SELECT_SLOWEST: &str = "SELECT MIN(position) FROM bus_offsets WHERE stream = $1";
+const DELETE_APPLIED: &str =
+    "DELETE FROM bus_outbox WHERE stream = $1 AND position <= $2 AND created_ts < $3";
+const SELECT_PAYLOAD: &str = "SELECT payload FROM bus_outbox WHERE stream = $1 AND position = $2";
+const UPDATE_PAYLOAD: &str =
+    "UPDATE bus_outbox SET payload = $3 WHERE stream = $1 AND position = $2";
 
-/// The newest output of `stream` for `partition_key` at or before `position`: what a
-/// producer reads back to answer "as of this stream position" (e.g. a room's state as of a
-/// sync token).
-pub async fn latest_for_key(
+/// Deletes the outputs that every consumer of their stream has applied and that are older
+/// than `retention`; the number deleted. A stream nobody consumes yet (the syncapi's own,
+/// which federation will send) keeps its outputs for `retention` only. A consumer holds back
+/// pruning from its first committed batch on: a new consumer starts from whatever is left.
+pub async fn prune(db: &Db, retention: std::time::Duration) -> Result<u64, StorageError> {
+    let cutoff = crate::storage::now_ms() - retention.as_millis() as i64;
+    let mut deleted = 0;
+    for row in db.query(SELECT_STREAMS, &[]).await? {
+        let (stream, head) = (row.string(0)?, row.i64(1)?);
+        let slowest = db
+            .query_opt(SELECT_SLOWEST, &[&stream])
+            .await?
+            .map(|r| r.opt_i64(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(head);
+        deleted += db
+            .execute(DELETE_APPLIED, &[&stream, &slowest.min(head), &cutoff])
+            .await?;
+    }
+    Ok(deleted)
+}
+
+/// How often a pruning job runs for a retention period: a tenth of it, between 1 s and 10 min.
+pub fn prune_interval(retention: std::time::Duration) -> std::time::Duration {
+    (retention / 10).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(600),
+    )
+}
+
+/// Prunes the outbox every [`prune_interval`] of the retention, for as long as the current
+/// arbiter runs; failures are logged and retried at the next turn.
+pub async fn run_pruner(db: Db, retention: std::time::Duration) {
+    loop {
+        actix_web::rt::time::sleep(prune_interval(retention)).await;
+        match prune(&db, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(outputs = n, "pruned the bus outbox"),
+            Err(e) => tracing::error!(error = %e, "pruning the bus outbox failed"),
+        }
+    }
+}
+
+/// The payload of one output, while the outbox still holds it.
+pub async fn payload(
     db: &impl Conn,
     stream: &str,
-    partition_key: &str,
     position: i64,
-) -> Result<Option<(i64, String)>, StorageError> {
-    db.query_opt(SELECT_LATEST_FOR_KEY, &[&stream, &partition_key, &position])
+) -> Result<Option<String>, StorageError> {
+    db.query_opt(SELECT_PAYLOAD, &[&stream, &position])
         .await?
-        .map(|r| Ok((r.i64(0)?, r.string(1)?)))
+        .map(|r| r.string(0))
         .transpose()
+}
+
+/// Rewrites the payload of one output (pruning content the producer no longer keeps, such as
+/// a redacted event's original), keeping its position.
+pub async fn replace_payload(
+    db: &impl Conn,
+    stream: &str,
+    position: i64,
+    payload: &str,
+) -> Result<(), StorageError> {
+    db.execute(UPDATE_PAYLOAD, &[&stream, &position, &payload])
+        .await?;
+    Ok(())
 }
 
 /// An output appended but not yet announced: hand it to [`Bus::commit`].

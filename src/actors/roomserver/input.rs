@@ -471,7 +471,6 @@ async fn persist(
         }
     };
     rooms::update_head(&txn, room_nid, after, &[nid], depth).await?;
-    events::set_state_after(&txn, nid, after).await?;
     if let Some((device, txn_id, request)) = client_txn {
         let sender = pdu
             .json
@@ -506,6 +505,7 @@ async fn persist(
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
     let appended = bus::append(&txn, STREAM, pdu.room_id.as_str(), &output).await?;
+    events::set_state_after_and_position(&txn, nid, after, appended.position).await?;
     deps.bus.commit(txn, &[appended]).await?;
     Ok(SentEvent {
         event_id: pdu.event_id.to_string(),
@@ -694,11 +694,9 @@ pub async fn state_at_position(
     let Some(room) = rooms::select(db, room_id).await? else {
         return Ok(None);
     };
-    let Some((_, payload)) = bus::latest_for_key(db, STREAM, room_id, position).await? else {
+    let Some(event_id) = events::select_at_position(db, room.room_nid, position).await? else {
         return Ok(Some(Vec::new()));
     };
-    let RoomserverOutput::NewRoomEvent { event_id, .. } =
-        serde_json::from_str(&payload).map_err(|e| RoomserverError::Internal(e.to_string()))?;
     let row = events::select_by_id(db, &event_id)
         .await?
         .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;

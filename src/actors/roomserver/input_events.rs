@@ -488,6 +488,7 @@ pub async fn input(
         transaction: None,
     };
     let appended = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
+    events::set_stream_position(&txn, nid, appended.position).await?;
     deps.bus.commit(txn, &[appended]).await?;
     Ok(InputOutcome::Accepted {
         event_id: event_id.to_string(),

@@ -15,6 +15,7 @@ pub mod error;
 pub mod input;
 mod input_events;
 pub mod messages;
+pub mod retention;
 pub mod state;
 pub(crate) mod storage;
 #[cfg(test)]

@@ -10,7 +10,20 @@ const INSERT: &str = "INSERT INTO roomserver_events
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
     state_snapshot_nid, json, rejected, redacted_by";
-const SET_REDACTED: &str = "UPDATE roomserver_events SET redacted_by = $2 WHERE event_nid = $1";
+const SET_REDACTED: &str =
+    "UPDATE roomserver_events SET redacted_by = $2, redacted_at = $3 WHERE event_nid = $1";
+const SET_POSITION: &str = "UPDATE roomserver_events SET stream_position = $2 WHERE event_nid = $1";
+const SET_AFTER_AND_POSITION: &str = "UPDATE roomserver_events
+    SET state_after_snapshot_nid = $2, stream_position = $3 WHERE event_nid = $1";
+const BACKFILL_POSITION: &str = "UPDATE roomserver_events SET stream_position = $2
+    WHERE event_id = $1 AND stream_position IS NULL";
+const SELECT_AT_POSITION: &str = "SELECT event_id FROM roomserver_events
+    WHERE room_nid = $1 AND stream_position <= $2 ORDER BY stream_position DESC LIMIT 1";
+const SELECT_PRUNABLE: &str = "SELECT e.event_nid, e.json, e.stream_position, r.room_version
+    FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid
+    WHERE e.redacted_at IS NOT NULL AND e.redacted_at < $1 ORDER BY e.redacted_at LIMIT $2";
+const SET_PRUNED: &str =
+    "UPDATE roomserver_events SET json = $2, redacted_at = NULL WHERE event_nid = $1";
 const SELECT_AFTER_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
     WHERE room_nid = $1 AND origin_server_ts >= $2 AND rejected = 0
     ORDER BY origin_server_ts ASC, event_nid ASC LIMIT 1";
@@ -177,8 +190,93 @@ pub async fn set_redacted(
     event_nid: i64,
     redaction_id: &str,
 ) -> Result<(), StorageError> {
-    db.execute(SET_REDACTED, &[&event_nid, &redaction_id])
+    db.execute(
+        SET_REDACTED,
+        &[&event_nid, &redaction_id, &crate::storage::now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records where the event's output is in the roomserver stream.
+pub async fn set_stream_position(
+    db: &impl Conn,
+    event_nid: i64,
+    position: i64,
+) -> Result<(), StorageError> {
+    db.execute(SET_POSITION, &[&event_nid, &position]).await?;
+    Ok(())
+}
+
+/// Records the state after an event and where its output is in the stream (one statement
+/// on the send path).
+pub async fn set_state_after_and_position(
+    db: &impl Conn,
+    event_nid: i64,
+    snapshot_nid: i64,
+    position: i64,
+) -> Result<(), StorageError> {
+    db.execute(SET_AFTER_AND_POSITION, &[&event_nid, &snapshot_nid, &position])
         .await?;
+    Ok(())
+}
+
+/// Sets the stream position of an event stored before positions were recorded (no-op for
+/// others).
+pub async fn backfill_stream_position(
+    db: &impl Conn,
+    event_id: &str,
+    position: i64,
+) -> Result<(), StorageError> {
+    db.execute(BACKFILL_POSITION, &[&event_id, &position])
+        .await?;
+    Ok(())
+}
+
+/// The room's newest event output at or before a stream position.
+pub async fn select_at_position(
+    db: &impl Conn,
+    room_nid: i64,
+    position: i64,
+) -> Result<Option<String>, StorageError> {
+    db.query_opt(SELECT_AT_POSITION, &[&room_nid, &position])
+        .await?
+        .map(|r| r.string(0))
+        .transpose()
+}
+
+/// A redacted event whose original content is still stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prunable {
+    pub event_nid: i64,
+    pub json: String,
+    pub stream_position: Option<i64>,
+    pub room_version: String,
+}
+
+/// Up to `limit` redacted events whose redaction applied before `cutoff_ms`, oldest first.
+pub async fn select_prunable(
+    db: &impl Conn,
+    cutoff_ms: i64,
+    limit: i64,
+) -> Result<Vec<Prunable>, StorageError> {
+    db.query(SELECT_PRUNABLE, &[&cutoff_ms, &limit])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Prunable {
+                event_nid: r.i64(0)?,
+                json: r.string(1)?,
+                stream_position: r.opt_i64(2)?,
+                room_version: r.string(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Replaces an event's stored JSON by its redacted form, for good.
+pub async fn set_pruned(db: &impl Conn, event_nid: i64, json: &str) -> Result<(), StorageError> {
+    db.execute(SET_PRUNED, &[&event_nid, &json]).await?;
     Ok(())
 }
 
