@@ -100,6 +100,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "019_syncapi_erased_users",
         include_str!("../../sql/019_syncapi_erased_users.sql"),
     ),
+    (
+        20,
+        "020_roomserver_soft_failed",
+        include_str!("../../sql/020_roomserver_soft_failed.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
