@@ -35,7 +35,10 @@ async fn fixture(backend: crate::storage::Backend) -> Fixture {
         default_room_version: "12".into(),
     };
     Fixture {
-        rs: Handle::Local(super::start(deps)),
+        rs: Handle::Local(super::start(
+            deps,
+            &crate::actors::executors::Executors::start(2),
+        )),
         key,
         db: t.db.clone(),
         bus,
