@@ -104,13 +104,16 @@ async fn fixture(db: Db) -> Fixture {
     storage::migrate(&db).await.expect("migrate");
     let key_dir = tempfile::tempdir().expect("tempdir");
     let key = Arc::new(SigningKey::load_or_generate(key_dir.path()).expect("signing key"));
-    let addr = roomserver::start(input::Deps {
-        db: db.clone(),
-        bus: Bus::new(),
-        key,
-        server_name: SERVER_NAME.try_into().expect("server name"),
-        default_room_version: "12".into(),
-    });
+    let addr = roomserver::start(
+        input::Deps {
+            db: db.clone(),
+            bus: Bus::new(),
+            key,
+            server_name: SERVER_NAME.try_into().expect("server name"),
+            default_room_version: "12".into(),
+        },
+        &myelin::actors::executors::Executors::start(2),
+    );
     let handle = Handle::Local(addr);
     let room = public_room(&handle, 0).await;
     let rooms = join_all((1..=CONCURRENT).map(|n| public_room(&handle, n))).await;

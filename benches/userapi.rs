@@ -53,9 +53,14 @@ struct Fixture {
 
 async fn fixture(db: Db) -> Fixture {
     storage::migrate(&db).await.expect("migrate");
-    let addr = userapi::start(db, myelin::bus::Bus::new(), &userapi_config())
-        .await
-        .expect("start userapi");
+    let addr = userapi::start(
+        db,
+        myelin::bus::Bus::new(),
+        &userapi_config(),
+        &myelin::actors::executors::Executors::start(2),
+    )
+    .await
+    .expect("start userapi");
     let handle = Handle::Local(addr);
     handle
         .send(PerformAccountCreation {

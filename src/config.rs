@@ -190,6 +190,8 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Threads the components' actors run on (see `actors::executors`); 0 means one per core.
+    pub actor_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -202,6 +204,7 @@ impl Default for ServerConfig {
             data_dir: "./data".into(),
             max_request_bytes: 10 * 1024 * 1024,
             workers: 0,
+            actor_threads: 0,
         }
     }
 }
@@ -214,6 +217,9 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connections in the pool.
     pub pool_size: usize,
+    /// How long a request waits for a free connection when all are in use before it fails
+    /// with 503 (the server sheds load instead of queueing without limit), in ms.
+    pub pool_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -221,6 +227,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: String::new(),
             pool_size: 8,
+            pool_timeout_ms: crate::storage::DEFAULT_POOL_WAIT.as_millis() as u64,
         }
     }
 }

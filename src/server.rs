@@ -2,6 +2,7 @@
 //! that run elsewhere, and the listeners (client, metrics, internal).
 
 use crate::actors::bridge::{Handle, HttpBridge};
+use crate::actors::executors::Executors;
 use crate::actors::roomserver;
 use crate::actors::syncapi;
 use crate::actors::userapi::{self, UserApiConfig};
@@ -46,6 +47,8 @@ pub struct Node {
     pub metrics_addr: Option<SocketAddr>,
     pub internal_addr: Option<SocketAddr>,
     servers: Vec<ServerHandle>,
+    /// The threads of this node's actors (none on a node that hosts no component).
+    exec: Option<Executors>,
 }
 
 fn bind(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
@@ -76,8 +79,9 @@ impl Node {
     /// Starts every part of the node this config asks for. Call inside an actix system.
     pub async fn start(config: Config) -> Result<Node, StartError> {
         let config = Arc::new(config);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = if config.server.workers == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            cores
         } else {
             config.server.workers
         };
@@ -88,7 +92,12 @@ impl Node {
         let syncapi_here = config.syncapi_placement() == Placement::Local;
         let db = if userapi_here || roomserver_here || syncapi_here {
             let url = config.database_url();
-            let db = Db::connect(&url, config.database.pool_size).await?;
+            let db = Db::connect_with(
+                &url,
+                config.database.pool_size,
+                std::time::Duration::from_millis(config.database.pool_timeout_ms.max(1)),
+            )
+            .await?;
             storage::migrate(&db).await?;
             tracing::info!(backend = %db.backend(), "database ready");
             Some(db)
@@ -101,6 +110,17 @@ impl Node {
             })
         };
         let bus = Bus::new();
+        // The components' actors spread over these threads (not the system thread).
+        let exec = if userapi_here || roomserver_here || syncapi_here {
+            let threads = match config.server.actor_threads {
+                0 => cores,
+                n => n,
+            };
+            Some(Executors::start(threads))
+        } else {
+            None
+        };
+        let local_exec = || exec.clone().expect("executors of a node with a component");
 
         let (userapi, userapi_local) = match config.userapi_placement() {
             Placement::Local => {
@@ -114,6 +134,7 @@ impl Node {
                         argon2_memory_kib: config.auth.argon2_memory_kib,
                         argon2_iterations: config.auth.argon2_iterations,
                     },
+                    &local_exec(),
                 )
                 .await?;
                 (Handle::Local(addr.clone()), Some(addr))
@@ -129,13 +150,16 @@ impl Node {
                 let key = SigningKey::load_or_generate(&config.server.data_dir)?;
                 let server_name = ruma::OwnedServerName::try_from(config.server.name.as_str())
                     .map_err(|e| StartError::Config(e.to_string()))?;
-                let addr = roomserver::start(roomserver::input::Deps {
-                    db: local_db()?,
-                    bus: bus.clone(),
-                    key: Arc::new(key),
-                    server_name,
-                    default_room_version: config.rooms.default_version.clone(),
-                });
+                let addr = roomserver::start(
+                    roomserver::input::Deps {
+                        db: local_db()?,
+                        bus: bus.clone(),
+                        key: Arc::new(key),
+                        server_name,
+                        default_room_version: config.rooms.default_version.clone(),
+                    },
+                    &local_exec(),
+                );
                 (Handle::Local(addr.clone()), Some(addr))
             }
             Placement::Remote(url) => (
@@ -148,7 +172,7 @@ impl Node {
         // a local one runs beside them (the config checks this).
         let (syncapi, syncapi_local) = match config.syncapi_placement() {
             Placement::Local => {
-                let addr = syncapi::start(local_db()?, bus.clone()).await?;
+                let addr = syncapi::start(local_db()?, bus.clone(), &local_exec()).await?;
                 (Handle::Local(addr.clone()), Some(addr))
             }
             Placement::Remote(url) => (
@@ -338,6 +362,7 @@ impl Node {
             metrics_addr,
             internal_addr,
             servers,
+            exec,
         })
     }
 
@@ -345,6 +370,9 @@ impl Node {
     pub async fn stop(self) {
         for s in self.servers {
             s.stop(true).await;
+        }
+        if let Some(exec) = self.exec {
+            exec.stop();
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the generic bridge that lets a caller reach a component on another node.
 
 pub mod bridge;
+pub mod executors;
 pub mod roomserver;
 pub mod syncapi;
 pub mod userapi;

@@ -57,19 +57,49 @@ pub trait Consumer: 'static {
 /// A running consumer; dropping the handle leaves it running, [`ConsumerHandle::stop`]
 /// ends it (any batch in flight rolls back).
 pub struct ConsumerHandle {
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl ConsumerHandle {
     pub fn stop(self) {
-        self.task.abort();
+        let _ = self.stop.send(());
     }
 }
 
 /// Starts `consumer` on the current actix arbiter.
 pub fn run_consumer<C: Consumer>(db: Db, bus: Bus, consumer: C) -> ConsumerHandle {
-    ConsumerHandle {
-        task: actix_web::rt::spawn(consume(db, bus, consumer)),
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    actix_web::rt::spawn(until_stopped(consume(db, bus, consumer), stopped));
+    ConsumerHandle { stop }
+}
+
+/// Starts `consumer` on `arbiter` (its own thread, not the caller's).
+pub fn run_consumer_on<C: Consumer + Send>(
+    arbiter: &actix::ArbiterHandle,
+    db: Db,
+    bus: Bus,
+    consumer: C,
+) -> ConsumerHandle {
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    arbiter.spawn_fn(move || {
+        actix_web::rt::spawn(until_stopped(consume(db, bus, consumer), stopped));
+    });
+    ConsumerHandle { stop }
+}
+
+/// Runs `work` until the handle says stop (a dropped handle never does).
+async fn until_stopped(
+    work: impl std::future::Future<Output = ()>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let stop = async {
+        if stopped.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = stop => {}
     }
 }
 

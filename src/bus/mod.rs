@@ -15,7 +15,9 @@
 
 mod consumer;
 
-pub use consumer::{offset_of, run_consumer, Consumer, ConsumerError, ConsumerHandle};
+pub use consumer::{
+    offset_of, run_consumer, run_consumer_on, Consumer, ConsumerError, ConsumerHandle,
+};
 
 use crate::storage::{Conn, Db, StorageError, Txn};
 use serde::Serialize;

@@ -63,6 +63,11 @@ impl MatrixError {
     pub fn internal() -> MatrixError {
         Self::new("M_UNKNOWN", "Internal server error")
     }
+    /// The server is overloaded (its database pool stayed saturated): 503, try again.
+    pub fn busy() -> MatrixError {
+        Self::new("M_UNKNOWN", "The server is busy; try again shortly")
+            .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    }
 
     /// The HTTP status of an errcode, as the spec and Synapse pair them.
     pub fn status(&self) -> StatusCode {
@@ -123,6 +128,7 @@ impl From<UserApiError> for MatrixError {
             UserApiError::BadRequest(what) => MatrixError::invalid_param(what),
             // The detail was logged where it happened; the client gets a sanitized body.
             UserApiError::Internal(_) => MatrixError::internal(),
+            UserApiError::Busy => MatrixError::busy(),
             UserApiError::Bridge(e) => {
                 tracing::error!(error = %e, "userapi unreachable");
                 MatrixError::internal()
@@ -138,6 +144,7 @@ impl From<SyncApiError> for MatrixError {
             SyncApiError::NotFound(what) => MatrixError::not_found(what),
             SyncApiError::InvalidParam(why) => MatrixError::invalid_param(why),
             SyncApiError::Internal(_) => MatrixError::internal(),
+            SyncApiError::Busy => MatrixError::busy(),
             SyncApiError::Bridge(e) => {
                 tracing::error!(error = %e, "syncapi unreachable");
                 MatrixError::internal()
@@ -185,6 +192,7 @@ impl From<RoomserverError> for MatrixError {
             RoomserverError::BadRequest(why) => MatrixError::bad_json(why),
             RoomserverError::BadState(why) => MatrixError::new("M_BAD_STATE", why),
             RoomserverError::Internal(_) => MatrixError::internal(),
+            RoomserverError::Busy => MatrixError::busy(),
             RoomserverError::Bridge(e) => {
                 tracing::error!(error = %e, "roomserver unreachable");
                 MatrixError::internal()
@@ -196,6 +204,7 @@ impl From<RoomserverError> for MatrixError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::StorageError;
 
     #[test]
     fn statuses_follow_errcodes() {
@@ -221,5 +230,18 @@ mod tests {
             );
         }
         assert_eq!(MatrixError::method_not_allowed().status().as_u16(), 405);
+    }
+
+    #[test]
+    fn a_busy_database_is_503_from_every_component() {
+        let busy = StorageError::Busy(10);
+        for e in [
+            MatrixError::from(UserApiError::from(StorageError::Busy(10))),
+            MatrixError::from(SyncApiError::from(StorageError::Busy(10))),
+            MatrixError::from(RoomserverError::from(busy)),
+        ] {
+            assert_eq!(e.status().as_u16(), 503);
+            assert_eq!(e.errcode, "M_UNKNOWN");
+        }
     }
 }

@@ -102,8 +102,13 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         20,
-        "020_roomserver_retention",
-        include_str!("../../sql/020_roomserver_retention.sql"),
+        "020_roomserver_soft_failed",
+        include_str!("../../sql/020_roomserver_soft_failed.sql"),
+    ),
+    (
+        22,
+        "022_roomserver_retention",
+        include_str!("../../sql/022_roomserver_retention.sql"),
     ),
 ];
 

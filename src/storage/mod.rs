@@ -25,6 +25,9 @@ pub enum StorageError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
     Pool(String),
+    /// Every connection stayed in use for the pool's whole wait (`database.pool_timeout_ms`).
+    #[error("database busy: no connection free within {0} ms")]
+    Busy(u64),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("decoding column {column}: {reason}")]
@@ -36,6 +39,9 @@ pub enum StorageError {
     #[error("blocking task failed: {0}")]
     Join(String),
 }
+
+/// How long a request waits for a free connection by default (`database.pool_timeout_ms`).
+pub const DEFAULT_POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A value crossing the Db layer, in either direction.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,11 +214,28 @@ impl fmt::Debug for Db {
 impl Db {
     /// Opens `sqlite:PATH` or a `postgres://` URL, with at most `pool_size` connections.
     /// Does not migrate: call [`migrate`] once after connecting.
+    /// Opens a pool of `pool_size` connections; a request waits at most
+    /// [`DEFAULT_POOL_WAIT`] for a free one.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Db, StorageError> {
+        Db::connect_with(url, pool_size, DEFAULT_POOL_WAIT).await
+    }
+
+    /// Opens a pool of `pool_size` connections. When all are in use a request waits for one
+    /// at most `wait`, then fails with [`StorageError::Busy`]: a saturated database sheds load
+    /// instead of queueing requests without limit.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: usize,
+        wait: std::time::Duration,
+    ) -> Result<Db, StorageError> {
         if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Db::Sqlite(sqlite::SqliteDb::open(path, pool_size).await?))
+            Ok(Db::Sqlite(
+                sqlite::SqliteDb::open(path, pool_size, wait).await?,
+            ))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Db::Postgres(postgres::PgDb::connect(url, pool_size).await?))
+            Ok(Db::Postgres(
+                postgres::PgDb::connect(url, pool_size, wait).await?,
+            ))
         } else {
             Err(StorageError::Config(format!(
                 "unsupported database URL {url:?}: use sqlite:PATH or postgres://..."
@@ -361,6 +384,8 @@ pub(crate) mod testing {
     /// A fresh, migrated database of the given backend. The guard drops it.
     pub struct TestDb {
         pub db: Db,
+        /// Where it is, for a second pool on the same database.
+        pub url: String,
         _dir: Option<tempfile::TempDir>,
         pg_name: Option<String>,
     }
@@ -406,6 +431,7 @@ pub(crate) mod testing {
                 migrate(&db).await.expect("migrate sqlite");
                 TestDb {
                     db,
+                    url,
                     _dir: Some(dir),
                     pg_name: None,
                 }
@@ -428,12 +454,12 @@ pub(crate) mod testing {
                     .await
                     .expect("create test database");
                 let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-                let db = Db::connect(&format!("{base}/{name}"), 4)
-                    .await
-                    .expect("connect");
+                let url = format!("{base}/{name}");
+                let db = Db::connect(&url, 4).await.expect("connect");
                 migrate(&db).await.expect("migrate postgres");
                 TestDb {
                     db,
+                    url,
                     _dir: None,
                     pg_name: Some(name),
                 }
@@ -448,6 +474,31 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[tokio::test]
+    async fn a_saturated_pool_fails_after_its_wait_instead_of_queueing() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let wait = std::time::Duration::from_millis(150);
+            let db = Db::connect_with(&t.url, 1, wait)
+                .await
+                .expect("second pool");
+            let held = db.begin().await.expect("the one connection");
+            let started = std::time::Instant::now();
+            let refused = db.query("SELECT 1", &[]).await;
+            assert!(
+                matches!(refused, Err(StorageError::Busy(150))),
+                "{backend:?}: {refused:?}"
+            );
+            assert!(
+                started.elapsed() >= wait,
+                "{backend:?}: waited its time first"
+            );
+            drop(held);
+            // Free again: served at once.
+            db.query("SELECT 1", &[]).await.expect("after release");
+        }
+    }
 
     #[tokio::test]
     async fn values_round_trip_on_both_backends() {

@@ -13,7 +13,11 @@ pub struct PgDb {
 }
 
 impl PgDb {
-    pub async fn connect(url: &str, pool_size: usize) -> Result<PgDb, StorageError> {
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        wait: std::time::Duration,
+    ) -> Result<PgDb, StorageError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StorageError::Config(format!("bad PostgreSQL URL: {e}")))?;
@@ -26,6 +30,8 @@ impl PgDb {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
+            .wait_timeout(Some(wait))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StorageError::Pool(e.to_string()))?;
         let db = PgDb { pool };
@@ -35,10 +41,15 @@ impl PgDb {
     }
 
     async fn conn(&self) -> Result<Object, StorageError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StorageError::Pool(e.to_string()))
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Timeout(_) => StorageError::Busy(
+                self.pool
+                    .timeouts()
+                    .wait
+                    .map_or(0, |w| w.as_millis() as u64),
+            ),
+            e => StorageError::Pool(e.to_string()),
+        })
     }
 
     pub fn pool_status(&self) -> (usize, usize) {

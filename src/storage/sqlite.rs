@@ -1,10 +1,13 @@
 //! SQLite backend (the embedded default): a small pool of rusqlite connections on one file in
-//! WAL mode. rusqlite is synchronous. What may wait (taking the write lock, committing with its
-//! fsync, autocommit writes, migrations) runs on tokio's blocking pool, so the async executor
-//! never waits on a lock or a sync. Statements that cannot wait run in place: reads (WAL
-//! readers never wait for the writer) and statements inside a transaction that already holds
-//! the write lock. They take microseconds, less than the two thread hand-offs a trip through
-//! the blocking pool costs.
+//! WAL mode. rusqlite is synchronous. What may wait or write a file (taking the write lock,
+//! every COMMIT with its WAL write, fsync and any WAL checkpoint, autocommit writes,
+//! migrations) runs on tokio's blocking pool, so the async executor never waits on a lock or
+//! the disk. Statements that cannot wait run in place: reads (WAL readers never wait for the
+//! writer) and statements inside a transaction that already holds the write lock, which only
+//! change pages in memory (`cache_spill = OFF` keeps them there until COMMIT). They take
+//! microseconds, less than the two thread hand-offs a trip through the blocking pool costs.
+//! A request waits for a free connection at most the pool's wait, then gets
+//! `StorageError::Busy`.
 
 use super::{values, Row, StorageError, ToValue, Value};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -23,6 +26,8 @@ struct Pool {
     idle: Mutex<Vec<Shared>>,
     permits: Arc<Semaphore>,
     size: usize,
+    /// The longest a request waits for a connection.
+    wait: std::time::Duration,
 }
 
 /// A checked-out connection; goes back to the pool on drop.
@@ -61,15 +66,23 @@ fn open_one(path: &str) -> Result<Connection, StorageError> {
     // A 1 MiB page cache per connection (SQLite's default is 2 MiB): the working set of the
     // hot statements is small, the OS page cache holds the rest, and the pool's resident
     // memory halves.
+    // cache_spill = OFF: a transaction's changed pages stay in memory until COMMIT instead of
+    // being written to the WAL mid-transaction, so the statements inside a transaction (which
+    // run in place, see the module docs) never write a file; COMMIT does all the writing, on
+    // the blocking pool.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -1024;",
+         PRAGMA cache_size = -1024; PRAGMA cache_spill = OFF;",
     )?;
     Ok(conn)
 }
 
 impl SqliteDb {
-    pub async fn open(path: &str, pool_size: usize) -> Result<SqliteDb, StorageError> {
+    pub async fn open(
+        path: &str,
+        pool_size: usize,
+        wait: std::time::Duration,
+    ) -> Result<SqliteDb, StorageError> {
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
@@ -91,17 +104,16 @@ impl SqliteDb {
                 idle: Mutex::new(conns),
                 permits: Arc::new(Semaphore::new(size)),
                 size,
+                wait,
             }),
         })
     }
 
     async fn lease(&self) -> Result<Lease, StorageError> {
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
+        let acquire = self.inner.permits.clone().acquire_owned();
+        let permit = tokio::time::timeout(self.inner.wait, acquire)
             .await
+            .map_err(|_| StorageError::Busy(self.inner.wait.as_millis() as u64))?
             .map_err(|e| StorageError::Pool(e.to_string()))?;
         let conn = self
             .inner
@@ -217,13 +229,9 @@ impl SqliteTxn {
             }
             committed
         };
-        // A relaxed commit does not sync (only an occasional WAL checkpoint writes the
-        // database file): in place. A full commit waits for the fsync: off the executor.
-        let result = if relaxed {
-            run_in_place(&lease, work)
-        } else {
-            run(&lease, work).await
-        };
+        // Every commit writes the WAL, a full one waits for its fsync, and any may run the
+        // WAL checkpoint: off the executor.
+        let result = run(&lease, work).await;
         if result.is_err() {
             rollback(&lease, relaxed);
         }

@@ -6,6 +6,7 @@
 use super::input::{self, Deps};
 use super::messages::*;
 use super::RoomserverError;
+use crate::actors::executors::Executors;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +19,8 @@ const IDLE: Duration = Duration::from_secs(300);
 pub struct RoomserverActor {
     deps: Deps,
     rooms: HashMap<String, RoomEntry>,
+    /// Where room actors start (by room ID) and queries run.
+    exec: Executors,
 }
 
 /// A running room actor, when it was last given work, and how much it still has: a room is
@@ -41,25 +44,26 @@ impl Drop for Lease {
 }
 
 impl RoomserverActor {
-    pub fn new(deps: Deps) -> RoomserverActor {
+    pub fn new(deps: Deps, exec: Executors) -> RoomserverActor {
         RoomserverActor {
             deps,
             rooms: HashMap::new(),
+            exec,
         }
     }
 
     fn room(&mut self, room_id: &str) -> Lease {
-        let deps = &self.deps;
+        let (deps, exec) = (&self.deps, &self.exec);
         let entry = self
             .rooms
             .entry(room_id.to_owned())
             .or_insert_with(|| RoomEntry {
-                addr: RoomActor::start_for(deps.clone(), room_id),
+                addr: RoomActor::start_for(deps.clone(), room_id, exec),
                 used: Instant::now(),
                 in_flight: Arc::new(AtomicUsize::new(0)),
             });
         if !entry.addr.connected() {
-            entry.addr = RoomActor::start_for(deps.clone(), room_id);
+            entry.addr = RoomActor::start_for(deps.clone(), room_id, exec);
         }
         entry.used = Instant::now();
         entry.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -130,7 +134,10 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
             // A new room: nothing to order it against.
             None if msg.event_type == "m.room.create" => {
                 let deps = self.deps.clone();
-                Box::pin(async move { input::create(&deps, msg).await })
+                Box::pin(
+                    self.exec
+                        .run(move || async move { input::create(&deps, msg).await }),
+                )
             }
             None => Box::pin(async {
                 Err(RoomserverError::BadRequest(
@@ -184,7 +191,11 @@ impl Handler<QueryCurrentState> for RoomserverActor {
 
     fn handle(&mut self, msg: QueryCurrentState, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move { input::current_state(&db, &msg.room_id, &msg.types).await })
+        Box::pin(
+            self.exec.run(move || async move {
+                input::current_state(&db, &msg.room_id, &msg.types).await
+            }),
+        )
     }
 }
 
@@ -193,7 +204,9 @@ impl Handler<QueryEvent> for RoomserverActor {
 
     fn handle(&mut self, msg: QueryEvent, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move { input::event(&db, &msg.event_id, msg.viewer.as_deref()).await })
+        Box::pin(self.exec.run(move || async move {
+            input::event(&db, &msg.event_id, msg.viewer.as_deref()).await
+        }))
     }
 }
 
@@ -202,12 +215,12 @@ impl Handler<QueryRoomsWithMembership> for RoomserverActor {
 
     fn handle(&mut self, msg: QueryRoomsWithMembership, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move {
+        Box::pin(self.exec.run(move || async move {
             Ok(
                 super::storage::memberships::select_rooms(&db, &msg.user_id, &msg.membership)
                     .await?,
             )
-        })
+        }))
     }
 }
 
@@ -216,9 +229,9 @@ impl Handler<QueryJoinedRooms> for RoomserverActor {
 
     fn handle(&mut self, msg: QueryJoinedRooms, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move {
+        Box::pin(self.exec.run(move || async move {
             Ok(super::storage::memberships::select_rooms(&db, &msg.user_id, "join").await?)
-        })
+        }))
     }
 }
 
@@ -227,7 +240,10 @@ impl Handler<PerformForget> for RoomserverActor {
 
     fn handle(&mut self, msg: PerformForget, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move { input::forget(&db, &msg.room_id, &msg.user_id).await })
+        Box::pin(
+            self.exec
+                .run(move || async move { input::forget(&db, &msg.room_id, &msg.user_id).await }),
+        )
     }
 }
 
@@ -239,7 +255,7 @@ macro_rules! directory_handler {
 
             fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
                 let $db = self.deps.db.clone();
-                Box::pin(async move { $body })
+                Box::pin(self.exec.run(move || async move { $body }))
             }
         }
     };
@@ -303,12 +319,13 @@ pub struct RoomActor {
 }
 
 impl RoomActor {
-    fn start_for(deps: Deps, room_id: &str) -> Addr<RoomActor> {
-        RoomActor {
+    /// Starts a room's actor on the arbiter its room ID hashes to.
+    fn start_for(deps: Deps, room_id: &str, exec: &Executors) -> Addr<RoomActor> {
+        let room_id = room_id.to_owned();
+        RoomActor::start_in_arbiter(&exec.for_key(&room_id), move |_| RoomActor {
             deps,
-            room_id: room_id.to_owned(),
-        }
-        .start()
+            room_id,
+        })
     }
 }
 

@@ -37,12 +37,19 @@ pub enum RoomserverError {
     /// Storage or signing failed; the detail is logged where it happened.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The database had no connection free within the pool's wait: try again shortly.
+    #[error("database busy")]
+    Busy,
     #[error(transparent)]
     Bridge(#[from] BridgeError),
 }
 
 impl From<StorageError> for RoomserverError {
     fn from(e: StorageError) -> Self {
+        if let StorageError::Busy(_) = e {
+            tracing::warn!(error = %e, "roomserver request refused");
+            return RoomserverError::Busy;
+        }
         tracing::error!(error = %e, "roomserver storage failure");
         RoomserverError::Internal(e.to_string())
     }

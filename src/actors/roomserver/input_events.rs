@@ -1,18 +1,21 @@
 //! The input path of events built elsewhere (federation will feed it; tests inject forks
 //! through it): verify, place in the DAG, authorize against the auth events and the state
 //! before the event (resolving the states of several prev events with ruma's state
-//! resolution v2), store (rejected events too: they stay in the DAG), and move the room's
-//! extremities and current state, resolving forks. Callers serialize per room.
+//! resolution v2), store (rejected events too: they stay in the DAG), soft-fail what the
+//! room's current state refuses (stored, nothing more), and otherwise move the room's
+//! extremities and current state, resolving forks; the memberships index follows every
+//! member event that entered or left the current state, an allowed redaction applies, and
+//! the event is output. Callers serialize per room.
 
 use super::error::RoomserverError;
-use super::input::Deps;
+use super::input::{redaction_target, Deps, Redactor};
 use super::messages::{InputOutcome, RoomserverOutput};
 use super::state::{self, StateEntries};
 use super::storage::{event_types, events, memberships, rooms, state_keys};
 use crate::bus;
 use crate::pdu::{self, PduEvent, Verified};
 use crate::storage::Conn;
-use ruma::events::StateEventType;
+use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{self, utils::event_id_set::EventIdSet, StateMap};
 use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
@@ -250,9 +253,20 @@ pub async fn input(
     let mut json: CanonicalJsonObject = serde_json::from_value(event)
         .map_err(|e| RoomserverError::BadRequest(format!("not a PDU: {e}")))?;
     let event_id = pdu::event_id_of(&json, &room.room_version)?;
-    if events::select_by_id(db, event_id.as_str()).await?.is_some() {
-        return Ok(InputOutcome::Accepted {
-            event_id: event_id.to_string(),
+    if let Some(row) = events::select_by_id(db, event_id.as_str()).await? {
+        let event_id = event_id.to_string();
+        return Ok(if row.rejected {
+            InputOutcome::Rejected {
+                event_id,
+                reason: "rejected when it first arrived".into(),
+            }
+        } else if row.soft_failed {
+            InputOutcome::SoftFailed {
+                event_id,
+                reason: "soft-failed when it first arrived".into(),
+            }
+        } else {
+            InputOutcome::Accepted { event_id }
         });
     }
     // Only this server's keys are known until federation fetches others.
@@ -336,6 +350,30 @@ pub async fn input(
             })
     };
     let rejected = verdict.is_err();
+    let prev_nids: HashSet<i64> = ev
+        .prev_events
+        .iter()
+        .filter_map(|p| cache.rows.get(p).map(|r| r.event_nid))
+        .collect();
+    // Soft failure: an event its own state allows must also be allowed by the room's current
+    // state, or it is kept out of it (an event of a banned user built on an older part of
+    // the DAG, say). An event on exactly the room's extremities has the current state as
+    // its state before, so it was just checked against it.
+    let on_head = prev_nids == room.latest_event_nids.iter().copied().collect();
+    let soft_failure = match (&verdict, room.state_snapshot_nid) {
+        (Ok(()), Some(current)) if !on_head => {
+            let current = cache.state_map(db, Some(current)).await?;
+            let events = &cache.events;
+            let current_lookup = |t: &StateEventType, k: &str| {
+                current
+                    .get(&(t.clone(), k.to_owned()))
+                    .and_then(|id| events.get(id))
+            };
+            state_res::check_state_dependent_auth_rules(&rules.authorization, &ev, current_lookup)
+                .err()
+        }
+        _ => None,
+    };
 
     // Store it, with the state before it; move the extremities and the current state.
     let before_entries = cache.entries(db, &state_before).await?;
@@ -375,11 +413,30 @@ pub async fn input(
             reason,
         });
     }
-    let prev_nids: HashSet<i64> = ev
-        .prev_events
-        .iter()
-        .filter_map(|p| cache.rows.get(p).map(|r| r.event_nid))
-        .collect();
+    // The state after it, as for any accepted event (soft-failed ones included: later events
+    // may build on them).
+    let after_snapshot = match key_nid {
+        Some(k) => {
+            state::derive(
+                &txn,
+                room.room_nid,
+                Some(before_snapshot),
+                &[((type_nid, k), nid)],
+            )
+            .await?
+        }
+        None => before_snapshot,
+    };
+    events::set_state_after(&txn, nid, after_snapshot).await?;
+    if let Some(reason) = soft_failure {
+        events::set_soft_failed(&txn, nid, true).await?;
+        txn.commit().await?;
+        tracing::info!(event_id = %event_id, reason, "soft-failed an event");
+        return Ok(InputOutcome::SoftFailed {
+            event_id: event_id.to_string(),
+            reason,
+        });
+    }
     let mut extremities: Vec<i64> = room
         .latest_event_nids
         .iter()
@@ -399,19 +456,6 @@ pub async fn input(
     if let Some(key_nid) = key_nid {
         after_entries.insert((type_nid, key_nid), nid);
     }
-    let after_snapshot = match key_nid {
-        Some(k) => {
-            state::derive(
-                &txn,
-                room.room_nid,
-                Some(before_snapshot),
-                &[((type_nid, k), nid)],
-            )
-            .await?
-        }
-        None => before_snapshot,
-    };
-    events::set_state_after(&txn, nid, after_snapshot).await?;
     // ...resolved with the state after every other extremity.
     let current_entries = if extremities.len() == 1 {
         after_entries
@@ -436,6 +480,7 @@ pub async fn input(
                 json: text.clone(),
                 rejected: false,
                 redacted_by: None,
+                soft_failed: false,
             },
         );
         let resolved = cache.resolve(&txn, &rules, &sets).await?;
@@ -457,10 +502,14 @@ pub async fn input(
         .filter(|(k, v)| current_entries.get(k) != Some(v))
         .map(|(_, v)| *v)
         .collect();
-    let ids =
-        |rows: Vec<events::EventRow>| rows.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
-    let adds_state = ids(events::select_by_nids(&txn, &added).await?);
-    let removes_state = ids(events::select_by_nids(&txn, &removed).await?);
+    // Left the state with nothing in their place.
+    let vacated: HashSet<i64> = old
+        .iter()
+        .filter(|(k, _)| !current_entries.contains_key(k))
+        .map(|(_, v)| *v)
+        .collect();
+    let added_rows = events::select_by_nids(&txn, &added).await?;
+    let removed_rows = events::select_by_nids(&txn, &removed).await?;
     rooms::update_head(
         &txn,
         room.room_nid,
@@ -469,28 +518,113 @@ pub async fn input(
         room.max_depth.max(depth),
     )
     .await?;
-    // Memberships follow the current state.
-    if let (Some(target), true) = (&ev.state_key, ev.kind.to_string() == "m.room.member") {
-        if current_entries.values().any(|n| *n == nid) {
-            let content: serde_json::Value =
-                serde_json::from_str(ev.content.get()).unwrap_or_default();
-            let membership = content["membership"].as_str().unwrap_or_default();
-            memberships::upsert(&txn, room.room_nid, target, membership, nid).await?;
+    follow_memberships(&txn, room.room_nid, &added_rows, &removed_rows, &vacated).await?;
+    // A redaction applies as a local one does, if its sender may redact the target (judged
+    // by the state before the redaction).
+    let redacts = match (&ev.kind, &ev.redacts) {
+        (TimelineEventType::RoomRedaction, Some(target)) => {
+            let lookup = |t: StateEventType| {
+                state_before
+                    .get(&(t, String::new()))
+                    .and_then(|id| cache.events.get(id))
+            };
+            match redaction_target(
+                &txn,
+                room.room_nid,
+                target.as_str(),
+                &ev.sender,
+                lookup(StateEventType::RoomCreate),
+                lookup(StateEventType::RoomPowerLevels),
+                &rules,
+                Redactor::Server,
+            )
+            .await
+            {
+                Ok((target_nid, target_id)) => {
+                    events::set_redacted(&txn, target_nid, event_id.as_str()).await?;
+                    Some(target_id.to_string())
+                }
+                // The redaction stays in the timeline; it just does not apply.
+                Err(e @ (RoomserverError::NoEvent(_) | RoomserverError::NotAllowed(_))) => {
+                    tracing::info!(event_id = %event_id, reason = %e, "redaction not applied");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         }
+        _ => None,
+    };
+    let mut appended = Vec::new();
+    // A soft-failed event that this resolution brought into the current state was never
+    // output: it is now, first, so the stream's consumers know the event `adds_state` names.
+    for row in added_rows.iter().filter(|r| r.soft_failed) {
+        events::set_soft_failed(&txn, row.event_nid, false).await?;
+        let output = RoomserverOutput::NewRoomEvent {
+            room_id: room_id.to_owned(),
+            event_id: row.event_id.clone(),
+            event: serde_json::from_str(&row.json).map_err(internal)?,
+            adds_state: Vec::new(),
+            removes_state: Vec::new(),
+            redacts: None,
+            transaction: None,
+        };
+        appended.push(bus::append(&txn, super::input::STREAM, room_id, &output).await?);
     }
+    let ids = |rows: &[events::EventRow]| rows.iter().map(|r| r.event_id.clone()).collect();
     let output = RoomserverOutput::NewRoomEvent {
         room_id: room_id.to_owned(),
         event_id: event_id.to_string(),
         event: serde_json::to_value(&json).map_err(internal)?,
-        adds_state,
-        removes_state,
-        redacts: None,
+        adds_state: ids(&added_rows),
+        removes_state: ids(&removed_rows),
+        redacts,
         transaction: None,
     };
+<<<<<<< HEAD
     let appended = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
     events::set_stream_position(&txn, nid, appended.position).await?;
     deps.bus.commit(txn, &[appended]).await?;
+=======
+    appended.push(bus::append(&txn, super::input::STREAM, room_id, &output).await?);
+    deps.bus.commit(txn, &appended).await?;
+>>>>>>> main
     Ok(InputOutcome::Accepted {
         event_id: event_id.to_string(),
     })
+}
+
+/// Brings the memberships index in line with a change of the room's current state: each
+/// `m.room.member` event that entered it sets its user's membership, and a user whose member
+/// event left it with none in its place (`vacated`) has no membership any more.
+async fn follow_memberships(
+    txn: &impl Conn,
+    room_nid: i64,
+    added: &[events::EventRow],
+    removed: &[events::EventRow],
+    vacated: &HashSet<i64>,
+) -> Result<(), RoomserverError> {
+    let member = |row: &events::EventRow| -> Result<Option<(String, String)>, RoomserverError> {
+        let json: serde_json::Value = serde_json::from_str(&row.json).map_err(internal)?;
+        Ok(match (json["type"].as_str(), json["state_key"].as_str()) {
+            (Some("m.room.member"), Some(user)) => Some((
+                user.to_owned(),
+                json["content"]["membership"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )),
+            _ => None,
+        })
+    };
+    for row in added {
+        if let Some((user, membership)) = member(row)? {
+            memberships::upsert(txn, room_nid, &user, &membership, row.event_nid).await?;
+        }
+    }
+    for row in removed.iter().filter(|r| vacated.contains(&r.event_nid)) {
+        if let Some((user, _)) = member(row)? {
+            memberships::delete(txn, room_nid, &user).await?;
+        }
+    }
+    Ok(())
 }

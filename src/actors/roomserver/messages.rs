@@ -230,8 +230,11 @@ pub struct QueryEvent {
 
 /// An event built by another server (or injected by a test), for a room known here. It is
 /// verified, placed in the DAG, authorized against its auth events and the state before it
-/// (resolving forks with state resolution v2) and stored, rejected or not; the room's
-/// extremities and current state move. Handled in the room's order, like local events.
+/// (resolving forks with state resolution v2) and stored, rejected or not. An accepted event
+/// is then checked against the room's current state: one that fails there is soft-failed
+/// (stored, nothing else). Otherwise the room's extremities and current state move (the
+/// memberships follow the resolved state), a redaction the sender may make applies, and the
+/// event is output. Handled in the room's order, like local events.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<InputOutcome, RoomserverError>")]
 pub struct InputRoomEvent {
@@ -247,13 +250,19 @@ pub enum InputOutcome {
     Accepted { event_id: String },
     /// In the DAG but refused by the auth rules; never served or part of state.
     Rejected { event_id: String, reason: String },
+    /// Allowed by the state before it but refused by the room's current state ("soft
+    /// failure"): in the DAG (later events may build on it), but no forward extremity, not
+    /// applied to the current state and not output, so no client sees it arrive.
+    SoftFailed { event_id: String, reason: String },
 }
 
 /// What the roomserver publishes on its stream (`roomserver`), keyed by room ID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum RoomserverOutput {
-    /// An event was accepted into a room.
+    /// An event was accepted into a room (soft-failed events are not output, unless a later
+    /// resolution brings one into the current state: it is output then, just before the event
+    /// whose `adds_state` names it).
     NewRoomEvent {
         room_id: String,
         event_id: String,

@@ -25,6 +25,7 @@ pub use actor::RoomserverActor;
 pub use error::RoomserverError;
 
 use crate::actors::bridge::Handle;
+use crate::actors::executors::Executors;
 use actix::prelude::*;
 
 /// How callers reach the roomserver.
@@ -55,7 +56,9 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryStateAfterEvent, _, _, _>(cfg, addr);
 }
 
-/// Starts the roomserver on the current arbiter.
-pub fn start(deps: input::Deps) -> Addr<RoomserverActor> {
-    RoomserverActor::new(deps).start()
+/// Starts the roomserver on one of `exec`'s arbiters; its room actors and queries spread
+/// over all of them.
+pub fn start(deps: input::Deps, exec: &Executors) -> Addr<RoomserverActor> {
+    let exec = exec.clone();
+    RoomserverActor::start_in_arbiter(&exec.next(), move |_| RoomserverActor::new(deps, exec))
 }

@@ -35,7 +35,10 @@ async fn fixture(backend: crate::storage::Backend) -> Fixture {
         default_room_version: "12".into(),
     };
     Fixture {
-        rs: Handle::Local(super::start(deps)),
+        rs: Handle::Local(super::start(
+            deps,
+            &crate::actors::executors::Executors::start(2),
+        )),
         key,
         db: t.db.clone(),
         bus,
@@ -428,6 +431,26 @@ fn foreign(
     auth: &[String],
     depth: u32,
 ) -> Value {
+    foreign_pdu(
+        f, room, version, sender, kind, state_key, content, prev, auth, depth, None,
+    )
+}
+
+/// `foreign` with a `redacts` (placed where the room version wants it).
+#[allow(clippy::too_many_arguments)]
+fn foreign_pdu(
+    f: &Fixture,
+    room: &str,
+    version: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: Value,
+    prev: &[&str],
+    auth: &[String],
+    depth: u32,
+    redacts: Option<&str>,
+) -> Value {
     let (version_id, _) = crate::pdu::rules(version).unwrap();
     let pdu = crate::pdu::PduBuilder {
         room_version: version_id,
@@ -436,7 +459,7 @@ fn foreign(
         event_type: kind.into(),
         state_key: state_key.map(str::to_owned),
         content,
-        redacts: None,
+        redacts: redacts.map(|r| r.try_into().unwrap()),
         prev_events: prev.iter().map(|p| (*p).try_into().unwrap()).collect(),
         auth_events: auth
             .iter()
@@ -1068,5 +1091,374 @@ async fn unknown_rooms_leave_no_room_actor_behind() {
         // The real room's actor stays; none for the rooms that do not exist.
         let running = addr.send(super::actor::CountRoomActors).await.unwrap();
         assert_eq!(running, 1, "{backend:?}");
+    }
+}
+
+/// The auth events of a foreign event: `ids`, plus the create event before room version 12.
+fn auth_ids(version: &str, create: &str, ids: &[&String]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    if version != "12" {
+        v.push(create.to_owned());
+    }
+    v
+}
+
+async fn joined_rooms(f: &Fixture, user: &str) -> Vec<String> {
+    f.rs.send(QueryJoinedRooms {
+        user_id: format!("@{user}:test.local"),
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn memberships_follow_the_resolved_state() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let s = state_ids(&f, &room).await;
+            let (create, pl, jr) = (
+                &s["m.room.create|"],
+                &s["m.room.power_levels|"],
+                &s["m.room.join_rules|"],
+            );
+            let alice = &s["m.room.member|@alice:test.local"];
+            let input = |event: Value| InputRoomEvent {
+                room_id: room.clone(),
+                event,
+            };
+            // Bob joins on one branch...
+            let join = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "join"}),
+                &[jr],
+                &auth_ids(version, create, &[pl, jr]),
+                5,
+            );
+            let a = f.rs.send(input(join)).await.unwrap();
+            assert!(matches!(a, InputOutcome::Accepted { .. }), "{a:?}");
+            assert_eq!(joined_rooms(&f, "bob").await, vec![room.clone()]);
+            // ...and alice closes the room on another: the resolution drops bob's join, and
+            // with it his membership.
+            let close = foreign(
+                &f,
+                &room,
+                version,
+                "alice",
+                "m.room.join_rules",
+                Some(""),
+                json!({"join_rule": "invite"}),
+                &[jr],
+                &auth_ids(version, create, &[pl, alice]),
+                5,
+            );
+            let b = f.rs.send(input(close)).await.unwrap();
+            assert!(matches!(b, InputOutcome::Accepted { .. }), "{b:?}");
+            assert!(!state_ids(&f, &room)
+                .await
+                .contains_key("m.room.member|@bob:test.local"));
+            assert!(
+                joined_rooms(&f, "bob").await.is_empty(),
+                "{backend} v{version}: the index still lists the room"
+            );
+            assert_eq!(
+                f.rs.send(QueryRoomsWithMembership {
+                    user_id: "@bob:test.local".into(),
+                    membership: "join".into(),
+                })
+                .await
+                .unwrap(),
+                Vec::<String>::new()
+            );
+            assert!(joined_rooms(&f, "alice").await.contains(&room));
+        }
+    }
+}
+
+/// Runs the syncapi's real consumer of the roomserver stream until it has stored `last`.
+async fn syncapi_catches_up(f: &Fixture, last: &str) {
+    use crate::actors::syncapi::consumers::roomserver::RoomserverConsumer;
+    use crate::actors::syncapi::storage::room_events;
+    let handle = run_consumer(f.db.clone(), f.bus.clone(), RoomserverConsumer::new(None));
+    for _ in 0..3000 {
+        if room_events::select_by_id(&f.db, last)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    handle.stop();
+    assert!(
+        room_events::select_by_id(&f.db, last)
+            .await
+            .unwrap()
+            .is_some(),
+        "the syncapi never stored {last}"
+    );
+}
+
+#[actix_web::test]
+async fn events_the_current_state_refuses_are_soft_failed() {
+    use crate::actors::syncapi::storage::{current_state, room_events};
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let bob_join = f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let s = state_ids(&f, &room).await;
+            let (create, pl, jr) = (
+                &s["m.room.create|"],
+                &s["m.room.power_levels|"],
+                &s["m.room.join_rules|"],
+            );
+            let ban =
+                f.rs.send(ev(
+                    &room,
+                    "alice",
+                    "m.room.member",
+                    Some("@bob:test.local"),
+                    json!({"membership": "ban"}),
+                ))
+                .await
+                .unwrap();
+            // Bob, banned here, changes his display name on a branch from before the ban:
+            // allowed by its own state, refused by the current one.
+            let rename = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "join", "displayname": "Bobby"}),
+                &[&bob_join.event_id],
+                &auth_ids(version, create, &[pl, jr, &bob_join.event_id]),
+                6,
+            );
+            let message = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.message",
+                None,
+                json!({"body": "still here"}),
+                &[&bob_join.event_id],
+                &auth_ids(version, create, &[pl, &bob_join.event_id]),
+                6,
+            );
+            let mut soft_failed = Vec::new();
+            for event in [rename, message] {
+                let outcome =
+                    f.rs.send(InputRoomEvent {
+                        room_id: room.clone(),
+                        event: event.clone(),
+                    })
+                    .await
+                    .unwrap();
+                let InputOutcome::SoftFailed { event_id, .. } = &outcome else {
+                    panic!("{backend} v{version}: {outcome:?}");
+                };
+                // Again: the same answer.
+                let again =
+                    f.rs.send(InputRoomEvent {
+                        room_id: room.clone(),
+                        event,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    again,
+                    InputOutcome::SoftFailed {
+                        event_id: event_id.clone(),
+                        reason: "soft-failed when it first arrived".into(),
+                    }
+                );
+                soft_failed.push(event_id.clone());
+            }
+            // Stored (in the DAG), but not in the current state...
+            for id in &soft_failed {
+                let stored =
+                    f.rs.send(QueryEvent {
+                        event_id: id.clone(),
+                        viewer: None,
+                    })
+                    .await
+                    .unwrap();
+                assert!(stored.is_some_and(|e| !e.rejected), "{backend} v{version}");
+            }
+            assert_eq!(
+                state_ids(&f, &room).await["m.room.member|@bob:test.local"],
+                ban.event_id,
+                "{backend} v{version}"
+            );
+            assert!(f
+                .rs
+                .send(QueryRoomsWithMembership {
+                    user_id: "@bob:test.local".into(),
+                    membership: "ban".into(),
+                })
+                .await
+                .unwrap()
+                .contains(&room));
+            // ...nor an extremity: the next local event builds on the ban alone.
+            let next =
+                f.rs.send(ev(
+                    &room,
+                    "alice",
+                    "m.room.message",
+                    None,
+                    json!({"body": "next"}),
+                ))
+                .await
+                .unwrap();
+            let stored =
+                f.rs.send(QueryEvent {
+                    event_id: next.event_id.clone(),
+                    viewer: None,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.json["prev_events"], json!([ban.event_id]));
+            // ...nor output: the syncapi, caught up past them, never saw them.
+            syncapi_catches_up(&f, &next.event_id).await;
+            for id in &soft_failed {
+                assert_eq!(
+                    room_events::select_by_id(&f.db, id).await.unwrap(),
+                    None,
+                    "{backend} v{version}: the syncapi has the soft-failed {id}"
+                );
+            }
+            assert_eq!(
+                current_state::select_holder(&f.db, &room, "m.room.member", "@bob:test.local")
+                    .await
+                    .unwrap(),
+                Some(ban.event_id.clone())
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn redactions_from_elsewhere_apply() {
+    use crate::actors::syncapi::storage::room_events;
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let bob_join = f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let said =
+                f.rs.send(ev(
+                    &room,
+                    "bob",
+                    "m.room.message",
+                    None,
+                    json!({"body": "oops"}),
+                ))
+                .await
+                .unwrap();
+            let s = state_ids(&f, &room).await;
+            let (create, pl) = (&s["m.room.create|"], &s["m.room.power_levels|"]);
+            let redaction = foreign_pdu(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.redaction",
+                None,
+                json!({}),
+                &[&said.event_id],
+                &auth_ids(version, create, &[pl, &bob_join.event_id]),
+                7,
+                Some(&said.event_id),
+            );
+            let outcome =
+                f.rs.send(InputRoomEvent {
+                    room_id: room.clone(),
+                    event: redaction,
+                })
+                .await
+                .unwrap();
+            let InputOutcome::Accepted { event_id } = outcome else {
+                panic!("{backend} v{version}: {outcome:?}");
+            };
+            // The roomserver serves the target redacted...
+            let target =
+                f.rs.send(QueryEvent {
+                    event_id: said.event_id.clone(),
+                    viewer: None,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(target.json["content"], json!({}), "{backend} v{version}");
+            assert_eq!(
+                target.redacted_because.as_ref().unwrap()["event_id"],
+                json!(event_id)
+            );
+            // ...and so does the syncapi, as for a local redaction.
+            syncapi_catches_up(&f, &event_id).await;
+            let copy = room_events::select_by_id(&f.db, &said.event_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(copy.redacted_because.is_some(), "{backend} v{version}");
+            let json: Value = serde_json::from_str(&copy.json).unwrap();
+            assert_eq!(json["content"], json!({}));
+        }
+    }
+}
+
+#[actix_web::test]
+async fn who_may_redact_without_the_power() {
+    use super::input::{redaction_target, Redactor};
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        let room = public_room(&f, "12").await;
+        let said =
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.message",
+                None,
+                json!({"body": "hi"}),
+            ))
+            .await
+            .unwrap();
+        let room_nid = super::storage::rooms::select(&f.db, &room)
+            .await
+            .unwrap()
+            .unwrap()
+            .room_nid;
+        let (_, rules) = crate::pdu::rules("12").unwrap();
+        let may = |user: &'static str, who: Redactor| {
+            let (db, target, rules) = (f.db.clone(), said.event_id.clone(), rules.clone());
+            async move {
+                let user = ruma::UserId::parse(user).unwrap();
+                redaction_target(&db, room_nid, &target, &user, None, None, &rules, who).await
+            }
+        };
+        // Without power levels nobody but the sender (locally) or their server (from
+        // elsewhere) may.
+        assert!(may("@alice:test.local", Redactor::Sender).await.is_ok());
+        assert!(matches!(
+            may("@carol:test.local", Redactor::Sender).await,
+            Err(RoomserverError::NotAllowed(_))
+        ));
+        assert!(may("@carol:test.local", Redactor::Server).await.is_ok());
+        assert!(matches!(
+            may("@eve:elsewhere.example", Redactor::Server).await,
+            Err(RoomserverError::NotAllowed(_))
+        ));
     }
 }

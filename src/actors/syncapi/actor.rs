@@ -1,5 +1,6 @@
-//! The syncapi actor: one handler per message, each running as its own future (a waiting
-//! `/sync` never holds the mailbox).
+//! The syncapi actor: one handler per message, each running as its own future on the next of
+//! the node's arbiters (a waiting `/sync` never holds the mailbox, and syncs of different
+//! users run on different threads).
 
 use super::messages::*;
 use super::notifier::Notifier;
@@ -68,6 +69,8 @@ const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The syncapi actor.
 pub struct SyncApiActor {
     pub(super) deps: Deps,
+    /// Where the handlers run (see `actors::executors`).
+    pub(super) exec: crate::actors::executors::Executors,
 }
 
 impl Actor for SyncApiActor {
@@ -81,7 +84,7 @@ macro_rules! delegate {
 
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
                 let deps = self.deps.clone();
-                Box::pin(async move { $module::$f(&deps, msg).await })
+                Box::pin(self.exec.run(move || async move { $module::$f(&deps, msg).await }))
             }
         }
     )+};

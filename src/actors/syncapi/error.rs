@@ -18,12 +18,19 @@ pub enum SyncApiError {
     /// Storage failed; the detail is logged where it happened.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The database had no connection free within the pool's wait: try again shortly.
+    #[error("database busy")]
+    Busy,
     #[error(transparent)]
     Bridge(#[from] BridgeError),
 }
 
 impl From<StorageError> for SyncApiError {
     fn from(e: StorageError) -> Self {
+        if let StorageError::Busy(_) = e {
+            tracing::warn!(error = %e, "syncapi request refused");
+            return SyncApiError::Busy;
+        }
         tracing::error!(error = %e, "syncapi storage failure");
         SyncApiError::Internal(e.to_string())
     }

@@ -40,10 +40,12 @@ pub use actor::SyncApiActor;
 pub use error::SyncApiError;
 
 use crate::actors::bridge::{serve, Handle};
-use crate::bus::{offset_of, run_consumer, Bus, Consumer};
+use crate::actors::executors::Executors;
+use crate::bus::{offset_of, run_consumer_on, Bus, Consumer};
 use crate::storage::{Db, StorageError};
 use actix::prelude::*;
 use messages::*;
+use notifier::Notifier;
 use std::sync::Arc;
 use token::StreamPositions;
 
@@ -55,8 +57,9 @@ pub const RECEIPTS_STREAM: &str = "syncapi.receipts";
 pub const TO_DEVICE_STREAM: &str = "syncapi.to_device";
 pub const PRESENCE_STREAM: &str = "syncapi.presence";
 
-/// Starts the syncapi (its notifier and its consumers) on the current arbiter.
-pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError> {
+/// Starts the syncapi on `exec`'s arbiters: the actor on one of them, the requests' handlers
+/// on whichever is next, the notifier on a thread of its own and the consumers on another.
+pub async fn start(db: Db, bus: Bus, exec: &Executors) -> Result<Addr<SyncApiActor>, StorageError> {
     use consumers::{roomserver::RoomserverConsumer, userapi::UserApiConsumer};
     let positions = StreamPositions {
         pdu: offset_of(&db, RoomserverConsumer::NAME).await?,
@@ -67,13 +70,15 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
         typing: crate::storage::now_ms(),
     };
     let joined = storage::current_state::select_all_joined(&db).await?;
-    let (notifier, applied) = notifier::Notifier::new(positions, joined);
-    let notifier = notifier.start();
+    let consumer_thread = exec.dedicated();
+    let (notifier, applied) = Notifier::new(positions, joined);
+    let notifier = Notifier::start_in_arbiter(&exec.dedicated(), move |_| notifier);
     bus.load_head(&db, crate::actors::roomserver::input::STREAM)
         .await?;
     bus.load_head(&db, crate::actors::userapi::ACCOUNT_DATA_STREAM)
         .await?;
-    run_consumer(
+    run_consumer_on(
+        &consumer_thread,
         db.clone(),
         bus.clone(),
         RoomserverConsumer::new(Some(notifier.clone())),
@@ -84,25 +89,30 @@ pub async fn start(db: Db, bus: Bus) -> Result<Addr<SyncApiActor>, StorageError>
             .into_iter()
             .collect(),
     ));
-    run_consumer(
+    run_consumer_on(
+        &consumer_thread,
         db.clone(),
         bus.clone(),
         UserApiConsumer::new(Some(notifier.clone()), erased.clone()),
     );
-    Ok(SyncApiActor {
-        deps: actor::Deps {
-            db,
-            bus,
-            notifier,
-            applied,
-            typing: Arc::new(typing::Typing::new(positions.typing)),
-            lazy_members: Default::default(),
-            to_device_acked: Default::default(),
-            presence_writes: Default::default(),
-            erased,
-        },
-    }
-    .start())
+    let deps = actor::Deps {
+        db,
+        bus,
+        notifier,
+        applied,
+        typing: Arc::new(typing::Typing::new(positions.typing)),
+        lazy_members: Default::default(),
+        to_device_acked: Default::default(),
+        presence_writes: Default::default(),
+        erased,
+    };
+    let handlers = exec.clone();
+    Ok(SyncApiActor::start_in_arbiter(&exec.next(), move |_| {
+        SyncApiActor {
+            deps,
+            exec: handlers,
+        }
+    }))
 }
 
 /// Mounts the syncapi's internal routes, so other nodes reach `addr` over the HTTP bridge.

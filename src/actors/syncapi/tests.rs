@@ -18,13 +18,16 @@ async fn the_roomserver_stream_becomes_timeline_and_state() {
         let t = test_db(backend).await;
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::new();
-        let rs = Handle::Local(crate::actors::roomserver::start(Deps {
-            db: t.db.clone(),
-            bus: bus.clone(),
-            key: Arc::new(SigningKey::load_or_generate(dir.path()).unwrap()),
-            server_name: "test.local".try_into().unwrap(),
-            default_room_version: "12".into(),
-        }));
+        let rs = Handle::Local(crate::actors::roomserver::start(
+            Deps {
+                db: t.db.clone(),
+                bus: bus.clone(),
+                key: Arc::new(SigningKey::load_or_generate(dir.path()).unwrap()),
+                server_name: "test.local".try_into().unwrap(),
+                default_room_version: "12".into(),
+            },
+            &crate::actors::executors::Executors::start(2),
+        ));
         let consumer = run_consumer(t.db.clone(), bus.clone(), RoomserverConsumer::new(None));
         let room = rs
             .send(PerformRoomEvent {

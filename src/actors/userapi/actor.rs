@@ -31,6 +31,8 @@ pub struct UserApiActor {
     pub(super) deps: Deps,
     /// Last (IP, time) written per device, to coalesce last-seen writes.
     pub(super) seen: HashMap<(String, String), (Option<String>, i64)>,
+    /// Where the handlers run (see `actors::executors`).
+    pub(super) exec: crate::actors::executors::Executors,
 }
 
 impl Actor for UserApiActor {
@@ -49,14 +51,24 @@ macro_rules! delegate {
 
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
                 let deps = self.deps.clone();
-                Box::pin(async move { handlers::$module::handle(&deps, msg).await })
+                Box::pin(self.exec.run(move || async move { handlers::$module::handle(&deps, msg).await }))
             }
         }
     )+};
 }
 
+/// The token lookup of every request is answered from a cache almost always: in place, on
+/// the actor's own thread, since a hop to another would cost more than the lookup.
+impl Handler<QueryAccessToken> for UserApiActor {
+    type Result = ResponseFuture<<QueryAccessToken as Message>::Result>;
+
+    fn handle(&mut self, msg: QueryAccessToken, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { handlers::query_access_token::handle(&deps, msg).await })
+    }
+}
+
 delegate!(
-    QueryAccessToken => query_access_token,
     QueryAccountAvailability => query_account_availability,
     QueryPasswordCheck => query_password_check,
     QueryDevices => query_devices,

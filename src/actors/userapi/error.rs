@@ -25,6 +25,9 @@ pub enum UserApiError {
     /// Storage or hashing failed; the detail is logged where it happened.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The database had no connection free within the pool's wait: try again shortly.
+    #[error("database busy")]
+    Busy,
     /// The component could not be reached.
     #[error(transparent)]
     Bridge(#[from] BridgeError),
@@ -32,6 +35,10 @@ pub enum UserApiError {
 
 impl From<StorageError> for UserApiError {
     fn from(e: StorageError) -> Self {
+        if let StorageError::Busy(_) = e {
+            tracing::warn!(error = %e, "userapi request refused");
+            return UserApiError::Busy;
+        }
         tracing::error!(error = %e, "userapi storage failure");
         UserApiError::Internal(e.to_string())
     }

@@ -18,6 +18,7 @@ pub use actor::UserApiActor;
 pub use error::UserApiError;
 
 use crate::actors::bridge::{serve, Handle};
+use crate::actors::executors::Executors;
 use crate::storage::Db;
 use actix::prelude::*;
 use actix_web::web;
@@ -40,11 +41,13 @@ pub struct UserApiConfig {
     pub argon2_iterations: u32,
 }
 
-/// Starts the userapi actor (and its hasher threads) on the current arbiter.
+/// Starts the userapi actor on one of `exec`'s arbiters (its handlers run on whichever is
+/// next), and its hasher threads.
 pub async fn start(
     db: Db,
     bus: crate::bus::Bus,
     config: &UserApiConfig,
+    exec: &Executors,
 ) -> Result<Addr<UserApiActor>, UserApiError> {
     let hasher = hasher::PasswordHasher::start(
         config.hasher_threads,
@@ -66,11 +69,14 @@ pub async fn start(
         dummy_hash: dummy_hash.into(),
         tokens: Default::default(),
     };
-    Ok(UserApiActor {
-        deps,
-        seen: HashMap::new(),
-    }
-    .start())
+    let handlers = exec.clone();
+    Ok(UserApiActor::start_in_arbiter(&exec.next(), move |_| {
+        UserApiActor {
+            deps,
+            seen: HashMap::new(),
+            exec: handlers,
+        }
+    }))
 }
 
 /// Mounts the userapi's internal routes, so other nodes reach `addr` over the HTTP bridge.
@@ -270,9 +276,14 @@ mod actor_tests {
                 argon2_iterations: 1,
             };
             let api = Handle::Local(
-                start(t.db.clone(), crate::bus::Bus::new(), &config)
-                    .await
-                    .unwrap(),
+                start(
+                    t.db.clone(),
+                    crate::bus::Bus::new(),
+                    &config,
+                    &super::Executors::start(2),
+                )
+                .await
+                .unwrap(),
             );
             api.send(PerformAccountCreation {
                 localpart: "alice".into(),

@@ -1,5 +1,5 @@
-//! `roomserver_events`: every event of every room, with its place in the DAG and the state
-//! before it.
+//! `roomserver_events`: every event of every room, with its place in the DAG, the state
+//! before it, and whether it was rejected, soft-failed or redacted.
 
 use super::placeholders;
 use crate::storage::{Conn, Row, StorageError};
@@ -9,6 +9,7 @@ const INSERT: &str = "INSERT INTO roomserver_events
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
+<<<<<<< HEAD
     state_snapshot_nid, json, rejected, redacted_by";
 const SET_REDACTED: &str =
     "UPDATE roomserver_events SET redacted_by = $2, redacted_at = $3 WHERE event_nid = $1";
@@ -24,11 +25,16 @@ const SELECT_PRUNABLE: &str = "SELECT e.event_nid, e.json, e.stream_position, r.
     WHERE e.redacted_at IS NOT NULL AND e.redacted_at < $1 ORDER BY e.redacted_at LIMIT $2";
 const SET_PRUNED: &str =
     "UPDATE roomserver_events SET json = $2, redacted_at = NULL WHERE event_nid = $1";
+=======
+    state_snapshot_nid, json, rejected, redacted_by, soft_failed";
+const SET_REDACTED: &str = "UPDATE roomserver_events SET redacted_by = $2 WHERE event_nid = $1";
+const SET_SOFT_FAILED: &str = "UPDATE roomserver_events SET soft_failed = $2 WHERE event_nid = $1";
+>>>>>>> main
 const SELECT_AFTER_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
-    WHERE room_nid = $1 AND origin_server_ts >= $2 AND rejected = 0
+    WHERE room_nid = $1 AND origin_server_ts >= $2 AND rejected = 0 AND soft_failed = 0
     ORDER BY origin_server_ts ASC, event_nid ASC LIMIT 1";
 const SELECT_BEFORE_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
-    WHERE room_nid = $1 AND origin_server_ts <= $2 AND rejected = 0
+    WHERE room_nid = $1 AND origin_server_ts <= $2 AND rejected = 0 AND soft_failed = 0
     ORDER BY origin_server_ts DESC, event_nid DESC LIMIT 1";
 const SET_AFTER: &str =
     "UPDATE roomserver_events SET state_after_snapshot_nid = $2 WHERE event_nid = $1";
@@ -50,6 +56,9 @@ pub struct EventRow {
     pub json: String,
     pub rejected: bool,
     pub redacted_by: Option<String>,
+    /// Stored, but held back from the extremities, the current state and the stream (it
+    /// failed the auth rules against the room's current state when it arrived).
+    pub soft_failed: bool,
 }
 
 fn row(r: &Row) -> Result<EventRow, StorageError> {
@@ -64,6 +73,7 @@ fn row(r: &Row) -> Result<EventRow, StorageError> {
         json: r.string(7)?,
         rejected: r.bool(8)?,
         redacted_by: r.opt_string(9)?,
+        soft_failed: r.bool(10)?,
     })
 }
 
@@ -221,6 +231,7 @@ pub async fn set_state_after_and_position(
     Ok(())
 }
 
+<<<<<<< HEAD
 /// Sets the stream position of an event stored before positions were recorded (no-op for
 /// others).
 pub async fn backfill_stream_position(
@@ -229,10 +240,21 @@ pub async fn backfill_stream_position(
     position: i64,
 ) -> Result<(), StorageError> {
     db.execute(BACKFILL_POSITION, &[&event_id, &position])
+=======
+/// Marks an event soft-failed (held back from extremities, current state and the stream), or
+/// no longer so.
+pub async fn set_soft_failed(
+    db: &impl Conn,
+    event_nid: i64,
+    soft_failed: bool,
+) -> Result<(), StorageError> {
+    db.execute(SET_SOFT_FAILED, &[&event_nid, &soft_failed])
+>>>>>>> main
         .await?;
     Ok(())
 }
 
+<<<<<<< HEAD
 /// The room's newest event output at or before a stream position.
 pub async fn select_at_position(
     db: &impl Conn,
@@ -280,6 +302,8 @@ pub async fn set_pruned(db: &impl Conn, event_nid: i64, json: &str) -> Result<()
     Ok(())
 }
 
+=======
+>>>>>>> main
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +346,15 @@ mod tests {
                 (None, Some(42))
             );
             assert_eq!(both[1].redacted_by.as_deref(), Some("$r"));
+            // A soft-failed event is not found by timestamp.
+            set_soft_failed(db, a, true).await.unwrap();
+            assert!(select_by_id(db, "$a").await.unwrap().unwrap().soft_failed);
+            assert_eq!(
+                select_by_ts(db, 1, 50, true).await.unwrap().unwrap().0,
+                "$b"
+            );
+            set_soft_failed(db, a, false).await.unwrap();
+            assert!(!select_by_id(db, "$a").await.unwrap().unwrap().soft_failed);
             assert_eq!(select_by_id(db, "$nope").await.unwrap(), None);
             assert_eq!(
                 select_by_ts(db, 1, 150, true).await.unwrap(),

@@ -1,4 +1,5 @@
-//! `roomserver_memberships`: (room, user) -> current membership.
+//! `roomserver_memberships`: (room, user) -> current membership, following the room's
+//! current state (a user without an `m.room.member` event in it has no row).
 
 use crate::storage::{Conn, StorageError};
 
@@ -16,6 +17,7 @@ const SELECT_ONE: &str = "SELECT m.membership, m.forgotten FROM roomserver_membe
 const COUNT: &str = "SELECT COUNT(*) FROM roomserver_memberships m
     JOIN roomserver_rooms r ON r.room_nid = m.room_nid
     WHERE r.room_id = $1 AND m.membership = $2";
+const DELETE: &str = "DELETE FROM roomserver_memberships WHERE room_nid = $1 AND user_id = $2";
 const FORGET: &str = "UPDATE roomserver_memberships SET forgotten = 1
     WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)";
 
@@ -29,6 +31,13 @@ pub async fn upsert(
 ) -> Result<(), StorageError> {
     db.execute(UPSERT, &[&room_nid, &user_id, &membership, &event_nid])
         .await?;
+    Ok(())
+}
+
+/// Drops a user's membership of a room: the current state no longer holds one (a state
+/// resolution took their `m.room.member` event out).
+pub async fn delete(db: &impl Conn, room_nid: i64, user_id: &str) -> Result<(), StorageError> {
+    db.execute(DELETE, &[&room_nid, &user_id]).await?;
     Ok(())
 }
 
@@ -106,6 +115,12 @@ mod tests {
                 Some(("invite".into(), false))
             );
             assert_eq!(select(db, "!a:x", "@v:x").await.unwrap(), None);
+            delete(db, b, "@u:x").await.unwrap();
+            assert_eq!(select(db, "!b:x", "@u:x").await.unwrap(), None, "{backend}");
+            assert_eq!(
+                select_rooms(db, "@u:x", "join").await.unwrap(),
+                Vec::<String>::new()
+            );
         }
     }
 }
