@@ -209,3 +209,57 @@ impl Bus {
         Ok(head)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::*;
+
+    async fn positions(db: &Db, stream: &str) -> Vec<i64> {
+        db.query(
+            "SELECT position FROM bus_outbox WHERE stream = $1 ORDER BY position",
+            &[&stream],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.i64(0).unwrap())
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_what_a_consumer_has_not_applied_and_what_is_recent() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = &t.db;
+            for (stream, n) in [("consumed", 5), ("unconsumed", 2)] {
+                for i in 0..n {
+                    let txn = db.begin().await.unwrap();
+                    let _ = append(&txn, stream, "key", &i).await.unwrap();
+                    txn.commit().await.unwrap();
+                }
+            }
+            db.execute(
+                "INSERT INTO bus_offsets (consumer, stream, position) VALUES ('c', 'consumed', 3)",
+                &[],
+            )
+            .await
+            .unwrap();
+            let hour = std::time::Duration::from_secs(3600);
+            assert_eq!(prune(db, hour).await.unwrap(), 0, "{backend}: all recent");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            assert_eq!(
+                prune(db, std::time::Duration::ZERO).await.unwrap(),
+                5,
+                "{backend}"
+            );
+            assert_eq!(positions(db, "consumed").await, vec![4, 5], "{backend}");
+            assert!(positions(db, "unconsumed").await.is_empty(), "{backend}");
+            // Positions go on from the head, not from what is left.
+            let txn = db.begin().await.unwrap();
+            let next = append(&txn, "consumed", "key", &9).await.unwrap();
+            txn.commit().await.unwrap();
+            assert_eq!(next.position, 6);
+        }
+    }
+}

@@ -568,7 +568,9 @@ pub async fn input(
             redacts: None,
             transaction: None,
         };
-        appended.push(bus::append(&txn, super::input::STREAM, room_id, &output).await?);
+        let out = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
+        events::set_stream_position(&txn, row.event_nid, out.position).await?;
+        appended.push(out);
     }
     let ids = |rows: &[events::EventRow]| rows.iter().map(|r| r.event_id.clone()).collect();
     let output = RoomserverOutput::NewRoomEvent {
@@ -580,14 +582,10 @@ pub async fn input(
         redacts,
         transaction: None,
     };
-<<<<<<< HEAD
-    let appended = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
-    events::set_stream_position(&txn, nid, appended.position).await?;
-    deps.bus.commit(txn, &[appended]).await?;
-=======
-    appended.push(bus::append(&txn, super::input::STREAM, room_id, &output).await?);
+    let last = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
+    events::set_stream_position(&txn, nid, last.position).await?;
+    appended.push(last);
     deps.bus.commit(txn, &appended).await?;
->>>>>>> main
     Ok(InputOutcome::Accepted {
         event_id: event_id.to_string(),
     })

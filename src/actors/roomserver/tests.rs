@@ -1462,3 +1462,144 @@ async fn who_may_redact_without_the_power() {
         ));
     }
 }
+
+/// The stored JSON of an event, as the roomserver keeps it (not as it serves it).
+async fn stored_json(f: &Fixture, event_id: &str) -> Value {
+    let row = super::storage::events::select_by_id(&f.db, event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(&row.json).unwrap()
+}
+
+/// The event carried by an output still in the outbox, if it is.
+async fn outbox_event(f: &Fixture, event_id: &str) -> Option<Value> {
+    let rows = f
+        .db
+        .query(
+            "SELECT payload FROM bus_outbox WHERE stream = $1",
+            &[&STREAM],
+        )
+        .await
+        .unwrap();
+    rows.iter().find_map(|r| {
+        let RoomserverOutput::NewRoomEvent { event_id: id, event, .. } =
+            serde_json::from_str(&r.string(0).unwrap()).unwrap();
+        (id == event_id).then_some(event)
+    })
+}
+
+#[actix_web::test]
+async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_its_consumers() {
+    use super::retention::prune_redacted;
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        let room = public_room(&f, "12").await;
+        let said =
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.message",
+                None,
+                json!({"body": "secret"}),
+            ))
+            .await
+            .unwrap();
+        let mut redaction = ev(&room, "alice", "m.room.redaction", None, json!({}));
+        redaction.redacts = Some(said.event_id.clone());
+        f.rs.send(redaction).await.unwrap();
+        // Within the retention: the original content stays, for moderators.
+        let before_redaction = crate::storage::now_ms() - 60_000;
+        assert_eq!(prune_redacted(&f.db, before_redaction).await.unwrap(), 0);
+        assert_eq!(
+            stored_json(&f, &said.event_id).await["content"]["body"],
+            "secret",
+            "{backend}"
+        );
+        // Past it: the stored event and its copy in the outbox are the redacted form.
+        let later = crate::storage::now_ms() + 1;
+        assert_eq!(prune_redacted(&f.db, later).await.unwrap(), 1, "{backend}");
+        let pruned = stored_json(&f, &said.event_id).await;
+        assert_eq!(pruned["content"], json!({}), "{backend}");
+        assert!(pruned["hashes"].is_object(), "{backend}: still verifiable");
+        assert_eq!(
+            outbox_event(&f, &said.event_id).await.unwrap()["content"],
+            json!({}),
+            "{backend}"
+        );
+        assert_eq!(prune_redacted(&f.db, later).await.unwrap(), 0, "{backend}: once");
+        // Still served redacted, with the redaction.
+        let served =
+            f.rs.send(QueryEvent {
+                event_id: said.event_id.clone(),
+                viewer: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(served.json["content"], json!({}));
+        assert!(served.redacted_because.is_some());
+
+        // The state as of a stream position comes from the roomserver's own tables, so it
+        // survives the outbox being pruned. Nothing consumes this test's stream: everything
+        // older than the retention goes.
+        let head = *f.bus.watch(STREAM).borrow();
+        let before = f
+            .rs
+            .send(QueryStateAtPosition {
+                room_id: room.clone(),
+                position: head,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!before.is_empty());
+        let ids = |v: &[StoredEvent]| {
+            let mut ids: Vec<String> = v.iter().map(|e| e.event_id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        // Events stored before positions were recorded get theirs from the outbox, once.
+        f.db.execute("UPDATE roomserver_events SET stream_position = NULL", &[])
+            .await
+            .unwrap();
+        let lost =
+            f.rs.send(QueryStateAtPosition {
+                room_id: room.clone(),
+                position: head,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lost.is_empty(), "{backend}: positions are what it reads");
+        super::retention::backfill_stream_positions(&f.db)
+            .await
+            .unwrap();
+        let backfilled =
+            f.rs.send(QueryStateAtPosition {
+                room_id: room.clone(),
+                position: head,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids(&before), ids(&backfilled), "{backend}");
+        assert!(
+            crate::bus::prune(&f.db, std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                > 0
+        );
+        assert!(outbox_event(&f, &said.event_id).await.is_none(), "{backend}");
+        let after = f
+            .rs
+            .send(QueryStateAtPosition {
+                room_id: room.clone(),
+                position: head,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids(&before), ids(&after), "{backend}");
+    }
+}

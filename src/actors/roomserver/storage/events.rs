@@ -9,8 +9,8 @@ const INSERT: &str = "INSERT INTO roomserver_events
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
-<<<<<<< HEAD
-    state_snapshot_nid, json, rejected, redacted_by";
+    state_snapshot_nid, json, rejected, redacted_by, soft_failed";
+const SET_SOFT_FAILED: &str = "UPDATE roomserver_events SET soft_failed = $2 WHERE event_nid = $1";
 const SET_REDACTED: &str =
     "UPDATE roomserver_events SET redacted_by = $2, redacted_at = $3 WHERE event_nid = $1";
 const SET_POSITION: &str = "UPDATE roomserver_events SET stream_position = $2 WHERE event_nid = $1";
@@ -25,11 +25,6 @@ const SELECT_PRUNABLE: &str = "SELECT e.event_nid, e.json, e.stream_position, r.
     WHERE e.redacted_at IS NOT NULL AND e.redacted_at < $1 ORDER BY e.redacted_at LIMIT $2";
 const SET_PRUNED: &str =
     "UPDATE roomserver_events SET json = $2, redacted_at = NULL WHERE event_nid = $1";
-=======
-    state_snapshot_nid, json, rejected, redacted_by, soft_failed";
-const SET_REDACTED: &str = "UPDATE roomserver_events SET redacted_by = $2 WHERE event_nid = $1";
-const SET_SOFT_FAILED: &str = "UPDATE roomserver_events SET soft_failed = $2 WHERE event_nid = $1";
->>>>>>> main
 const SELECT_AFTER_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
     WHERE room_nid = $1 AND origin_server_ts >= $2 AND rejected = 0 AND soft_failed = 0
     ORDER BY origin_server_ts ASC, event_nid ASC LIMIT 1";
@@ -231,7 +226,6 @@ pub async fn set_state_after_and_position(
     Ok(())
 }
 
-<<<<<<< HEAD
 /// Sets the stream position of an event stored before positions were recorded (no-op for
 /// others).
 pub async fn backfill_stream_position(
@@ -240,7 +234,10 @@ pub async fn backfill_stream_position(
     position: i64,
 ) -> Result<(), StorageError> {
     db.execute(BACKFILL_POSITION, &[&event_id, &position])
-=======
+        .await?;
+    Ok(())
+}
+
 /// Marks an event soft-failed (held back from extremities, current state and the stream), or
 /// no longer so.
 pub async fn set_soft_failed(
@@ -249,12 +246,10 @@ pub async fn set_soft_failed(
     soft_failed: bool,
 ) -> Result<(), StorageError> {
     db.execute(SET_SOFT_FAILED, &[&event_nid, &soft_failed])
->>>>>>> main
         .await?;
     Ok(())
 }
 
-<<<<<<< HEAD
 /// The room's newest event output at or before a stream position.
 pub async fn select_at_position(
     db: &impl Conn,
@@ -302,8 +297,6 @@ pub async fn set_pruned(db: &impl Conn, event_nid: i64, json: &str) -> Result<()
     Ok(())
 }
 
-=======
->>>>>>> main
 #[cfg(test)]
 mod tests {
     use super::*;
