@@ -663,6 +663,94 @@ async fn presence_of_new_room_mates(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+/// Ids of the events of a room's state section in a sync body.
+fn state_types(room: &Value) -> Vec<(String, String)> {
+    room["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["state_key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A full-state sync gives every current state event even when a timeline filter drops it
+/// from the timeline (the timeline will not bring it).
+async fn full_state_has_what_the_timeline_filter_drops(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (_, bob, _) = s.register("bob", "pw").await;
+    let room = create(&s, &alice, json!({"preset": "public_chat"})).await;
+    // The state changes come after the timeline's first event, in the window of both the
+    // initial sync and the full-state incremental one.
+    let since = next(&sync(&s, &alice, "timeout=0").await);
+    for i in 0..4 {
+        send(&s, &alice, &room, text(&format!("m{i}"))).await;
+    }
+    put_state(
+        &s,
+        &alice,
+        &room,
+        "m.room.topic",
+        "",
+        json!({"topic": "new"}),
+    )
+    .await;
+    join(&s, &bob, &room).await;
+    send(&s, &alice, &room, text("last")).await;
+    for filter in [
+        r#"{"room":{"timeline":{"types":["m.room.message"],"limit":3}}}"#,
+        r#"{"room":{"timeline":{"not_types":["m.room.topic","m.room.member"]}}}"#,
+    ] {
+        for query in [
+            format!("filter={}", enc(filter)),
+            format!(
+                "filter={}&full_state=true&since={since}&timeout=0",
+                enc(filter)
+            ),
+        ] {
+            let v = sync(&s, &alice, &query).await;
+            let joined = &v["rooms"]["join"][&room];
+            let timeline = joined["timeline"]["events"].as_array().unwrap();
+            assert!(
+                timeline
+                    .iter()
+                    .all(|e| e["type"] != "m.room.topic" && e["type"] != "m.room.member"),
+                "{query}: {timeline:?}"
+            );
+            let state = joined["state"]["events"].as_array().unwrap();
+            let topic = state
+                .iter()
+                .find(|e| e["type"] == "m.room.topic")
+                .unwrap_or_else(|| panic!("{query}: no topic in {state:?}"));
+            assert_eq!(topic["content"]["topic"], "new", "{query}");
+            let types = state_types(joined);
+            // The rest of the state is in the state section or in the timeline.
+            for wanted in ["m.room.create", "m.room.power_levels", "m.room.join_rules"] {
+                assert!(
+                    types.iter().any(|(t, _)| t == wanted)
+                        || timeline.iter().any(|e| e["type"] == wanted),
+                    "{query}: {types:?}"
+                );
+            }
+            let members = state
+                .iter()
+                .filter(|e| e["type"] == "m.room.member")
+                .count();
+            assert_eq!(members, 2, "{query}: both members: {types:?}");
+            let mut keys = types.clone();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), types.len(), "{query}: one event per key");
+        }
+    }
+    s.stop().await;
+}
+
 scenarios!(
     newly_joined_room_is_limited_with_full_state,
     gapped_sync_has_the_state_of_the_gap,
@@ -673,4 +761,5 @@ scenarios!(
     display_name_change_is_not_full_state,
     federation_event_format,
     presence_of_new_room_mates,
+    full_state_has_what_the_timeline_filter_drops,
 );

@@ -735,6 +735,7 @@ impl Sync<'_> {
             } else {
                 state_before(db, room, &all, first, None).await?
             };
+            let before = with_unshown_current(before, &all, first, &shown);
             current = Some(all);
             before
         } else if limited || !tf.is_unconstrained() {
@@ -1042,11 +1043,18 @@ impl Sync<'_> {
                     .first()
                     .is_none_or(|e| e.event_type != "m.room.create"));
         let first = events.first().map_or(m.position + 1, |e| e.position);
-        let state = if self.since.is_none() || limited {
+        let mut state = if self.since.is_none() || limited {
             room_events::select_state_in_range(db, &m.room_id, lo, first).await?
         } else {
             Vec::new()
         };
+        if !tf.is_unconstrained() {
+            // State changes up to the leave that the timeline filter left out.
+            let shown: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            let at_leave =
+                room_events::select_state_in_range(db, &m.room_id, lo, m.position + 1).await?;
+            state = with_unshown_current(state, &at_leave, first, &shown);
+        }
         let gapped = self.since.is_some() && !whole && limited;
         let state = self.filter_state(&m.room_id, state, &events, gapped);
         let timeline_json = format::events(db, &events, &self.fmt).await?;
@@ -1173,6 +1181,39 @@ fn summary(room: &current_state::SummaryState, user: &str) -> Value {
     }
     heroes.truncate(5);
     out["m.heroes"] = json!(heroes);
+    out
+}
+
+/// Full state for a timeline starting at `first`: the state before it, except where the
+/// current holder of a piece of state is newer than that and the timeline does not show it
+/// (a timeline filter dropped it): the client gets the current holder in `state`, since no
+/// timeline event will bring it. With an unfiltered timeline nothing changes (every current
+/// state event from `first` on is in the timeline).
+fn with_unshown_current(
+    before: Vec<RoomEvent>,
+    current: &[RoomEvent],
+    first: i64,
+    shown: &HashSet<&str>,
+) -> Vec<RoomEvent> {
+    let key = |e: &RoomEvent| {
+        (
+            e.event_type.clone(),
+            e.state_key.clone().unwrap_or_default(),
+        )
+    };
+    let unshown: Vec<&RoomEvent> = current
+        .iter()
+        .filter(|e| e.position >= first && !shown.contains(e.event_id.as_str()))
+        .collect();
+    if unshown.is_empty() {
+        return before;
+    }
+    let replaced: HashSet<(String, String)> = unshown.iter().map(|e| key(e)).collect();
+    let mut out: Vec<RoomEvent> = before
+        .into_iter()
+        .filter(|e| !replaced.contains(&key(e)))
+        .collect();
+    out.extend(unshown.into_iter().cloned());
     out
 }
 
