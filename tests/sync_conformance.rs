@@ -751,6 +751,54 @@ async fn full_state_has_what_the_timeline_filter_drops(b: Backend, t: Topology) 
     s.stop().await;
 }
 
+/// `@room` highlights only when the sender has the room's `notifications.room` power level
+/// (default 50) in the power levels it sent under.
+async fn room_mentions_need_the_power_to_notify(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (bob_id, bob, _) = s.register("bob", "pw").await;
+    let room = create(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "11"}),
+    )
+    .await;
+    join(&s, &bob, &room).await;
+    let counts = |v: &Value| {
+        let u = &v["rooms"]["join"][&room]["unread_notifications"];
+        (
+            u["notification_count"].as_u64().unwrap(),
+            u["highlight_count"].as_u64().unwrap(),
+        )
+    };
+    // Bob (power 0) mentions the room, in the body and in `m.mentions`.
+    send(&s, &bob, &room, text("@room look")).await;
+    send(
+        &s,
+        &bob,
+        &room,
+        json!({"msgtype": "m.text", "body": "all", "m.mentions": {"room": true}}),
+    )
+    .await;
+    assert_eq!(counts(&sync(&s, &alice, "").await), (2, 0));
+    // Alice (100) does.
+    send(&s, &alice, &room, text("@room listen")).await;
+    assert_eq!(counts(&sync(&s, &bob, "").await), (1, 1));
+    // Once bob has 50, his room mentions highlight.
+    let (st, mut pl) = s
+        .get(
+            &format!("{C}/rooms/{room}/state/m.room.power_levels/"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 200, "{pl}");
+    pl["users"][&bob_id] = json!(50);
+    put_state(&s, &alice, &room, "m.room.power_levels", "", pl).await;
+    send(&s, &bob, &room, text("@room now")).await;
+    assert_eq!(counts(&sync(&s, &alice, "").await), (3, 1));
+    s.stop().await;
+}
+
 scenarios!(
     newly_joined_room_is_limited_with_full_state,
     gapped_sync_has_the_state_of_the_gap,
@@ -762,4 +810,5 @@ scenarios!(
     federation_event_format,
     presence_of_new_room_mates,
     full_state_has_what_the_timeline_filter_drops,
+    room_mentions_need_the_power_to_notify,
 );

@@ -7,6 +7,7 @@ use super::filter::{EventFilter, SyncFilter};
 use super::format::{self, json_of, Format};
 use super::messages::{QuerySync, MAX_SYNC_TIMEOUT_MS};
 use super::notifier::{Listen, QuerySharedUsers};
+use super::notify::Highlight;
 use super::storage::current_state::{self, Membership};
 use super::storage::room_events::{self, RoomEvent};
 use super::storage::{account_data, presence, receipts, to_device};
@@ -971,6 +972,7 @@ impl Sync<'_> {
         let mut room = (0u64, 0u64);
         let mut threads: HashMap<String, (u64, u64)> = HashMap::new();
         let split = self.filter.room.timeline.unread_thread_notifications;
+        let mut room_power = RoomPower::default();
         for e in &events {
             if self.ignored.contains(&e.sender) {
                 continue;
@@ -995,6 +997,13 @@ impl Sync<'_> {
             if !notify {
                 continue;
             }
+            let highlight = match highlight {
+                Highlight::No => false,
+                Highlight::Yes => true,
+                Highlight::IfSenderMayNotifyRoom => {
+                    room_power.may_notify_room(db, &m.room_id, &j).await?
+                }
+            };
             let counts = match thread {
                 Some(root) if split => threads.entry(root.to_owned()).or_default(),
                 _ => &mut room,
@@ -1149,6 +1158,82 @@ impl Sync<'_> {
         );
         out.retain(|e| f.allows(e));
         Ok(out)
+    }
+}
+
+/// The power levels room mentions are checked against, loaded once per room and power
+/// levels event.
+#[derive(Default)]
+struct RoomPower {
+    /// The create event's (sender, content), and whether the room's version privileges its
+    /// creators; loaded at the first room mention.
+    create: Option<Option<(String, Value, bool)>>,
+    /// Power levels content by the ID of the power levels event.
+    levels: HashMap<String, Value>,
+}
+
+impl RoomPower {
+    /// Whether the sender of `event` (federation format) may notify the whole room, by the
+    /// power levels among its auth events (as Synapse: the power levels it was sent under).
+    async fn may_notify_room(
+        &mut self,
+        db: &impl Conn,
+        room_id: &str,
+        event: &Value,
+    ) -> Result<bool, SyncApiError> {
+        let sender = event["sender"].as_str().unwrap_or_default();
+        let auth: Vec<String> = event["auth_events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pl_id = auth
+            .iter()
+            .find(|id| self.levels.contains_key(*id))
+            .cloned();
+        let pl_id = match pl_id {
+            Some(id) => Some(id),
+            None => {
+                let mut found = None;
+                for e in room_events::select_by_ids(db, &auth).await? {
+                    if e.event_type == "m.room.power_levels" && e.state_key.as_deref() == Some("") {
+                        self.levels
+                            .insert(e.event_id.clone(), json_of(&e)["content"].clone());
+                        found = Some(e.event_id.clone());
+                    }
+                }
+                found
+            }
+        };
+        if self.create.is_none() {
+            let mut create = None;
+            if let Some(id) = current_state::select_holder(db, room_id, "m.room.create", "").await?
+            {
+                if let Some(e) = room_events::select_by_id(db, &id).await? {
+                    let content = json_of(&e)["content"].clone();
+                    let version = content["room_version"].as_str().unwrap_or("1").to_owned();
+                    let privileged = crate::pdu::rules(&version)
+                        .is_ok_and(|(_, r)| r.authorization.explicitly_privilege_room_creators);
+                    create = Some((e.sender.clone(), content, privileged));
+                }
+            }
+            self.create = Some(create);
+        }
+        let null = Value::Null;
+        let levels = pl_id
+            .as_ref()
+            .and_then(|id| self.levels.get(id))
+            .unwrap_or(&null);
+        let create = self.create.as_ref().and_then(|c| c.as_ref());
+        Ok(super::notify::may_notify_room(
+            sender,
+            levels,
+            create.map(|(s, c, _)| (s.as_str(), c)),
+            create.is_some_and(|(_, _, p)| *p),
+        ))
     }
 }
 
