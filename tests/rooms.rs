@@ -1690,7 +1690,49 @@ async fn review_regressions(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+/// Work that needs federation answers an error, never a success for work not done: invites
+/// of other servers' users (no invite event is made) and to-device messages for them.
+async fn remote_work_is_refused(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, _, _) = s.register("bob", "pw").await;
+    let room = create(&s, &tok, json!({})).await;
+    let remote = "@someone:elsewhere.example";
+    let got = s
+        .post(
+            &format!("{C}/rooms/{room}/invite"),
+            Some(&tok),
+            json!({"user_id": remote}),
+        )
+        .await;
+    assert_error(&got, 502, "M_UNKNOWN");
+    let (_, state) = s.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    assert!(
+        state_of(&state, "m.room.member", remote).is_none(),
+        "{state}"
+    );
+    let got = s
+        .put(
+            &format!("{C}/sendToDevice/m.test/t1"),
+            Some(&tok),
+            json!({"messages": {remote: {"DEV": {"a": 1}}, bob.clone(): {"*": {"a": 1}}}}),
+        )
+        .await;
+    assert_error(&got, 502, "M_UNKNOWN");
+    // Local recipients alone still work.
+    let (st, v) = s
+        .put(
+            &format!("{C}/sendToDevice/m.test/t2"),
+            Some(&tok),
+            json!({"messages": {bob: {"*": {"a": 1}}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.stop().await;
+}
+
 scenarios!(
+    remote_work_is_refused,
     review_regressions,
     history_visibility,
     upgrades,

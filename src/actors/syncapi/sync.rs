@@ -413,7 +413,6 @@ async fn build(
         "presence": {"events": presence_events},
         "to_device": {"events": to_device_events},
         "device_lists": {"changed": changed, "left": left},
-        "device_one_time_keys_count": {"signed_curve25519": 0},
         "device_unused_fallback_key_types": [],
     });
     Ok((body, empty))

@@ -88,6 +88,20 @@ pub async fn send(
     content: Value,
     txn: Option<(String, String)>,
 ) -> Result<String, MatrixError> {
+    Ok(send_event(state, sender, room_id, event_type, state_key, content, txn).await?)
+}
+
+/// [`send`], with the roomserver's own error (for callers that answer some of them their
+/// own way, e.g. `NoRoom`).
+pub async fn send_event(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+    txn: Option<(String, String)>,
+) -> Result<String, RoomserverError> {
     Ok(state
         .roomserver
         .send(PerformRoomEvent {
@@ -110,14 +124,24 @@ pub async fn current_state(
     room_id: &str,
     types: Vec<(String, String)>,
 ) -> Result<Vec<StoredEvent>, MatrixError> {
-    state
+    current_state_if_known(state, room_id, types)
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Unknown room"))
+}
+
+/// The room's current state; `None` for an unknown room.
+pub async fn current_state_if_known(
+    state: &AppState,
+    room_id: &str,
+    types: Vec<(String, String)>,
+) -> Result<Option<Vec<StoredEvent>>, MatrixError> {
+    Ok(state
         .roomserver
         .send(QueryCurrentState {
             room_id: room_id.to_owned(),
             types,
         })
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Unknown room"))
+        .await?)
 }
 
 /// From where a user may read a room's state: its current state (a member, or anyone when
@@ -139,11 +163,8 @@ pub async fn read_point(
         ("m.room.history_visibility".to_owned(), String::new()),
     ];
     // An unknown room is not revealed: the same 403 as a room one was never in (as Synapse).
-    let events = match current_state(state, room_id, wanted).await {
-        Err(e) if e.errcode == "M_NOT_FOUND" => {
-            return Err(MatrixError::forbidden("You are not a member of this room"))
-        }
-        other => other?,
+    let Some(events) = current_state_if_known(state, room_id, wanted).await? else {
+        return Err(MatrixError::forbidden("You are not a member of this room"));
     };
     let member = events.iter().find(|e| e.json["type"] == "m.room.member");
     let membership = member.and_then(|e| e.json["content"]["membership"].as_str());
