@@ -678,6 +678,76 @@ fn state_types(room: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// After `/forget`, the room reads as one the user was never in: gone from `include_leave`
+/// syncs (initial and incremental) and `/initialSync?archived=true`, and `/messages`,
+/// `/context`, `/event`, `/state`, `/members` and `/rooms/{id}/initialSync` answer as they
+/// do a stranger. A rejoin brings the room back.
+async fn forgotten_rooms_disappear(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (bob_id, bob, _) = s.register("bob", "pw").await;
+    let (_, carol, _) = s.register("carol", "pw").await;
+    let room = create(&s, &alice, json!({"preset": "public_chat"})).await;
+    join(&s, &bob, &room).await;
+    let event = send(&s, &alice, &room, text("before the leave")).await;
+    let since = next(&sync(&s, &bob, "timeout=0").await);
+    leave(&s, &bob, &room).await;
+    let with_leaves = format!("filter={}", enc(r#"{"room":{"include_leave":true}}"#));
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["leave"][&room].is_object(), "{v}");
+    let (st, _) = s
+        .get(&format!("{C}/rooms/{room}/messages?dir=b"), Some(&bob))
+        .await;
+    assert_eq!(st, 200, "a former member reads up to the leave");
+
+    let (st, v) = s
+        .post(&format!("{C}/rooms/{room}/forget"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["leave"].get(&room).is_none(), "initial: {v}");
+    let v = sync(&s, &bob, &format!("{with_leaves}&since={since}&timeout=0")).await;
+    assert!(v["rooms"]["leave"].get(&room).is_none(), "incremental: {v}");
+    let (st, v) = s
+        .get(&format!("{C}/initialSync?archived=true"), Some(&bob))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        !v["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room_id"] == room.as_str()),
+        "{v}"
+    );
+    for path in [
+        format!("{C}/rooms/{room}/messages?dir=b"),
+        format!("{C}/rooms/{room}/context/{}", enc(&event)),
+        format!("{C}/rooms/{room}/event/{}", enc(&event)),
+        format!("{C}/rooms/{room}/state"),
+        format!("{C}/rooms/{room}/members"),
+        format!("{C}/rooms/{room}/initialSync"),
+    ] {
+        let (forgot, v) = s.get(&path, Some(&bob)).await;
+        let (stranger, _) = s.get(&path, Some(&carol)).await;
+        assert!(forgot >= 400, "{path}: {v}");
+        assert_eq!(forgot, stranger, "{path}: as for a room never joined: {v}");
+    }
+
+    // Back in the room: it is back everywhere.
+    invite(&s, &alice, &room, &bob_id).await;
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["invite"][&room].is_object(), "{v}");
+    join(&s, &bob, &room).await;
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["join"][&room].is_object(), "{v}");
+    let (st, _) = s
+        .get(&format!("{C}/rooms/{room}/messages?dir=b"), Some(&bob))
+        .await;
+    assert_eq!(st, 200);
+    s.stop().await;
+}
+
 /// A full-state sync gives every current state event even when a timeline filter drops it
 /// from the timeline (the timeline will not bring it).
 async fn full_state_has_what_the_timeline_filter_drops(b: Backend, t: Topology) {
@@ -809,6 +879,7 @@ scenarios!(
     display_name_change_is_not_full_state,
     federation_event_format,
     presence_of_new_room_mates,
+    forgotten_rooms_disappear,
     full_state_has_what_the_timeline_filter_drops,
     room_mentions_need_the_power_to_notify,
 );

@@ -100,6 +100,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "019_syncapi_erased_users",
         include_str!("../../sql/019_syncapi_erased_users.sql"),
     ),
+    (
+        21,
+        "021_syncapi_forgotten",
+        include_str!("../../sql/021_syncapi_forgotten.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

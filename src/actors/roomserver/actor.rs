@@ -226,8 +226,17 @@ impl Handler<PerformForget> for RoomserverActor {
     type Result = ResponseFuture<Result<(), RoomserverError>>;
 
     fn handle(&mut self, msg: PerformForget, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { super::membership::forget(&deps, &msg.room_id, &msg.user_id).await })
+    }
+}
+
+impl Handler<QueryMembership> for RoomserverActor {
+    type Result = ResponseFuture<Result<Option<MembershipState>, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryMembership, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(async move { input::forget(&db, &msg.room_id, &msg.user_id).await })
+        Box::pin(async move { super::membership::query(&db, &msg.room_id, &msg.user_id).await })
     }
 }
 

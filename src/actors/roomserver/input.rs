@@ -645,19 +645,6 @@ async fn visible(
     })
 }
 
-/// Forgets a room for a user who is no longer in it.
-pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<(), RoomserverError> {
-    match memberships::select(db, room_id, user_id).await? {
-        None => Err(RoomserverError::NoRoom),
-        Some((m, _)) if m == "join" || m == "invite" || m == "knock" => {
-            Err(RoomserverError::BadState(format!(
-                "{user_id} is still in the room ({m}); leave it first"
-            )))
-        }
-        Some(_) => Ok(memberships::forget(db, room_id, user_id).await?),
-    }
-}
-
 /// Records a report of a room or of one of its events.
 pub async fn report(
     db: &Db,
@@ -694,11 +681,19 @@ pub async fn state_at_position(
     let Some(room) = rooms::select(db, room_id).await? else {
         return Ok(None);
     };
-    let Some((_, payload)) = bus::latest_for_key(db, STREAM, room_id, position).await? else {
-        return Ok(Some(Vec::new()));
+    // The room's last event output by then (its other outputs, forgets, carry no state).
+    let mut at = position;
+    let event_id = loop {
+        let Some((found, payload)) = bus::latest_for_key(db, STREAM, room_id, at).await? else {
+            return Ok(Some(Vec::new()));
+        };
+        match serde_json::from_str(&payload)
+            .map_err(|e| RoomserverError::Internal(e.to_string()))?
+        {
+            RoomserverOutput::NewRoomEvent { event_id, .. } => break event_id,
+            RoomserverOutput::RoomForgotten { .. } => at = found - 1,
+        }
     };
-    let RoomserverOutput::NewRoomEvent { event_id, .. } =
-        serde_json::from_str(&payload).map_err(|e| RoomserverError::Internal(e.to_string()))?;
     let row = events::select_by_id(db, &event_id)
         .await?
         .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;

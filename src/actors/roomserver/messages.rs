@@ -76,12 +76,31 @@ pub struct QueryRoomsWithMembership {
     pub membership: String,
 }
 
-/// Forgets a room for a user, who must have left it (or been kicked or banned).
+/// Forgets a room for a user, who must have left it (or been kicked or banned): emits
+/// `RoomForgotten` (once; forgetting again changes nothing). `NoRoom` when the user never
+/// had a membership of it, `BadState` while they are in it.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(), RoomserverError>")]
 pub struct PerformForget {
     pub user_id: String,
     pub room_id: String,
+}
+
+/// A user's current membership of a room (`join`, `invite`, `knock`, `leave`, `ban`) and
+/// whether they forgot the room; `None` when they never had one (or no such room).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<MembershipState>, RoomserverError>")]
+pub struct QueryMembership {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// What `QueryMembership` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipState {
+    pub membership: String,
+    /// Forgotten after leaving (`PerformForget`), until the next membership change.
+    pub forgotten: bool,
 }
 
 /// Points an alias of this server at a room the user is joined to. `AliasInUse` when taken.
@@ -272,6 +291,10 @@ pub enum RoomserverOutput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transaction: Option<(String, String)>,
     },
+    /// A user forgot a room they had left (`PerformForget`): reads of the room as a former
+    /// member stop for them until their membership changes again. Keyed by the room ID, so
+    /// it is ordered with the room's member events.
+    RoomForgotten { room_id: String, user_id: String },
 }
 
 crate::remote_messages!("roomserver":
@@ -281,6 +304,7 @@ crate::remote_messages!("roomserver":
     QueryJoinedRooms,
     QueryRoomsWithMembership,
     PerformForget,
+    QueryMembership,
     PerformSetRoomAlias,
     QueryRoomIdForAlias,
     QueryAliasesForRoom,

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod error;
 pub mod input;
 mod input_events;
+pub mod membership;
 pub mod messages;
 pub mod state;
 pub(crate) mod storage;
@@ -39,6 +40,7 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryJoinedRooms, _, _, _>(cfg, addr.clone());
     serve::<QueryRoomsWithMembership, _, _, _>(cfg, addr.clone());
     serve::<PerformForget, _, _, _>(cfg, addr.clone());
+    serve::<QueryMembership, _, _, _>(cfg, addr.clone());
     serve::<PerformSetRoomAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryRoomIdForAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryAliasesForRoom, _, _, _>(cfg, addr.clone());

@@ -1,7 +1,7 @@
 //! Rooms: creation, sending events, reading state and events.
 
 use crate::actors::roomserver::messages::{
-    PerformReport, PerformRoomEvent, QueryCurrentState, QueryEventByTimestamp,
+    PerformReport, PerformRoomEvent, QueryCurrentState, QueryEventByTimestamp, QueryMembership,
     QueryStateAfterEvent, StoredEvent,
 };
 use crate::actors::roomserver::RoomserverError;
@@ -175,9 +175,24 @@ pub async fn read_point(
     match (membership, member) {
         (Some("join"), _) => Ok(ReadAt::Now),
         _ if world_readable => Ok(ReadAt::Now),
-        (Some("leave" | "ban"), Some(e)) => Ok(ReadAt::AfterEvent(e.event_id.clone())),
+        // A room the user forgot reads as one they were never in (as Synapse).
+        (Some("leave" | "ban"), Some(e)) if !forgot(state, room_id, user).await? => {
+            Ok(ReadAt::AfterEvent(e.event_id.clone()))
+        }
         _ => Err(MatrixError::forbidden("You are not a member of this room")),
     }
+}
+
+/// Whether `user` forgot the room (after leaving it).
+async fn forgot(state: &AppState, room_id: &str, user: &Authed) -> Result<bool, MatrixError> {
+    Ok(state
+        .roomserver
+        .send(QueryMembership {
+            room_id: room_id.to_owned(),
+            user_id: user.user_id.to_string(),
+        })
+        .await?
+        .is_some_and(|m| m.forgotten))
 }
 
 /// Whether `user` may read the room now: a joined member, or anyone when the room's history
