@@ -130,7 +130,16 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
             // A new room: nothing to order it against.
             None if msg.event_type == "m.room.create" => {
                 let deps = self.deps.clone();
-                Box::pin(async move { input::create(&deps, msg).await })
+                Box::pin(async move {
+                    super::create_room::create(
+                        &deps,
+                        msg.room_version,
+                        &msg.sender,
+                        msg.content,
+                        Vec::new(),
+                    )
+                    .await
+                })
             }
             None => Box::pin(async {
                 Err(RoomserverError::BadRequest(
@@ -154,6 +163,25 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
                 })
             }
         }
+    }
+}
+
+impl Handler<PerformCreateRoom> for RoomserverActor {
+    type Result = ResponseFuture<Result<SentEvent, RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformCreateRoom, _: &mut Context<Self>) -> Self::Result {
+        // A new room: nothing to order it against (no one can send into it before it exists).
+        let deps = self.deps.clone();
+        Box::pin(async move {
+            super::create_room::create(
+                &deps,
+                msg.room_version,
+                &msg.sender,
+                msg.creation_content,
+                msg.initial,
+            )
+            .await
+        })
     }
 }
 

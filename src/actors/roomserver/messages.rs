@@ -51,6 +51,32 @@ pub struct PerformRoomEvent {
     pub redacts: Option<String>,
 }
 
+/// Creates a room with all its initial events at once: the `m.room.create` event
+/// (`creation_content`, to which the server adds `room_version` and, where the version wants
+/// it, `creator`), then `initial`, in order, every one sent by `sender` and authorized
+/// against the state the ones before it make. They are stored in one transaction, so a
+/// refused event (`NotAllowed`, `BadRequest`) leaves no room behind. Returns the create event.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<SentEvent, RoomserverError>")]
+pub struct PerformCreateRoom {
+    /// `None`: the server's default version.
+    pub room_version: Option<String>,
+    pub sender: String,
+    /// A JSON object.
+    pub creation_content: serde_json::Value,
+    pub initial: Vec<InitialEvent>,
+}
+
+/// One of a new room's initial events (`PerformCreateRoom`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitialEvent {
+    pub event_type: String,
+    /// `Some` for state events.
+    pub state_key: Option<String>,
+    /// A JSON object.
+    pub content: serde_json::Value,
+}
+
 /// The room's current state events (federation format). `types` empty means *all* current
 /// state, else only those (type, state_key) pairs that are set. `None`: no such room.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
@@ -299,6 +325,7 @@ pub enum RoomserverOutput {
 
 crate::remote_messages!("roomserver":
     PerformRoomEvent,
+    PerformCreateRoom,
     QueryCurrentState,
     QueryEvent,
     QueryJoinedRooms,
