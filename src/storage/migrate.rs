@@ -105,6 +105,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "020_roomserver_soft_failed",
         include_str!("../../sql/020_roomserver_soft_failed.sql"),
     ),
+    (
+        21,
+        "021_syncapi_forgotten",
+        include_str!("../../sql/021_syncapi_forgotten.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -322,7 +322,9 @@ impl Consumer for Collector {
         position: i64,
         output: RoomserverOutput,
     ) -> Result<(), ConsumerError> {
-        let RoomserverOutput::NewRoomEvent { event_id, .. } = output;
+        let RoomserverOutput::NewRoomEvent { event_id, .. } = output else {
+            return Ok(());
+        };
         self.0.borrow_mut().push((position, event_id));
         Ok(())
     }
@@ -987,7 +989,10 @@ impl Consumer for StateChanges {
             adds_state,
             removes_state,
             ..
-        } = output;
+        } = output
+        else {
+            return Ok(());
+        };
         self.0
             .borrow_mut()
             .push((event_id, adds_state, removes_state));
