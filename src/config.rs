@@ -164,7 +164,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 604_800_000,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h, d, w)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (ms, s, m, h, d, w)"
+            ))
+        }
     };
     n.checked_mul(ms_per)
         .map(std::time::Duration::from_millis)

@@ -18,6 +18,7 @@ pub struct Metrics {
     message_latency: HistogramVec,
     db_connections: IntGaugeVec,
     consumer_positions: IntGaugeVec,
+    consumer_stalled: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -74,6 +75,14 @@ impl Metrics {
             &["consumer"],
         )
         .expect("metric");
+        let consumer_stalled = IntGaugeVec::new(
+            Opts::new(
+                "bus_consumer_stalled",
+                "1 when a consumer stopped at an output it cannot read",
+            ),
+            &["consumer"],
+        )
+        .expect("metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -81,6 +90,7 @@ impl Metrics {
             Box::new(message_latency.clone()),
             Box::new(db_connections.clone()),
             Box::new(consumer_positions.clone()),
+            Box::new(consumer_stalled.clone()),
         ] {
             registry.register(c).expect("register metric");
         }
@@ -92,6 +102,7 @@ impl Metrics {
             message_latency,
             db_connections,
             consumer_positions,
+            consumer_stalled,
         }
     }
 }
@@ -146,4 +157,12 @@ pub fn render() -> String {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Records whether a bus consumer stopped at an output it cannot read.
+pub fn observe_consumer_stalled(consumer: &str, stalled: bool) {
+    METRICS
+        .consumer_stalled
+        .with_label_values(&[consumer])
+        .set(i64::from(stalled));
 }

@@ -1690,7 +1690,123 @@ async fn review_regressions(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+async fn joined_count(s: &TestServer, tok: &str) -> usize {
+    let (st, v) = s.get(&format!("{C}/joined_rooms"), Some(tok)).await;
+    assert_eq!(st, 200, "{v}");
+    v["joined_rooms"].as_array().unwrap().len()
+}
+
+/// A `createRoom` whose initial events the auth rules refuse leaves nothing behind: no room
+/// joined, no alias taken, nothing listed; the same request fixed then succeeds.
+async fn create_room_fails_whole(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (alice, tok, _) = s.register("alice", "pw").await;
+    let (bob, _, _) = s.register("bob", "pw").await;
+    let server = alice.split(':').nth(1).unwrap().to_owned();
+    // Late failures: a power levels override that leaves the creator unable to send the
+    // preset's state (v11, where creators have no power of their own), and an initial state
+    // event the creator may not send (another user's join).
+    let bad_requests = [
+        json!({"room_version": "11", "room_alias_name": "late", "visibility": "public",
+               "power_level_content_override": {"users": {alice.clone(): 10}}}),
+        json!({"room_alias_name": "late", "visibility": "public", "initial_state": [
+            {"type": "m.room.member", "state_key": bob, "content": {"membership": "join"}}]}),
+    ];
+    for body in bad_requests {
+        let got = s
+            .post(&format!("{C}/createRoom"), Some(&tok), body.clone())
+            .await;
+        assert_error(&got, 403, "M_FORBIDDEN");
+        assert_eq!(joined_count(&s, &tok).await, 0, "no room left by {body}");
+        let (st, v) = s
+            .get(
+                &format!(
+                    "{C}/directory/room/{}",
+                    common::enc(&format!("#late:{server}"))
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(st, 404, "the alias stays free: {v}");
+        let (st, v) = s.get(&format!("{C}/publicRooms"), None).await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            v["chunk"].as_array().unwrap().len(),
+            0,
+            "nothing listed: {v}"
+        );
+    }
+    // An invitee on another server: refused before anything is built.
+    let got = s
+        .post(
+            &format!("{C}/createRoom"),
+            Some(&tok),
+            json!({"invite": ["@someone:elsewhere.example"]}),
+        )
+        .await;
+    assert_error(&got, 502, "M_UNKNOWN");
+    assert_eq!(joined_count(&s, &tok).await, 0);
+    // The same alias, fixed request: a whole room.
+    let room = create(
+        &s,
+        &tok,
+        json!({"room_version": "11", "room_alias_name": "late", "invite": [bob],
+               "power_level_content_override": {"state_default": 100, "users": {alice.clone(): 100}}}),
+    )
+    .await;
+    let (st, state) = s.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    assert_eq!(st, 200);
+    assert!(state_of(&state, "m.room.member", &bob)
+        .is_some_and(|e| e["content"]["membership"] == "invite"));
+    assert!(state_of(&state, "m.room.canonical_alias", "").is_some());
+    assert_eq!(joined_count(&s, &tok).await, 1);
+    s.stop().await;
+}
+
+/// Work that needs federation answers an error, never a success for work not done: invites
+/// of other servers' users (no invite event is made) and to-device messages for them.
+async fn remote_work_is_refused(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, _, _) = s.register("bob", "pw").await;
+    let room = create(&s, &tok, json!({})).await;
+    let remote = "@someone:elsewhere.example";
+    let got = s
+        .post(
+            &format!("{C}/rooms/{room}/invite"),
+            Some(&tok),
+            json!({"user_id": remote}),
+        )
+        .await;
+    assert_error(&got, 502, "M_UNKNOWN");
+    let (_, state) = s.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    assert!(
+        state_of(&state, "m.room.member", remote).is_none(),
+        "{state}"
+    );
+    let got = s
+        .put(
+            &format!("{C}/sendToDevice/m.test/t1"),
+            Some(&tok),
+            json!({"messages": {remote: {"DEV": {"a": 1}}, bob.clone(): {"*": {"a": 1}}}}),
+        )
+        .await;
+    assert_error(&got, 502, "M_UNKNOWN");
+    // Local recipients alone still work.
+    let (st, v) = s
+        .put(
+            &format!("{C}/sendToDevice/m.test/t2"),
+            Some(&tok),
+            json!({"messages": {bob: {"*": {"a": 1}}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.stop().await;
+}
+
 scenarios!(
+    create_room_fails_whole,
+    remote_work_is_refused,
     review_regressions,
     history_visibility,
     upgrades,

@@ -103,7 +103,8 @@ async fn initial_and_incremental_sync(b: Backend, t: Topology) {
     assert!(state.iter().any(|e| e["type"] == "m.room.name"));
     assert_eq!(joined["summary"]["m.joined_member_count"], 1);
     assert_eq!(joined["unread_notifications"]["notification_count"], 0);
-    assert_eq!(v["device_one_time_keys_count"]["signed_curve25519"], 0);
+    // No keyserver yet: no made-up one-time key counts.
+    assert!(v.get("device_one_time_keys_count").is_none(), "{v}");
     let since = v["next_batch"].as_str().unwrap().to_owned();
 
     // Nothing new: an empty incremental sync with the same kind of token.

@@ -663,6 +663,212 @@ async fn presence_of_new_room_mates(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+/// Ids of the events of a room's state section in a sync body.
+fn state_types(room: &Value) -> Vec<(String, String)> {
+    room["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["state_key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// After `/forget`, the room reads as one the user was never in: gone from `include_leave`
+/// syncs (initial and incremental) and `/initialSync?archived=true`, and `/messages`,
+/// `/context`, `/event`, `/state`, `/members` and `/rooms/{id}/initialSync` answer as they
+/// do a stranger. A rejoin brings the room back.
+async fn forgotten_rooms_disappear(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (bob_id, bob, _) = s.register("bob", "pw").await;
+    let (_, carol, _) = s.register("carol", "pw").await;
+    let room = create(&s, &alice, json!({"preset": "public_chat"})).await;
+    join(&s, &bob, &room).await;
+    let event = send(&s, &alice, &room, text("before the leave")).await;
+    let since = next(&sync(&s, &bob, "timeout=0").await);
+    leave(&s, &bob, &room).await;
+    let with_leaves = format!("filter={}", enc(r#"{"room":{"include_leave":true}}"#));
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["leave"][&room].is_object(), "{v}");
+    let (st, _) = s
+        .get(&format!("{C}/rooms/{room}/messages?dir=b"), Some(&bob))
+        .await;
+    assert_eq!(st, 200, "a former member reads up to the leave");
+
+    let (st, v) = s
+        .post(&format!("{C}/rooms/{room}/forget"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["leave"].get(&room).is_none(), "initial: {v}");
+    let v = sync(&s, &bob, &format!("{with_leaves}&since={since}&timeout=0")).await;
+    assert!(v["rooms"]["leave"].get(&room).is_none(), "incremental: {v}");
+    let (st, v) = s
+        .get(&format!("{C}/initialSync?archived=true"), Some(&bob))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        !v["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room_id"] == room.as_str()),
+        "{v}"
+    );
+    for path in [
+        format!("{C}/rooms/{room}/messages?dir=b"),
+        format!("{C}/rooms/{room}/context/{}", enc(&event)),
+        format!("{C}/rooms/{room}/event/{}", enc(&event)),
+        format!("{C}/rooms/{room}/state"),
+        format!("{C}/rooms/{room}/members"),
+        format!("{C}/rooms/{room}/initialSync"),
+    ] {
+        let (forgot, v) = s.get(&path, Some(&bob)).await;
+        let (stranger, _) = s.get(&path, Some(&carol)).await;
+        assert!(forgot >= 400, "{path}: {v}");
+        assert_eq!(forgot, stranger, "{path}: as for a room never joined: {v}");
+    }
+
+    // Back in the room: it is back everywhere.
+    invite(&s, &alice, &room, &bob_id).await;
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["invite"][&room].is_object(), "{v}");
+    join(&s, &bob, &room).await;
+    let v = sync(&s, &bob, &with_leaves).await;
+    assert!(v["rooms"]["join"][&room].is_object(), "{v}");
+    let (st, _) = s
+        .get(&format!("{C}/rooms/{room}/messages?dir=b"), Some(&bob))
+        .await;
+    assert_eq!(st, 200);
+    s.stop().await;
+}
+
+/// A full-state sync gives every current state event even when a timeline filter drops it
+/// from the timeline (the timeline will not bring it).
+async fn full_state_has_what_the_timeline_filter_drops(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (_, bob, _) = s.register("bob", "pw").await;
+    let room = create(&s, &alice, json!({"preset": "public_chat"})).await;
+    // The state changes come after the timeline's first event, in the window of both the
+    // initial sync and the full-state incremental one.
+    let since = next(&sync(&s, &alice, "timeout=0").await);
+    for i in 0..4 {
+        send(&s, &alice, &room, text(&format!("m{i}"))).await;
+    }
+    put_state(
+        &s,
+        &alice,
+        &room,
+        "m.room.topic",
+        "",
+        json!({"topic": "new"}),
+    )
+    .await;
+    join(&s, &bob, &room).await;
+    send(&s, &alice, &room, text("last")).await;
+    for filter in [
+        r#"{"room":{"timeline":{"types":["m.room.message"],"limit":3}}}"#,
+        r#"{"room":{"timeline":{"not_types":["m.room.topic","m.room.member"]}}}"#,
+    ] {
+        for query in [
+            format!("filter={}", enc(filter)),
+            format!(
+                "filter={}&full_state=true&since={since}&timeout=0",
+                enc(filter)
+            ),
+        ] {
+            let v = sync(&s, &alice, &query).await;
+            let joined = &v["rooms"]["join"][&room];
+            let timeline = joined["timeline"]["events"].as_array().unwrap();
+            assert!(
+                timeline
+                    .iter()
+                    .all(|e| e["type"] != "m.room.topic" && e["type"] != "m.room.member"),
+                "{query}: {timeline:?}"
+            );
+            let state = joined["state"]["events"].as_array().unwrap();
+            let topic = state
+                .iter()
+                .find(|e| e["type"] == "m.room.topic")
+                .unwrap_or_else(|| panic!("{query}: no topic in {state:?}"));
+            assert_eq!(topic["content"]["topic"], "new", "{query}");
+            let types = state_types(joined);
+            // The rest of the state is in the state section or in the timeline.
+            for wanted in ["m.room.create", "m.room.power_levels", "m.room.join_rules"] {
+                assert!(
+                    types.iter().any(|(t, _)| t == wanted)
+                        || timeline.iter().any(|e| e["type"] == wanted),
+                    "{query}: {types:?}"
+                );
+            }
+            let members = state
+                .iter()
+                .filter(|e| e["type"] == "m.room.member")
+                .count();
+            assert_eq!(members, 2, "{query}: both members: {types:?}");
+            let mut keys = types.clone();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), types.len(), "{query}: one event per key");
+        }
+    }
+    s.stop().await;
+}
+
+/// `@room` highlights only when the sender has the room's `notifications.room` power level
+/// (default 50) in the power levels it sent under.
+async fn room_mentions_need_the_power_to_notify(b: Backend, t: Topology) {
+    let s = TestServer::start(b, t, &[]).await;
+    let (_, alice, _) = s.register("alice", "pw").await;
+    let (bob_id, bob, _) = s.register("bob", "pw").await;
+    let room = create(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "room_version": "11"}),
+    )
+    .await;
+    join(&s, &bob, &room).await;
+    let counts = |v: &Value| {
+        let u = &v["rooms"]["join"][&room]["unread_notifications"];
+        (
+            u["notification_count"].as_u64().unwrap(),
+            u["highlight_count"].as_u64().unwrap(),
+        )
+    };
+    // Bob (power 0) mentions the room, in the body and in `m.mentions`.
+    send(&s, &bob, &room, text("@room look")).await;
+    send(
+        &s,
+        &bob,
+        &room,
+        json!({"msgtype": "m.text", "body": "all", "m.mentions": {"room": true}}),
+    )
+    .await;
+    assert_eq!(counts(&sync(&s, &alice, "").await), (2, 0));
+    // Alice (100) does.
+    send(&s, &alice, &room, text("@room listen")).await;
+    assert_eq!(counts(&sync(&s, &bob, "").await), (1, 1));
+    // Once bob has 50, his room mentions highlight.
+    let (st, mut pl) = s
+        .get(
+            &format!("{C}/rooms/{room}/state/m.room.power_levels/"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 200, "{pl}");
+    pl["users"][&bob_id] = json!(50);
+    put_state(&s, &alice, &room, "m.room.power_levels", "", pl).await;
+    send(&s, &bob, &room, text("@room now")).await;
+    assert_eq!(counts(&sync(&s, &alice, "").await), (3, 1));
+    s.stop().await;
+}
+
 scenarios!(
     newly_joined_room_is_limited_with_full_state,
     gapped_sync_has_the_state_of_the_gap,
@@ -673,4 +879,7 @@ scenarios!(
     display_name_change_is_not_full_state,
     federation_event_format,
     presence_of_new_room_mates,
+    forgotten_rooms_disappear,
+    full_state_has_what_the_timeline_filter_drops,
+    room_mentions_need_the_power_to_notify,
 );

@@ -21,13 +21,18 @@ pub async fn offset_of(db: &impl Conn, name: &str) -> Result<i64, StorageError> 
     })
 }
 
-/// Why applying an output failed. The batch rolls back and is retried with backoff.
+/// Why applying an output failed. The batch rolls back and is retried with backoff, except
+/// for `Undecodable`, which stops the consumer.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{0}")]
     Apply(String),
+    /// An output this consumer cannot read (a newer producer, a corrupt row): retrying will
+    /// not help and skipping it would lose what it says, so the consumer stops there.
+    #[error("the output at position {position} does not deserialize: {error}")]
+    Undecodable { position: i64, error: String },
 }
 
 /// A reader of one stream. Implemented once per (component, stream), in the component's
@@ -107,6 +112,7 @@ async fn until_stopped(
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 async fn consume<C: Consumer>(db: Db, bus: Bus, mut consumer: C) {
+    crate::metrics::observe_consumer_stalled(C::NAME, false);
     let mut heads = bus.watch(C::STREAM);
     let mut offset = None;
     let mut backoff = Duration::from_millis(50);
@@ -123,6 +129,18 @@ async fn consume<C: Consumer>(db: Db, bus: Bus, mut consumer: C) {
                 if heads.wait_for(|head| *head > at).await.is_err() {
                     return;
                 }
+            }
+            Err(ConsumerError::Undecodable { position, error }) => {
+                // Nothing after it is applied either (order matters), until an operator
+                // deploys a consumer that reads it; the stall shows in the metrics.
+                tracing::error!(
+                    consumer = C::NAME,
+                    position,
+                    error = %error,
+                    "consumer stopped: an output does not deserialize"
+                );
+                crate::metrics::observe_consumer_stalled(C::NAME, true);
+                return;
             }
             Err(e) => {
                 tracing::error!(consumer = C::NAME, error = %e, "consumer batch failed; retrying");
@@ -149,27 +167,31 @@ async fn step<C: Consumer>(
         }
     };
     let rows = db.query(SELECT_BATCH, &[&C::STREAM, &from]).await?;
-    let Some(last) = rows.last() else {
+    // Decode first: the batch ends before the first output that does not decode, so what
+    // comes before it is applied, and the consumer stops at it the step after.
+    let mut outputs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let position = row.i64(0)?;
+        match serde_json::from_str::<C::Output>(&row.string(1)?) {
+            Ok(output) => outputs.push((position, output)),
+            Err(e) if outputs.is_empty() => {
+                return Err(ConsumerError::Undecodable {
+                    position,
+                    error: e.to_string(),
+                })
+            }
+            Err(_) => break,
+        }
+    }
+    let Some(&(last, _)) = outputs.last() else {
         return Ok(None);
     };
-    let last = last.i64(0)?;
     // What a consumer writes is derived from the durable outbox, with its offset in the same
     // transaction: a commit lost to a power failure is applied again, so it need not wait
     // for the disk.
     let txn = db.begin_relaxed().await?;
-    for row in &rows {
-        let position = row.i64(0)?;
-        match serde_json::from_str::<C::Output>(&row.string(1)?) {
-            Ok(output) => consumer.apply(&txn, position, output).await?,
-            // An output this consumer cannot read will never become readable: skipping it
-            // loudly beats stopping the stream for good.
-            Err(e) => tracing::error!(
-                consumer = C::NAME,
-                position,
-                error = %e,
-                "skipping an output that does not deserialize"
-            ),
-        }
+    for (position, output) in outputs {
+        consumer.apply(&txn, position, output).await?;
     }
     txn.execute(UPSERT_OFFSET, &[&C::NAME, &C::STREAM, &last])
         .await?;
@@ -311,6 +333,67 @@ mod tests {
             applied(&up_to, 120).await;
             handle.stop();
             check_exactly_once_in_order(&db, 120).await;
+        }
+    }
+
+    /// A `Recorder` under a name of its own (the stall gauge is process-wide).
+    struct StallRecorder(Recorder);
+
+    impl Consumer for StallRecorder {
+        type Output = Item;
+        const STREAM: &'static str = "test";
+        const NAME: &'static str = "test.stall";
+
+        async fn apply(
+            &mut self,
+            txn: &Txn,
+            position: i64,
+            item: Item,
+        ) -> Result<(), ConsumerError> {
+            self.0.apply(txn, position, item).await
+        }
+
+        fn applied(&mut self, position: i64) {
+            self.0.applied(position)
+        }
+    }
+
+    #[actix_web::test]
+    async fn an_undecodable_output_stops_the_consumer_after_what_precedes_it() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = t.db.clone();
+            db.execute(
+                "CREATE TABLE t_applied (position BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap();
+            let bus = Bus::new();
+            produce(&db, &bus, 0, 3).await;
+            let txn = db.begin().await.unwrap();
+            let bad = append(&txn, "test", "k", &"not an item").await.unwrap();
+            bus.commit(txn, &[bad]).await.unwrap();
+            produce(&db, &bus, 3, 2).await;
+            let up_to = Rc::new(Cell::new(0));
+            let handle = run_consumer(
+                db.clone(),
+                bus.clone(),
+                StallRecorder(Recorder {
+                    fail_at: None,
+                    applied_up_to: up_to.clone(),
+                }),
+            );
+            applied(&up_to, 3).await;
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            handle.stop();
+            assert_eq!(up_to.get(), 3, "{backend}: nothing after the bad output");
+            assert_eq!(offset_of(&db, "test.stall").await.unwrap(), 3, "{backend}");
+            let text = crate::metrics::render();
+            assert!(
+                text.contains("myelin_bus_consumer_stalled{consumer=\"test.stall\"} 1"),
+                "{text}"
+            );
         }
     }
 

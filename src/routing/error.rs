@@ -60,6 +60,16 @@ impl MatrixError {
         Self::new("M_UNRECOGNIZED", "Method not allowed for this endpoint")
             .with_status(StatusCode::METHOD_NOT_ALLOWED)
     }
+    /// Work that needs another server, while federation is not built: 502 `M_UNKNOWN`
+    /// (Synapse would try the other server and answer 502 when it cannot reach it), never a
+    /// success for work not done.
+    pub fn federation_unavailable(what: impl fmt::Display) -> MatrixError {
+        Self::new(
+            "M_UNKNOWN",
+            format!("{what}: this server does not federate yet"),
+        )
+        .with_status(StatusCode::BAD_GATEWAY)
+    }
     pub fn internal() -> MatrixError {
         Self::new("M_UNKNOWN", "Internal server error")
     }

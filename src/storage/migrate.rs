@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/020_roomserver_soft_failed.sql"),
     ),
     (
+        21,
+        "021_syncapi_forgotten",
+        include_str!("../../sql/021_syncapi_forgotten.sql"),
+    ),
+    (
         22,
         "022_roomserver_retention",
         include_str!("../../sql/022_roomserver_retention.sql"),

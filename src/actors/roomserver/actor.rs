@@ -134,10 +134,16 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
             // A new room: nothing to order it against.
             None if msg.event_type == "m.room.create" => {
                 let deps = self.deps.clone();
-                Box::pin(
-                    self.exec
-                        .run(move || async move { input::create(&deps, msg).await }),
-                )
+                Box::pin(self.exec.run(move || async move {
+                    super::create_room::create(
+                        &deps,
+                        msg.room_version,
+                        &msg.sender,
+                        msg.content,
+                        Vec::new(),
+                    )
+                    .await
+                }))
             }
             None => Box::pin(async {
                 Err(RoomserverError::BadRequest(
@@ -161,6 +167,25 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
                 })
             }
         }
+    }
+}
+
+impl Handler<PerformCreateRoom> for RoomserverActor {
+    type Result = ResponseFuture<Result<SentEvent, RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformCreateRoom, _: &mut Context<Self>) -> Self::Result {
+        // A new room: nothing to order it against (no one can send into it before it exists).
+        let deps = self.deps.clone();
+        Box::pin(self.exec.run(move || async move {
+            super::create_room::create(
+                &deps,
+                msg.room_version,
+                &msg.sender,
+                msg.creation_content,
+                msg.initial,
+            )
+            .await
+        }))
     }
 }
 
@@ -239,11 +264,21 @@ impl Handler<PerformForget> for RoomserverActor {
     type Result = ResponseFuture<Result<(), RoomserverError>>;
 
     fn handle(&mut self, msg: PerformForget, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(self.exec.run(move || async move {
+            super::membership::forget(&deps, &msg.room_id, &msg.user_id).await
+        }))
+    }
+}
+
+impl Handler<QueryMembership> for RoomserverActor {
+    type Result = ResponseFuture<Result<Option<MembershipState>, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryMembership, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(
-            self.exec
-                .run(move || async move { input::forget(&db, &msg.room_id, &msg.user_id).await }),
-        )
+        Box::pin(self.exec.run(move || async move {
+            super::membership::query(&db, &msg.room_id, &msg.user_id).await
+        }))
     }
 }
 

@@ -20,9 +20,6 @@ use ruma::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The tail of the error of an event whose ID is already stored.
-const STORED_TWICE: &str = " stored twice";
-
 /// The roomserver's output stream.
 pub const STREAM: &str = "roomserver";
 
@@ -37,11 +34,11 @@ pub struct Deps {
     pub default_room_version: String,
 }
 
-fn bad(e: impl ToString) -> RoomserverError {
+pub(super) fn bad(e: impl ToString) -> RoomserverError {
     RoomserverError::BadRequest(e.to_string())
 }
 
-fn local_sender(deps: &Deps, sender: &str) -> Result<OwnedUserId, RoomserverError> {
+pub(super) fn local_sender(deps: &Deps, sender: &str) -> Result<OwnedUserId, RoomserverError> {
     let sender = OwnedUserId::try_from(sender).map_err(bad)?;
     if sender.server_name() != deps.server_name {
         return Err(bad("the sender is not a user of this server"));
@@ -49,95 +46,8 @@ fn local_sender(deps: &Deps, sender: &str) -> Result<OwnedUserId, RoomserverErro
     Ok(sender)
 }
 
-fn now() -> MilliSecondsSinceUnixEpoch {
+pub(super) fn now() -> MilliSecondsSinceUnixEpoch {
     MilliSecondsSinceUnixEpoch::now()
-}
-
-/// Creates a room with its `m.room.create` event.
-pub async fn create(deps: &Deps, msg: PerformRoomEvent) -> Result<SentEvent, RoomserverError> {
-    let sender = local_sender(deps, &msg.sender)?;
-    let version = msg
-        .room_version
-        .unwrap_or_else(|| deps.default_room_version.clone());
-    let (version_id, rules) = pdu::rules(&version)?;
-    let serde_json::Value::Object(mut content) = msg.content else {
-        return Err(bad("content must be a JSON object"));
-    };
-    content.insert("room_version".into(), version.clone().into());
-    if !rules.authorization.use_room_create_sender {
-        content.insert("creator".into(), sender.as_str().into());
-    }
-    let room_id = if rules.authorization.room_create_event_id_as_room_id {
-        None
-    } else {
-        Some(
-            OwnedRoomId::try_from(format!("!{}:{}", random_localpart(), deps.server_name))
-                .map_err(bad)?,
-        )
-    };
-    // A v12 room ID is the hash of its create event, which has no random part: two rooms
-    // created by one user with the same content in the same millisecond would collide, so
-    // a taken ID moves the timestamp on (bounded).
-    let content: serde_json::Value = content.into();
-    let first = u64::from(now().0);
-    for attempt in 0..16u64 {
-        let ts = UInt::try_from(first + attempt).map_err(bad)?;
-        let pdu = PduBuilder {
-            room_version: version_id.clone(),
-            room_id: room_id.clone(),
-            sender: sender.clone(),
-            event_type: TimelineEventType::RoomCreate,
-            state_key: Some(String::new()),
-            content: content.clone(),
-            redacts: None,
-            prev_events: Vec::new(),
-            auth_events: Vec::new(),
-            depth: UInt::from(1u32),
-            origin_server_ts: MilliSecondsSinceUnixEpoch(ts),
-        }
-        .build(&deps.key, &deps.server_name)?;
-        let event = PduEvent::from_json(pdu.event_id.clone(), &pdu.json, false)?;
-        state_res::check_state_independent_auth_rules(
-            &rules.authorization,
-            &event,
-            |_: &EventId| None::<PduEvent>,
-        )
-        .map_err(RoomserverError::NotAllowed)?;
-        let txn = deps.db.begin().await?;
-        if rooms::select(&txn, pdu.room_id.as_str()).await?.is_some() {
-            continue;
-        }
-        let room_nid = rooms::insert(&txn, pdu.room_id.as_str(), &version).await?;
-        match persist(
-            deps,
-            txn,
-            room_nid,
-            None,
-            &pdu,
-            "m.room.create",
-            Some(""),
-            1,
-            None,
-            None,
-        )
-        .await
-        {
-            // A concurrent twin won the race for this ID: take the next millisecond.
-            Err(RoomserverError::Internal(why)) if why.ends_with(STORED_TWICE) => continue,
-            other => return other,
-        }
-    }
-    Err(RoomserverError::Internal(
-        "no free room ID after 16 tries".into(),
-    ))
-}
-
-fn random_localpart() -> String {
-    rand::distributions::DistString::sample_string(
-        &rand::distributions::Alphanumeric,
-        &mut rand::thread_rng(),
-        18,
-    )
 }
 
 /// The events of a room's current state for the given keys, loaded and parsed: the state map
@@ -442,15 +352,55 @@ async fn persist(
     client_txn: Option<(&str, &str, &str)>,
     redacts: Option<(i64, &str)>,
 ) -> Result<SentEvent, RoomserverError> {
-    let type_nid = event_types::intern(&txn, event_type).await?;
+    let stored = store(
+        &txn,
+        room_nid,
+        state_before,
+        pdu,
+        event_type,
+        state_key,
+        depth,
+        client_txn,
+        redacts,
+    )
+    .await?
+    .ok_or_else(|| RoomserverError::Internal(format!("event {} stored twice", pdu.event_id)))?;
+    deps.bus.commit(txn, &[stored.appended]).await?;
+    Ok(stored.sent)
+}
+
+/// An event [`store`]d in a transaction that has yet to commit.
+pub(super) struct Stored {
+    pub sent: SentEvent,
+    /// Its output, to announce once the transaction commits.
+    pub appended: bus::Appended,
+    /// The state snapshot after it.
+    pub state_after: i64,
+}
+
+/// Stores an accepted event, the state after it, the room's new head and the output in
+/// `txn`, without committing; `None` when an event with its ID is already stored.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn store(
+    txn: &crate::storage::Txn,
+    room_nid: i64,
+    state_before: Option<i64>,
+    pdu: &Pdu,
+    event_type: &str,
+    state_key: Option<&str>,
+    depth: i64,
+    client_txn: Option<(&str, &str, &str)>,
+    redacts: Option<(i64, &str)>,
+) -> Result<Option<Stored>, RoomserverError> {
+    let type_nid = event_types::intern(txn, event_type).await?;
     let key_nid = match state_key {
-        Some(k) => Some(state_keys::intern(&txn, k).await?),
+        Some(k) => Some(state_keys::intern(txn, k).await?),
         None => None,
     };
     let json =
         serde_json::to_string(&pdu.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
     let nid = events::insert(
-        &txn,
+        txn,
         &events::NewEvent {
             room_nid,
             event_id: pdu.event_id.as_str(),
@@ -466,13 +416,15 @@ async fn persist(
                 .map_or(0, i64::from),
         },
     )
-    .await?
-    .ok_or_else(|| RoomserverError::Internal(format!("event {}{STORED_TWICE}", pdu.event_id)))?;
+    .await?;
+    let Some(nid) = nid else {
+        return Ok(None);
+    };
     if let Some(before) = state_before {
-        events::set_state_snapshot(&txn, nid, before).await?;
+        events::set_state_snapshot(txn, nid, before).await?;
     }
     if let Some((target, _)) = redacts {
-        events::set_redacted(&txn, target, pdu.event_id.as_str()).await?;
+        events::set_redacted(txn, target, pdu.event_id.as_str()).await?;
     }
     if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
         let membership = pdu
@@ -482,31 +434,31 @@ async fn persist(
             .and_then(|c| c.get("membership"))
             .and_then(|m| m.as_str())
             .unwrap_or_default();
-        memberships::upsert(&txn, room_nid, target, membership, nid).await?;
+        memberships::upsert(txn, room_nid, target, membership, nid).await?;
     }
     let after = match key_nid {
-        Some(k) => state::derive(&txn, room_nid, state_before, &[((type_nid, k), nid)]).await?,
+        Some(k) => state::derive(txn, room_nid, state_before, &[((type_nid, k), nid)]).await?,
         None => {
             state_before.ok_or_else(|| RoomserverError::Internal("a room without state".into()))?
         }
     };
-    rooms::update_head(&txn, room_nid, after, &[nid], depth).await?;
+    rooms::update_head(txn, room_nid, after, &[nid], depth).await?;
     if let Some((device, txn_id, request)) = client_txn {
         let sender = pdu
             .json
             .get("sender")
             .and_then(|s| s.as_str())
             .unwrap_or_default();
-        transactions::insert(&txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
+        transactions::insert(txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
     }
     let (mut adds_state, mut removes_state) = (Vec::new(), Vec::new());
     if let (Some(k), Some(before)) = (key_nid, state_before) {
         adds_state.push(pdu.event_id.to_string());
-        let replaced: Vec<i64> = state::load_keys(&txn, before, &[(type_nid, k)])
+        let replaced: Vec<i64> = state::load_keys(txn, before, &[(type_nid, k)])
             .await?
             .into_values()
             .collect();
-        removes_state = events::select_by_nids(&txn, &replaced)
+        removes_state = events::select_by_nids(txn, &replaced)
             .await?
             .into_iter()
             .map(|row| row.event_id)
@@ -524,13 +476,16 @@ async fn persist(
         redacts: redacts.map(|(_, id)| id.to_owned()),
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
-    let appended = bus::append(&txn, STREAM, pdu.room_id.as_str(), &output).await?;
-    events::set_state_after_and_position(&txn, nid, after, appended.position).await?;
-    deps.bus.commit(txn, &[appended]).await?;
-    Ok(SentEvent {
-        event_id: pdu.event_id.to_string(),
-        room_id: pdu.room_id.to_string(),
-    })
+    let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;
+    events::set_state_after_and_position(txn, nid, after, appended.position).await?;
+    Ok(Some(Stored {
+        sent: SentEvent {
+            event_id: pdu.event_id.to_string(),
+            room_id: pdu.room_id.to_string(),
+        },
+        appended,
+        state_after: after,
+    }))
 }
 
 /// Reads the room's current state events, all or only `types`.
@@ -663,19 +618,6 @@ async fn visible(
         // shared, and anything unknown (treated as shared, as the spec says)
         _ => was("join") || current.as_deref() == Some("join"),
     })
-}
-
-/// Forgets a room for a user who is no longer in it.
-pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<(), RoomserverError> {
-    match memberships::select(db, room_id, user_id).await? {
-        None => Err(RoomserverError::NoRoom),
-        Some((m, _)) if m == "join" || m == "invite" || m == "knock" => {
-            Err(RoomserverError::BadState(format!(
-                "{user_id} is still in the room ({m}); leave it first"
-            )))
-        }
-        Some(_) => Ok(memberships::forget(db, room_id, user_id).await?),
-    }
 }
 
 /// Records a report of a room or of one of its events.

@@ -51,6 +51,32 @@ pub struct PerformRoomEvent {
     pub redacts: Option<String>,
 }
 
+/// Creates a room with all its initial events at once: the `m.room.create` event
+/// (`creation_content`, to which the server adds `room_version` and, where the version wants
+/// it, `creator`), then `initial`, in order, every one sent by `sender` and authorized
+/// against the state the ones before it make. They are stored in one transaction, so a
+/// refused event (`NotAllowed`, `BadRequest`) leaves no room behind. Returns the create event.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<SentEvent, RoomserverError>")]
+pub struct PerformCreateRoom {
+    /// `None`: the server's default version.
+    pub room_version: Option<String>,
+    pub sender: String,
+    /// A JSON object.
+    pub creation_content: serde_json::Value,
+    pub initial: Vec<InitialEvent>,
+}
+
+/// One of a new room's initial events (`PerformCreateRoom`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitialEvent {
+    pub event_type: String,
+    /// `Some` for state events.
+    pub state_key: Option<String>,
+    /// A JSON object.
+    pub content: serde_json::Value,
+}
+
 /// The room's current state events (federation format). `types` empty means *all* current
 /// state, else only those (type, state_key) pairs that are set. `None`: no such room.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
@@ -76,12 +102,31 @@ pub struct QueryRoomsWithMembership {
     pub membership: String,
 }
 
-/// Forgets a room for a user, who must have left it (or been kicked or banned).
+/// Forgets a room for a user, who must have left it (or been kicked or banned): emits
+/// `RoomForgotten` (once; forgetting again changes nothing). `NoRoom` when the user never
+/// had a membership of it, `BadState` while they are in it.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(), RoomserverError>")]
 pub struct PerformForget {
     pub user_id: String,
     pub room_id: String,
+}
+
+/// A user's current membership of a room (`join`, `invite`, `knock`, `leave`, `ban`) and
+/// whether they forgot the room; `None` when they never had one (or no such room).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<MembershipState>, RoomserverError>")]
+pub struct QueryMembership {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// What `QueryMembership` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipState {
+    pub membership: String,
+    /// Forgotten after leaving (`PerformForget`), until the next membership change.
+    pub forgotten: bool,
 }
 
 /// Points an alias of this server at a room the user is joined to. `AliasInUse` when taken.
@@ -281,15 +326,21 @@ pub enum RoomserverOutput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transaction: Option<(String, String)>,
     },
+    /// A user forgot a room they had left (`PerformForget`): reads of the room as a former
+    /// member stop for them until their membership changes again. Keyed by the room ID, so
+    /// it is ordered with the room's member events.
+    RoomForgotten { room_id: String, user_id: String },
 }
 
 crate::remote_messages!("roomserver":
     PerformRoomEvent,
+    PerformCreateRoom,
     QueryCurrentState,
     QueryEvent,
     QueryJoinedRooms,
     QueryRoomsWithMembership,
     PerformForget,
+    QueryMembership,
     PerformSetRoomAlias,
     QueryRoomIdForAlias,
     QueryAliasesForRoom,

@@ -1,7 +1,9 @@
 //! The roomserver: the room DAG, authorization and state.
 //!
 //! Built so far: sending events built on this server (`PerformRoomEvent`: create a room, or
-//! send into one, authorized with ruma's state-res against the current state), reading the
+//! send into one, authorized with ruma's state-res against the current state;
+//! `PerformCreateRoom`: a room with all its initial events in one transaction), forgetting
+//! rooms (`PerformForget`, announced as `RoomForgotten`), reading the
 //! current state and events, per-room ordering (one actor per active room), the `roomserver`
 //! output stream, and the storage (rooms, interned types and keys, events, state snapshots
 //! of shared blocks; see `README.md`). State resolution of forks and events from other
@@ -10,10 +12,12 @@
 //! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 
 mod actor;
+mod create_room;
 pub mod directory;
 pub mod error;
 pub mod input;
 mod input_events;
+pub mod membership;
 pub mod messages;
 pub mod retention;
 pub mod state;
@@ -36,11 +40,13 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     use crate::actors::bridge::serve;
     use messages::*;
     serve::<PerformRoomEvent, _, _, _>(cfg, addr.clone());
+    serve::<PerformCreateRoom, _, _, _>(cfg, addr.clone());
     serve::<QueryCurrentState, _, _, _>(cfg, addr.clone());
     serve::<QueryEvent, _, _, _>(cfg, addr.clone());
     serve::<QueryJoinedRooms, _, _, _>(cfg, addr.clone());
     serve::<QueryRoomsWithMembership, _, _, _>(cfg, addr.clone());
     serve::<PerformForget, _, _, _>(cfg, addr.clone());
+    serve::<QueryMembership, _, _, _>(cfg, addr.clone());
     serve::<PerformSetRoomAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryRoomIdForAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryAliasesForRoom, _, _, _>(cfg, addr.clone());

@@ -266,6 +266,12 @@ pub async fn query_client_event(deps: &Deps, msg: QueryClientEvent) -> Result<Va
     if !visibility.allows(&e) {
         return Err(not_found());
     }
+    // A room the user forgot reads as one they were never in: world-readable history only.
+    if current_state::select_forgotten(db, &e.room_id, &msg.user_id).await?
+        && !world_readable(db, &e.room_id).await?
+    {
+        return Err(not_found());
+    }
     visibility.apply_erasure(&mut e);
     if e.state_key.is_none() && ignored_users(db, &msg.user_id).await?.contains(&e.sender) {
         return Err(not_found());

@@ -7,6 +7,7 @@ use super::filter::{EventFilter, SyncFilter};
 use super::format::{self, json_of, Format};
 use super::messages::{QuerySync, MAX_SYNC_TIMEOUT_MS};
 use super::notifier::{Listen, QuerySharedUsers};
+use super::notify::Highlight;
 use super::storage::current_state::{self, Membership};
 use super::storage::room_events::{self, RoomEvent};
 use super::storage::{account_data, presence, receipts, to_device};
@@ -412,7 +413,6 @@ async fn build(
         "presence": {"events": presence_events},
         "to_device": {"events": to_device_events},
         "device_lists": {"changed": changed, "left": left},
-        "device_one_time_keys_count": {"signed_curve25519": 0},
         "device_unused_fallback_key_types": [],
     });
     Ok((body, empty))
@@ -735,6 +735,7 @@ impl Sync<'_> {
             } else {
                 state_before(db, room, &all, first, None).await?
             };
+            let before = with_unshown_current(before, &all, first, &shown);
             current = Some(all);
             before
         } else if limited || !tf.is_unconstrained() {
@@ -970,6 +971,7 @@ impl Sync<'_> {
         let mut room = (0u64, 0u64);
         let mut threads: HashMap<String, (u64, u64)> = HashMap::new();
         let split = self.filter.room.timeline.unread_thread_notifications;
+        let mut room_power = RoomPower::default();
         for e in &events {
             if self.ignored.contains(&e.sender) {
                 continue;
@@ -994,6 +996,13 @@ impl Sync<'_> {
             if !notify {
                 continue;
             }
+            let highlight = match highlight {
+                Highlight::No => false,
+                Highlight::Yes => true,
+                Highlight::IfSenderMayNotifyRoom => {
+                    room_power.may_notify_room(db, &m.room_id, &j).await?
+                }
+            };
             let counts = match thread {
                 Some(root) if split => threads.entry(root.to_owned()).or_default(),
                 _ => &mut room,
@@ -1042,11 +1051,18 @@ impl Sync<'_> {
                     .first()
                     .is_none_or(|e| e.event_type != "m.room.create"));
         let first = events.first().map_or(m.position + 1, |e| e.position);
-        let state = if self.since.is_none() || limited {
+        let mut state = if self.since.is_none() || limited {
             room_events::select_state_in_range(db, &m.room_id, lo, first).await?
         } else {
             Vec::new()
         };
+        if !tf.is_unconstrained() {
+            // State changes up to the leave that the timeline filter left out.
+            let shown: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            let at_leave =
+                room_events::select_state_in_range(db, &m.room_id, lo, m.position + 1).await?;
+            state = with_unshown_current(state, &at_leave, first, &shown);
+        }
         let gapped = self.since.is_some() && !whole && limited;
         let state = self.filter_state(&m.room_id, state, &events, gapped);
         let timeline_json = format::events(db, &events, &self.fmt).await?;
@@ -1144,6 +1160,82 @@ impl Sync<'_> {
     }
 }
 
+/// The power levels room mentions are checked against, loaded once per room and power
+/// levels event.
+#[derive(Default)]
+struct RoomPower {
+    /// The create event's (sender, content), and whether the room's version privileges its
+    /// creators; loaded at the first room mention.
+    create: Option<Option<(String, Value, bool)>>,
+    /// Power levels content by the ID of the power levels event.
+    levels: HashMap<String, Value>,
+}
+
+impl RoomPower {
+    /// Whether the sender of `event` (federation format) may notify the whole room, by the
+    /// power levels among its auth events (as Synapse: the power levels it was sent under).
+    async fn may_notify_room(
+        &mut self,
+        db: &impl Conn,
+        room_id: &str,
+        event: &Value,
+    ) -> Result<bool, SyncApiError> {
+        let sender = event["sender"].as_str().unwrap_or_default();
+        let auth: Vec<String> = event["auth_events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pl_id = auth
+            .iter()
+            .find(|id| self.levels.contains_key(*id))
+            .cloned();
+        let pl_id = match pl_id {
+            Some(id) => Some(id),
+            None => {
+                let mut found = None;
+                for e in room_events::select_by_ids(db, &auth).await? {
+                    if e.event_type == "m.room.power_levels" && e.state_key.as_deref() == Some("") {
+                        self.levels
+                            .insert(e.event_id.clone(), json_of(&e)["content"].clone());
+                        found = Some(e.event_id.clone());
+                    }
+                }
+                found
+            }
+        };
+        if self.create.is_none() {
+            let mut create = None;
+            if let Some(id) = current_state::select_holder(db, room_id, "m.room.create", "").await?
+            {
+                if let Some(e) = room_events::select_by_id(db, &id).await? {
+                    let content = json_of(&e)["content"].clone();
+                    let version = content["room_version"].as_str().unwrap_or("1").to_owned();
+                    let privileged = crate::pdu::rules(&version)
+                        .is_ok_and(|(_, r)| r.authorization.explicitly_privilege_room_creators);
+                    create = Some((e.sender.clone(), content, privileged));
+                }
+            }
+            self.create = Some(create);
+        }
+        let null = Value::Null;
+        let levels = pl_id
+            .as_ref()
+            .and_then(|id| self.levels.get(id))
+            .unwrap_or(&null);
+        let create = self.create.as_ref().and_then(|c| c.as_ref());
+        Ok(super::notify::may_notify_room(
+            sender,
+            levels,
+            create.map(|(s, c, _)| (s.as_str(), c)),
+            create.is_some_and(|(_, _, p)| *p),
+        ))
+    }
+}
+
 /// `summary` of a room for `user`: joined and invited member counts, and heroes when the
 /// room has neither a name nor a canonical alias (as Synapse: the joined, then the invited
 /// members other than the user, in the order they got their membership, five at most; or
@@ -1173,6 +1265,39 @@ fn summary(room: &current_state::SummaryState, user: &str) -> Value {
     }
     heroes.truncate(5);
     out["m.heroes"] = json!(heroes);
+    out
+}
+
+/// Full state for a timeline starting at `first`: the state before it, except where the
+/// current holder of a piece of state is newer than that and the timeline does not show it
+/// (a timeline filter dropped it): the client gets the current holder in `state`, since no
+/// timeline event will bring it. With an unfiltered timeline nothing changes (every current
+/// state event from `first` on is in the timeline).
+fn with_unshown_current(
+    before: Vec<RoomEvent>,
+    current: &[RoomEvent],
+    first: i64,
+    shown: &HashSet<&str>,
+) -> Vec<RoomEvent> {
+    let key = |e: &RoomEvent| {
+        (
+            e.event_type.clone(),
+            e.state_key.clone().unwrap_or_default(),
+        )
+    };
+    let unshown: Vec<&RoomEvent> = current
+        .iter()
+        .filter(|e| e.position >= first && !shown.contains(e.event_id.as_str()))
+        .collect();
+    if unshown.is_empty() {
+        return before;
+    }
+    let replaced: HashSet<(String, String)> = unshown.iter().map(|e| key(e)).collect();
+    let mut out: Vec<RoomEvent> = before
+        .into_iter()
+        .filter(|e| !replaced.contains(&key(e)))
+        .collect();
+    out.extend(unshown.into_iter().cloned());
     out
 }
 

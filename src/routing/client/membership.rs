@@ -2,9 +2,11 @@
 //! member event authorized by the room's auth rules in the roomserver.
 
 use super::rooms::{
-    add_profile, client_event, current_state, ensure_can_read, readable_state, send,
+    add_profile, client_event, current_state, current_state_if_known, ensure_can_read,
+    readable_state, send, send_event,
 };
 use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms, QueryStateAtPosition};
+use crate::actors::roomserver::RoomserverError;
 use crate::identity::InviteDetails;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
@@ -37,6 +39,7 @@ async fn set_membership(
         membership,
         reason,
         Map::new(),
+        "Unknown room",
     )
     .await
 }
@@ -59,7 +62,9 @@ fn extra_content(raw: &[u8]) -> Map<String, Value> {
     }
 }
 
-/// Sets a membership with `extra` keys in its content (under the ones set here).
+/// Sets a membership with `extra` keys in its content (under the ones set here). A room
+/// unknown here is a 404 saying `unknown_room`.
+#[allow(clippy::too_many_arguments)]
 async fn set_membership_with(
     state: &AppState,
     sender: &Authed,
@@ -68,6 +73,7 @@ async fn set_membership_with(
     membership: &str,
     reason: Option<String>,
     extra: Map<String, Value>,
+    unknown_room: &str,
 ) -> Result<(), MatrixError> {
     let mut content = Value::Object(extra);
     content["membership"] = json!(membership);
@@ -83,7 +89,7 @@ async fn set_membership_with(
             content["kind"] = json!("guest");
         }
     }
-    send(
+    match send_event(
         state,
         sender,
         room_id,
@@ -92,8 +98,12 @@ async fn set_membership_with(
         content,
         None,
     )
-    .await?;
-    Ok(())
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(RoomserverError::NoRoom) => Err(MatrixError::not_found(unknown_room)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A user's current membership of a room (`None`: never had one).
@@ -123,13 +133,13 @@ async fn join(
     if sender.is_guest {
         // Guests join only rooms that let them in (the spec's guest access module).
         let wanted = vec![("m.room.guest_access".into(), String::new())];
-        match current_state(state, room_id, wanted).await {
-            Ok(events)
+        match current_state_if_known(state, room_id, wanted).await? {
+            Some(events)
                 if events
                     .iter()
                     .any(|e| e.json["content"]["guest_access"] == "can_join") => {}
             // An unknown room gets the unknown-room answer below.
-            Err(e) if e.errcode == "M_NOT_FOUND" => {}
+            None => {}
             _ => {
                 return Err(MatrixError::forbidden(
                     "Guest access is not allowed in this room",
@@ -145,17 +155,9 @@ async fn join(
         "join",
         reason,
         extra,
+        "Unknown room: joining rooms on other servers is not supported yet",
     )
     .await
-    .map_err(|e| {
-        if e.errcode == "M_NOT_FOUND" {
-            MatrixError::not_found(
-                "Unknown room: joining rooms on other servers is not supported yet",
-            )
-        } else {
-            e
-        }
-    })
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/join`
@@ -229,6 +231,9 @@ pub async fn invite_user(
     let room_id = req.body.room_id.as_str();
     match req.body.recipient {
         invite_user::v3::InvitationRecipient::UserId(invitee) => {
+            // An invite of another server's user is sent to that server (`/invite` over
+            // federation), which is not built yet: no invite event that nobody receives.
+            ensure_local_invitee(&state, &invitee.user_id)?;
             set_membership(
                 &state,
                 &req.sender,
@@ -246,6 +251,16 @@ pub async fn invite_user(
         _ => return Err(MatrixError::bad_json("Unknown kind of invitation")),
     }
     Ok(RumaResponse(invite_user::v3::Response::new()))
+}
+
+/// Refuses an invite of a user of another server (502 `M_UNKNOWN`) until federation exists.
+pub fn ensure_local_invitee(state: &AppState, invitee: &ruma::UserId) -> Result<(), MatrixError> {
+    match super::local_part(state.server_name(), invitee) {
+        Some(_) => Ok(()),
+        None => Err(MatrixError::federation_unavailable(format!(
+            "Cannot invite {invitee}"
+        ))),
+    }
 }
 
 /// Checks a third-party invite's fields before anything is asked of anyone; returns its
@@ -593,23 +608,16 @@ pub async fn knock_room(
             .map_err(|_| MatrixError::invalid_param("Not a room ID or alias"))?,
     };
     let me = req.sender.user_id.to_string();
-    set_membership(
+    set_membership_with(
         &state,
         &req.sender,
         room_id.as_str(),
         &me,
         "knock",
         req.body.reason,
+        Map::new(),
+        "Unknown room: knocking on rooms of other servers is not supported yet",
     )
-    .await
-    .map_err(|e| {
-        if e.errcode == "M_NOT_FOUND" {
-            MatrixError::not_found(
-                "Unknown room: knocking on rooms of other servers is not supported yet",
-            )
-        } else {
-            e
-        }
-    })?;
+    .await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }

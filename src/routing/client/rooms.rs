@@ -1,8 +1,8 @@
 //! Rooms: creation, sending events, reading state and events.
 
 use crate::actors::roomserver::messages::{
-    PerformReport, PerformRoomEvent, QueryCurrentState, QueryEventByTimestamp,
-    QueryStateAfterEvent, StoredEvent,
+    InitialEvent, PerformCreateRoom, PerformReport, PerformRoomEvent, QueryCurrentState,
+    QueryEventByTimestamp, QueryMembership, QueryStateAfterEvent, StoredEvent,
 };
 use crate::actors::roomserver::RoomserverError;
 use crate::actors::userapi::messages::QueryProfile;
@@ -88,6 +88,20 @@ pub async fn send(
     content: Value,
     txn: Option<(String, String)>,
 ) -> Result<String, MatrixError> {
+    Ok(send_event(state, sender, room_id, event_type, state_key, content, txn).await?)
+}
+
+/// [`send`], with the roomserver's own error (for callers that answer some of them their
+/// own way, e.g. `NoRoom`).
+pub async fn send_event(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+    txn: Option<(String, String)>,
+) -> Result<String, RoomserverError> {
     Ok(state
         .roomserver
         .send(PerformRoomEvent {
@@ -110,14 +124,24 @@ pub async fn current_state(
     room_id: &str,
     types: Vec<(String, String)>,
 ) -> Result<Vec<StoredEvent>, MatrixError> {
-    state
+    current_state_if_known(state, room_id, types)
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Unknown room"))
+}
+
+/// The room's current state; `None` for an unknown room.
+pub async fn current_state_if_known(
+    state: &AppState,
+    room_id: &str,
+    types: Vec<(String, String)>,
+) -> Result<Option<Vec<StoredEvent>>, MatrixError> {
+    Ok(state
         .roomserver
         .send(QueryCurrentState {
             room_id: room_id.to_owned(),
             types,
         })
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Unknown room"))
+        .await?)
 }
 
 /// From where a user may read a room's state: its current state (a member, or anyone when
@@ -139,11 +163,8 @@ pub async fn read_point(
         ("m.room.history_visibility".to_owned(), String::new()),
     ];
     // An unknown room is not revealed: the same 403 as a room one was never in (as Synapse).
-    let events = match current_state(state, room_id, wanted).await {
-        Err(e) if e.errcode == "M_NOT_FOUND" => {
-            return Err(MatrixError::forbidden("You are not a member of this room"))
-        }
-        other => other?,
+    let Some(events) = current_state_if_known(state, room_id, wanted).await? else {
+        return Err(MatrixError::forbidden("You are not a member of this room"));
     };
     let member = events.iter().find(|e| e.json["type"] == "m.room.member");
     let membership = member.and_then(|e| e.json["content"]["membership"].as_str());
@@ -154,9 +175,24 @@ pub async fn read_point(
     match (membership, member) {
         (Some("join"), _) => Ok(ReadAt::Now),
         _ if world_readable => Ok(ReadAt::Now),
-        (Some("leave" | "ban"), Some(e)) => Ok(ReadAt::AfterEvent(e.event_id.clone())),
+        // A room the user forgot reads as one they were never in (as Synapse).
+        (Some("leave" | "ban"), Some(e)) if !forgot(state, room_id, user).await? => {
+            Ok(ReadAt::AfterEvent(e.event_id.clone()))
+        }
         _ => Err(MatrixError::forbidden("You are not a member of this room")),
     }
+}
+
+/// Whether `user` forgot the room (after leaving it).
+async fn forgot(state: &AppState, room_id: &str, user: &Authed) -> Result<bool, MatrixError> {
+    Ok(state
+        .roomserver
+        .send(QueryMembership {
+            room_id: room_id.to_owned(),
+            user_id: user.user_id.to_string(),
+        })
+        .await?
+        .is_some_and(|m| m.forgotten))
 }
 
 /// Whether `user` may read the room now: a joined member, or anyone when the room's history
@@ -294,39 +330,26 @@ pub async fn create_room(
         initial_state.push((kind, key, content));
     }
     let creators_privileged = rules.authorization.explicitly_privilege_room_creators;
-
-    // 1. The create event makes the room.
-    let created = state
-        .roomserver
-        .send(PerformRoomEvent {
-            room_id: None,
-            room_version: version,
-            sender: sender.user_id.to_string(),
-            event_type: "m.room.create".into(),
-            state_key: Some(String::new()),
-            content: Value::Object(creation_content),
-            txn: None,
-            redacts: None,
-        })
-        .await?;
-    let room = created.room_id.clone();
+    // Invites of other servers' users need federation: refused before the room exists.
+    for invitee in &body.invite {
+        super::membership::ensure_local_invitee(&state, invitee)?;
+    }
     let me = sender.user_id.to_string();
+    let mut initial: Vec<InitialEvent> = Vec::new();
+    let mut add = |event_type: &str, state_key: Option<&str>, content: Value| {
+        initial.push(InitialEvent {
+            event_type: event_type.to_owned(),
+            state_key: state_key.map(str::to_owned),
+            content,
+        })
+    };
 
-    // 2. The creator joins, with their profile.
+    // 1. The creator joins, with their profile.
     let mut join = json!({ "membership": "join" });
     add_profile(&state, sender, &mut join).await?;
-    send(
-        &state,
-        sender,
-        &room,
-        "m.room.member",
-        Some(&me),
-        join,
-        None,
-    )
-    .await?;
+    add("m.room.member", Some(&me), join);
 
-    // 3. Power levels, as Synapse sets them, then the client's override.
+    // 2. Power levels, as Synapse sets them, then the client's override.
     let mut users = Map::new();
     if !creators_privileged {
         users.insert(me.clone(), json!(100));
@@ -352,138 +375,180 @@ pub async fn create_room(
     if let (Some(over), Value::Object(pl)) = (pl_override, &mut power_levels) {
         pl.extend(over);
     }
-    send(
-        &state,
-        sender,
-        &room,
-        "m.room.power_levels",
-        Some(""),
-        power_levels,
-        None,
-    )
-    .await?;
+    add("m.room.power_levels", Some(""), power_levels);
 
-    // 4. The alias, then the preset's rules.
+    // 3. The alias, then the preset's rules.
     if let Some(alias) = &alias {
-        state
-            .roomserver
-            .send(crate::actors::roomserver::messages::PerformSetRoomAlias {
-                alias: alias.to_string(),
-                room_id: room.clone(),
-                user_id: me.clone(),
-            })
-            .await?;
-        send(
-            &state,
-            sender,
-            &room,
+        add(
             "m.room.canonical_alias",
             Some(""),
             json!({ "alias": alias }),
-            None,
-        )
-        .await?;
+        );
     }
     let join_rule = if preset == RoomPreset::PublicChat {
         "public"
     } else {
         "invite"
     };
-    send(
-        &state,
-        sender,
-        &room,
+    add(
         "m.room.join_rules",
         Some(""),
         json!({ "join_rule": join_rule }),
-        None,
-    )
-    .await?;
-    send(
-        &state,
-        sender,
-        &room,
+    );
+    add(
         "m.room.history_visibility",
         Some(""),
         json!({ "history_visibility": "shared" }),
-        None,
-    )
-    .await?;
+    );
     if preset != RoomPreset::PublicChat {
-        send(
-            &state,
-            sender,
-            &room,
+        add(
             "m.room.guest_access",
             Some(""),
             json!({ "guest_access": "can_join" }),
-            None,
-        )
-        .await?;
+        );
     }
 
-    // 5. The client's initial state, name and topic.
+    // 4. The client's initial state, name and topic.
     for (kind, key, content) in initial_state {
-        send(&state, sender, &room, &kind, Some(&key), content, None).await?;
+        add(&kind, Some(&key), content);
     }
     if let Some(name) = body.name {
-        send(
-            &state,
-            sender,
-            &room,
-            "m.room.name",
-            Some(""),
-            json!({ "name": name }),
-            None,
-        )
-        .await?;
+        add("m.room.name", Some(""), json!({ "name": name }));
     }
     if let Some(topic) = body.topic {
-        send(
-            &state,
-            sender,
-            &room,
+        // With its `m.topic` text block (spec v1.15), as Synapse writes it.
+        add(
             "m.room.topic",
             Some(""),
-            // With its `m.topic` text block (spec v1.15), as Synapse writes it.
             json!({ "topic": topic, "m.topic": {"m.text": [{"body": topic}]} }),
-            None,
-        )
-        .await?;
+        );
     }
 
-    // 6. Invitations.
+    // 5. Invitations of local users.
     for invitee in &body.invite {
         let mut content = json!({ "membership": "invite" });
         if body.is_direct {
             content["is_direct"] = json!(true);
         }
-        send(
-            &state,
-            sender,
-            &room,
-            "m.room.member",
-            Some(invitee.as_str()),
-            content,
-            None,
-        )
+        add("m.room.member", Some(invitee.as_str()), content);
+    }
+
+    // All of it in one roomserver call: the room exists whole, or not at all.
+    let created = state
+        .roomserver
+        .send(PerformCreateRoom {
+            room_version: version,
+            sender: me.clone(),
+            creation_content: Value::Object(creation_content),
+            initial,
+        })
         .await?;
+    let room = created.room_id.clone();
+
+    // 6. What needs more than the room's events: the directory and third-party invites. If
+    // one of these fails, the creator leaves, so the answer's error leaves no usable room.
+    if let Err(e) = finish_room(
+        &state,
+        sender,
+        &room,
+        alias.as_ref(),
+        invites_3pid,
+        body.visibility,
+    )
+    .await
+    {
+        abandon(&state, sender, &room, alias.as_ref()).await;
+        return Err(e);
+    }
+    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())?;
+    Ok(RumaResponse(create_room::v3::Response::new(room_id)))
+}
+
+/// The steps of `createRoom` after the room's events: the alias, third-party invites (which
+/// call identity servers) and the directory listing.
+async fn finish_room(
+    state: &AppState,
+    sender: &Authed,
+    room: &str,
+    alias: Option<&ruma::OwnedRoomAliasId>,
+    invites_3pid: Vec<(&ruma::api::client::membership::Invite3pid, &'static str)>,
+    visibility: Visibility,
+) -> Result<(), MatrixError> {
+    let me = sender.user_id.to_string();
+    if let Some(alias) = alias {
+        state
+            .roomserver
+            .send(crate::actors::roomserver::messages::PerformSetRoomAlias {
+                alias: alias.to_string(),
+                room_id: room.to_owned(),
+                user_id: me.clone(),
+            })
+            .await?;
     }
     for (invite, medium) in invites_3pid {
-        super::membership::invite_3pid(&state, sender, &room, invite, medium).await?;
+        super::membership::invite_3pid(state, sender, room, invite, medium).await?;
     }
-    if body.visibility == Visibility::Public {
+    if visibility == Visibility::Public {
         state
             .roomserver
             .send(crate::actors::roomserver::messages::PerformPublishRoom {
-                room_id: room.clone(),
-                user_id: me.clone(),
+                room_id: room.to_owned(),
+                user_id: me,
                 publish: true,
             })
             .await?;
     }
-    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())?;
-    Ok(RumaResponse(create_room::v3::Response::new(room_id)))
+    Ok(())
+}
+
+/// A room whose creation failed after its events: its alias and listing are undone (where
+/// they were made) and the creator leaves it, so it is not left usable or visible.
+/// Failures are logged: the client gets the original error.
+async fn abandon(
+    state: &AppState,
+    sender: &Authed,
+    room: &str,
+    alias: Option<&ruma::OwnedRoomAliasId>,
+) {
+    let me = sender.user_id.to_string();
+    if let Some(alias) = alias {
+        // It may not have been set; either way it must not point at this room.
+        let _ = state
+            .roomserver
+            .send(
+                crate::actors::roomserver::messages::PerformRemoveRoomAlias {
+                    alias: alias.to_string(),
+                    user_id: me.clone(),
+                },
+            )
+            .await;
+    }
+    let unlist = state
+        .roomserver
+        .send(crate::actors::roomserver::messages::PerformPublishRoom {
+            room_id: room.to_owned(),
+            user_id: me.clone(),
+            publish: false,
+        })
+        .await;
+    let leave = send(
+        state,
+        sender,
+        room,
+        "m.room.member",
+        Some(&me),
+        json!({"membership": "leave"}),
+        None,
+    )
+    .await;
+    if let Err(e) = unlist.map_err(MatrixError::from).and(leave.map(|_| ())) {
+        tracing::error!(room_id = room, error = %e, "abandoning a half-created room failed");
+    } else {
+        tracing::warn!(
+            room_id = room,
+            "room creation failed after its events; the creator left it"
+        );
+    }
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`

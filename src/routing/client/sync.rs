@@ -264,11 +264,20 @@ pub async fn send_to_device(
     req: Ruma<send_event_to_device::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
+    // Remote users are reached through federation, which is not built yet: refuse the whole
+    // request before anything is queued, rather than answer success for messages dropped.
+    if let Some(remote) = body
+        .messages
+        .keys()
+        .find(|u| super::local_part(state.server_name(), u).is_none())
+    {
+        return Err(MatrixError::federation_unavailable(format!(
+            "Cannot send to-device messages to {remote}"
+        )));
+    }
     let mut messages = Vec::new();
     for (user, devices) in &body.messages {
-        // Remote users are reached through federation, which is not built yet.
         let Some(localpart) = super::local_part(state.server_name(), user) else {
-            tracing::warn!(%user, "to-device message for a remote user dropped");
             continue;
         };
         for (device, content) in devices {

@@ -2,8 +2,8 @@
 
 use super::rooms::{current_state, send};
 use crate::actors::roomserver::messages::{
-    PerformPublishRoom, PerformRemoveRoomAlias, PerformRoomEvent, PerformSetRoomAlias,
-    QueryAliasesForRoom, QueryMaySendState, QueryPublishedRoom,
+    InitialEvent, PerformCreateRoom, PerformPublishRoom, PerformRemoveRoomAlias,
+    PerformSetRoomAlias, QueryAliasesForRoom, QueryMaySendState, QueryPublishedRoom,
 };
 use crate::actors::userapi::messages::PerformRoomUpgradeCopy;
 use crate::routing::error::MatrixError;
@@ -77,31 +77,6 @@ pub async fn upgrade_room(
     if rules.authorization.additional_room_creators && !b.additional_creators.is_empty() {
         create["additional_creators"] = json!(b.additional_creators);
     }
-    let created = state
-        .roomserver
-        .send(PerformRoomEvent {
-            room_id: None,
-            room_version: Some(version),
-            sender: me.clone(),
-            event_type: "m.room.create".into(),
-            state_key: Some(String::new()),
-            content: create,
-            txn: None,
-            redacts: None,
-        })
-        .await?;
-    let new = created.room_id;
-    send(
-        &state,
-        sender,
-        &new,
-        "m.room.member",
-        Some(&me),
-        json!({ "membership": "join" }),
-        None,
-    )
-    .await?;
-
     // Power levels as they were; creators of v12+ rooms are privileged by the create event.
     let mut power_levels = content_of("m.room.power_levels").unwrap_or_else(|| json!({}));
     if rules.authorization.explicitly_privilege_room_creators {
@@ -115,21 +90,31 @@ pub async fn upgrade_room(
         let mine = power_levels["users"][&me].as_i64().unwrap_or(0).max(100);
         power_levels["users"][&me] = json!(mine);
     }
-    send(
-        &state,
-        sender,
-        &new,
-        "m.room.power_levels",
-        Some(""),
-        power_levels.clone(),
-        None,
-    )
-    .await?;
+    let state_event = |event_type: &str, state_key: &str, content: Value| InitialEvent {
+        event_type: event_type.to_owned(),
+        state_key: Some(state_key.to_owned()),
+        content,
+    };
+    let mut initial = vec![
+        state_event("m.room.member", &me, json!({ "membership": "join" })),
+        state_event("m.room.power_levels", "", power_levels.clone()),
+    ];
     for kind in CARRIED {
         if let Some(content) = content_of(kind) {
-            send(&state, sender, &new, kind, Some(""), content, None).await?;
+            initial.push(state_event(kind, "", content));
         }
     }
+    // The new room with its state in one call: it exists whole or not at all.
+    let created = state
+        .roomserver
+        .send(PerformCreateRoom {
+            room_version: Some(version),
+            sender: me.clone(),
+            creation_content: create,
+            initial,
+        })
+        .await?;
+    let new = created.room_id;
 
     // Aliases move to the new room, with the canonical alias.
     let aliases = state

@@ -221,8 +221,11 @@ pub async fn set_state_after_and_position(
     snapshot_nid: i64,
     position: i64,
 ) -> Result<(), StorageError> {
-    db.execute(SET_AFTER_AND_POSITION, &[&event_nid, &snapshot_nid, &position])
-        .await?;
+    db.execute(
+        SET_AFTER_AND_POSITION,
+        &[&event_nid, &snapshot_nid, &position],
+    )
+    .await?;
     Ok(())
 }
 

@@ -19,7 +19,8 @@ const COUNT: &str = "SELECT COUNT(*) FROM roomserver_memberships m
     WHERE r.room_id = $1 AND m.membership = $2";
 const DELETE: &str = "DELETE FROM roomserver_memberships WHERE room_nid = $1 AND user_id = $2";
 const FORGET: &str = "UPDATE roomserver_memberships SET forgotten = 1
-    WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)";
+    WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)
+        AND forgotten = 0 AND membership NOT IN ('join', 'invite', 'knock')";
 
 /// Records a user's new membership of a room.
 pub async fn upsert(
@@ -73,10 +74,10 @@ pub async fn count(db: &impl Conn, room_id: &str, membership: &str) -> Result<i6
         .map_or(Ok(0), |r| r.i64(0))
 }
 
-/// Marks a room forgotten by a user.
-pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<(), StorageError> {
-    db.execute(FORGET, &[&room_id, &user_id]).await?;
-    Ok(())
+/// Marks a room forgotten by a user who is no longer in it; `false` when nothing changed
+/// (already forgotten, or in the room again).
+pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<bool, StorageError> {
+    Ok(db.execute(FORGET, &[&room_id, &user_id]).await? == 1)
 }
 
 #[cfg(test)]
@@ -103,8 +104,10 @@ mod tests {
             assert_eq!(select_rooms(db, "@u:x", "join").await.unwrap().len(), 2);
             assert_eq!(count(db, "!b:x", "join").await.unwrap(), 1);
             assert_eq!(count(db, "!b:x", "ban").await.unwrap(), 0);
+            assert!(!forget(db, "!a:x", "@u:x").await.unwrap(), "joined");
             upsert(db, a, "@u:x", "leave", 4).await.unwrap();
-            forget(db, "!a:x", "@u:x").await.unwrap();
+            assert!(forget(db, "!a:x", "@u:x").await.unwrap());
+            assert!(!forget(db, "!a:x", "@u:x").await.unwrap(), "once");
             assert_eq!(
                 select(db, "!a:x", "@u:x").await.unwrap(),
                 Some(("leave".into(), true))

@@ -1,6 +1,6 @@
 //! Reads the roomserver's stream into the syncapi's tables: each accepted event at its stream
-//! position (with its client transaction, what it replaced, its relation), redactions, and
-//! the current-state changes it reports. Applied exactly once with the consumer's offset (see
+//! position (with its client transaction, what it replaced, its relation), redactions, the
+//! current-state changes it reports, and rooms users forgot (a mark on their member row). Applied exactly once with the consumer's offset (see
 //! `bus::run_consumer`); after each committed batch the notifier wakes who it concerns.
 
 use super::super::format::relation_of;
@@ -96,15 +96,30 @@ impl Consumer for RoomserverConsumer {
         position: i64,
         output: RoomserverOutput,
     ) -> Result<(), ConsumerError> {
-        let RoomserverOutput::NewRoomEvent {
-            room_id,
-            event_id,
-            event,
-            adds_state,
-            removes_state,
-            redacts,
-            transaction,
-        } = output;
+        let (room_id, event_id, event, adds_state, removes_state, redacts, transaction) =
+            match output {
+                RoomserverOutput::NewRoomEvent {
+                    room_id,
+                    event_id,
+                    event,
+                    adds_state,
+                    removes_state,
+                    redacts,
+                    transaction,
+                } => (
+                    room_id,
+                    event_id,
+                    event,
+                    adds_state,
+                    removes_state,
+                    redacts,
+                    transaction,
+                ),
+                RoomserverOutput::RoomForgotten { room_id, user_id } => {
+                    current_state::forget(txn, &room_id, &user_id).await?;
+                    return Ok(());
+                }
+            };
         let event_type = text(&event, "type").unwrap_or_default();
         let sender = text(&event, "sender").unwrap_or_default();
         let state_key = text(&event, "state_key");

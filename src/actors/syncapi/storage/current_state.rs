@@ -3,11 +3,16 @@
 use crate::storage::{Conn, StorageError};
 
 const UPSERT: &str = "INSERT INTO syncapi_current_state
-    (room_id, event_type, state_key, event_id, membership, position)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    (room_id, event_type, state_key, event_id, membership, position, forgotten)
+    VALUES ($1, $2, $3, $4, $5, $6, 0)
     ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
         event_id = EXCLUDED.event_id, membership = EXCLUDED.membership,
-        position = EXCLUDED.position";
+        position = EXCLUDED.position, forgotten = 0";
+const FORGET: &str = "UPDATE syncapi_current_state SET forgotten = 1
+    WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2
+        AND membership IN ('leave', 'ban')";
+const SELECT_FORGOTTEN: &str = "SELECT forgotten FROM syncapi_current_state
+    WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2";
 const DELETE_EVENT: &str = "DELETE FROM syncapi_current_state WHERE event_id = $1";
 const SELECT_ROOM: &str =
     "SELECT event_id FROM syncapi_current_state WHERE room_id = $1 ORDER BY event_type, state_key";
@@ -19,9 +24,9 @@ const SELECT_HOLDER: &str = "SELECT event_id FROM syncapi_current_state
     WHERE room_id = $1 AND event_type = $2 AND state_key = $3";
 const SELECT_MEMBERSHIPS_OF: &str = "SELECT c.room_id, c.membership, c.position, c.event_id,
     e.json FROM syncapi_current_state c JOIN syncapi_room_events e ON e.event_id = c.event_id
-    WHERE c.event_type = 'm.room.member' AND c.state_key = $1";
+    WHERE c.event_type = 'm.room.member' AND c.state_key = $1 AND c.forgotten = 0";
 const SELECT_MEMBERSHIP: &str = "SELECT membership, position FROM syncapi_current_state
-    WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2";
+    WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2 AND forgotten = 0";
 const SELECT_MEMBERS: &str = "SELECT state_key, membership FROM syncapi_current_state
     WHERE room_id = $1 AND event_type = 'm.room.member' ORDER BY position";
 const SELECT_ALL_JOINED: &str = "SELECT room_id, state_key FROM syncapi_current_state
@@ -59,6 +64,27 @@ pub async fn upsert(
     )
     .await?;
     Ok(())
+}
+
+/// Marks a room forgotten by a user who left it (or was banned); the next member event of
+/// the user clears the mark (`upsert`).
+pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<(), StorageError> {
+    db.execute(FORGET, &[&room_id, &user_id]).await?;
+    Ok(())
+}
+
+/// Whether a user forgot a room.
+pub async fn select_forgotten(
+    db: &impl Conn,
+    room_id: &str,
+    user_id: &str,
+) -> Result<bool, StorageError> {
+    Ok(db
+        .query_opt(SELECT_FORGOTTEN, &[&room_id, &user_id])
+        .await?
+        .map(|r| r.bool(0))
+        .transpose()?
+        .unwrap_or(false))
 }
 
 /// Removes an event from the current state (when a resolution pushed it out).
@@ -130,7 +156,8 @@ impl Membership {
     }
 }
 
-/// Every room the user has a membership in (of any kind), with its position.
+/// Every room the user has a membership in (of any kind), with its position; rooms the user
+/// forgot are left out.
 pub async fn select_memberships_of(
     db: &impl Conn,
     user_id: &str,
@@ -151,7 +178,8 @@ pub async fn select_memberships_of(
         .collect()
 }
 
-/// A user's current membership of one room and its position.
+/// A user's current membership of one room and its position; `None` for a room the user
+/// forgot, as for one they never were in.
 pub async fn select_membership(
     db: &impl Conn,
     room_id: &str,
