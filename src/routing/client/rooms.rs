@@ -148,8 +148,10 @@ pub async fn read_point(
     let member = events.iter().find(|e| e.json["type"] == "m.room.member");
     let membership = member.and_then(|e| e.json["content"]["membership"].as_str());
     let world_readable = events.iter().any(|e| {
+        use crate::history_visibility::HistoryVisibility;
         e.json["type"] == "m.room.history_visibility"
-            && e.json["content"]["history_visibility"] == "world_readable"
+            && HistoryVisibility::from_content(&e.json["content"])
+                == HistoryVisibility::WorldReadable
     });
     match (membership, member) {
         (Some("join"), _) => Ok(ReadAt::Now),
