@@ -229,7 +229,6 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
             // Every stored event is valid for its version: signed by us, ID = reference hash.
             let stored =
                 f.rs.send(QueryEvent {
-                    viewer: None,
                     event_id: msg.event_id.clone(),
                 })
                 .await
@@ -287,7 +286,6 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
         assert!(f
             .rs
             .send(QueryEvent {
-                viewer: None,
                 event_id: "$nope".into()
             })
             .await
@@ -563,7 +561,6 @@ async fn forks_are_resolved_with_state_resolution_v2() {
             let stored =
                 f.rs.send(QueryEvent {
                     event_id: merged.event_id.clone(),
-                    viewer: None,
                 })
                 .await
                 .unwrap()
@@ -609,7 +606,6 @@ async fn forks_are_resolved_with_state_resolution_v2() {
             let stored =
                 f.rs.send(QueryEvent {
                     event_id: next.event_id,
-                    viewer: None,
                 })
                 .await
                 .unwrap()

@@ -770,6 +770,7 @@ pub async fn get_event_by_timestamp(
         .roomserver
         .send(QueryEventByTimestamp {
             room_id: b.room_id.to_string(),
+            user_id: req.sender.user_id.to_string(),
             ts,
             forward: b.dir == ruma::api::Direction::Forward,
         })
