@@ -7,12 +7,14 @@
 //! - [`storage`]: the Db layer over PostgreSQL and SQLite, and the migration runner.
 //! - [`server`]: starts a node: database, components, listeners.
 //! - [`identity`]: the client of identity servers (third-party invites).
+//! - [`history_visibility`]: the one rule for which events of a room a user may see.
 //! - [`config`], [`metrics`], [`profiling`].
 
 pub mod actors;
 pub mod alloc;
 pub mod bus;
 pub mod config;
+pub mod history_visibility;
 pub mod identity;
 pub mod metrics;
 pub mod pdu;

@@ -229,9 +229,10 @@ impl Handler<QueryEvent> for RoomserverActor {
 
     fn handle(&mut self, msg: QueryEvent, _: &mut Context<Self>) -> Self::Result {
         let db = self.deps.db.clone();
-        Box::pin(self.exec.run(move || async move {
-            input::event(&db, &msg.event_id, msg.viewer.as_deref()).await
-        }))
+        Box::pin(
+            self.exec
+                .run(move || async move { input::event(&db, &msg.event_id).await }),
+        )
     }
 }
 
@@ -331,14 +332,11 @@ directory_handler!(PerformReport, (), |db, m| {
     .await
 });
 directory_handler!(QueryEventByTimestamp, Option<(String, i64)>, |db, m| {
-    let room = super::storage::rooms::select(&db, &m.room_id)
-        .await?
-        .ok_or(RoomserverError::NoRoom)?;
-    Ok(super::storage::events::select_by_ts(&db, room.room_nid, m.ts, m.forward).await?)
+    super::visibility::event_by_timestamp(&db, &m.room_id, &m.user_id, m.ts, m.forward).await
 });
 
 directory_handler!(QueryStateAtPosition, Option<Vec<StoredEvent>>, |db, m| {
-    input::state_at_position(&db, &m.room_id, m.position).await
+    input::state_at_position(&db, &m.room_id, m.position, &m.user_id).await
 });
 directory_handler!(QueryStateAfterEvent, Option<Vec<StoredEvent>>, |db, m| {
     input::state_after_event(&db, &m.room_id, &m.event_id).await

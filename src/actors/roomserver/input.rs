@@ -553,71 +553,15 @@ async fn stored(
     })
 }
 
-/// Reads one event, redacted if a redaction applies to it, if `viewer` may see it.
-pub async fn event(
-    db: &Db,
-    event_id: &str,
-    viewer: Option<&str>,
-) -> Result<Option<StoredEvent>, RoomserverError> {
+/// Reads one event, redacted if a redaction applies to it.
+pub async fn event(db: &Db, event_id: &str) -> Result<Option<StoredEvent>, RoomserverError> {
     let Some(row) = events::select_by_id(db, event_id).await? else {
         return Ok(None);
     };
     let (room_id, version) = rooms::select_by_nid(db, row.room_nid)
         .await?
         .ok_or_else(|| RoomserverError::Internal(format!("event {event_id} without a room")))?;
-    if let Some(viewer) = viewer {
-        if !visible(db, &room_id, &row, viewer).await? {
-            return Ok(None);
-        }
-    }
     stored(db, &room_id, &version, row).await.map(Some)
-}
-
-/// Whether `viewer` may see an event, by the history visibility and their membership in the
-/// state before it (an event that sets their own membership counts as that membership).
-async fn visible(
-    db: &Db,
-    room_id: &str,
-    row: &events::EventRow,
-    viewer: &str,
-) -> Result<bool, RoomserverError> {
-    let current = memberships::select(db, room_id, viewer)
-        .await?
-        .map(|(m, _)| m);
-    let json: serde_json::Value =
-        serde_json::from_str(&row.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
-    let (mut visibility, mut membership) = ("shared".to_owned(), None);
-    if let Some(snapshot) = row.state_snapshot_nid {
-        let wanted = [
-            (StateEventType::RoomHistoryVisibility, String::new()),
-            (StateEventType::RoomMember, viewer.to_owned()),
-        ];
-        let (state, events) = state_events(db, snapshot, &wanted).await?;
-        let content = |k: &(StateEventType, String)| -> serde_json::Value {
-            state
-                .get(k)
-                .and_then(|id| events.get(id))
-                .and_then(|e| serde_json::from_str(e.content.get()).ok())
-                .unwrap_or_default()
-        };
-        if let Some(v) = content(&wanted[0])["history_visibility"].as_str() {
-            visibility = v.to_owned();
-        }
-        membership = content(&wanted[1])["membership"]
-            .as_str()
-            .map(str::to_owned);
-    }
-    if json["type"] == "m.room.member" && json["state_key"] == viewer {
-        membership = json["content"]["membership"].as_str().map(str::to_owned);
-    }
-    let was = |m: &str| membership.as_deref() == Some(m);
-    Ok(match visibility.as_str() {
-        "world_readable" => true,
-        "invited" => was("join") || was("invite"),
-        "joined" => was("join"),
-        // shared, and anything unknown (treated as shared, as the spec says)
-        _ => was("join") || current.as_deref() == Some("join"),
-    })
 }
 
 /// Records a report of a room or of one of its events.
@@ -647,11 +591,13 @@ pub async fn report(
     Ok(())
 }
 
-/// The room's state after its last event output at or before a stream position.
+/// The room's state after its last event output at or before a stream position, for a
+/// `viewer` who may see that event (`NotAllowed` otherwise).
 pub async fn state_at_position(
     db: &Db,
     room_id: &str,
     position: i64,
+    viewer: &str,
 ) -> Result<Option<Vec<StoredEvent>>, RoomserverError> {
     let Some(room) = rooms::select(db, room_id).await? else {
         return Ok(None);
@@ -662,6 +608,12 @@ pub async fn state_at_position(
     let row = events::select_by_id(db, &event_id)
         .await?
         .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;
+    let mut v = super::visibility::Viewer::load(db, room.room_nid, room_id, viewer).await?;
+    if !v.may_see(db, &row).await? {
+        return Err(RoomserverError::NotAllowed(format!(
+            "{viewer} may not see room {room_id} at that point"
+        )));
+    }
     state_after_row(db, room_id, &room.room_version, &event_id, row)
         .await
         .map(Some)

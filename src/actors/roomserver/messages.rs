@@ -198,12 +198,15 @@ pub struct PerformReport {
     pub reason: Option<String>,
 }
 
-/// The room's event closest to `ts`: the first at or after it (`forward`), or the last at
-/// or before it. Returns (event ID, origin_server_ts); `None` when there is none.
+/// The room's event closest to `ts` that `user_id` may see by the history visibility: the
+/// first at or after it (`forward`), or the last at or before it. Returns (event ID,
+/// origin_server_ts); `None` when there is none (events the user may not see are passed
+/// over, at most 1000 of them). `NoRoom` for an unknown room.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<(String, i64)>, RoomserverError>")]
 pub struct QueryEventByTimestamp {
     pub room_id: String,
+    pub user_id: String,
     pub ts: i64,
     pub forward: bool,
 }
@@ -244,12 +247,14 @@ pub struct PublicRoomsPage {
 
 /// The room's state as of a position of the `roomserver` stream (what a sync token names):
 /// the state after the room's last event output at or before it. `None`: unknown room;
-/// empty: the room had no event yet then.
+/// empty: the room had no event yet then; `NotAllowed` when `user_id` may not see that event
+/// by the history visibility (a point they could not see).
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<Vec<StoredEvent>>, RoomserverError>")]
 pub struct QueryStateAtPosition {
     pub room_id: String,
     pub position: i64,
+    pub user_id: String,
 }
 
 /// The room's state right after one of its events (all of it). `None`: no such room, or the
@@ -261,16 +266,12 @@ pub struct QueryStateAfterEvent {
     pub event_id: String,
 }
 
-/// One event by ID; `None` when it is not stored, or when `viewer` may not see it by the
-/// room's history visibility at the event (world_readable: anyone; shared: members, and
-/// whoever was joined then; invited: whoever was invited or joined then; joined: whoever
-/// was joined then).
+/// One event by ID, for the server itself (no history visibility: a client's read of one
+/// event goes to the syncapi, `QueryClientEvent`); `None` when it is not stored.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<StoredEvent>, RoomserverError>")]
 pub struct QueryEvent {
     pub event_id: String,
-    /// `None`: no visibility check (the server itself).
-    pub viewer: Option<String>,
 }
 
 /// An event built by another server (or injected by a test), for a room known here. It is

@@ -24,6 +24,7 @@ pub mod state;
 pub(crate) mod storage;
 #[cfg(test)]
 pub(crate) mod tests;
+mod visibility;
 
 pub use actor::RoomserverActor;
 pub use error::RoomserverError;

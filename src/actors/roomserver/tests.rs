@@ -232,7 +232,6 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
             // Every stored event is valid for its version: signed by us, ID = reference hash.
             let stored =
                 f.rs.send(QueryEvent {
-                    viewer: None,
                     event_id: msg.event_id.clone(),
                 })
                 .await
@@ -290,7 +289,6 @@ async fn rooms_of_every_version_follow_the_auth_rules() {
         assert!(f
             .rs
             .send(QueryEvent {
-                viewer: None,
                 event_id: "$nope".into()
             })
             .await
@@ -588,7 +586,6 @@ async fn forks_are_resolved_with_state_resolution_v2() {
             let stored =
                 f.rs.send(QueryEvent {
                     event_id: merged.event_id.clone(),
-                    viewer: None,
                 })
                 .await
                 .unwrap()
@@ -634,7 +631,6 @@ async fn forks_are_resolved_with_state_resolution_v2() {
             let stored =
                 f.rs.send(QueryEvent {
                     event_id: next.event_id,
-                    viewer: None,
                 })
                 .await
                 .unwrap()

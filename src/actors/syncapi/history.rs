@@ -16,6 +16,7 @@ use super::sync::{ignored_users, Scan};
 use super::token::StreamPositions;
 use super::visibility::Visibility;
 use super::SyncApiError;
+use crate::history_visibility::HistoryVisibility;
 use crate::storage::Db;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -79,7 +80,7 @@ pub(super) async fn world_readable(db: &Db, room_id: &str) -> Result<bool, SyncA
         current_state::select_holder(db, room_id, "m.room.history_visibility", "").await?;
     Ok(match setting {
         Some(id) => room_events::select_by_id(db, &id).await?.is_some_and(|e| {
-            format::json_of(&e)["content"]["history_visibility"] == "world_readable"
+            HistoryVisibility::from_event_json(&e.json) == HistoryVisibility::WorldReadable
         }),
         None => false,
     })

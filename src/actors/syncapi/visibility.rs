@@ -1,8 +1,11 @@
 //! History visibility, from the syncapi's own copy of a room: which events a user may see,
-//! by `m.room.history_visibility` and the user's membership when each was sent. The same
-//! rules as the roomserver's (`QueryEvent` with a viewer).
+//! by `m.room.history_visibility` and the user's memberships, in stream order. The rule is
+//! `crate::history_visibility::allows` (the roomserver asks the same one); this file reads
+//! its inputs: the setting and the user's membership before each event, and whether they
+//! joined at any later position.
 
 use super::storage::room_events::{self, RoomEvent};
+use crate::history_visibility::{self as rule, HistoryVisibility};
 use crate::storage::{Conn, StorageError};
 
 /// The users whose accounts were erased, kept in memory by the syncapi (loaded at start from
@@ -14,10 +17,11 @@ pub type ErasedUsers = std::sync::Arc<std::sync::RwLock<std::collections::HashSe
 #[derive(Debug, Default)]
 pub struct Visibility {
     user_id: String,
-    /// (position, history_visibility), oldest first.
-    settings: Vec<(i64, String)>,
-    /// (position, membership) of the user, oldest first.
-    memberships: Vec<(i64, String)>,
+    /// (position, setting), oldest first.
+    settings: Vec<(i64, HistoryVisibility)>,
+    /// (position, membership) of the user, oldest first; `None` where the event could not
+    /// be read (no membership).
+    memberships: Vec<(i64, Option<String>)>,
     /// Erased users (the spec's account erasure), and the room's version to redact by; empty
     /// when nobody was ever erased.
     erased: std::collections::HashSet<String>,
@@ -32,10 +36,6 @@ impl Visibility {
         user_id: &str,
         erased: &ErasedUsers,
     ) -> Result<Visibility, StorageError> {
-        let field = |e: &RoomEvent, k: &str| -> String {
-            let j: serde_json::Value = serde_json::from_str(&e.json).unwrap_or_default();
-            j["content"][k].as_str().unwrap_or_default().to_owned()
-        };
         let settings = room_events::select_state_history(
             db,
             room_id,
@@ -45,13 +45,13 @@ impl Visibility {
         )
         .await?
         .iter()
-        .map(|e| (e.position, field(e, "history_visibility")))
+        .map(|e| (e.position, HistoryVisibility::from_event_json(&e.json)))
         .collect();
         let memberships =
             room_events::select_state_history(db, room_id, "m.room.member", user_id, i64::MAX)
                 .await?
                 .iter()
-                .map(|e| (e.position, field(e, "membership")))
+                .map(|e| (e.position, rule::membership_of_event(&e.json)))
                 .collect();
         // Erasure is rare: the room's version is read only when someone was erased.
         let erased: std::collections::HashSet<String> = erased
@@ -65,12 +65,12 @@ impl Visibility {
                 .await?
                 .first()
                 .map(|e| {
-                    let v = field(e, "room_version");
-                    if v.is_empty() {
-                        "1".to_owned()
-                    } else {
-                        v
-                    }
+                    let create: serde_json::Value =
+                        serde_json::from_str(&e.json).unwrap_or_default();
+                    create["content"]["room_version"]
+                        .as_str()
+                        .unwrap_or("1")
+                        .to_owned()
                 })
                 .unwrap_or_default()
         };
@@ -90,7 +90,7 @@ impl Visibility {
         if !self.erased.contains(&e.sender) || e.sender == self.user_id {
             return;
         }
-        if Self::before(&self.memberships, e.position) == Some("join") {
+        if self.membership_before(e.position) == Some("join") {
             return;
         }
         let Ok(json) = serde_json::from_str::<ruma::CanonicalJsonObject>(&e.json) else {
@@ -103,58 +103,43 @@ impl Visibility {
         }
     }
 
-    fn before(list: &[(i64, String)], position: i64) -> Option<&str> {
-        list.iter()
-            .rev()
-            .find(|(p, _)| *p < position)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether the user may see `e`. Their own membership events are always visible (so a
-    /// room they left or were kicked from shows how it ended).
-    pub fn allows(&self, e: &RoomEvent) -> bool {
-        if e.event_type == "m.room.member" && e.state_key.as_deref() == Some(&self.user_id) {
-            return true;
-        }
-        let setting = Self::before(&self.settings, e.position).unwrap_or("shared");
-        let mut membership = Self::before(&self.memberships, e.position);
-        if e.event_type == "m.room.member" && e.state_key.as_deref() == Some(&self.user_id) {
-            membership = self
-                .memberships
-                .iter()
-                .find(|(p, _)| *p == e.position)
-                .map(|(_, m)| m.as_str())
-                .or(membership);
-        }
-        let was = |m: &str| membership == Some(m);
-        match setting {
-            "world_readable" => true,
-            "invited" => was("join") || was("invite"),
-            "joined" => was("join"),
-            // shared (and anything unknown): also visible to who joined later.
-            _ => {
-                was("join")
-                    || self
-                        .memberships
-                        .iter()
-                        .any(|(p, m)| *p >= e.position && m == "join")
-            }
-        }
-    }
-
-    /// The position of the user's latest join (0 when never joined).
-    pub fn joined_at(&self) -> i64 {
+    /// The user's membership before `position` (`None`: none, or unreadable).
+    fn membership_before(&self, position: i64) -> Option<&str> {
         self.memberships
             .iter()
             .rev()
-            .find(|(_, m)| m == "join")
-            .map_or(0, |(p, _)| *p)
+            .find(|(p, _)| *p < position)
+            .and_then(|(_, m)| m.as_deref())
+    }
+
+    /// Whether the user may see `e`: the room's setting and their membership before it, and
+    /// whether they joined at any later position (`crate::history_visibility::allows`).
+    pub fn allows(&self, e: &RoomEvent) -> bool {
+        let setting = self
+            .settings
+            .iter()
+            .rev()
+            .find(|(p, _)| *p < e.position)
+            .map(|(_, s)| *s)
+            .unwrap_or_default();
+        let joined_later = self
+            .memberships
+            .iter()
+            .any(|(p, m)| *p > e.position && m.as_deref() == Some("join"));
+        let own = e.event_type == "m.room.member" && e.state_key.as_deref() == Some(&self.user_id);
+        rule::allows(
+            setting,
+            self.membership_before(e.position),
+            joined_later,
+            own,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use HistoryVisibility::*;
 
     fn ev(position: i64) -> RoomEvent {
         RoomEvent {
@@ -168,8 +153,12 @@ mod tests {
     fn visibility_follows_the_setting_and_membership_at_each_event() {
         let v = Visibility {
             user_id: "@u".into(),
-            settings: vec![(1, "joined".into()), (10, "shared".into())],
-            memberships: vec![(5, "join".into()), (8, "leave".into()), (12, "join".into())],
+            settings: vec![(1, Joined), (10, Shared)],
+            memberships: vec![
+                (5, Some("join".into())),
+                (8, Some("leave".into())),
+                (12, Some("join".into())),
+            ],
             erased: Default::default(),
             room_version: String::new(),
         };
@@ -179,24 +168,54 @@ mod tests {
         assert!(v.allows(&ev(11)), "shared, and the user joins later");
         let w = Visibility {
             user_id: "@u".into(),
-            settings: vec![(1, "invited".into())],
-            memberships: vec![(5, "invite".into())],
+            settings: vec![(1, Invited)],
+            memberships: vec![(5, Some("invite".into()))],
             ..Default::default()
         };
         assert!(w.allows(&ev(6)));
         assert!(!w.allows(&ev(4)));
         let world = Visibility {
-            settings: vec![(1, "world_readable".into())],
+            settings: vec![(1, WorldReadable)],
             ..Default::default()
         };
         assert!(world.allows(&ev(2)));
+        // Shared history, a user who joined, left, and came back much later: everything up
+        // to the rejoin is theirs to read, joined or not when it was sent.
+        let later = Visibility {
+            user_id: "@u".into(),
+            settings: vec![(1, Shared)],
+            memberships: vec![(5, Some("join".into())), (8, Some("leave".into()))],
+            ..Default::default()
+        };
+        assert!(later.allows(&ev(6)));
+        assert!(later.allows(&ev(3)), "before the first join, joined later");
+        assert!(!later.allows(&ev(9)), "after leaving for good");
+        // An unreadable membership is none; the user's own member events stay visible.
+        let unreadable = Visibility {
+            user_id: "@u".into(),
+            settings: vec![(1, Joined)],
+            memberships: vec![(5, None)],
+            ..Default::default()
+        };
+        assert!(!unreadable.allows(&ev(6)));
+        let own = RoomEvent {
+            position: 5,
+            event_type: "m.room.member".into(),
+            state_key: Some("@u".into()),
+            ..Default::default()
+        };
+        assert!(unreadable.allows(&own));
     }
 
     #[test]
     fn erased_senders_are_redacted_for_who_was_not_joined() {
         let v = Visibility {
             user_id: "@u".into(),
-            memberships: vec![(5, "join".into()), (8, "leave".into()), (12, "join".into())],
+            memberships: vec![
+                (5, Some("join".into())),
+                (8, Some("leave".into())),
+                (12, Some("join".into())),
+            ],
             erased: ["@gone".to_owned()].into_iter().collect(),
             room_version: "11".into(),
             ..Default::default()

@@ -486,11 +486,10 @@ pub async fn get_member_events(
     let room = b.room_id.as_str();
     let at = match &b.at {
         None => None,
-        // Positions of the roomserver stream, as sync tokens carry them (`s<position>`).
+        // A sync token: its position of the roomserver stream (`s<position>_...`).
         Some(token) => Some(
-            token
-                .strip_prefix('s')
-                .and_then(|p| p.parse::<i64>().ok())
+            crate::actors::syncapi::token::StreamPositions::parse(token)
+                .map(|t| t.pdu)
                 .ok_or_else(|| {
                     MatrixError::invalid_param(format!("Unknown `at` token {token:?}"))
                 })?,
@@ -511,6 +510,7 @@ pub async fn get_member_events(
                 .send(QueryStateAtPosition {
                     room_id: room.to_owned(),
                     position,
+                    user_id: req.sender.user_id.to_string(),
                 })
                 .await?
                 .ok_or_else(|| MatrixError::not_found("Unknown room"))?

@@ -169,8 +169,10 @@ pub async fn read_point(
     let member = events.iter().find(|e| e.json["type"] == "m.room.member");
     let membership = member.and_then(|e| e.json["content"]["membership"].as_str());
     let world_readable = events.iter().any(|e| {
+        use crate::history_visibility::HistoryVisibility;
         e.json["type"] == "m.room.history_visibility"
-            && e.json["content"]["history_visibility"] == "world_readable"
+            && HistoryVisibility::from_content(&e.json["content"])
+                == HistoryVisibility::WorldReadable
     });
     match (membership, member) {
         (Some("join"), _) => Ok(ReadAt::Now),
@@ -833,6 +835,7 @@ pub async fn get_event_by_timestamp(
         .roomserver
         .send(QueryEventByTimestamp {
             room_id: b.room_id.to_string(),
+            user_id: req.sender.user_id.to_string(),
             ts,
             forward: b.dir == ruma::api::Direction::Forward,
         })

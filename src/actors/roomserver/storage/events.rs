@@ -25,12 +25,16 @@ const SELECT_PRUNABLE: &str = "SELECT e.event_nid, e.json, e.stream_position, r.
     WHERE e.redacted_at IS NOT NULL AND e.redacted_at < $1 ORDER BY e.redacted_at LIMIT $2";
 const SET_PRUNED: &str =
     "UPDATE roomserver_events SET json = $2, redacted_at = NULL WHERE event_nid = $1";
-const SELECT_AFTER_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
-    WHERE room_nid = $1 AND origin_server_ts >= $2 AND rejected = 0 AND soft_failed = 0
-    ORDER BY origin_server_ts ASC, event_nid ASC LIMIT 1";
-const SELECT_BEFORE_TS: &str = "SELECT event_id, origin_server_ts FROM roomserver_events
-    WHERE room_nid = $1 AND origin_server_ts <= $2 AND rejected = 0 AND soft_failed = 0
-    ORDER BY origin_server_ts DESC, event_nid DESC LIMIT 1";
+/// Ordered by (origin_server_ts, event_nid), from just past ($2, $3); `{COLUMNS}` is filled in.
+const SELECT_AFTER_TS: &str = "SELECT {COLUMNS}, origin_server_ts FROM roomserver_events
+    WHERE room_nid = $1 AND origin_server_ts >= $2 AND (origin_server_ts > $2 OR event_nid > $3)
+    AND rejected = 0 AND soft_failed = 0 ORDER BY origin_server_ts ASC, event_nid ASC LIMIT $4";
+const SELECT_BEFORE_TS: &str = "SELECT {COLUMNS}, origin_server_ts FROM roomserver_events
+    WHERE room_nid = $1 AND origin_server_ts <= $2 AND (origin_server_ts < $2 OR event_nid < $3)
+    AND rejected = 0 AND soft_failed = 0 ORDER BY origin_server_ts DESC, event_nid DESC LIMIT $4";
+const SELECT_OF_STATE_KEY: &str = "SELECT {COLUMNS} FROM roomserver_events
+    WHERE room_nid = $1 AND type_nid = $2 AND state_key_nid = $3 AND rejected = 0
+    AND soft_failed = 0 ORDER BY event_nid";
 const SET_AFTER: &str =
     "UPDATE roomserver_events SET state_after_snapshot_nid = $2 WHERE event_nid = $1";
 const SELECT_AFTER: &str =
@@ -148,22 +152,46 @@ pub async fn set_state_snapshot(
     Ok(())
 }
 
-/// The room's first event sent at or after `ts` (`forward`), or its last at or before it.
+/// Up to `limit` of the room's events (not rejected) in the order of (origin_server_ts,
+/// event_nid): `forward`, those after (`ts`, `nid`), oldest first; else those before it,
+/// newest first; each with its origin_server_ts. `nid` = `i64::MIN` (forward) or `i64::MAX`
+/// starts at `ts` itself; the last row's (origin_server_ts, event_nid) continues.
 pub async fn select_by_ts(
     db: &impl Conn,
     room_nid: i64,
-    ts: i64,
+    (ts, nid): (i64, i64),
     forward: bool,
-) -> Result<Option<(String, i64)>, StorageError> {
+    limit: i64,
+) -> Result<Vec<(EventRow, i64)>, StorageError> {
     let sql = if forward {
         SELECT_AFTER_TS
     } else {
         SELECT_BEFORE_TS
-    };
-    db.query_opt(sql, &[&room_nid, &ts])
+    }
+    .replace("{COLUMNS}", COLUMNS);
+    // origin_server_ts comes after the row's columns.
+    let ts_column = COLUMNS.split(',').count();
+    db.query(&sql, &[&room_nid, &ts, &nid, &limit])
         .await?
-        .map(|r| Ok((r.string(0)?, r.i64(1)?)))
-        .transpose()
+        .iter()
+        .map(|r| Ok((row(r)?, r.i64(ts_column)?)))
+        .collect()
+}
+
+/// The room's events (not rejected) of one type and state key, oldest first: a user's
+/// member events, say.
+pub async fn select_of_state_key(
+    db: &impl Conn,
+    room_nid: i64,
+    type_nid: i64,
+    state_key_nid: i64,
+) -> Result<Vec<EventRow>, StorageError> {
+    let sql = SELECT_OF_STATE_KEY.replace("{COLUMNS}", COLUMNS);
+    db.query(&sql, &[&room_nid, &type_nid, &state_key_nid])
+        .await?
+        .iter()
+        .map(row)
+        .collect()
 }
 
 /// Records the state after an event.
@@ -352,15 +380,42 @@ mod tests {
             set_soft_failed(db, a, false).await.unwrap();
             assert!(!select_by_id(db, "$a").await.unwrap().unwrap().soft_failed);
             assert_eq!(select_by_id(db, "$nope").await.unwrap(), None);
+            let ids = |rows: Vec<EventRow>| -> Vec<String> {
+                rows.into_iter().map(|e| e.event_id).collect()
+            };
+            let ids_ts = |rows: Vec<(EventRow, i64)>| -> Vec<(String, i64)> {
+                rows.into_iter().map(|(e, ts)| (e.event_id, ts)).collect()
+            };
+            let by_ts =
+                |at: (i64, i64), forward: bool, limit: i64| select_by_ts(db, 1, at, forward, limit);
+            let one = |id: &str, ts: i64| vec![(id.to_owned(), ts)];
             assert_eq!(
-                select_by_ts(db, 1, 150, true).await.unwrap(),
-                Some(("$b".into(), 200))
+                ids_ts(by_ts((150, i64::MIN), true, 5).await.unwrap()),
+                one("$b", 200)
             );
             assert_eq!(
-                select_by_ts(db, 1, 150, false).await.unwrap(),
-                Some(("$a".into(), 100))
+                ids_ts(by_ts((150, i64::MAX), false, 5).await.unwrap()),
+                one("$a", 100)
             );
-            assert_eq!(select_by_ts(db, 1, 250, true).await.unwrap(), None);
+            let page = |rows: Vec<(EventRow, i64)>| ids(rows.into_iter().map(|(e, _)| e).collect());
+            assert_eq!(
+                page(by_ts((100, i64::MIN), true, 5).await.unwrap()),
+                ["$a", "$b"]
+            );
+            assert_eq!(page(by_ts((100, i64::MIN), true, 1).await.unwrap()), ["$a"]);
+            // Paging on from the last row; the same timestamp orders by event_nid.
+            assert_eq!(page(by_ts((100, a), true, 5).await.unwrap()), ["$b"]);
+            let c = insert(db, &new("$c", None)).await.unwrap().unwrap();
+            assert_eq!(page(by_ts((200, b), true, 5).await.unwrap()), ["$c"]);
+            assert_eq!(page(by_ts((200, c), false, 5).await.unwrap()), ["$b", "$a"]);
+            assert_eq!(
+                page(by_ts((200, i64::MAX), false, 1).await.unwrap()),
+                ["$c"]
+            );
+            assert!(by_ts((250, i64::MIN), true, 5).await.unwrap().is_empty());
+            // A state key's events, oldest first.
+            assert_eq!(ids(select_of_state_key(db, 1, 2, 5).await.unwrap()), ["$a"]);
+            assert!(select_of_state_key(db, 1, 2, 6).await.unwrap().is_empty());
         }
     }
 }
