@@ -16,6 +16,7 @@ pub mod input;
 mod input_events;
 pub mod messages;
 pub mod state;
+mod state_res_v1;
 pub(crate) mod storage;
 #[cfg(test)]
 pub(crate) mod tests;
