@@ -117,6 +117,7 @@ impl Room {
             redacts: None,
             prev_events: self.last.iter().cloned().collect(),
             auth_events: auth,
+            reference_hashes: Default::default(),
             depth: UInt::try_from(self.depth + 1).unwrap(),
             origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
         }

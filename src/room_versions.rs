@@ -4,7 +4,9 @@
 use serde_json::{json, Map, Value};
 
 /// Stable room versions, oldest first.
-pub const STABLE: &[&str] = &["3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+pub const STABLE: &[&str] = &[
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+];
 
 /// The version of new rooms unless the config or the request names another (the spec's
 /// recommendation).
@@ -17,4 +19,18 @@ pub fn capability() -> Value {
         .map(|v| (v.to_string(), json!("stable")))
         .collect();
     json!({ "default": DEFAULT, "available": available })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_capability_lists_every_stable_version() {
+        let c = super::capability();
+        assert_eq!(c["default"], "12");
+        let available = c["available"].as_object().unwrap();
+        assert_eq!(available.len(), 12);
+        for v in 1..=12 {
+            assert_eq!(available[&v.to_string()], "stable", "{v}");
+        }
+    }
 }

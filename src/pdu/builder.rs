@@ -1,14 +1,17 @@
 //! Building our own events: [`PduBuilder`] -> the federation-format object, content-hashed and
 //! signed with the server's key under the room version's redaction rules, with its event ID (the
-//! reference hash) and, for a version 12 `m.room.create` event, the room ID derived from it.
+//! reference hash; in versions 1 and 2 a random ID written into the event) and, for a version
+//! 12 `m.room.create` event, the room ID derived from it.
 
 use ruma::canonical_json::try_from_json_map;
 use ruma::events::TimelineEventType;
+use ruma::room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion};
 use ruma::signatures::{hash_and_sign_event, reference_hash, JsonError};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
     OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, ServerName, UInt,
 };
+use std::collections::HashMap;
 
 use super::{check_format, rules, Pdu, PduError};
 use crate::signing_key::SigningKey;
@@ -36,6 +39,9 @@ pub struct PduBuilder {
     pub prev_events: Vec<OwnedEventId>,
     /// The events that authorise this one (at most 10; never the create event in version 12+).
     pub auth_events: Vec<OwnedEventId>,
+    /// Room versions 1 and 2 only: the reference hash ([`super::reference_hash_of`]) of every
+    /// prev and auth event, written next to its ID. Later versions ignore it.
+    pub reference_hashes: HashMap<OwnedEventId, String>,
     /// One more than the largest depth among `prev_events` (1 for the create event).
     pub depth: UInt,
     /// When the event was created on this server.
@@ -72,14 +78,24 @@ impl PduBuilder {
             content.insert("redacts".to_owned(), redacts.as_str().into());
         }
 
-        let ids = |ids: Vec<OwnedEventId>| -> CanonicalJsonValue {
-            ids.iter()
-                .map(|id| id.as_str().into())
-                .collect::<Vec<_>>()
-                .into()
+        // Plain IDs, or in event format v1 `[id, {"sha256": reference hash}]` pairs.
+        let hashes = &self.reference_hashes;
+        let ids = |ids: Vec<OwnedEventId>| -> Result<CanonicalJsonValue, PduError> {
+            let items = ids.into_iter().map(|id| {
+                if rules.events_reference_format != EventsReferenceFormatVersion::V1 {
+                    return Ok(id.as_str().into());
+                }
+                let hash = hashes
+                    .get(&id)
+                    .ok_or_else(|| PduError::MissingReferenceHash(id.clone()))?;
+                let hashes =
+                    CanonicalJsonObject::from([("sha256".to_owned(), hash.clone().into())]);
+                Ok(vec![id.as_str().into(), hashes.into()].into())
+            });
+            Ok(items.collect::<Result<Vec<_>, PduError>>()?.into())
         };
         let mut json = CanonicalJsonObject::from([
-            ("auth_events".to_owned(), ids(self.auth_events)),
+            ("auth_events".to_owned(), ids(self.auth_events)?),
             ("content".to_owned(), content.into()),
             (
                 "depth".to_owned(),
@@ -89,7 +105,7 @@ impl PduBuilder {
                 "origin_server_ts".to_owned(),
                 CanonicalJsonValue::Integer(self.origin_server_ts.0.into()),
             ),
-            ("prev_events".to_owned(), ids(self.prev_events)),
+            ("prev_events".to_owned(), ids(self.prev_events)?),
             ("sender".to_owned(), self.sender.as_str().into()),
             ("type".to_owned(), self.event_type.to_string().into()),
         ]);
@@ -106,6 +122,15 @@ impl PduBuilder {
                 json.insert(field.to_owned(), value.into());
             }
         }
+        // Versions 1 and 2: the event carries its ID, chosen here, signed with the rest.
+        let own_id = match rules.event_id_format {
+            EventIdFormatVersion::V1 => {
+                let id = EventId::new_v1(origin);
+                json.insert("event_id".to_owned(), id.as_str().into());
+                Some(id)
+            }
+            _ => None,
+        };
 
         hash_and_sign_event(origin.as_str(), key.key_pair(), &mut json, &rules.redaction).map_err(
             |e| match e {
@@ -114,7 +139,10 @@ impl PduBuilder {
             },
         )?;
         check_format(&json, &rules)?;
-        let event_id = EventId::new_v2_or_v3(&reference_hash(&json, &rules)?)?;
+        let event_id = match own_id {
+            Some(id) => id,
+            None => EventId::new_v2_or_v3(&reference_hash(&json, &rules)?)?,
+        };
         let room_id = match self.room_id {
             Some(room_id) => room_id,
             None => RoomId::new_v2(event_id.localpart())?,
@@ -152,6 +180,7 @@ pub(super) mod tests {
             redacts: None,
             prev_events: vec![],
             auth_events: vec![],
+            reference_hashes: HashMap::new(),
             depth: uint!(1),
             origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::new(1_700_000_000_000).unwrap()),
         }
@@ -258,10 +287,17 @@ pub(super) mod tests {
                 },
             ),
             (
-                "UnsupportedRoomVersion(\"2\")",
+                "UnsupportedRoomVersion(\"13\")",
                 PduBuilder {
-                    room_version: RoomVersionId::V2,
+                    room_version: RoomVersionId::try_from("13").unwrap(),
                     ..message(json!({}))
+                },
+            ),
+            (
+                "MissingReferenceHash",
+                PduBuilder {
+                    prev_events: vec![owned_event_id!("$prev:example.org")],
+                    ..event("1", "m.room.message", None, json!({}))
                 },
             ),
             (
@@ -280,6 +316,41 @@ pub(super) mod tests {
                 format!("{err:?}").starts_with(expected),
                 "{expected}: {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn v1_events_carry_their_id_and_hashed_references() {
+        for version in ["1", "2"] {
+            let create = build(event(version, "m.room.create", Some(""), json!({}))).unwrap();
+            // `$<18 random characters>:<the server that built it>`, written into the event.
+            let id = create.event_id.as_str();
+            assert_eq!(create.json["event_id"].as_str(), Some(id), "v{version}");
+            assert_eq!(create.event_id.server_name().unwrap(), "example.org");
+            assert_eq!(create.event_id.localpart().len(), 18, "{id}");
+            assert_eq!(
+                create.json["prev_events"],
+                CanonicalJsonValue::Array(vec![])
+            );
+            let hash = crate::pdu::reference_hash_of(&create.json, version).unwrap();
+            let message = build(PduBuilder {
+                prev_events: vec![create.event_id.clone()],
+                auth_events: vec![create.event_id.clone()],
+                reference_hashes: HashMap::from([(create.event_id.clone(), hash.clone())]),
+                ..event(version, "m.room.message", None, json!({"body": "hi"}))
+            })
+            .unwrap();
+            let pair = serde_json::json!([[id, {"sha256": hash}]]);
+            for field in ["prev_events", "auth_events"] {
+                assert_eq!(
+                    serde_json::to_value(&message.json[field]).unwrap(),
+                    pair,
+                    "v{version} {field}"
+                );
+            }
+            // Two builds of the same event get distinct IDs: the ID is not a hash.
+            let again = build(event(version, "m.room.create", Some(""), json!({}))).unwrap();
+            assert_ne!(again.event_id, create.event_id);
         }
     }
 

@@ -20,6 +20,8 @@ pub struct PduEvent {
     pub kind: TimelineEventType,
     pub content: Box<RawValue>,
     pub state_key: Option<String>,
+    /// Orders events in state resolution v1 (room version 1).
+    pub depth: UInt,
     pub prev_events: Vec<OwnedEventId>,
     pub auth_events: Vec<OwnedEventId>,
     pub redacts: Option<OwnedEventId>,
@@ -32,7 +34,9 @@ fn bad(what: &str) -> PduError {
 
 impl PduEvent {
     /// Parses the fields of a federation-format event. `redacts` is read from the top level
-    /// or, for room versions 11 and later, from the content.
+    /// or, for room versions 11 and later, from the content. `prev_events` and `auth_events`
+    /// may be IDs or (event format v1) `[id, hashes]` pairs: the format check of the room
+    /// version ([`super::verify()`]) decides which one an event may use.
     pub fn from_json(
         event_id: OwnedEventId,
         json: &CanonicalJsonObject,
@@ -45,7 +49,11 @@ impl PduEvent {
                 .ok_or_else(|| bad(k))?
                 .iter()
                 .map(|v| {
-                    v.as_str()
+                    let id = match v {
+                        CanonicalJsonValue::Array(pair) => pair.first(),
+                        id => Some(id),
+                    };
+                    id.and_then(CanonicalJsonValue::as_str)
                         .and_then(|s| OwnedEventId::try_from(s).ok())
                         .ok_or_else(|| bad(k))
                 })
@@ -73,6 +81,11 @@ impl PduEvent {
             kind: text("type").ok_or_else(|| bad("type"))?.into(),
             content: serde_json::value::to_raw_value(content).map_err(|_| bad("content"))?,
             state_key: text("state_key").map(str::to_owned),
+            depth: json
+                .get("depth")
+                .and_then(CanonicalJsonValue::as_integer)
+                .and_then(|i| UInt::try_from(i64::from(i)).ok())
+                .ok_or_else(|| bad("depth"))?,
             prev_events: ids("prev_events")?,
             auth_events: ids("auth_events")?,
             redacts: redacts.and_then(|r| OwnedEventId::try_from(r).ok()),

@@ -1,9 +1,10 @@
 //! Checking events from anywhere (ours or received over federation) by their room version:
-//! format and signatures ([`verify()`]), the redaction algorithm ([`redact`]) and the
-//! content-addressed event ID ([`event_id_of`]).
+//! format and signatures ([`verify()`]), the redaction algorithm ([`redact`]), the event ID
+//! ([`event_id_of`]) and the reference hash ([`reference_hash_of`]).
 
+use ruma::room_version_rules::EventIdFormatVersion;
 use ruma::signatures::{reference_hash, verify_event, PublicKeyMap, Verified};
-use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId};
 
 use super::{check_format, rules, PduError};
 
@@ -30,11 +31,27 @@ pub fn redact(pdu: CanonicalJsonObject, version: &str) -> Result<CanonicalJsonOb
     Ok(ruma::canonical_json::redact(pdu, &rules.redaction, None)?)
 }
 
-/// The event ID of a PDU (`$` + its reference hash), which events in versions 3+ do not carry.
-/// Redacting the event does not change it.
+/// The event ID of a PDU: in versions 3+ `$` + its reference hash (the event does not carry
+/// it), in versions 1 and 2 its own `event_id` field. Redacting the event does not change it.
 pub fn event_id_of(pdu: &CanonicalJsonObject, version: &str) -> Result<OwnedEventId, PduError> {
     let (_, rules) = rules(version)?;
+    if rules.event_id_format == EventIdFormatVersion::V1 {
+        return pdu
+            .get("event_id")
+            .and_then(CanonicalJsonValue::as_str)
+            .and_then(|id| OwnedEventId::try_from(id).ok())
+            .filter(|id| id.server_name().is_some())
+            .ok_or_else(|| PduError::Format("event has no valid `event_id`".into()));
+    }
     Ok(EventId::new_v2_or_v3(&reference_hash(pdu, &rules)?)?)
+}
+
+/// The reference hash of a PDU (unpadded base64 of the SHA-256 of its redacted form without
+/// signatures): the ID of a version 3+ event, and in versions 1 and 2 the `sha256` that
+/// events referring to it write next to its ID in `prev_events` and `auth_events`.
+pub fn reference_hash_of(pdu: &CanonicalJsonObject, version: &str) -> Result<String, PduError> {
+    let (_, rules) = rules(version)?;
+    Ok(reference_hash(pdu, &rules)?)
 }
 
 #[cfg(test)]
@@ -47,9 +64,9 @@ mod tests {
     use ruma::{server_name, CanonicalJsonValue};
     use serde_json::json;
 
-    /// A reference hash in unpadded base64: standard in room version 3, URL-safe after.
+    /// A reference hash in unpadded base64: standard in room versions 1 to 3, URL-safe after.
     fn is_reference_hash(s: &str, version: &str) -> bool {
-        let (a, b) = if version == "3" {
+        let (a, b) = if ["1", "2", "3"].contains(&version) {
             (b'+', b'/')
         } else {
             (b'-', b'_')
@@ -65,8 +82,9 @@ mod tests {
         let other_keys = SigningKey::for_tests().public_key_map(server_name!("other.org"));
         for &version in STABLE {
             let v12 = version == "12";
+            let v1_format = ["1", "2"].contains(&version);
             let mut create_content = json!({ "room_version": version });
-            if ["6", "7", "8", "9", "10"].contains(&version) {
+            if !["11", "12"].contains(&version) {
                 create_content["creator"] = json!("@alice:example.org");
             }
             let create = build(event(version, "m.room.create", Some(""), create_content)).unwrap();
@@ -89,6 +107,11 @@ mod tests {
                 } else {
                     vec![create.event_id.clone()]
                 },
+                reference_hashes: [(
+                    create.event_id.clone(),
+                    reference_hash_of(&create.json, version).unwrap(),
+                )]
+                .into(),
                 ..event(
                     version,
                     "m.room.message",
@@ -104,12 +127,20 @@ mod tests {
 
             for pdu in [&create, &message] {
                 let context = format!("v{version} {}", pdu.json["type"]);
-                assert!(
-                    is_reference_hash(pdu.event_id.localpart(), version),
-                    "{context}: {}",
-                    pdu.event_id
-                );
-                assert!(!pdu.json.contains_key("event_id"), "{context}");
+                let hash = reference_hash_of(&pdu.json, version).unwrap();
+                assert!(is_reference_hash(&hash, version), "{context}: {hash}");
+                if v1_format {
+                    // The event carries its own ID, which is not its hash.
+                    assert_eq!(
+                        pdu.json["event_id"].as_str(),
+                        Some(pdu.event_id.as_str()),
+                        "{context}"
+                    );
+                    assert_eq!(pdu.event_id.server_name().unwrap(), "example.org");
+                } else {
+                    assert_eq!(pdu.event_id.localpart(), hash, "{context}");
+                    assert!(!pdu.json.contains_key("event_id"), "{context}");
+                }
                 let hash = &pdu.json["hashes"].as_object().unwrap()["sha256"];
                 assert!(
                     matches!(hash, CanonicalJsonValue::String(h) if h.len() == 43),
@@ -148,6 +179,10 @@ mod tests {
                 Verified::Signatures
             );
             assert_eq!(event_id_of(&redacted, version).unwrap(), message.event_id);
+            assert_eq!(
+                reference_hash_of(&redacted, version).unwrap(),
+                reference_hash_of(&message.json, version).unwrap()
+            );
             // A changed signed field breaks the signature.
             let mut tampered = message.json.clone();
             tampered.insert("depth".to_owned(), CanonicalJsonValue::Integer(99.into()));
@@ -156,7 +191,60 @@ mod tests {
                 matches!(err, PduError::Verification(_)),
                 "v{version}: {err}"
             );
-            assert_ne!(event_id_of(&tampered, version).unwrap(), message.event_id);
+            assert_ne!(
+                reference_hash_of(&tampered, version).unwrap(),
+                reference_hash_of(&message.json, version).unwrap()
+            );
+            if v1_format {
+                // The ID is signed too: another event ID breaks the signature, and the
+                // ID's server must be one that signed.
+                let mut renamed = message.json.clone();
+                renamed.insert("event_id".to_owned(), "$other:example.org".into());
+                assert!(verify(&renamed, version, &keys).is_err(), "v{version}");
+                let mut missing = message.json.clone();
+                missing.remove("event_id");
+                assert!(matches!(
+                    verify(&missing, version, &keys),
+                    Err(PduError::Format(_))
+                ));
+                assert!(matches!(
+                    event_id_of(&missing, version),
+                    Err(PduError::Format(_))
+                ));
+            } else {
+                assert_ne!(event_id_of(&tampered, version).unwrap(), message.event_id);
+            }
+        }
+    }
+
+    #[test]
+    fn references_must_have_the_format_of_the_version() {
+        let keys = SigningKey::for_tests().public_key_map(server_name!("example.org"));
+        let pair = json!([["$a:example.org", {"sha256": "abc"}]]);
+        let plain = json!(["$a:example.org"]);
+        // (version, prev_events, accepted)
+        let cases = [
+            ("1", pair.clone(), true),
+            ("2", pair.clone(), true),
+            ("1", plain.clone(), false),
+            ("1", json!([["$a:example.org"]]), false),
+            ("1", json!([["$a:example.org", {"sha1": "abc"}]]), false),
+            ("1", json!([["not an id", {"sha256": "abc"}]]), false),
+            ("3", plain.clone(), true),
+            ("11", plain, true),
+            ("11", pair, false),
+        ];
+        for (version, prev, accepted) in cases {
+            let mut json = build(event(version, "m.room.message", None, json!({})))
+                .unwrap()
+                .json;
+            json.insert("prev_events".to_owned(), prev.clone().try_into().unwrap());
+            let result = verify(&json, version, &keys);
+            assert_eq!(
+                !matches!(result, Err(PduError::Format(_))),
+                accepted,
+                "v{version} {prev}: {result:?}"
+            );
         }
     }
 
@@ -229,6 +317,8 @@ mod tests {
                 // Top level: `origin` is kept before version 11, `unsigned` never.
                 assert_eq!(redacted.contains_key("origin"), number < 11, "{context}");
                 assert!(!redacted.contains_key("unsigned"), "{context}");
+                // Versions 1 and 2 keep the event's own ID.
+                assert_eq!(redacted.contains_key("event_id"), number < 3, "{context}");
                 assert!(redacted.contains_key("signatures") && redacted.contains_key("hashes"));
             }
         }
@@ -254,7 +344,7 @@ mod tests {
             .unwrap()
             .json;
         let keys = PublicKeyMap::new();
-        for version in ["2", "13", "foo"] {
+        for version in ["0", "13", "foo"] {
             let refused =
                 |r: Result<(), PduError>| matches!(r, Err(PduError::UnsupportedRoomVersion(_)));
             assert!(

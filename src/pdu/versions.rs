@@ -28,8 +28,8 @@ mod tests {
     fn supported_versions() {
         // (version, supported, room IDs derived from the create event)
         let cases = [
-            ("1", false, false),
-            ("2", false, false),
+            ("1", true, false),
+            ("2", true, false),
             ("3", true, false),
             ("4", true, false),
             ("5", true, false),
@@ -37,6 +37,7 @@ mod tests {
             ("9", true, false),
             ("11", true, false),
             ("12", true, true),
+            ("0", false, false),
             ("13", false, false),
             ("org.matrix.msc2870", false, false),
             ("foo", false, false),
@@ -47,11 +48,12 @@ mod tests {
                 Ok((id, rules)) => {
                     assert!(supported, "{version} accepted");
                     assert_eq!(id.as_str(), version);
-                    // v3's event IDs are standard base64, later versions' URL-safe.
-                    let format = if version == "3" {
-                        EventIdFormatVersion::V2
-                    } else {
-                        EventIdFormatVersion::V3
+                    // v1 and v2 event IDs are `$random:server`, v3's standard base64, later
+                    // versions' URL-safe.
+                    let format = match version {
+                        "1" | "2" => EventIdFormatVersion::V1,
+                        "3" => EventIdFormatVersion::V2,
+                        _ => EventIdFormatVersion::V3,
                     };
                     assert_eq!(rules.event_id_format, format);
                     assert_eq!(rules.room_id_format == RoomIdFormatVersion::V2, v2_room_ids);

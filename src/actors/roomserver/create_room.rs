@@ -176,6 +176,18 @@ impl NewRoom<'_> {
             .into_iter()
             .collect();
         let depth = UInt::try_from(self.built.len() + 1).map_err(bad)?;
+        // Room versions 1 and 2 refer to events by ID and reference hash.
+        let mut reference_hashes = HashMap::new();
+        if self.rules.events_reference_format
+            == ruma::room_version_rules::EventsReferenceFormatVersion::V1
+        {
+            for id in prev_events.iter().chain(&auth_events) {
+                if let Some((p, _, _)) = self.built.iter().find(|(p, _, _)| &p.event_id == id) {
+                    let hash = pdu::reference_hash_of(&p.json, self.version.as_str())?;
+                    reference_hashes.insert(id.clone(), hash);
+                }
+            }
+        }
         let pdu = PduBuilder {
             room_version: self.version.clone(),
             room_id,
@@ -186,6 +198,7 @@ impl NewRoom<'_> {
             redacts: None,
             prev_events,
             auth_events,
+            reference_hashes,
             depth,
             origin_server_ts: ts,
         }

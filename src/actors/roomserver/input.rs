@@ -12,6 +12,7 @@ use crate::pdu::{self, Pdu, PduBuilder, PduEvent};
 use crate::signing_key::SigningKey;
 use crate::storage::{Conn, Db};
 use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::EventsReferenceFormatVersion;
 use ruma::state_res;
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId,
@@ -207,6 +208,13 @@ pub async fn in_room(
         .map(|row| OwnedEventId::try_from(row.event_id.as_str()).map_err(bad))
         .collect::<Result<_, _>>()?;
     let depth = room.max_depth + 1;
+    let reference_hashes = reference_hashes(
+        db,
+        &room.room_version,
+        &rules,
+        prev_events.iter().chain(&auth_events),
+    )
+    .await?;
     let pdu = PduBuilder {
         room_version: version_id,
         room_id: Some(OwnedRoomId::try_from(room_id).map_err(bad)?),
@@ -217,6 +225,7 @@ pub async fn in_room(
         redacts: redacted.as_ref().map(|(_, id)| id.clone()),
         prev_events,
         auth_events,
+        reference_hashes,
         depth: UInt::try_from(depth).map_err(bad)?,
         origin_server_ts: now(),
     }
@@ -248,6 +257,29 @@ pub async fn in_room(
         redacted.as_ref().map(|(nid, id)| (*nid, id.as_str())),
     )
     .await
+}
+
+/// Room versions 1 and 2: the reference hashes of the events a new event refers to, written
+/// next to their IDs. Empty in later versions, whose references are plain IDs.
+async fn reference_hashes(
+    db: &Db,
+    version: &str,
+    rules: &ruma::room_version_rules::RoomVersionRules,
+    ids: impl Iterator<Item = &OwnedEventId>,
+) -> Result<HashMap<OwnedEventId, String>, RoomserverError> {
+    let mut hashes = HashMap::new();
+    if rules.events_reference_format != EventsReferenceFormatVersion::V1 {
+        return Ok(hashes);
+    }
+    for id in ids {
+        let row = events::select_by_id(db, id.as_str())
+            .await?
+            .ok_or_else(|| RoomserverError::Internal(format!("event {id} not stored")))?;
+        let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json)
+            .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+        hashes.insert(id.clone(), pdu::reference_hash_of(&json, version)?);
+    }
+    Ok(hashes)
 }
 
 /// Who, without the room's `redact` power level, may redact an event.

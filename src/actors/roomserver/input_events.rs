@@ -1,22 +1,23 @@
 //! The input path of events built elsewhere (federation will feed it; tests inject forks
 //! through it): verify, place in the DAG, authorize against the auth events and the state
 //! before the event (resolving the states of several prev events with ruma's state
-//! resolution v2), store (rejected events too: they stay in the DAG), soft-fail what the
-//! room's current state refuses (stored, nothing more), and otherwise move the room's
-//! extremities and current state, resolving forks; the memberships index follows every
-//! member event that entered or left the current state, an allowed redaction applies, and
-//! the event is output. Callers serialize per room.
+//! resolution v2, or in room version 1 with `state_res_v1`), store (rejected events too: they
+//! stay in the DAG), soft-fail what the room's current state refuses (stored, nothing more),
+//! and otherwise move the room's extremities and current state, resolving forks; the
+//! memberships index follows every member event that entered or left the current state, an
+//! allowed redaction applies, and the event is output. Callers serialize per room.
 
 use super::error::RoomserverError;
 use super::input::{redaction_target, Deps, Redactor};
 use super::messages::{InputOutcome, RoomserverOutput};
 use super::state::{self, StateEntries};
+use super::state_res_v1;
 use super::storage::{event_types, events, memberships, rooms, state_keys};
 use crate::bus;
 use crate::pdu::{self, PduEvent, Verified};
 use crate::storage::Conn;
 use ruma::events::{StateEventType, TimelineEventType};
-use ruma::room_version_rules::RoomVersionRules;
+use ruma::room_version_rules::{RoomVersionRules, StateResolutionVersion};
 use ruma::state_res::{self, utils::event_id_set::EventIdSet, StateMap};
 use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
 use std::collections::{HashMap, HashSet};
@@ -135,13 +136,22 @@ impl Cache {
         Ok(seen)
     }
 
-    /// State resolution v2 of several state sets.
+    /// State resolution of several state sets: v1 in room version 1, else v2.
     async fn resolve(
         &mut self,
         db: &impl Conn,
         rules: &RoomVersionRules,
         sets: &[StateMap<OwnedEventId>],
     ) -> Result<StateMap<OwnedEventId>, RoomserverError> {
+        if rules.state_res == StateResolutionVersion::V1 {
+            for id in sets.iter().flat_map(|s| s.values()) {
+                self.load(db, id).await?;
+            }
+            let events = &self.events;
+            return Ok(state_res_v1::resolve(&rules.authorization, sets, |id| {
+                events.get(id)
+            }));
+        }
         let mut chains = Vec::with_capacity(sets.len());
         for set in sets {
             let chain = self.auth_chain(db, set.values().cloned()).await?;

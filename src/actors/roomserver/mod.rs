@@ -21,6 +21,7 @@ pub mod membership;
 pub mod messages;
 pub mod retention;
 pub mod state;
+mod state_res_v1;
 pub(crate) mod storage;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -417,9 +417,10 @@ async fn concurrent_senders_make_a_linear_dag_and_every_event_is_output_in_order
     }
 }
 
-/// Builds and signs an event as if another server had (it is ours, so it verifies).
+/// Builds and signs an event as if another server had (it is ours, so it verifies). In room
+/// versions 1 and 2 the references carry the reference hashes of the stored events.
 #[allow(clippy::too_many_arguments)]
-fn foreign(
+async fn foreign(
     f: &Fixture,
     room: &str,
     version: &str,
@@ -434,11 +435,12 @@ fn foreign(
     foreign_pdu(
         f, room, version, sender, kind, state_key, content, prev, auth, depth, None,
     )
+    .await
 }
 
 /// `foreign` with a `redacts` (placed where the room version wants it).
 #[allow(clippy::too_many_arguments)]
-fn foreign_pdu(
+async fn foreign_pdu(
     f: &Fixture,
     room: &str,
     version: &str,
@@ -452,6 +454,23 @@ fn foreign_pdu(
     redacts: Option<&str>,
 ) -> Value {
     let (version_id, _) = crate::pdu::rules(version).unwrap();
+    let mut reference_hashes = std::collections::HashMap::new();
+    for id in prev.iter().copied().chain(auth.iter().map(String::as_str)) {
+        let stored =
+            f.rs.send(QueryEvent {
+                event_id: id.to_owned(),
+            })
+            .await
+            .unwrap();
+        if let Some(stored) = stored {
+            let json: ruma::CanonicalJsonObject = serde_json::from_value(stored.json).unwrap();
+            let hash = crate::pdu::reference_hash_of(&json, version).unwrap();
+            reference_hashes.insert(id.try_into().unwrap(), hash);
+        } else {
+            // An unknown event: any well-formed hash.
+            reference_hashes.insert(id.try_into().unwrap(), "A".repeat(43));
+        }
+    }
     let pdu = crate::pdu::PduBuilder {
         room_version: version_id,
         room_id: Some(room.try_into().unwrap()),
@@ -465,6 +484,7 @@ fn foreign_pdu(
             .iter()
             .map(|p| p.as_str().try_into().unwrap())
             .collect(),
+        reference_hashes,
         depth: depth.into(),
         origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
     }
@@ -497,7 +517,8 @@ async fn state_ids(f: &Fixture, room: &str) -> std::collections::HashMap<String,
 async fn forks_are_resolved_with_state_resolution_v2() {
     for backend in BACKENDS {
         let f = fixture(backend).await;
-        for version in ["10", "12"] {
+        // Room version 1 resolves this fork by state resolution v1, which keeps bob.
+        for version in ["1", "2", "10", "12"] {
             let room = public_room(&f, version).await;
             let s = state_ids(&f, &room).await;
             let (create, pl, jr) = (
@@ -526,7 +547,8 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 &[jr],
                 &with_create(vec![pl, jr]),
                 5,
-            );
+            )
+            .await;
             let close = foreign(
                 &f,
                 &room,
@@ -538,7 +560,8 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 &[jr],
                 &with_create(vec![pl, alice]),
                 5,
-            );
+            )
+            .await;
             let input = |event: &Value| InputRoomEvent {
                 room_id: room.clone(),
                 event: event.clone(),
@@ -568,8 +591,11 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 rules[0].json["content"]["join_rule"], "invite",
                 "{backend} v{version}"
             );
-            assert!(
-                !s.contains_key("m.room.member|@bob:test.local"),
+            // Version 1 resolves the join rules the same way, but bob's join, present in
+            // one state only, is no conflict there: he stays (v1's known state resets).
+            assert_eq!(
+                s.contains_key("m.room.member|@bob:test.local"),
+                version == "1",
                 "{backend} v{version}: {s:?}"
             );
             // A local event merges the fork.
@@ -591,6 +617,23 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 .unwrap()
                 .unwrap();
             assert_eq!(stored.json["prev_events"].as_array().unwrap().len(), 2);
+            if ["1", "2"].contains(&version) {
+                // `[id, {"sha256": reference hash}]` pairs, and the event carries its ID.
+                assert_eq!(stored.json["event_id"], merged.event_id.as_str());
+                let ids: Vec<&str> = [&join, &close]
+                    .iter()
+                    .map(|e| e["event_id"].as_str().unwrap())
+                    .collect();
+                for pair in stored.json["prev_events"].as_array().unwrap() {
+                    let id = pair[0].as_str().unwrap();
+                    assert!(ids.contains(&id), "{pair}");
+                    let event = if id == ids[0] { &join } else { &close };
+                    let json: ruma::CanonicalJsonObject =
+                        serde_json::from_value(event.clone()).unwrap();
+                    let hash = crate::pdu::reference_hash_of(&json, version).unwrap();
+                    assert_eq!(pair[1], json!({ "sha256": hash }), "{backend} v{version}");
+                }
+            }
 
             // Input is idempotent; refused events are stored rejected and stay out of state.
             assert!(matches!(
@@ -608,7 +651,8 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 &[&merged.event_id],
                 &with_create(vec![pl, &s["m.room.join_rules|"]]),
                 7,
-            );
+            )
+            .await;
             let outcome = f.rs.send(input(&intruder)).await.unwrap();
             assert!(
                 matches!(outcome, InputOutcome::Rejected { .. }),
@@ -635,7 +679,13 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(stored.json["prev_events"], json!([merged.event_id]));
+            let prev: Vec<&str> = stored.json["prev_events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().or_else(|| p[0].as_str()).unwrap())
+                .collect();
+            assert_eq!(prev, vec![merged.event_id.as_str()]);
 
             // Events that cannot be placed: unknown prev events, bad signatures.
             let orphan = foreign(
@@ -649,7 +699,8 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 &["$unknownunknownunknownunknownunknownunknown00"],
                 &with_create(vec![pl, alice]),
                 9,
-            );
+            )
+            .await;
             assert!(matches!(
                 f.rs.send(input(&orphan)).await,
                 Err(RoomserverError::BadRequest(_))
@@ -665,13 +716,154 @@ async fn forks_are_resolved_with_state_resolution_v2() {
                 &[jr],
                 &with_create(vec![pl, alice]),
                 9,
-            );
+            )
+            .await;
             forged["depth"] = json!(99);
             assert!(matches!(
                 f.rs.send(input(&forged)).await,
                 Err(RoomserverError::BadRequest(_))
             ));
         }
+    }
+}
+
+#[actix_web::test]
+async fn room_version_1_forks_are_resolved_with_state_resolution_v1() {
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        let room = public_room(&f, "1").await;
+        let carol = f.rs.send(member(&room, "carol", "join")).await.unwrap();
+        let s = state_ids(&f, &room).await;
+        let (create, pl, jr) = (
+            s["m.room.create|"].clone(),
+            s["m.room.power_levels|"].clone(),
+            s["m.room.join_rules|"].clone(),
+        );
+        let alice = s["m.room.member|@alice:test.local"].clone();
+        let input = |event: &Value| InputRoomEvent {
+            room_id: room.clone(),
+            event: event.clone(),
+        };
+        let id = |e: &Value| e["event_id"].as_str().unwrap().to_owned();
+        // Fork A: alice gives bob 50, then bans carol. Fork B: alice gives carol 50, then
+        // carol renames herself. Both branches grow from carol's join (depth 5).
+        let pl_a = foreign(
+            &f,
+            &room,
+            "1",
+            "alice",
+            "m.room.power_levels",
+            Some(""),
+            json!({"users": {"@alice:test.local": 100, "@bob:test.local": 50}}),
+            &[&carol.event_id],
+            &[create.clone(), pl.clone(), alice.clone()],
+            6,
+        )
+        .await;
+        let pl_b = foreign(
+            &f,
+            &room,
+            "1",
+            "alice",
+            "m.room.power_levels",
+            Some(""),
+            json!({"users": {"@alice:test.local": 100, "@carol:test.local": 50}}),
+            &[&carol.event_id],
+            &[create.clone(), pl.clone(), alice.clone()],
+            6,
+        )
+        .await;
+        let ban = foreign(
+            &f,
+            &room,
+            "1",
+            "alice",
+            "m.room.member",
+            Some("@carol:test.local"),
+            json!({"membership": "ban"}),
+            &[&id(&pl_a)],
+            &[
+                create.clone(),
+                id(&pl_a),
+                alice.clone(),
+                carol.event_id.clone(),
+            ],
+            7,
+        )
+        .await;
+        let rename = foreign(
+            &f,
+            &room,
+            "1",
+            "carol",
+            "m.room.member",
+            Some("@carol:test.local"),
+            json!({"membership": "join", "displayname": "Carol"}),
+            &[&id(&pl_b)],
+            &[
+                create.clone(),
+                id(&pl_b),
+                jr.clone(),
+                carol.event_id.clone(),
+            ],
+            7,
+        )
+        .await;
+        for event in [&pl_a, &ban, &pl_b, &rename] {
+            let outcome = f.rs.send(input(event)).await.unwrap();
+            assert!(
+                matches!(&outcome, InputOutcome::Accepted { event_id } if *event_id == id(event)),
+                "{backend}: {outcome:?}"
+            );
+        }
+        let s = state_ids(&f, &room).await;
+        // Power levels of one depth: both are allowed, so the last of the order (ascending
+        // depth, then descending SHA-1 of the ID) wins: the lower SHA-1.
+        let sha1 = |e: &Value| -> Vec<u8> {
+            use sha1::Digest;
+            sha1::Sha1::digest(id(e).as_bytes()).to_vec()
+        };
+        let expected = if sha1(&pl_a) < sha1(&pl_b) {
+            &pl_a
+        } else {
+            &pl_b
+        };
+        assert_eq!(s["m.room.power_levels|"], id(expected), "{backend}");
+        // Carol's membership: the ban, whichever comes first (after the rename the ban is
+        // allowed; after the ban the rename is not).
+        assert_eq!(s["m.room.member|@carol:test.local"], id(&ban), "{backend}");
+        assert_eq!(s["m.room.join_rules|"], jr);
+
+        // A local event merges the fork, referring to both tips with their hashes.
+        let merged =
+            f.rs.send(ev(
+                &room,
+                "alice",
+                "m.room.message",
+                None,
+                json!({"body": "merge"}),
+            ))
+            .await
+            .unwrap();
+        assert!(merged.event_id.ends_with(":test.local"), "{merged:?}");
+        let stored =
+            f.rs.send(QueryEvent {
+                event_id: merged.event_id.clone(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let prev: Vec<&str> = stored.json["prev_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap())
+            .collect();
+        let mut tips = vec![id(&ban), id(&rename)];
+        tips.sort();
+        let mut prev: Vec<String> = prev.into_iter().map(str::to_owned).collect();
+        prev.sort();
+        assert_eq!(prev, tips, "{backend}");
     }
 }
 
@@ -1141,7 +1333,8 @@ async fn memberships_follow_the_resolved_state() {
                 &[jr],
                 &auth_ids(version, create, &[pl, jr]),
                 5,
-            );
+            )
+            .await;
             let a = f.rs.send(input(join)).await.unwrap();
             assert!(matches!(a, InputOutcome::Accepted { .. }), "{a:?}");
             assert_eq!(joined_rooms(&f, "bob").await, vec![room.clone()]);
@@ -1158,7 +1351,8 @@ async fn memberships_follow_the_resolved_state() {
                 &[jr],
                 &auth_ids(version, create, &[pl, alice]),
                 5,
-            );
+            )
+            .await;
             let b = f.rs.send(input(close)).await.unwrap();
             assert!(matches!(b, InputOutcome::Accepted { .. }), "{b:?}");
             assert!(!state_ids(&f, &room)
@@ -1244,7 +1438,8 @@ async fn events_the_current_state_refuses_are_soft_failed() {
                 &[&bob_join.event_id],
                 &auth_ids(version, create, &[pl, jr, &bob_join.event_id]),
                 6,
-            );
+            )
+            .await;
             let message = foreign(
                 &f,
                 &room,
@@ -1256,7 +1451,8 @@ async fn events_the_current_state_refuses_are_soft_failed() {
                 &[&bob_join.event_id],
                 &auth_ids(version, create, &[pl, &bob_join.event_id]),
                 6,
-            );
+            )
+            .await;
             let mut soft_failed = Vec::new();
             for event in [rename, message] {
                 let outcome =
@@ -1291,7 +1487,6 @@ async fn events_the_current_state_refuses_are_soft_failed() {
                 let stored =
                     f.rs.send(QueryEvent {
                         event_id: id.clone(),
-                        viewer: None,
                     })
                     .await
                     .unwrap();
@@ -1325,7 +1520,6 @@ async fn events_the_current_state_refuses_are_soft_failed() {
             let stored =
                 f.rs.send(QueryEvent {
                     event_id: next.event_id.clone(),
-                    viewer: None,
                 })
                 .await
                 .unwrap()
@@ -1382,7 +1576,8 @@ async fn redactions_from_elsewhere_apply() {
                 &auth_ids(version, create, &[pl, &bob_join.event_id]),
                 7,
                 Some(&said.event_id),
-            );
+            )
+            .await;
             let outcome =
                 f.rs.send(InputRoomEvent {
                     room_id: room.clone(),
@@ -1397,7 +1592,6 @@ async fn redactions_from_elsewhere_apply() {
             let target =
                 f.rs.send(QueryEvent {
                     event_id: said.event_id.clone(),
-                    viewer: None,
                 })
                 .await
                 .unwrap()
@@ -1541,7 +1735,6 @@ async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_it
         let served =
             f.rs.send(QueryEvent {
                 event_id: said.event_id.clone(),
-                viewer: None,
             })
             .await
             .unwrap()
@@ -1557,6 +1750,7 @@ async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_it
             f.rs.send(QueryStateAtPosition {
                 room_id: room.clone(),
                 position: head,
+                user_id: "@alice:test.local".into(),
             })
             .await
             .unwrap()
@@ -1575,6 +1769,7 @@ async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_it
             f.rs.send(QueryStateAtPosition {
                 room_id: room.clone(),
                 position: head,
+                user_id: "@alice:test.local".into(),
             })
             .await
             .unwrap()
@@ -1587,6 +1782,7 @@ async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_it
             f.rs.send(QueryStateAtPosition {
                 room_id: room.clone(),
                 position: head,
+                user_id: "@alice:test.local".into(),
             })
             .await
             .unwrap()
@@ -1606,6 +1802,7 @@ async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_it
             f.rs.send(QueryStateAtPosition {
                 room_id: room.clone(),
                 position: head,
+                user_id: "@alice:test.local".into(),
             })
             .await
             .unwrap()

@@ -374,7 +374,9 @@ mod tests {
             set_soft_failed(db, a, true).await.unwrap();
             assert!(select_by_id(db, "$a").await.unwrap().unwrap().soft_failed);
             assert_eq!(
-                select_by_ts(db, 1, 50, true).await.unwrap().unwrap().0,
+                select_by_ts(db, 1, (50, i64::MIN), true, 1).await.unwrap()[0]
+                    .0
+                    .event_id,
                 "$b"
             );
             set_soft_failed(db, a, false).await.unwrap();
