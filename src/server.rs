@@ -116,7 +116,11 @@ impl Node {
                 0 => cores,
                 n => n,
             };
-            Some(Executors::start(threads))
+            let exec = Executors::start(threads);
+            if let Some(db) = &db {
+                db.shard(exec.shards(), config.database.pool_size);
+            }
+            Some(exec)
         } else {
             None
         };

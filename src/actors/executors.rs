@@ -39,9 +39,13 @@ struct Inner {
 impl Executors {
     /// Starts `threads` arbiters (at least one). Call inside a running actix system.
     pub fn start(threads: usize) -> Executors {
-        let arbiters = (0..threads.max(1))
+        let arbiters: Vec<ArbiterHandle> = (0..threads.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
+        // Each thread uses its own database connections (`storage::set_thread_shard`).
+        for (i, a) in arbiters.iter().enumerate() {
+            a.spawn_fn(move || crate::storage::set_thread_shard(i + 1));
+        }
         Executors {
             inner: Arc::new(Inner {
                 arbiters,
@@ -56,6 +60,11 @@ impl Executors {
         self.inner.arbiters.len()
     }
 
+    /// How many database shards the threads use: one per arbiter, one for the dedicated.
+    pub fn shards(&self) -> usize {
+        self.inner.arbiters.len() + 1
+    }
+
     /// The arbiters in turn.
     pub fn next(&self) -> ArbiterHandle {
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
@@ -66,6 +75,9 @@ impl Executors {
     /// notifier, the bus consumers); stopped with the others.
     pub fn dedicated(&self) -> ArbiterHandle {
         let handle = Arbiter::new().handle();
+        // The dedicated threads share the shard after the arbiters' (see `shards`).
+        let shard = self.inner.arbiters.len() + 1;
+        handle.spawn_fn(move || crate::storage::set_thread_shard(shard));
         if let Ok(mut d) = self.inner.dedicated.lock() {
             d.push(handle.clone());
         }

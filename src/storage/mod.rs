@@ -11,6 +11,7 @@
 
 mod migrate;
 mod postgres;
+pub use postgres::set_thread_shard;
 mod sqlite;
 
 pub use migrate::{migrate, MIGRATIONS};
@@ -271,6 +272,14 @@ impl Db {
     }
 
     /// Idle and in-use connection counts, for the metrics.
+    /// PostgreSQL: one pool per actor thread (see `postgres`), `total` connections split
+    /// among `threads`. SQLite connections are not bound to a thread: nothing to do.
+    pub fn shard(&self, threads: usize, total: usize) {
+        if let Db::Postgres(db) = self {
+            db.shard(threads, total);
+        }
+    }
+
     pub fn pool_status(&self) -> (usize, usize) {
         match self {
             Db::Postgres(db) => db.pool_status(),
@@ -474,6 +483,26 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[tokio::test]
+    async fn each_thread_shard_has_its_own_connections() {
+        // SQLite connections are not bound to threads: sharding changes nothing there.
+        let t = test_db(Backend::Postgres).await;
+        let wait = std::time::Duration::from_millis(200);
+        let db = Db::connect_with(&t.url, 1, wait).await.expect("pool");
+        db.shard(1, 2);
+        // The default pool's one connection is taken...
+        let in_default = db.begin().await.expect("default pool");
+        // ...yet a thread with a shard gets its own.
+        set_thread_shard(1);
+        let in_shard = db.begin().await;
+        set_thread_shard(0);
+        let in_shard = in_shard.expect("a connection of the shard");
+        in_shard.query("SELECT 1", &[]).await.expect("statement");
+        assert!(matches!(db.begin().await, Err(StorageError::Busy(_))));
+        drop(in_shard);
+        drop(in_default);
+    }
 
     #[tokio::test]
     async fn a_saturated_pool_fails_after_its_wait_instead_of_queueing() {
