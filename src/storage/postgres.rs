@@ -18,8 +18,12 @@ use tokio_postgres::NoTls;
 pub struct PgDb {
     /// For threads without a shard of their own.
     pool: Pool,
+    sharding: std::sync::Arc<Sharding>,
+}
+
+struct Sharding {
     /// Per actor thread, once `shard` was called: opened lazily on the thread that uses it.
-    shards: std::sync::Arc<std::sync::OnceLock<Shards>>,
+    shards: std::sync::OnceLock<Shards>,
     config: tokio_postgres::Config,
     wait: std::time::Duration,
 }
@@ -71,9 +75,11 @@ impl PgDb {
         let pool = build_pool(&config, pool_size, wait)?;
         let db = PgDb {
             pool,
-            shards: Default::default(),
-            config,
-            wait,
+            sharding: std::sync::Arc::new(Sharding {
+                shards: Default::default(),
+                config,
+                wait,
+            }),
         };
         // Fail at start, not at the first request, when the server is unreachable.
         drop(db.conn().await?);
@@ -84,7 +90,7 @@ impl PgDb {
     /// once, before the threads call [`set_thread_shard`]. Later calls change nothing.
     pub fn shard(&self, threads: usize, total: usize) {
         let threads = threads.max(1);
-        let _ = self.shards.set(Shards {
+        let _ = self.sharding.shards.set(Shards {
             pools: (0..threads).map(|_| std::sync::OnceLock::new()).collect(),
             size: total.div_ceil(threads).max(2),
         });
@@ -93,13 +99,13 @@ impl PgDb {
     /// The calling thread's pool.
     fn pool(&self) -> Result<&Pool, StorageError> {
         let index = SHARD.with(|s| s.get());
-        match (index, self.shards.get()) {
+        match (index, self.sharding.shards.get()) {
             (1.., Some(shards)) => {
                 let slot = &shards.pools[(index - 1) % shards.pools.len()];
                 if let Some(pool) = slot.get() {
                     return Ok(pool);
                 }
-                let pool = build_pool(&self.config, shards.size, self.wait)?;
+                let pool = build_pool(&self.sharding.config, shards.size, self.sharding.wait)?;
                 Ok(slot.get_or_init(|| pool))
             }
             _ => Ok(&self.pool),
@@ -110,7 +116,7 @@ impl PgDb {
         let pool = self.pool()?;
         pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Timeout(_) => {
-                StorageError::Busy(self.wait.as_millis() as u64)
+                StorageError::Busy(self.sharding.wait.as_millis() as u64)
             }
             e => StorageError::Pool(e.to_string()),
         })
@@ -118,7 +124,7 @@ impl PgDb {
 
     pub fn pool_status(&self) -> (usize, usize) {
         let mut statuses = vec![self.pool.status()];
-        if let Some(shards) = self.shards.get() {
+        if let Some(shards) = self.sharding.shards.get() {
             statuses.extend(
                 shards
                     .pools
