@@ -13,6 +13,31 @@ const UPSERT_OFFSET: &str =
 const SELECT_BATCH: &str = "SELECT position, payload FROM bus_outbox
     WHERE stream = $1 AND position > $2 ORDER BY position LIMIT 256";
 
+/// The next batch of `stream` after `after`: up to 256 (position, payload) pairs, in order.
+pub async fn read_batch(
+    db: &impl Conn,
+    stream: &str,
+    after: i64,
+) -> Result<Vec<(i64, String)>, StorageError> {
+    db.query(SELECT_BATCH, &[&stream, &after])
+        .await?
+        .iter()
+        .map(|r| Ok((r.i64(0)?, r.string(1)?)))
+        .collect()
+}
+
+/// Records that consumer `name` of `stream` has applied up to `position`.
+pub async fn store_offset(
+    txn: &impl Conn,
+    name: &str,
+    stream: &str,
+    position: i64,
+) -> Result<(), StorageError> {
+    txn.execute(UPSERT_OFFSET, &[&name, &stream, &position])
+        .await?;
+    Ok(())
+}
+
 /// The position consumer `name` has applied up to (0 before its first batch).
 pub async fn offset_of(db: &impl Conn, name: &str) -> Result<i64, StorageError> {
     Ok(match db.query_opt(SELECT_OFFSET, &[&name]).await? {
@@ -166,13 +191,12 @@ async fn step<C: Consumer>(
             o
         }
     };
-    let rows = db.query(SELECT_BATCH, &[&C::STREAM, &from]).await?;
+    let rows = read_batch(db, C::STREAM, from).await?;
     // Decode first: the batch ends before the first output that does not decode, so what
     // comes before it is applied, and the consumer stops at it the step after.
     let mut outputs = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let position = row.i64(0)?;
-        match serde_json::from_str::<C::Output>(&row.string(1)?) {
+    for (position, payload) in rows {
+        match serde_json::from_str::<C::Output>(&payload) {
             Ok(output) => outputs.push((position, output)),
             Err(e) if outputs.is_empty() => {
                 return Err(ConsumerError::Undecodable {
@@ -193,8 +217,7 @@ async fn step<C: Consumer>(
     for (position, output) in outputs {
         consumer.apply(&txn, position, output).await?;
     }
-    txn.execute(UPSERT_OFFSET, &[&C::NAME, &C::STREAM, &last])
-        .await?;
+    store_offset(&txn, C::NAME, C::STREAM, last).await?;
     txn.commit().await?;
     *offset = Some(last);
     Ok(Some(last))

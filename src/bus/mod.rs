@@ -16,7 +16,8 @@
 mod consumer;
 
 pub use consumer::{
-    offset_of, run_consumer, run_consumer_on, Consumer, ConsumerError, ConsumerHandle,
+    offset_of, read_batch, run_consumer, run_consumer_on, store_offset, Consumer, ConsumerError,
+    ConsumerHandle,
 };
 
 use crate::storage::{Conn, Db, StorageError, Txn};

@@ -101,32 +101,20 @@ async fn prune_output(db: &impl Conn, position: i64, redacted: &str) -> Result<(
 pub async fn backfill_stream_positions(db: &Db) -> Result<(), StorageError> {
     let mut from = bus::offset_of(db, BACKFILL).await?;
     loop {
-        let rows = db
-            .query(
-                "SELECT position, payload FROM bus_outbox
-                 WHERE stream = $1 AND position > $2 ORDER BY position LIMIT 500",
-                &[&STREAM, &from],
-            )
-            .await?;
-        let Some(last) = rows.last() else {
+        let rows = bus::read_batch(db, STREAM, from).await?;
+        let Some(&(last, _)) = rows.last() else {
             return Ok(());
         };
-        let last = last.i64(0)?;
         let txn = db.begin_relaxed().await?;
-        for row in &rows {
+        for (position, payload) in &rows {
             if let Ok(RoomserverOutput::NewRoomEvent { event_id, .. }) =
-                serde_json::from_str(&row.string(1)?)
+                serde_json::from_str(payload)
             {
-                events::backfill_stream_position(&txn, &event_id, row.i64(0)?).await?;
+                events::backfill_stream_position(&txn, &event_id, *position).await?;
             }
         }
-        txn.execute(
-            "INSERT INTO bus_offsets (consumer, stream, position) VALUES ($1, $2, $3)
-             ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position",
-            // Its own stream name: it must not hold back the pruning of the real one.
-            &[&BACKFILL, &BACKFILL, &last],
-        )
-        .await?;
+        // Its own stream name: it must not hold back the pruning of the real one.
+        bus::store_offset(&txn, BACKFILL, BACKFILL, last).await?;
         txn.commit().await?;
         from = last;
     }
