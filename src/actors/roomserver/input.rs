@@ -101,11 +101,130 @@ pub(super) async fn state_events(
     Ok((map, by_id))
 }
 
+/// What a room's actor remembers between the events it builds, so that sending into a busy
+/// room reads only the room's head before its write: the state events read at the room's
+/// current snapshot (a snapshot's state never changes, so they stay true as long as the room
+/// is at that snapshot; a new snapshot starts afresh) and the IDs of the events it wrote last
+/// (the next event's `prev_events`). Events from elsewhere and redactions can change how an
+/// event reads (its redacted form), so after those the cache starts afresh; it also does so
+/// after [`RoomCache::MAX_AGE`], which keeps it well inside the redaction retention period.
+#[derive(Default)]
+pub struct RoomCache {
+    snapshot: Option<i64>,
+    since: Option<std::time::Instant>,
+    /// (type, state key) -> the event at it in `snapshot`, or `None` when there is none.
+    state: HashMap<(StateEventType, String), Option<OwnedEventId>>,
+    events: HashMap<OwnedEventId, PduEvent>,
+    /// event nid -> ID of the events this actor wrote last.
+    ids: HashMap<i64, OwnedEventId>,
+}
+
+impl RoomCache {
+    /// How long cached state is used before it is read again.
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        *self = RoomCache::default();
+    }
+
+    /// Starts afresh unless it holds `snapshot`'s state and is young enough.
+    fn at(&mut self, snapshot: i64) {
+        let fresh = self.snapshot == Some(snapshot)
+            && self.since.is_some_and(|t| t.elapsed() < Self::MAX_AGE);
+        if !fresh {
+            let ids = std::mem::take(&mut self.ids);
+            self.clear();
+            self.ids = ids;
+            self.snapshot = Some(snapshot);
+            self.since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The state map and events of `wanted` at `snapshot`, from the cache as far as it goes.
+    async fn state_events(
+        cell: &std::cell::RefCell<RoomCache>,
+        db: &Db,
+        snapshot: i64,
+        wanted: &[(StateEventType, String)],
+    ) -> Result<
+        (
+            HashMap<(StateEventType, String), OwnedEventId>,
+            HashMap<OwnedEventId, PduEvent>,
+        ),
+        RoomserverError,
+    > {
+        let missing: Vec<(StateEventType, String)> = {
+            let mut c = cell.borrow_mut();
+            c.at(snapshot);
+            wanted
+                .iter()
+                .filter(|k| !c.state.contains_key(k))
+                .cloned()
+                .collect()
+        };
+        if !missing.is_empty() {
+            let (map, events) = state_events(db, snapshot, &missing).await?;
+            let mut c = cell.borrow_mut();
+            // Another read may have moved the cache on while this one waited: keep the
+            // answers only if it still holds the same snapshot.
+            if c.snapshot == Some(snapshot) {
+                for k in &missing {
+                    c.state.insert(k.clone(), map.get(k).cloned());
+                }
+                c.events.extend(events.clone());
+            } else {
+                return Ok((map, events));
+            }
+        }
+        let c = cell.borrow();
+        let mut map = HashMap::new();
+        let mut events = HashMap::new();
+        for k in wanted {
+            if let Some(Some(id)) = c.state.get(k) {
+                if let Some(ev) = c.events.get(id) {
+                    events.insert(id.clone(), ev.clone());
+                }
+                map.insert(k.clone(), id.clone());
+            }
+        }
+        Ok((map, events))
+    }
+
+    /// The IDs of the events with these nids.
+    async fn event_ids(
+        cell: &std::cell::RefCell<RoomCache>,
+        db: &Db,
+        nids: &[i64],
+    ) -> Result<Vec<OwnedEventId>, RoomserverError> {
+        {
+            let c = cell.borrow();
+            let known: Vec<OwnedEventId> =
+                nids.iter().filter_map(|n| c.ids.get(n).cloned()).collect();
+            if known.len() == nids.len() {
+                return Ok(known);
+            }
+        }
+        events::select_by_nids(db, nids)
+            .await?
+            .into_iter()
+            .map(|row| OwnedEventId::try_from(row.event_id.as_str()).map_err(bad))
+            .collect()
+    }
+
+    /// Records the event just written as the room's head.
+    fn wrote(&mut self, nid: i64, id: &EventId) {
+        self.ids.clear();
+        self.ids.insert(nid, id.to_owned());
+    }
+}
+
 /// Sends an event into an existing room. Call it for one room at a time.
 pub async fn in_room(
     deps: &Deps,
     room_id: &str,
     msg: PerformRoomEvent,
+    cache: &std::cell::RefCell<RoomCache>,
 ) -> Result<SentEvent, RoomserverError> {
     let sender = local_sender(deps, &msg.sender)?;
     if msg.event_type == "m.room.create" {
@@ -153,7 +272,7 @@ pub async fn in_room(
         .as_ref()
         .map(|k| (StateEventType::from(msg.event_type.as_str()), k.clone()));
     wanted.extend(replaces.clone());
-    let (state_map, events_by_id) = state_events(db, snapshot, &wanted).await?;
+    let (state_map, events_by_id) = RoomCache::state_events(cache, db, snapshot, &wanted).await?;
     // State identical to the current state (same type, key, sender and content) is not sent
     // again: the current event's ID is the answer (as Synapse; a repeated join, a profile
     // change that changes nothing, a client re-sending a room name).
@@ -202,11 +321,7 @@ pub async fn in_room(
         }
         _ => None,
     };
-    let prev_events: Vec<OwnedEventId> = events::select_by_nids(db, &room.latest_event_nids)
-        .await?
-        .into_iter()
-        .map(|row| OwnedEventId::try_from(row.event_id.as_str()).map_err(bad))
-        .collect::<Result<_, _>>()?;
+    let prev_events = RoomCache::event_ids(cache, db, &room.latest_event_nids).await?;
     let depth = room.max_depth + 1;
     let reference_hashes = reference_hashes(
         db,
@@ -241,8 +356,9 @@ pub async fn in_room(
     };
     state_res::check_state_dependent_auth_rules(&rules.authorization, &event, fetch_state)
         .map_err(RoomserverError::NotAllowed)?;
+    let redaction = redacted.is_some();
     let txn = db.begin().await?;
-    persist(
+    let (sent, nid) = persist(
         deps,
         txn,
         room.room_nid,
@@ -256,7 +372,14 @@ pub async fn in_room(
             .map(|(d, t)| (d.as_str(), t.as_str(), request.as_str())),
         redacted.as_ref().map(|(nid, id)| (*nid, id.as_str())),
     )
-    .await
+    .await?;
+    let mut c = cache.borrow_mut();
+    if redaction {
+        // The target now reads redacted, and it may be in the cached state.
+        c.clear();
+    }
+    c.wrote(nid, &pdu.event_id);
+    Ok(sent)
 }
 
 /// Room versions 1 and 2: the reference hashes of the events a new event refers to, written
@@ -383,7 +506,7 @@ async fn persist(
     depth: i64,
     client_txn: Option<(&str, &str, &str)>,
     redacts: Option<(i64, &str)>,
-) -> Result<SentEvent, RoomserverError> {
+) -> Result<(SentEvent, i64), RoomserverError> {
     let stored = store(
         &txn,
         room_nid,
@@ -398,12 +521,14 @@ async fn persist(
     .await?
     .ok_or_else(|| RoomserverError::Internal(format!("event {} stored twice", pdu.event_id)))?;
     deps.bus.commit(txn, &[stored.appended]).await?;
-    Ok(stored.sent)
+    Ok((stored.sent, stored.nid))
 }
 
 /// An event [`store`]d in a transaction that has yet to commit.
 pub(super) struct Stored {
     pub sent: SentEvent,
+    /// Its numeric ID.
+    pub nid: i64,
     /// Its output, to announce once the transaction commits.
     pub appended: bus::Appended,
     /// The state snapshot after it.
@@ -446,15 +571,13 @@ pub(super) async fn store(
                 .get("origin_server_ts")
                 .and_then(|v| v.as_integer())
                 .map_or(0, i64::from),
+            state_snapshot_nid: state_before,
         },
     )
     .await?;
     let Some(nid) = nid else {
         return Ok(None);
     };
-    if let Some(before) = state_before {
-        events::set_state_snapshot(txn, nid, before).await?;
-    }
     if let Some((target, _)) = redacts {
         events::set_redacted(txn, target, pdu.event_id.as_str()).await?;
     }
@@ -511,6 +634,7 @@ pub(super) async fn store(
     let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;
     events::set_state_after_and_position(txn, nid, after, appended.position).await?;
     Ok(Some(Stored {
+        nid,
         sent: SentEvent {
             event_id: pdu.event_id.to_string(),
             room_id: pdu.room_id.to_string(),

@@ -409,6 +409,7 @@ pub async fn input(
             depth,
             json: &text,
             rejected,
+            state_snapshot_nid: None,
             origin_server_ts: i64::try_from(u64::from(ev.origin_server_ts.0)).unwrap_or(i64::MAX),
         },
     )

@@ -5,8 +5,9 @@ use super::placeholders;
 use crate::storage::{Conn, Row, StorageError};
 
 const INSERT: &str = "INSERT INTO roomserver_events
-    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected, origin_server_ts)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected, origin_server_ts,
+     state_snapshot_nid)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
     state_snapshot_nid, json, rejected, redacted_by, soft_failed";
@@ -86,6 +87,8 @@ pub struct NewEvent<'a> {
     pub json: &'a str,
     pub rejected: bool,
     pub origin_server_ts: i64,
+    /// The state before the event, when known as it is stored.
+    pub state_snapshot_nid: Option<i64>,
 }
 
 /// Stores an event; `None` when an event with that ID is already stored.
@@ -101,6 +104,7 @@ pub async fn insert(db: &impl Conn, e: &NewEvent<'_>) -> Result<Option<i64>, Sto
             &e.json,
             &e.rejected,
             &e.origin_server_ts,
+            &e.state_snapshot_nid,
         ],
     )
     .await?
@@ -346,6 +350,7 @@ mod tests {
                 depth: 3,
                 json: "{}",
                 rejected: false,
+                state_snapshot_nid: None,
                 origin_server_ts: if id == "$a" { 100 } else { 200 },
             };
             let a = insert(db, &new("$a", Some(5))).await.unwrap().unwrap();
