@@ -556,56 +556,9 @@ pub(super) async fn store(
     };
     let json =
         serde_json::to_string(&pdu.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
-    let nid = events::insert(
-        txn,
-        &events::NewEvent {
-            room_nid,
-            event_id: pdu.event_id.as_str(),
-            type_nid,
-            state_key_nid: key_nid,
-            depth,
-            json: &json,
-            rejected: false,
-            origin_server_ts: pdu
-                .json
-                .get("origin_server_ts")
-                .and_then(|v| v.as_integer())
-                .map_or(0, i64::from),
-            state_snapshot_nid: state_before,
-        },
-    )
-    .await?;
-    let Some(nid) = nid else {
-        return Ok(None);
-    };
-    if let Some((target, _)) = redacts {
-        events::set_redacted(txn, target, pdu.event_id.as_str()).await?;
-    }
-    if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
-        let membership = pdu
-            .json
-            .get("content")
-            .and_then(|c| c.as_object())
-            .and_then(|c| c.get("membership"))
-            .and_then(|m| m.as_str())
-            .unwrap_or_default();
-        memberships::upsert(txn, room_nid, target, membership, nid).await?;
-    }
-    let after = match key_nid {
-        Some(k) => state::derive(txn, room_nid, state_before, &[((type_nid, k), nid)]).await?,
-        None => {
-            state_before.ok_or_else(|| RoomserverError::Internal("a room without state".into()))?
-        }
-    };
-    rooms::update_head(txn, room_nid, after, &[nid], depth).await?;
-    if let Some((device, txn_id, request)) = client_txn {
-        let sender = pdu
-            .json
-            .get("sender")
-            .and_then(|s| s.as_str())
-            .unwrap_or_default();
-        transactions::insert(txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
-    }
+    // The output goes first, so the event row is written once with its position (and, for
+    // an event that is not state, the state after it). Should the event turn out to be stored
+    // already, the caller drops the transaction, output and all.
     let (mut adds_state, mut removes_state) = (Vec::new(), Vec::new());
     if let (Some(k), Some(before)) = (key_nid, state_before) {
         adds_state.push(pdu.event_id.to_string());
@@ -632,7 +585,67 @@ pub(super) async fn store(
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
     let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;
-    events::set_state_after_and_position(txn, nid, after, appended.position).await?;
+    let after_if_not_state = match key_nid {
+        Some(_) => None,
+        None => Some(
+            state_before.ok_or_else(|| RoomserverError::Internal("a room without state".into()))?,
+        ),
+    };
+    let nid = events::insert(
+        txn,
+        &events::NewEvent {
+            room_nid,
+            event_id: pdu.event_id.as_str(),
+            type_nid,
+            state_key_nid: key_nid,
+            depth,
+            json: &json,
+            rejected: false,
+            origin_server_ts: pdu
+                .json
+                .get("origin_server_ts")
+                .and_then(|v| v.as_integer())
+                .map_or(0, i64::from),
+            state_snapshot_nid: state_before,
+            state_after_snapshot_nid: after_if_not_state,
+            stream_position: Some(appended.position),
+        },
+    )
+    .await?;
+    let Some(nid) = nid else {
+        return Ok(None);
+    };
+    if let Some((target, _)) = redacts {
+        events::set_redacted(txn, target, pdu.event_id.as_str()).await?;
+    }
+    if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
+        let membership = pdu
+            .json
+            .get("content")
+            .and_then(|c| c.as_object())
+            .and_then(|c| c.get("membership"))
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        memberships::upsert(txn, room_nid, target, membership, nid).await?;
+    }
+    let after = match (key_nid, after_if_not_state) {
+        (_, Some(after)) => after,
+        (Some(k), None) => {
+            let after = state::derive(txn, room_nid, state_before, &[((type_nid, k), nid)]).await?;
+            events::set_state_after(txn, nid, after).await?;
+            after
+        }
+        (None, None) => unreachable!("an event that is not state has its state after"),
+    };
+    rooms::update_head(txn, room_nid, after, &[nid], depth).await?;
+    if let Some((device, txn_id, request)) = client_txn {
+        let sender = pdu
+            .json
+            .get("sender")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        transactions::insert(txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
+    }
     Ok(Some(Stored {
         nid,
         sent: SentEvent {
