@@ -122,6 +122,9 @@ pub struct RoomCache {
 impl RoomCache {
     /// How long cached state is used before it is read again.
     pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+    /// The most state entries kept (a large room's senders' member events): past it, the
+    /// cache starts afresh, so a room actor's memory stays bounded.
+    pub const MAX_ENTRIES: usize = 2048;
 
     /// Forgets everything.
     pub fn clear(&mut self) {
@@ -163,29 +166,36 @@ impl RoomCache {
                 .cloned()
                 .collect()
         };
-        if !missing.is_empty() {
-            let (map, events) = state_events(db, snapshot, &missing).await?;
-            let mut c = cell.borrow_mut();
-            // Another read may have moved the cache on while this one waited: keep the
-            // answers only if it still holds the same snapshot.
-            if c.snapshot == Some(snapshot) {
-                for k in &missing {
-                    c.state.insert(k.clone(), map.get(k).cloned());
-                }
-                c.events.extend(events.clone());
-            } else {
-                return Ok((map, events));
-            }
-        }
-        let c = cell.borrow();
-        let mut map = HashMap::new();
-        let mut events = HashMap::new();
+        let (mut map, mut events) = if missing.is_empty() {
+            Default::default()
+        } else {
+            state_events(db, snapshot, &missing).await?
+        };
+        let mut c = cell.borrow_mut();
         for k in wanted {
+            if map.contains_key(k) {
+                continue;
+            }
             if let Some(Some(id)) = c.state.get(k) {
                 if let Some(ev) = c.events.get(id) {
                     events.insert(id.clone(), ev.clone());
                 }
                 map.insert(k.clone(), id.clone());
+            }
+        }
+        // Another read may have moved the cache on while this one waited: keep the answers
+        // only if it still holds the same snapshot.
+        if !missing.is_empty() && c.snapshot == Some(snapshot) {
+            if c.state.len() + missing.len() > Self::MAX_ENTRIES {
+                c.state.clear();
+                c.events.clear();
+            }
+            for k in &missing {
+                let id = map.get(k).cloned();
+                if let Some(ev) = id.as_ref().and_then(|id| events.get(id)) {
+                    c.events.insert(ev.event_id.clone(), ev.clone());
+                }
+                c.state.insert(k.clone(), id);
             }
         }
         Ok((map, events))
