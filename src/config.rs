@@ -34,6 +34,46 @@ pub struct Config {
     pub voip: VoipConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
+}
+
+/// Federation with other homeservers: the outbound client (discovery, TLS, limits). See
+/// `crate::federation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Whether other servers' TLS certificates are verified. Only tests may turn this off;
+    /// the server logs a warning at start when it is off.
+    pub verify_tls: bool,
+    /// A PEM file of CA certificates trusted in addition to the public roots (a private CA).
+    /// Empty: none.
+    pub ca_file: String,
+    /// The longest a connection to another server may take to open (TCP and TLS).
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: std::time::Duration,
+    /// The longest one request to another server may take as a whole.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: std::time::Duration,
+    /// The largest response body accepted from another server, in bytes (Synapse: 100 MiB).
+    pub max_response_bytes: usize,
+    /// FOR TESTS ONLY: server name -> base URL (`http://127.0.0.1:8448`) used instead of
+    /// server discovery, so several servers can federate on loopback without DNS or TLS.
+    /// The server logs a warning at start for each entry. Empty by default.
+    pub test_destinations: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            verify_tls: true,
+            ca_file: String::new(),
+            connect_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
+            max_response_bytes: 100 * 1024 * 1024,
+            test_destinations: Default::default(),
+        }
+    }
 }
 
 /// Calls to identity servers (third-party invites: lookups and `store-invite`). Clients name
@@ -196,6 +236,10 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Threads the components' actors run on (see `actors::executors`); 0 means one per core.
     pub actor_threads: usize,
+    /// CIDR ranges no outbound request of this server may connect to (federation, identity
+    /// servers, ...), see `crate::net`. Default: private, loopback, link-local, CGNAT,
+    /// multicast, unspecified and reserved ranges. `[]` allows everything (tests).
+    pub ip_range_denylist: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -209,6 +253,7 @@ impl Default for ServerConfig {
             max_request_bytes: 10 * 1024 * 1024,
             workers: 0,
             actor_threads: 0,
+            ip_range_denylist: crate::net::IpDenylist::default_ranges(),
         }
     }
 }
@@ -538,6 +583,9 @@ impl Config {
                 "key identity.insecure_http_servers: {bad:?} is not host[:port]"
             )));
         }
+        crate::net::IpDenylist::parse(&self.server.ip_range_denylist)
+            .map_err(|e| ConfigError(format!("key server.ip_range_denylist: {e}")))?;
+        self.validate_federation()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError(
                 "key database.pool_size: must be at least 1".into(),
@@ -578,6 +626,42 @@ impl Config {
         Ok(())
     }
 
+    fn validate_federation(&self) -> Result<(), ConfigError> {
+        let f = &self.federation;
+        if f.connect_timeout < std::time::Duration::from_millis(100)
+            || f.request_timeout < std::time::Duration::from_millis(100)
+        {
+            return Err(ConfigError(
+                "key federation.connect_timeout / federation.request_timeout: must be at \
+                 least 100ms"
+                    .into(),
+            ));
+        }
+        if f.max_response_bytes < 64 * 1024 {
+            return Err(ConfigError(
+                "key federation.max_response_bytes: must be at least 65536".into(),
+            ));
+        }
+        if !f.ca_file.is_empty() && !std::path::Path::new(&f.ca_file).is_file() {
+            return Err(ConfigError(format!(
+                "key federation.ca_file: {:?} is not a readable file",
+                f.ca_file
+            )));
+        }
+        for (name, url) in &f.test_destinations {
+            if ruma::ServerName::parse(name).is_err()
+                || !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.trim_end_matches('/').matches('/').count() != 2
+            {
+                return Err(ConfigError(format!(
+                    "key federation.test_destinations: {name:?} = {url:?} must map a server \
+                     name to a base URL such as \"http://127.0.0.1:8448\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn placement(&self, key: &str, value: &str) -> Result<Placement, ConfigError> {
         match value {
             "local" | "" => Ok(Placement::Local),
@@ -600,6 +684,13 @@ impl Config {
     pub fn syncapi_placement(&self) -> Placement {
         self.placement("components.syncapi", &self.components.syncapi)
             .unwrap_or(Placement::Local)
+    }
+
+    /// `server.ip_range_denylist`, parsed (the config was validated when it loaded).
+    pub fn ip_denylist(&self) -> crate::net::IpDenylist {
+        crate::net::IpDenylist::parse(&self.server.ip_range_denylist).unwrap_or_else(|_| {
+            crate::net::IpDenylist::parse(crate::net::DEFAULT_DENYLIST).unwrap_or_default()
+        })
     }
 
     /// Where the roomserver runs.
@@ -699,6 +790,13 @@ mod tests {
         assert_eq!(c.server.name, "localhost:8008");
         assert_eq!(c.server.listen, "127.0.0.1:8008");
         assert!(c.database_url().starts_with("sqlite:"));
+        let defaults = ServerConfig::default();
+        assert_eq!(c.server.ip_range_denylist, defaults.ip_range_denylist);
+        let f = FederationConfig::default();
+        assert_eq!(c.federation.max_response_bytes, f.max_response_bytes);
+        assert_eq!(c.federation.request_timeout, f.request_timeout);
+        assert_eq!(c.federation.connect_timeout, f.connect_timeout);
+        assert!(c.federation.verify_tls && c.federation.test_destinations.is_empty());
     }
 
     #[test]
@@ -792,6 +890,21 @@ mod tests {
                 "",
                 &["components.roomserver=nowhere"],
                 "components.roomserver",
+            ),
+            (
+                "",
+                &["server.ip_range_denylist=[\"10.0.0.0/8\", \"nope\"]"],
+                "server.ip_range_denylist",
+            ),
+            (
+                "",
+                &["federation.ca_file=/nonexistent/ca.pem"],
+                "federation.ca_file",
+            ),
+            (
+                "[federation.test_destinations]\n\"b.test\" = \"127.0.0.1:1\"\n",
+                &[],
+                "federation.test_destinations",
             ),
         ];
         for (text, sets, key) in cases {

@@ -125,6 +125,8 @@ impl Node {
             None
         };
         let local_exec = || exec.clone().expect("executors of a node with a component");
+        // One denylist for every outbound call of this node (identity servers, federation).
+        let denylist = Arc::new(config.ip_denylist());
 
         let (userapi, userapi_local) = match config.userapi_placement() {
             Placement::Local => {
@@ -305,7 +307,13 @@ impl Node {
             addr: config.server.listen.clone(),
             error,
         })?;
-        let state = web::Data::new(AppState::new(config.clone(), userapi, roomserver, syncapi));
+        let state = web::Data::new(AppState::new(
+            config.clone(),
+            userapi,
+            roomserver,
+            syncapi,
+            denylist,
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -33,13 +33,14 @@ impl AppState {
         userapi: UserApiHandle,
         roomserver: RoomserverHandle,
         syncapi: SyncApiHandle,
+        denylist: Arc<crate::net::IpDenylist>,
     ) -> AppState {
         AppState {
             uia: uia::UiaSessions::new(std::time::Duration::from_millis(
                 config.auth.uia_session_lifetime_ms,
             )),
             limiter: ratelimit::RateLimiter::new(&config.rate_limit),
-            identity: crate::identity::IdentityClient::new(config.identity.clone()),
+            identity: crate::identity::IdentityClient::new(config.identity.clone(), denylist),
             config,
             userapi,
             roomserver,

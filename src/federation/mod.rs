@@ -1,0 +1,13 @@
+//! Federation plumbing shared by the federationapi component and the federation routes:
+//! the library side of talking to other homeservers, with no storage and no actors.
+//!
+//! - [`discovery`]: server names to destinations (IP literals, ports, `.well-known` with its
+//!   cache, SRV, 8448), as the spec's "Resolving server names".
+//! - [`client`]: [`client::FederationClient`], the one outbound HTTP client to other servers:
+//!   discovery, the IP range denylist, TLS, timeouts, connection reuse, a response size cap,
+//!   and `X-Matrix` request signatures.
+//!
+//! The federationapi component (to come) will own the key cache and use the client.
+
+pub mod client;
+pub mod discovery;
