@@ -38,11 +38,23 @@ pub struct Config {
     pub federation: FederationConfig,
 }
 
-/// Federation with other homeservers: the outbound client (discovery, TLS, limits). See
-/// `crate::federation`.
+/// Federation with other homeservers: server keys, the outbound client (discovery, TLS,
+/// limits). See `crate::federation` and `actors::federationapi`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
+    /// How long the keys this server publishes (`/_matrix/key/v2/server`) stay valid:
+    /// `valid_until_ts` is now plus this. Synapse's `key_refresh_interval`, 1 day.
+    #[serde(deserialize_with = "duration")]
+    pub key_validity: std::time::Duration,
+    /// Keys this server signed with before a rotation, published as `old_verify_keys` so
+    /// that events signed with them still verify: key ID -> `{ key = "<unpadded base64
+    /// public key>", expired_ts = <ms since the epoch> }`.
+    pub old_signing_keys: std::collections::BTreeMap<String, OldSigningKey>,
+    /// Notary servers asked for another server's keys when that server cannot be asked
+    /// directly. Each answer must be signed with one of the notary's `verify_keys`
+    /// (key ID -> unpadded base64 public key). Empty by default.
+    pub trusted_key_servers: Vec<TrustedKeyServer>,
     /// Whether other servers' TLS certificates are verified. Only tests may turn this off;
     /// the server logs a warning at start when it is off.
     pub verify_tls: bool,
@@ -63,9 +75,32 @@ pub struct FederationConfig {
     pub test_destinations: std::collections::BTreeMap<String, String>,
 }
 
+/// One entry of `federation.old_signing_keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OldSigningKey {
+    /// The public key, unpadded base64.
+    pub key: String,
+    /// When the key stopped being used, in ms since the epoch.
+    pub expired_ts: u64,
+}
+
+/// One entry of `federation.trusted_key_servers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeyServer {
+    /// The notary's server name.
+    pub server_name: String,
+    /// Key ID -> unpadded base64 public key: the keys the notary signs its answers with.
+    pub verify_keys: std::collections::BTreeMap<String, String>,
+}
+
 impl Default for FederationConfig {
     fn default() -> Self {
         FederationConfig {
+            key_validity: std::time::Duration::from_secs(24 * 60 * 60),
+            old_signing_keys: Default::default(),
+            trusted_key_servers: Vec::new(),
             verify_tls: true,
             ca_file: String::new(),
             connect_timeout: std::time::Duration::from_secs(10),
@@ -410,6 +445,9 @@ pub struct ComponentsConfig {
     /// syncapi follows the roomserver's and userapi's streams on the embedded bus, so it
     /// needs them local too.
     pub syncapi: String,
+    /// Where the federationapi runs (server keys, the outbound federation client):
+    /// `local`, or the internal URL of the node hosting it.
+    pub federationapi: String,
 }
 
 impl Default for ComponentsConfig {
@@ -420,6 +458,7 @@ impl Default for ComponentsConfig {
             userapi: "local".into(),
             roomserver: "local".into(),
             syncapi: "local".into(),
+            federationapi: "local".into(),
         }
     }
 }
@@ -515,6 +554,7 @@ impl Config {
         }
         self.placement("components.userapi", &self.components.userapi)?;
         self.placement("components.roomserver", &self.components.roomserver)?;
+        self.placement("components.federationapi", &self.components.federationapi)?;
         if self.placement("components.syncapi", &self.components.syncapi)? == Placement::Local
             && (self.userapi_placement() != Placement::Local
                 || self.roomserver_placement() != Placement::Local)
@@ -530,6 +570,7 @@ impl Config {
             self.userapi_placement(),
             self.roomserver_placement(),
             self.syncapi_placement(),
+            self.federationapi_placement(),
         ]
         .iter()
         .any(|p| *p != Placement::Local);
@@ -628,6 +669,32 @@ impl Config {
 
     fn validate_federation(&self) -> Result<(), ConfigError> {
         let f = &self.federation;
+        if f.key_validity < std::time::Duration::from_secs(60) {
+            return Err(ConfigError(
+                "key federation.key_validity: must be at least 1m".into(),
+            ));
+        }
+        for (id, old) in &f.old_signing_keys {
+            check_key("federation.old_signing_keys", id, &old.key)?;
+        }
+        for server in &f.trusted_key_servers {
+            ruma::ServerName::parse(&server.server_name).map_err(|_| {
+                ConfigError(format!(
+                    "key federation.trusted_key_servers: {:?} is not a server name",
+                    server.server_name
+                ))
+            })?;
+            if server.verify_keys.is_empty() {
+                return Err(ConfigError(format!(
+                    "key federation.trusted_key_servers: {} has no verify_keys; its answers \
+                     could not be checked",
+                    server.server_name
+                )));
+            }
+            for (id, key) in &server.verify_keys {
+                check_key("federation.trusted_key_servers", id, key)?;
+            }
+        }
         if f.connect_timeout < std::time::Duration::from_millis(100)
             || f.request_timeout < std::time::Duration::from_millis(100)
         {
@@ -686,6 +753,12 @@ impl Config {
             .unwrap_or(Placement::Local)
     }
 
+    /// Where the federationapi runs.
+    pub fn federationapi_placement(&self) -> Placement {
+        self.placement("components.federationapi", &self.components.federationapi)
+            .unwrap_or(Placement::Local)
+    }
+
     /// `server.ip_range_denylist`, parsed (the config was validated when it loaded).
     pub fn ip_denylist(&self) -> crate::net::IpDenylist {
         crate::net::IpDenylist::parse(&self.server.ip_range_denylist).unwrap_or_else(|_| {
@@ -718,6 +791,21 @@ impl Config {
         } else {
             self.server.public_baseurl.trim_end_matches('/').to_owned()
         }
+    }
+}
+
+/// Checks a configured public key: an `ed25519:<version>` ID and 32 bytes of base64.
+fn check_key(key: &str, id: &str, public: &str) -> Result<(), ConfigError> {
+    if ruma::OwnedServerSigningKeyId::try_from(id).is_err() {
+        return Err(ConfigError(format!(
+            "key {key}: {id:?} is not a key ID such as \"ed25519:abc\""
+        )));
+    }
+    match ruma::serde::Base64::<ruma::serde::base64::Standard, Vec<u8>>::parse(public) {
+        Ok(b) if b.as_bytes().len() == 32 => Ok(()),
+        _ => Err(ConfigError(format!(
+            "key {key}: the key of {id} is not a base64 ed25519 public key"
+        ))),
     }
 }
 
@@ -793,10 +881,12 @@ mod tests {
         let defaults = ServerConfig::default();
         assert_eq!(c.server.ip_range_denylist, defaults.ip_range_denylist);
         let f = FederationConfig::default();
+        assert_eq!(c.federation.key_validity, f.key_validity);
         assert_eq!(c.federation.max_response_bytes, f.max_response_bytes);
         assert_eq!(c.federation.request_timeout, f.request_timeout);
         assert_eq!(c.federation.connect_timeout, f.connect_timeout);
         assert!(c.federation.verify_tls && c.federation.test_destinations.is_empty());
+        assert_eq!(c.components.federationapi, "local");
     }
 
     #[test]
@@ -897,6 +987,16 @@ mod tests {
                 "server.ip_range_denylist",
             ),
             (
+                "[federation.old_signing_keys]\n\"ed25519:old\" = { key = \"short\", expired_ts = 1 }\n",
+                &[],
+                "federation.old_signing_keys",
+            ),
+            (
+                "[[federation.trusted_key_servers]]\nserver_name = \"notary.example\"\nverify_keys = {}\n",
+                &[],
+                "federation.trusted_key_servers",
+            ),
+            (
                 "",
                 &["federation.ca_file=/nonexistent/ca.pem"],
                 "federation.ca_file",
@@ -906,6 +1006,7 @@ mod tests {
                 &[],
                 "federation.test_destinations",
             ),
+            ("", &["federation.key_validity=1s"], "federation.key_validity"),
         ];
         for (text, sets, key) in cases {
             let err = load(text, &[], sets).unwrap_err().to_string();

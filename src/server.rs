@@ -1,8 +1,9 @@
 //! Starting a node: database and migrations, the components that run here, handles to those
-//! that run elsewhere, and the listeners (client, metrics, internal).
+//! that run elsewhere, and the listeners (client and federation, metrics, internal).
 
 use crate::actors::bridge::{Handle, HttpBridge};
 use crate::actors::executors::Executors;
+use crate::actors::federationapi::{self, FederationApiConfig};
 use crate::actors::roomserver;
 use crate::actors::syncapi;
 use crate::actors::userapi::{self, UserApiConfig};
@@ -90,7 +91,9 @@ impl Node {
         let userapi_here = config.userapi_placement() == Placement::Local;
         let roomserver_here = config.roomserver_placement() == Placement::Local;
         let syncapi_here = config.syncapi_placement() == Placement::Local;
-        let db = if userapi_here || roomserver_here || syncapi_here {
+        let federationapi_here = config.federationapi_placement() == Placement::Local;
+        let any_here = userapi_here || roomserver_here || syncapi_here || federationapi_here;
+        let db = if any_here {
             let url = config.database_url();
             let db = Db::connect_with(
                 &url,
@@ -111,7 +114,7 @@ impl Node {
         };
         let bus = Bus::new();
         // The components' actors spread over these threads (not the system thread).
-        let exec = if userapi_here || roomserver_here || syncapi_here {
+        let exec = if any_here {
             let threads = match config.server.actor_threads {
                 0 => cores,
                 n => n,
@@ -125,8 +128,18 @@ impl Node {
             None
         };
         let local_exec = || exec.clone().expect("executors of a node with a component");
-        // One denylist for every outbound call of this node (identity servers, federation).
+        // One denylist for every outbound call of this node (federation, identity servers).
         let denylist = Arc::new(config.ip_denylist());
+        // The signing key, for the components that sign (events, keys, requests).
+        let signing_key = if roomserver_here || federationapi_here {
+            Some(Arc::new(SigningKey::load_or_generate(
+                &config.server.data_dir,
+            )?))
+        } else {
+            None
+        };
+        let server_name = ruma::OwnedServerName::try_from(config.server.name.as_str())
+            .map_err(|e| StartError::Config(e.to_string()))?;
 
         let (userapi, userapi_local) = match config.userapi_placement() {
             Placement::Local => {
@@ -153,15 +166,14 @@ impl Node {
 
         let (roomserver, roomserver_local) = match config.roomserver_placement() {
             Placement::Local => {
-                let key = SigningKey::load_or_generate(&config.server.data_dir)?;
-                let server_name = ruma::OwnedServerName::try_from(config.server.name.as_str())
-                    .map_err(|e| StartError::Config(e.to_string()))?;
                 let addr = roomserver::start(
                     roomserver::input::Deps {
                         db: local_db()?,
                         bus: bus.clone(),
-                        key: Arc::new(key),
-                        server_name,
+                        key: signing_key
+                            .clone()
+                            .ok_or_else(|| StartError::Config("no signing key".into()))?,
+                        server_name: server_name.clone(),
                         default_room_version: config.rooms.default_version.clone(),
                     },
                     &local_exec(),
@@ -187,6 +199,59 @@ impl Node {
             ),
         };
 
+        let (federationapi, federationapi_local) = match config.federationapi_placement() {
+            Placement::Local => {
+                let f = &config.federation;
+                if !f.verify_tls {
+                    tracing::warn!(
+                        "federation.verify_tls is false: other servers' TLS certificates are \
+                         NOT verified; for tests only"
+                    );
+                }
+                for (name, url) in &f.test_destinations {
+                    tracing::warn!(
+                        server = %name,
+                        url = %url,
+                        "federation.test_destinations replaces server discovery (tests only)"
+                    );
+                }
+                let key = signing_key
+                    .clone()
+                    .ok_or_else(|| StartError::Config("no signing key".into()))?;
+                let client = crate::federation::client::FederationClient::new(
+                    crate::federation::client::ClientSettings {
+                        server_name: server_name.clone(),
+                        key: key.clone(),
+                        denylist: denylist.clone(),
+                        verify_tls: f.verify_tls,
+                        ca_file: f.ca_file.clone(),
+                        connect_timeout: f.connect_timeout,
+                        request_timeout: f.request_timeout,
+                        max_response_bytes: f.max_response_bytes,
+                        test_destinations: f.test_destinations.clone(),
+                    },
+                )
+                .map_err(StartError::Config)?;
+                let addr = federationapi::start(
+                    local_db()?,
+                    FederationApiConfig {
+                        server_name: server_name.clone(),
+                        key,
+                        client,
+                        key_validity: f.key_validity,
+                        old_keys: f.old_signing_keys.clone(),
+                        notaries: f.trusted_key_servers.clone(),
+                    },
+                    &local_exec(),
+                );
+                (Handle::Local(addr.clone()), Some(addr))
+            }
+            Placement::Remote(url) => (
+                Handle::Remote(HttpBridge::new(&url, &config.components.internal_secret).start()),
+                None,
+            ),
+        };
+
         // Pruning: the outbox behind its consumers, redacted events' original content.
         if let Some(db) = &db {
             actix_web::rt::spawn(crate::bus::run_pruner(
@@ -204,8 +269,10 @@ impl Node {
         let mut servers = Vec::new();
 
         // Internal listener: this node's components, for the other nodes' bridges.
-        let hosts_any =
-            userapi_local.is_some() || roomserver_local.is_some() || syncapi_local.is_some();
+        let hosts_any = userapi_local.is_some()
+            || roomserver_local.is_some()
+            || syncapi_local.is_some()
+            || federationapi_local.is_some();
         let listen = config.components.internal_listen.as_str();
         let internal_addr = if hosts_any && !listen.is_empty() {
             let listener = bind("components.internal_listen", listen)?;
@@ -218,10 +285,11 @@ impl Node {
                 .saturating_mul(2)
                 .max(1024 * 1024);
             let server = HttpServer::new(move || {
-                let (u, r, s) = (
+                let (u, r, s, f) = (
                     userapi_local.clone(),
                     roomserver_local.clone(),
                     syncapi_local.clone(),
+                    federationapi_local.clone(),
                 );
                 let secret = secret.clone();
                 App::new()
@@ -252,6 +320,9 @@ impl Node {
                         }
                         if let Some(addr) = s {
                             syncapi::serve_remote(cfg, addr);
+                        }
+                        if let Some(addr) = f {
+                            federationapi::serve_remote(cfg, addr);
                         }
                     })
             })
@@ -312,6 +383,7 @@ impl Node {
             userapi,
             roomserver,
             syncapi,
+            federationapi,
             denylist,
         ));
         let server = HttpServer::new(move || {

@@ -6,8 +6,12 @@
 //! - [`client`]: [`client::FederationClient`], the one outbound HTTP client to other servers:
 //!   discovery, the IP range denylist, TLS, timeouts, connection reuse, a response size cap,
 //!   and `X-Matrix` request signatures.
+//! - [`keys`]: server key objects: ours (self-signed) and the checks on other servers' and
+//!   notaries' answers.
 //!
-//! The federationapi component (to come) will own the key cache and use the client.
+//! The federationapi component (`actors::federationapi`) owns the key cache and uses the
+//! client.
 
 pub mod client;
 pub mod discovery;
+pub mod keys;

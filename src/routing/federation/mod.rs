@@ -1,8 +1,10 @@
-//! The federation API endpoints this server serves before federation exists: those that
-//! other parties than homeservers call (identity servers' `/3pid/onbind`). They are mounted
-//! on the client listener with the client routes. Signed requests (`X-Matrix`) come with
-//! federation.
+//! The federation API: what other homeservers (and identity servers) call. Mounted on the
+//! client listener with the client routes.
+//!
+//! - `keys`: `/_matrix/key/v2/server` and the notary's `/_matrix/key/v2/query` (unsigned).
+//! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
 
+pub mod keys;
 pub mod thirdparty;
 
 use super::ruma::Router;
@@ -18,5 +20,15 @@ pub fn add_routes(r: &mut Router) {
         "/_matrix/federation/v1/3pid/onbind",
         Method::POST,
         web::post().to(thirdparty::bind_callback),
+    );
+    r.add::<f::discovery::get_server_keys::v2::Request, _, _>(keys::get_server_keys);
+    r.add_raw(
+        "/_matrix/key/v2/server/{keyId}",
+        Method::GET,
+        web::get().to(keys::get_server_keys_by_id),
+    );
+    r.add::<f::discovery::get_remote_server_keys::v2::Request, _, _>(keys::get_remote_server_keys);
+    r.add::<f::discovery::get_remote_server_keys_batch::v2::Request, _, _>(
+        keys::get_remote_server_keys_batch,
     );
 }

@@ -1,0 +1,215 @@
+//! Federation's foundation between real nodes on loopback: server keys (published, fetched
+//! directly and through a notary, served as a notary). Each server is a `TestServer` (both databases, local and
+//! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
+//! port reserved before any of them starts, with `server.ip_range_denylist = []`.
+
+mod common;
+
+use common::{Backend, TestServer, Topology};
+use myelin::federation::keys;
+use myelin::signing_key::SigningKey;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A free loopback port (bound and released: the node binds it a moment later).
+fn reserve_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Starts server `name` on `port`, reaching the others at `destinations`.
+async fn start(
+    backend: Backend,
+    topology: Topology,
+    name: &str,
+    port: u16,
+    destinations: &[(&str, String)],
+    extra: &[String],
+) -> TestServer {
+    let table: Vec<String> = destinations
+        .iter()
+        .map(|(n, u)| format!("\"{n}\" = \"{u}\""))
+        .collect();
+    let mut sets = vec![
+        format!("server.name={name}"),
+        format!("server.listen=127.0.0.1:{port}"),
+        "server.ip_range_denylist=[]".to_owned(),
+        format!("federation.test_destinations={{{}}}", table.join(", ")),
+    ];
+    sets.extend(extra.iter().cloned());
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    TestServer::start(backend, topology, &sets).await
+}
+
+/// A server's signing key, read from its data dir (where the node generated it).
+fn key_of(s: &TestServer) -> SigningKey {
+    SigningKey::load_or_generate(s.db.dir.path()).expect("signing key")
+}
+
+fn key_map(key: &SigningKey) -> BTreeMap<String, String> {
+    BTreeMap::from([(key.key_id().to_string(), key.public_key_base64())])
+}
+
+fn server(name: &str) -> &ruma::ServerName {
+    <&ruma::ServerName>::try_from(name).unwrap()
+}
+
+/// The one key object for `of` in a notary answer, checked: signed by `of` and by `notary`.
+fn notary_answer(
+    body: &Value,
+    of: &str,
+    of_key: &SigningKey,
+    notary: &str,
+    notary_key: &SigningKey,
+) {
+    let list = body["server_keys"].as_array().expect("server_keys");
+    assert_eq!(list.len(), 1, "{body}");
+    let object = &list[0];
+    let checked = keys::check_server_keys(object, server(of), myelin::storage::now_ms())
+        .unwrap_or_else(|e| panic!("{e}: {object}"));
+    assert_eq!(checked.verify_keys, key_map(of_key));
+    keys::check_signed_by(object, notary, &key_map(notary_key))
+        .unwrap_or_else(|e| panic!("{e}: {object}"));
+}
+
+async fn published_keys_are_self_signed(backend: Backend, topology: Topology) {
+    let old = "ed25519:old";
+    let old_public = "6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw";
+    let s = start(
+        backend,
+        topology,
+        "a.test",
+        reserve_port(),
+        &[],
+        &[
+            format!(
+                "federation.old_signing_keys={{\"{old}\" = {{ key = \"{old_public}\", expired_ts = 1234 }}}}"
+            ),
+            "federation.key_validity=2h".to_owned(),
+        ],
+    )
+    .await;
+    let key = key_of(&s);
+    let before = myelin::storage::now_ms();
+    for path in [
+        "/_matrix/key/v2/server",
+        &format!("/_matrix/key/v2/server/{}", key.key_id()),
+    ] {
+        let (status, body) = s.get(path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let checked = keys::check_server_keys(&body, server("a.test"), before).unwrap();
+        assert_eq!(checked.verify_keys, key_map(&key));
+        assert_eq!(
+            checked.old_verify_keys[old],
+            (old_public.to_owned(), 1234),
+            "{body}"
+        );
+        let until = body["valid_until_ts"].as_i64().unwrap();
+        assert!(
+            (before + 7_000_000..before + 7_300_000).contains(&until),
+            "valid_until_ts {until}, now {before}"
+        );
+    }
+    s.stop().await;
+}
+
+async fn keys_are_fetched_directly_and_served_as_notary(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let b = start(backend, topology, "b.test", pb, &[], &[]).await;
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let (a_key, b_key) = (key_of(&a), key_of(&b));
+
+    // A fetches B's keys from B itself and serves them signed by both.
+    let (status, body) = a.get("/_matrix/key/v2/query/b.test", None).await;
+    assert_eq!(status, 200, "{body}");
+    notary_answer(&body, "b.test", &b_key, "a.test", &a_key);
+    // The batch form, naming the key; now from A's cache (B is gone).
+    b.stop().await;
+    let (status, body) = a
+        .post(
+            "/_matrix/key/v2/query",
+            None,
+            json!({"server_keys": {"b.test": {b_key.key_id().as_str(): {}}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    notary_answer(&body, "b.test", &b_key, "a.test", &a_key);
+    // Its own keys, as a notary, and nothing for a server nobody can reach.
+    let (status, body) = a
+        .post(
+            "/_matrix/key/v2/query",
+            None,
+            json!({"server_keys": {"a.test": {}, "nowhere.test": {}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let list = body["server_keys"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["server_name"], "a.test");
+    a.stop().await;
+}
+
+async fn keys_are_fetched_through_a_notary(backend: Backend, topology: Topology) {
+    let (pa, pb, pc) = (reserve_port(), reserve_port(), reserve_port());
+    let closed = reserve_port();
+    let b = start(backend, topology, "b.test", pb, &[], &[]).await;
+    let c = start(backend, topology, "c.test", pc, &[("b.test", url(pb))], &[]).await;
+    let (b_key, c_key) = (key_of(&b), key_of(&c));
+    let trusted = |key: &SigningKey| {
+        format!(
+            "federation.trusted_key_servers=[{{ server_name = \"c.test\", verify_keys = {{ \"{}\" = \"{}\" }} }}]",
+            key.key_id(),
+            key.public_key_base64()
+        )
+    };
+    // A cannot reach B; it trusts C.
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(closed)), ("c.test", url(pc))],
+        &[trusted(&c_key)],
+    )
+    .await;
+    let a_key = key_of(&a);
+    let (status, body) = a.get("/_matrix/key/v2/query/b.test", None).await;
+    assert_eq!(status, 200, "{body}");
+    notary_answer(&body, "b.test", &b_key, "a.test", &a_key);
+    // What A kept and serves again carries B's signature and A's, not C's.
+    assert!(
+        body["server_keys"][0]["signatures"].get("c.test").is_none(),
+        "{body}"
+    );
+
+    // A server that trusts C under a key C does not sign with refuses C's answers.
+    let pd = reserve_port();
+    let d = start(
+        backend,
+        topology,
+        "d.test",
+        pd,
+        &[("b.test", url(closed)), ("c.test", url(pc))],
+        &[trusted(&a_key)],
+    )
+    .await;
+    let (status, body) = d.get("/_matrix/key/v2/query/b.test", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server_keys"], json!([]), "{body}");
+    for s in [a, b, c, d] {
+        s.stop().await;
+    }
+}
+
+scenarios!(
+    published_keys_are_self_signed,
+    keys_are_fetched_directly_and_served_as_notary,
+    keys_are_fetched_through_a_notary,
+);
