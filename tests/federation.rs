@@ -1,15 +1,21 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
-//! directly and through a notary, served as a notary). Each server is a `TestServer` (both databases, local and
+//! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
+//! and refused), and `/version`. Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
 
 mod common;
 
 use common::{Backend, TestServer, Topology};
+use myelin::federation::client::{ClientSettings, FederationClient};
 use myelin::federation::keys;
+use myelin::net::IpDenylist;
 use myelin::signing_key::SigningKey;
+use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A free loopback port (bound and released: the node binds it a moment later).
 fn reserve_port() -> u16 {
@@ -117,6 +123,11 @@ async fn published_keys_are_self_signed(backend: Backend, topology: Topology) {
             "valid_until_ts {until}, now {before}"
         );
     }
+    // /version needs no signature.
+    let (status, body) = s.get("/_matrix/federation/v1/version", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["server"]["name"], "myelin");
+    assert!(body["server"]["version"].is_string(), "{body}");
     s.stop().await;
 }
 
@@ -208,8 +219,178 @@ async fn keys_are_fetched_through_a_notary(backend: Backend, topology: Topology)
     }
 }
 
+/// `Authorization` of a request from `origin` to `destination` signed with `key`, under
+/// the key ID `key_id`.
+fn x_matrix(
+    origin: &str,
+    destination: &str,
+    key: &SigningKey,
+    key_id: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Vec::<u8>::new())
+        .unwrap();
+    let signed = XMatrix::sign_http_request(
+        &request,
+        XMatrixSigningInput::new(
+            origin.try_into().unwrap(),
+            destination.try_into().unwrap(),
+            key.key_pair(),
+        ),
+    )
+    .unwrap();
+    XMatrix::new(
+        origin.try_into().unwrap(),
+        destination.try_into().unwrap(),
+        key_id.try_into().unwrap(),
+        signed.sig,
+    )
+    .to_string()
+}
+
+async fn signed_requests_are_checked(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let closed = reserve_port();
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let b = start(
+        backend,
+        topology,
+        "b.test",
+        pb,
+        &[("a.test", url(pa)), ("z.test", url(closed))],
+        &[],
+    )
+    .await;
+    b.register("alice", "password").await;
+    let a_key = key_of(&a);
+    let path = "/_matrix/federation/v1/query/profile?user_id=%40alice%3Ab.test";
+
+    // A's own client, with A's key: B fetches A's key from A and accepts the request.
+    let client = FederationClient::new(ClientSettings {
+        server_name: "a.test".try_into().unwrap(),
+        key: Arc::new(key_of(&a)),
+        denylist: Arc::new(IpDenylist::default()),
+        verify_tls: true,
+        ca_file: String::new(),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(30),
+        max_response_bytes: 1 << 20,
+        test_destinations: BTreeMap::from([("b.test".to_owned(), url(pb))]),
+    })
+    .unwrap();
+    let profile = client
+        .get(server("b.test"), path)
+        .await
+        .unwrap_or_else(|e| panic!("signed request refused: {e}"));
+    assert_eq!(profile["displayname"], "alice", "{profile}");
+    // `field` narrows the answer; an unknown user is 404 (signed, so past the check).
+    let one = client
+        .get(server("b.test"), &format!("{path}&field=avatar_url"))
+        .await
+        .unwrap();
+    assert_eq!(one, json!({}));
+    let err = client
+        .get(
+            server("b.test"),
+            "/_matrix/federation/v1/query/profile?user_id=%40nobody%3Ab.test",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+
+    // Refusals: each a 401 M_UNAUTHORIZED.
+    let other = SigningKey::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap();
+    let a_id = a_key.key_id().to_string();
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("unsigned", None, "Missing X-Matrix"),
+        (
+            "wrong signature",
+            Some(x_matrix("a.test", "b.test", &other, &a_id, "GET", path)),
+            "Invalid X-Matrix signature",
+        ),
+        (
+            "wrong destination",
+            Some(x_matrix("a.test", "c.test", &a_key, &a_id, "GET", path)),
+            "not for this server",
+        ),
+        (
+            "signature over another URI",
+            Some(x_matrix(
+                "a.test",
+                "b.test",
+                &a_key,
+                &a_id,
+                "GET",
+                "/_matrix/federation/v1/query/profile?user_id=%40bob%3Ab.test",
+            )),
+            "Invalid X-Matrix signature",
+        ),
+        (
+            "unknown key",
+            Some(x_matrix(
+                "a.test",
+                "b.test",
+                &a_key,
+                "ed25519:nope",
+                "GET",
+                path,
+            )),
+            "Unknown key ed25519:nope of a.test",
+        ),
+        (
+            "unknown origin",
+            Some(x_matrix("z.test", "b.test", &a_key, &a_id, "GET", path)),
+            "of z.test",
+        ),
+        ("garbage", Some("X-Matrix garbage".to_owned()), "Malformed"),
+        (
+            "missing sig",
+            Some(format!(
+                "X-Matrix origin=a.test,destination=b.test,key=\"{a_id}\""
+            )),
+            "Malformed",
+        ),
+        (
+            "another scheme",
+            Some("Bearer sometoken".to_owned()),
+            "not of the X-Matrix scheme",
+        ),
+    ];
+    for (case, header, reason) in cases {
+        let mut req = b.client.get(format!("{}{path}", b.base));
+        if let Some(h) = &header {
+            req = req.insert_header(("Authorization", h.as_str()));
+        }
+        let mut resp = req.send().await.unwrap();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(resp.status().as_u16(), 401, "{case}: {body}");
+        assert_eq!(body["errcode"], "M_UNAUTHORIZED", "{case}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{case}: {body}"
+        );
+    }
+    // The valid header still works after all that.
+    let header = x_matrix("a.test", "b.test", &a_key, &a_id, "GET", path);
+    let resp = b
+        .client
+        .get(format!("{}{path}", b.base))
+        .insert_header(("Authorization", header))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    a.stop().await;
+    b.stop().await;
+}
+
 scenarios!(
     published_keys_are_self_signed,
     keys_are_fetched_directly_and_served_as_notary,
     keys_are_fetched_through_a_notary,
+    signed_requests_are_checked,
 );

@@ -10,7 +10,7 @@
 //!   notaries' answers.
 //!
 //! The federationapi component (`actors::federationapi`) owns the key cache and uses the
-//! client.
+//! client; routing checks incoming `X-Matrix` signatures (`routing::federation::auth`).
 
 pub mod client;
 pub mod discovery;

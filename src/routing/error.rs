@@ -71,6 +71,10 @@ impl MatrixError {
         )
         .with_status(StatusCode::BAD_GATEWAY)
     }
+    /// A federation request whose `X-Matrix` signature is missing, malformed or wrong: 401.
+    pub fn unauthorized(error: impl Into<String>) -> MatrixError {
+        Self::new("M_UNAUTHORIZED", error)
+    }
     pub fn internal() -> MatrixError {
         Self::new("M_UNKNOWN", "Internal server error")
     }
