@@ -43,6 +43,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
+    /// A listener of its own for the federation API (`/_matrix/federation`, `/_matrix/key`),
+    /// HTTPS when `server.tls_cert` is set. Empty: none (federation is served on
+    /// `server.listen` either way).
+    pub listen: String,
     /// How long the keys this server publishes (`/_matrix/key/v2/server`) stay valid:
     /// `valid_until_ts` is now plus this. Synapse's `key_refresh_interval`, 1 day.
     #[serde(deserialize_with = "duration")]
@@ -98,6 +102,7 @@ pub struct TrustedKeyServer {
 impl Default for FederationConfig {
     fn default() -> Self {
         FederationConfig {
+            listen: String::new(),
             key_validity: std::time::Duration::from_secs(24 * 60 * 60),
             old_signing_keys: Default::default(),
             trusted_key_servers: Vec::new(),
@@ -271,6 +276,11 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Threads the components' actors run on (see `actors::executors`); 0 means one per core.
     pub actor_threads: usize,
+    /// PEM certificate (the file may hold the chain after it) and private key: when set,
+    /// `server.listen` (and `federation.listen`) serve HTTPS. Empty: plain HTTP (behind a
+    /// TLS-terminating proxy).
+    pub tls_cert: String,
+    pub tls_key: String,
     /// CIDR ranges no outbound request of this server may connect to (federation, identity
     /// servers, ...), see `crate::net`. Default: private, loopback, link-local, CGNAT,
     /// multicast, unspecified and reserved ranges. `[]` allows everything (tests).
@@ -289,6 +299,8 @@ impl Default for ServerConfig {
             workers: 0,
             actor_threads: 0,
             ip_range_denylist: crate::net::IpDenylist::default_ranges(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -669,6 +681,24 @@ impl Config {
 
     fn validate_federation(&self) -> Result<(), ConfigError> {
         let f = &self.federation;
+        if !f.listen.is_empty() {
+            parse_addr("federation.listen", &f.listen)?;
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(ConfigError(
+                "key server.tls_cert / server.tls_key: set both or neither".into(),
+            ));
+        }
+        for (key, path) in [
+            ("server.tls_cert", &self.server.tls_cert),
+            ("server.tls_key", &self.server.tls_key),
+        ] {
+            if !path.is_empty() && !std::path::Path::new(path).is_file() {
+                return Err(ConfigError(format!(
+                    "key {key}: {path:?} is not a readable file"
+                )));
+            }
+        }
         if f.key_validity < std::time::Duration::from_secs(60) {
             return Err(ConfigError(
                 "key federation.key_validity: must be at least 1m".into(),
@@ -787,7 +817,12 @@ impl Config {
     /// The base URL clients should use, for `/.well-known/matrix/client`.
     pub fn public_baseurl(&self) -> String {
         if self.server.public_baseurl.is_empty() {
-            format!("http://{}", self.server.listen)
+            let scheme = if self.server.tls_cert.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{}", self.server.listen)
         } else {
             self.server.public_baseurl.trim_end_matches('/').to_owned()
         }
@@ -1007,6 +1042,13 @@ mod tests {
                 "federation.test_destinations",
             ),
             ("", &["federation.key_validity=1s"], "federation.key_validity"),
+            ("", &["server.tls_cert=/etc/hostname"], "server.tls_key"),
+            (
+                "",
+                &["server.tls_cert=/nonexistent", "server.tls_key=/nonexistent"],
+                "server.tls_cert",
+            ),
+            ("", &["federation.listen=nowhere"], "federation.listen"),
         ];
         for (text, sets, key) in cases {
             let err = load(text, &[], sets).unwrap_err().to_string();

@@ -44,7 +44,10 @@ pub enum StartError {
 
 /// A running node. Listener addresses are the bound ones (port 0 picks a free port).
 pub struct Node {
+    /// The client listener (`server.listen`), which serves federation too.
     pub client_addr: SocketAddr,
+    /// The federation-only listener (`federation.listen`), if any.
+    pub federation_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
     pub internal_addr: Option<SocketAddr>,
     servers: Vec<ServerHandle>,
@@ -58,6 +61,34 @@ fn bind(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
         addr: addr.to_owned(),
         error,
     })
+}
+
+/// The TLS setup of the HTTPS listeners: the PEM certificate chain and key in the files
+/// `server.tls_cert` and `server.tls_key`, rustls with the ring provider, HTTP/1.1.
+fn server_tls(cert: &str, key: &str) -> Result<rustls::ServerConfig, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| StartError::Config(format!("{what}: {e}"));
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&format!("server.tls_cert {cert}"), &e))?;
+    if chain.is_empty() {
+        return Err(StartError::Config(format!(
+            "server.tls_cert {cert}: no PEM certificate in it"
+        )));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&format!("server.tls_key {key}"), &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("TLS", &e))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| bad("server.tls_cert / server.tls_key", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// CORS headers of every client API response (the spec asks for these exact values).
@@ -386,7 +417,9 @@ impl Node {
             federationapi,
             denylist,
         ));
-        let server = HttpServer::new(move || {
+        // One app for both listeners: the client listener serves every route, the federation
+        // listener only the federation API.
+        let app = move |federation_only: bool| {
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(|req, srv| {
@@ -415,16 +448,32 @@ impl Node {
                         })
                     }))
                 })
-                .configure(|cfg| client::router().mount(cfg))
+                .configure(move |cfg| {
+                    if federation_only {
+                        crate::routing::federation::router().mount(cfg)
+                    } else {
+                        client::router().mount(cfg)
+                    }
+                })
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(MatrixError::unrecognized())
                 }))
-        })
-        .workers(workers)
-        .disable_signals()
-        // Long polls may wait minutes: a stop gives requests in flight 5 s, then closes them.
-        .shutdown_timeout(5)
-        .listen(listener)
+        };
+        let tls = if config.server.tls_cert.is_empty() {
+            None
+        } else {
+            Some(server_tls(&config.server.tls_cert, &config.server.tls_key)?)
+        };
+        let client_app = app.clone();
+        let server = HttpServer::new(move || client_app(false))
+            .workers(workers)
+            .disable_signals()
+            // Long polls may wait minutes: a stop gives requests in flight 5 s, then closes them.
+            .shutdown_timeout(5);
+        let server = match &tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+            None => server.listen(listener),
+        }
         .map_err(|error| StartError::Listen {
             key: "server.listen",
             addr: config.server.listen.clone(),
@@ -434,15 +483,44 @@ impl Node {
         servers.push(server.handle());
         actix_web::rt::spawn(server);
 
+        // Federation listener, when asked for.
+        let federation_addr = if config.federation.listen.is_empty() {
+            None
+        } else {
+            let listen = config.federation.listen.as_str();
+            let listener = bind("federation.listen", listen)?;
+            let bound = listener.local_addr().ok();
+            let server = HttpServer::new(move || app(true))
+                .workers(workers)
+                .disable_signals()
+                .shutdown_timeout(5);
+            let server = match &tls {
+                Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+                None => server.listen(listener),
+            }
+            .map_err(|error| StartError::Listen {
+                key: "federation.listen",
+                addr: listen.into(),
+                error,
+            })?
+            .run();
+            servers.push(server.handle());
+            actix_web::rt::spawn(server);
+            bound
+        };
+
         tracing::info!(
             server_name = %config.server.name,
             client = %client_addr,
+            tls = tls.is_some(),
+            federation = ?federation_addr,
             metrics = ?metrics_addr,
             internal = ?internal_addr,
             "myelin node started"
         );
         Ok(Node {
             client_addr,
+            federation_addr,
             metrics_addr,
             internal_addr,
             servers,

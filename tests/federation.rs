@@ -1,13 +1,13 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
 //! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
-//! and refused), and `/version`. Each server is a `TestServer` (both databases, local and
+//! and refused), `/version`, and the HTTPS listeners (a test CA made with openssl). Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
 
 mod common;
 
 use common::{Backend, TestServer, Topology};
-use myelin::federation::client::{ClientSettings, FederationClient};
+use myelin::federation::client::{ClientSettings, FederationClient, FederationError};
 use myelin::federation::keys;
 use myelin::net::IpDenylist;
 use myelin::signing_key::SigningKey;
@@ -219,6 +219,31 @@ async fn keys_are_fetched_through_a_notary(backend: Backend, topology: Topology)
     }
 }
 
+/// A federation client of `origin` (loopback allowed), as a node would build it.
+fn client_of(
+    key: SigningKey,
+    origin: &str,
+    destinations: &[(&str, String)],
+    ca_file: &str,
+    verify_tls: bool,
+) -> FederationClient {
+    FederationClient::new(ClientSettings {
+        server_name: origin.try_into().unwrap(),
+        key: Arc::new(key),
+        denylist: Arc::new(IpDenylist::default()),
+        verify_tls,
+        ca_file: ca_file.to_owned(),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(30),
+        max_response_bytes: 1 << 20,
+        test_destinations: destinations
+            .iter()
+            .map(|(n, u)| ((*n).to_owned(), u.clone()))
+            .collect(),
+    })
+    .unwrap()
+}
+
 /// `Authorization` of a request from `origin` to `destination` signed with `key`, under
 /// the key ID `key_id`.
 fn x_matrix(
@@ -270,18 +295,7 @@ async fn signed_requests_are_checked(backend: Backend, topology: Topology) {
     let path = "/_matrix/federation/v1/query/profile?user_id=%40alice%3Ab.test";
 
     // A's own client, with A's key: B fetches A's key from A and accepts the request.
-    let client = FederationClient::new(ClientSettings {
-        server_name: "a.test".try_into().unwrap(),
-        key: Arc::new(key_of(&a)),
-        denylist: Arc::new(IpDenylist::default()),
-        verify_tls: true,
-        ca_file: String::new(),
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(30),
-        max_response_bytes: 1 << 20,
-        test_destinations: BTreeMap::from([("b.test".to_owned(), url(pb))]),
-    })
-    .unwrap();
+    let client = client_of(key_of(&a), "a.test", &[("b.test", url(pb))], "", true);
     let profile = client
         .get(server("b.test"), path)
         .await
@@ -388,9 +402,155 @@ async fn signed_requests_are_checked(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
+/// A test CA and a certificate for `localhost` and `127.0.0.1` signed by it, made with the
+/// openssl command (the test fails, never skips, without it): (CA file, chain file, key file).
+fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl must be installed for the TLS tests");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+    let (leaf, key) = (path("leaf.pem"), path("leaf.key"));
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=myelin test CA",
+    ]);
+    openssl(&args);
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        &key,
+        "-out",
+        &leaf,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+    ]);
+    openssl(&args);
+    let chain = path("chain.pem");
+    let text = std::fs::read_to_string(&leaf).unwrap() + &std::fs::read_to_string(&ca).unwrap();
+    std::fs::write(&chain, text).unwrap();
+    (ca, chain, key)
+}
+
+async fn tls_listeners_serve_federation(backend: Backend, topology: Topology) {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = test_certificates(dir.path());
+    let (pa, pfa, pb) = (reserve_port(), reserve_port(), reserve_port());
+    // A serves HTTPS on server.listen and on a federation-only listener.
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[],
+        &[
+            format!("server.tls_cert={chain}"),
+            format!("server.tls_key={key}"),
+            format!("federation.listen=127.0.0.1:{pfa}"),
+        ],
+    )
+    .await;
+    let a_key = key_of(&a);
+    // B reaches A's federation listener over HTTPS, trusting the test CA, and so serves A's
+    // keys as a notary.
+    let b = start(
+        backend,
+        topology,
+        "b.test",
+        pb,
+        &[("a.test", format!("https://localhost:{pfa}"))],
+        &[format!("federation.ca_file={ca}")],
+    )
+    .await;
+    let (status, body) = b.get("/_matrix/key/v2/query/a.test", None).await;
+    assert_eq!(status, 200, "{body}");
+    notary_answer(&body, "a.test", &a_key, "b.test", &key_of(&b));
+
+    // The client listener is HTTPS too, and serves the client API and federation.
+    let on_client = [("a.test", format!("https://localhost:{pa}"))];
+    let verified = client_of(key_of(&b), "b.test", &on_client, &ca, true);
+    let version = verified
+        .get(server("a.test"), "/_matrix/federation/v1/version")
+        .await
+        .unwrap();
+    assert_eq!(version["server"]["name"], "myelin");
+    let status = |c: FederationClient, path: &'static str| async move {
+        c.request(http::Method::GET, server("a.test"), path, None, false, None)
+            .await
+            .map(|r| r.status)
+    };
+    assert_eq!(
+        status(verified.clone(), "/_matrix/client/versions")
+            .await
+            .unwrap(),
+        200
+    );
+    // Certificates are verified: without the CA the connection is refused; with
+    // verification off (tests only) it is not.
+    let unverified = client_of(key_of(&b), "b.test", &on_client, "", true);
+    let refused = status(unverified, "/_matrix/client/versions").await;
+    assert!(
+        matches!(&refused, Err(FederationError::Unreachable { detail, .. }) if detail.contains("ertificate")),
+        "{refused:?}"
+    );
+    let unchecked = client_of(key_of(&b), "b.test", &on_client, "", false);
+    assert_eq!(
+        status(unchecked, "/_matrix/client/versions").await.unwrap(),
+        200
+    );
+    // The federation listener serves the federation API only.
+    let on_federation = [("a.test", format!("https://localhost:{pfa}"))];
+    let federation_only = client_of(key_of(&b), "b.test", &on_federation, &ca, true);
+    assert_eq!(
+        status(federation_only.clone(), "/_matrix/key/v2/server")
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        status(federation_only, "/_matrix/client/versions")
+            .await
+            .unwrap(),
+        404
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 scenarios!(
     published_keys_are_self_signed,
     keys_are_fetched_directly_and_served_as_notary,
     keys_are_fetched_through_a_notary,
     signed_requests_are_checked,
+    tls_listeners_serve_federation,
 );

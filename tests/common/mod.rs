@@ -195,6 +195,7 @@ impl TestServer {
                 u_extra.push(INTERNAL_SECRET);
                 // The routing node takes the client listener the test asked for.
                 u_extra.push("server.listen=127.0.0.1:0");
+                u_extra.push("federation.listen=");
                 let unode = Node::start(test_config(&db.url, db.dir.path(), &u_extra))
                     .await
                     .expect("start userapi node");

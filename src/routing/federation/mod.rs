@@ -1,5 +1,5 @@
 //! The federation API: what other homeservers (and identity servers) call. Mounted on the
-//! client listener with the client routes.
+//! client listener with the client routes, and alone on `federation.listen` when set.
 //!
 //! - `auth`: the `X-Matrix` check of signed requests (`Ruma<T>` for endpoints whose ruma
 //!   metadata says `ServerSignatures`, `SignedRequest` for raw routes).
@@ -18,6 +18,13 @@ use super::ruma::Router;
 use actix_web::http::Method;
 use actix_web::web;
 use ruma::api::federation as f;
+
+/// The federation endpoints alone, for `federation.listen`.
+pub fn router() -> Router {
+    let mut r = Router::default();
+    add_routes(&mut r);
+    r
+}
 
 /// Adds the federation endpoints to the client listener's routes.
 pub fn add_routes(r: &mut Router) {
