@@ -280,7 +280,22 @@ fn x_matrix(
 async fn signed_requests_are_checked(backend: Backend, topology: Topology) {
     let (pa, pb) = (reserve_port(), reserve_port());
     let closed = reserve_port();
-    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    // A rotated its key once: it still publishes the old one, for events only.
+    let old_dir = tempfile::tempdir().unwrap();
+    let old_key = SigningKey::load_or_generate(old_dir.path()).unwrap();
+    let old_setting = format!(
+        "federation.old_signing_keys={{\"ed25519:old\" = {{ key = \"{}\", expired_ts = 1000 }}}}",
+        old_key.public_key_base64()
+    );
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &[old_setting],
+    )
+    .await;
     let b = start(
         backend,
         topology,
@@ -359,6 +374,18 @@ async fn signed_requests_are_checked(backend: Backend, topology: Topology) {
             "unknown origin",
             Some(x_matrix("z.test", "b.test", &a_key, &a_id, "GET", path)),
             "of z.test",
+        ),
+        (
+            "old key",
+            Some(x_matrix(
+                "a.test",
+                "b.test",
+                &old_key,
+                "ed25519:old",
+                "GET",
+                path,
+            )),
+            "no longer valid for requests",
         ),
         ("garbage", Some("X-Matrix garbage".to_owned()), "Malformed"),
         (
