@@ -34,6 +34,86 @@ pub struct Config {
     pub voip: VoipConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
+}
+
+/// Federation with other homeservers: server keys, the outbound client (discovery, TLS,
+/// limits). See `crate::federation` and `actors::federationapi`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// A listener of its own for the federation API (`/_matrix/federation`, `/_matrix/key`),
+    /// HTTPS when `server.tls_cert` is set. Empty: none (federation is served on
+    /// `server.listen` either way).
+    pub listen: String,
+    /// How long the keys this server publishes (`/_matrix/key/v2/server`) stay valid:
+    /// `valid_until_ts` is now plus this. Synapse's `key_refresh_interval`, 1 day.
+    #[serde(deserialize_with = "duration")]
+    pub key_validity: std::time::Duration,
+    /// Keys this server signed with before a rotation, published as `old_verify_keys` so
+    /// that events signed with them still verify: key ID -> `{ key = "<unpadded base64
+    /// public key>", expired_ts = <ms since the epoch> }`.
+    pub old_signing_keys: std::collections::BTreeMap<String, OldSigningKey>,
+    /// Notary servers asked for another server's keys when that server cannot be asked
+    /// directly. Each answer must be signed with one of the notary's `verify_keys`
+    /// (key ID -> unpadded base64 public key). Empty by default.
+    pub trusted_key_servers: Vec<TrustedKeyServer>,
+    /// Whether other servers' TLS certificates are verified. Only tests may turn this off;
+    /// the server logs a warning at start when it is off.
+    pub verify_tls: bool,
+    /// A PEM file of CA certificates trusted in addition to the public roots (a private CA).
+    /// Empty: none.
+    pub ca_file: String,
+    /// The longest a connection to another server may take to open (TCP and TLS).
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: std::time::Duration,
+    /// The longest one request to another server may take as a whole.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: std::time::Duration,
+    /// The largest response body accepted from another server, in bytes (Synapse: 100 MiB).
+    pub max_response_bytes: usize,
+    /// FOR TESTS ONLY: server name -> base URL (`http://127.0.0.1:8448`) used instead of
+    /// server discovery, so several servers can federate on loopback without DNS or TLS.
+    /// The server logs a warning at start for each entry. Empty by default.
+    pub test_destinations: std::collections::BTreeMap<String, String>,
+}
+
+/// One entry of `federation.old_signing_keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OldSigningKey {
+    /// The public key, unpadded base64.
+    pub key: String,
+    /// When the key stopped being used, in ms since the epoch.
+    pub expired_ts: u64,
+}
+
+/// One entry of `federation.trusted_key_servers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeyServer {
+    /// The notary's server name.
+    pub server_name: String,
+    /// Key ID -> unpadded base64 public key: the keys the notary signs its answers with.
+    pub verify_keys: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            listen: String::new(),
+            key_validity: std::time::Duration::from_secs(24 * 60 * 60),
+            old_signing_keys: Default::default(),
+            trusted_key_servers: Vec::new(),
+            verify_tls: true,
+            ca_file: String::new(),
+            connect_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
+            max_response_bytes: 100 * 1024 * 1024,
+            test_destinations: Default::default(),
+        }
+    }
 }
 
 /// Calls to identity servers (third-party invites: lookups and `store-invite`). Clients name
@@ -196,6 +276,15 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Threads the components' actors run on (see `actors::executors`); 0 means one per core.
     pub actor_threads: usize,
+    /// PEM certificate (the file may hold the chain after it) and private key: when set,
+    /// `server.listen` (and `federation.listen`) serve HTTPS. Empty: plain HTTP (behind a
+    /// TLS-terminating proxy).
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// CIDR ranges no outbound request of this server may connect to (federation, identity
+    /// servers, ...), see `crate::net`. Default: private, loopback, link-local, CGNAT,
+    /// multicast, unspecified and reserved ranges. `[]` allows everything (tests).
+    pub ip_range_denylist: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -209,6 +298,9 @@ impl Default for ServerConfig {
             max_request_bytes: 10 * 1024 * 1024,
             workers: 0,
             actor_threads: 0,
+            ip_range_denylist: crate::net::IpDenylist::default_ranges(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -365,6 +457,9 @@ pub struct ComponentsConfig {
     /// syncapi follows the roomserver's and userapi's streams on the embedded bus, so it
     /// needs them local too.
     pub syncapi: String,
+    /// Where the federationapi runs (server keys, the outbound federation client):
+    /// `local`, or the internal URL of the node hosting it.
+    pub federationapi: String,
 }
 
 impl Default for ComponentsConfig {
@@ -375,6 +470,7 @@ impl Default for ComponentsConfig {
             userapi: "local".into(),
             roomserver: "local".into(),
             syncapi: "local".into(),
+            federationapi: "local".into(),
         }
     }
 }
@@ -470,6 +566,7 @@ impl Config {
         }
         self.placement("components.userapi", &self.components.userapi)?;
         self.placement("components.roomserver", &self.components.roomserver)?;
+        self.placement("components.federationapi", &self.components.federationapi)?;
         if self.placement("components.syncapi", &self.components.syncapi)? == Placement::Local
             && (self.userapi_placement() != Placement::Local
                 || self.roomserver_placement() != Placement::Local)
@@ -485,6 +582,7 @@ impl Config {
             self.userapi_placement(),
             self.roomserver_placement(),
             self.syncapi_placement(),
+            self.federationapi_placement(),
         ]
         .iter()
         .any(|p| *p != Placement::Local);
@@ -538,6 +636,9 @@ impl Config {
                 "key identity.insecure_http_servers: {bad:?} is not host[:port]"
             )));
         }
+        crate::net::IpDenylist::parse(&self.server.ip_range_denylist)
+            .map_err(|e| ConfigError(format!("key server.ip_range_denylist: {e}")))?;
+        self.validate_federation()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError(
                 "key database.pool_size: must be at least 1".into(),
@@ -578,6 +679,86 @@ impl Config {
         Ok(())
     }
 
+    fn validate_federation(&self) -> Result<(), ConfigError> {
+        let f = &self.federation;
+        if !f.listen.is_empty() {
+            parse_addr("federation.listen", &f.listen)?;
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(ConfigError(
+                "key server.tls_cert / server.tls_key: set both or neither".into(),
+            ));
+        }
+        for (key, path) in [
+            ("server.tls_cert", &self.server.tls_cert),
+            ("server.tls_key", &self.server.tls_key),
+        ] {
+            if !path.is_empty() && !std::path::Path::new(path).is_file() {
+                return Err(ConfigError(format!(
+                    "key {key}: {path:?} is not a readable file"
+                )));
+            }
+        }
+        if f.key_validity < std::time::Duration::from_secs(60) {
+            return Err(ConfigError(
+                "key federation.key_validity: must be at least 1m".into(),
+            ));
+        }
+        for (id, old) in &f.old_signing_keys {
+            check_key("federation.old_signing_keys", id, &old.key)?;
+        }
+        for server in &f.trusted_key_servers {
+            ruma::ServerName::parse(&server.server_name).map_err(|_| {
+                ConfigError(format!(
+                    "key federation.trusted_key_servers: {:?} is not a server name",
+                    server.server_name
+                ))
+            })?;
+            if server.verify_keys.is_empty() {
+                return Err(ConfigError(format!(
+                    "key federation.trusted_key_servers: {} has no verify_keys; its answers \
+                     could not be checked",
+                    server.server_name
+                )));
+            }
+            for (id, key) in &server.verify_keys {
+                check_key("federation.trusted_key_servers", id, key)?;
+            }
+        }
+        if f.connect_timeout < std::time::Duration::from_millis(100)
+            || f.request_timeout < std::time::Duration::from_millis(100)
+        {
+            return Err(ConfigError(
+                "key federation.connect_timeout / federation.request_timeout: must be at \
+                 least 100ms"
+                    .into(),
+            ));
+        }
+        if f.max_response_bytes < 64 * 1024 {
+            return Err(ConfigError(
+                "key federation.max_response_bytes: must be at least 65536".into(),
+            ));
+        }
+        if !f.ca_file.is_empty() && !std::path::Path::new(&f.ca_file).is_file() {
+            return Err(ConfigError(format!(
+                "key federation.ca_file: {:?} is not a readable file",
+                f.ca_file
+            )));
+        }
+        for (name, url) in &f.test_destinations {
+            if ruma::ServerName::parse(name).is_err()
+                || !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.trim_end_matches('/').matches('/').count() != 2
+            {
+                return Err(ConfigError(format!(
+                    "key federation.test_destinations: {name:?} = {url:?} must map a server \
+                     name to a base URL such as \"http://127.0.0.1:8448\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn placement(&self, key: &str, value: &str) -> Result<Placement, ConfigError> {
         match value {
             "local" | "" => Ok(Placement::Local),
@@ -602,6 +783,19 @@ impl Config {
             .unwrap_or(Placement::Local)
     }
 
+    /// Where the federationapi runs.
+    pub fn federationapi_placement(&self) -> Placement {
+        self.placement("components.federationapi", &self.components.federationapi)
+            .unwrap_or(Placement::Local)
+    }
+
+    /// `server.ip_range_denylist`, parsed (the config was validated when it loaded).
+    pub fn ip_denylist(&self) -> crate::net::IpDenylist {
+        crate::net::IpDenylist::parse(&self.server.ip_range_denylist).unwrap_or_else(|_| {
+            crate::net::IpDenylist::parse(crate::net::DEFAULT_DENYLIST).unwrap_or_default()
+        })
+    }
+
     /// Where the roomserver runs.
     pub fn roomserver_placement(&self) -> Placement {
         self.placement("components.roomserver", &self.components.roomserver)
@@ -623,10 +817,30 @@ impl Config {
     /// The base URL clients should use, for `/.well-known/matrix/client`.
     pub fn public_baseurl(&self) -> String {
         if self.server.public_baseurl.is_empty() {
-            format!("http://{}", self.server.listen)
+            let scheme = if self.server.tls_cert.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{}", self.server.listen)
         } else {
             self.server.public_baseurl.trim_end_matches('/').to_owned()
         }
+    }
+}
+
+/// Checks a configured public key: an `ed25519:<version>` ID and 32 bytes of base64.
+fn check_key(key: &str, id: &str, public: &str) -> Result<(), ConfigError> {
+    if ruma::OwnedServerSigningKeyId::try_from(id).is_err() {
+        return Err(ConfigError(format!(
+            "key {key}: {id:?} is not a key ID such as \"ed25519:abc\""
+        )));
+    }
+    match ruma::serde::Base64::<ruma::serde::base64::Standard, Vec<u8>>::parse(public) {
+        Ok(b) if b.as_bytes().len() == 32 => Ok(()),
+        _ => Err(ConfigError(format!(
+            "key {key}: the key of {id} is not a base64 ed25519 public key"
+        ))),
     }
 }
 
@@ -699,6 +913,15 @@ mod tests {
         assert_eq!(c.server.name, "localhost:8008");
         assert_eq!(c.server.listen, "127.0.0.1:8008");
         assert!(c.database_url().starts_with("sqlite:"));
+        let defaults = ServerConfig::default();
+        assert_eq!(c.server.ip_range_denylist, defaults.ip_range_denylist);
+        let f = FederationConfig::default();
+        assert_eq!(c.federation.key_validity, f.key_validity);
+        assert_eq!(c.federation.max_response_bytes, f.max_response_bytes);
+        assert_eq!(c.federation.request_timeout, f.request_timeout);
+        assert_eq!(c.federation.connect_timeout, f.connect_timeout);
+        assert!(c.federation.verify_tls && c.federation.test_destinations.is_empty());
+        assert_eq!(c.components.federationapi, "local");
     }
 
     #[test]
@@ -793,6 +1016,39 @@ mod tests {
                 &["components.roomserver=nowhere"],
                 "components.roomserver",
             ),
+            (
+                "",
+                &["server.ip_range_denylist=[\"10.0.0.0/8\", \"nope\"]"],
+                "server.ip_range_denylist",
+            ),
+            (
+                "[federation.old_signing_keys]\n\"ed25519:old\" = { key = \"short\", expired_ts = 1 }\n",
+                &[],
+                "federation.old_signing_keys",
+            ),
+            (
+                "[[federation.trusted_key_servers]]\nserver_name = \"notary.example\"\nverify_keys = {}\n",
+                &[],
+                "federation.trusted_key_servers",
+            ),
+            (
+                "",
+                &["federation.ca_file=/nonexistent/ca.pem"],
+                "federation.ca_file",
+            ),
+            (
+                "[federation.test_destinations]\n\"b.test\" = \"127.0.0.1:1\"\n",
+                &[],
+                "federation.test_destinations",
+            ),
+            ("", &["federation.key_validity=1s"], "federation.key_validity"),
+            ("", &["server.tls_cert=/etc/hostname"], "server.tls_key"),
+            (
+                "",
+                &["server.tls_cert=/nonexistent", "server.tls_key=/nonexistent"],
+                "server.tls_cert",
+            ),
+            ("", &["federation.listen=nowhere"], "federation.listen"),
         ];
         for (text, sets, key) in cases {
             let err = load(text, &[], sets).unwrap_err().to_string();

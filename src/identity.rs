@@ -14,10 +14,11 @@
 //!
 //! **Security.** The client names the identity server, so these calls go to a hostile
 //! network. The server name must be `host[:port]` (no path, no user info) and is reached over
-//! `https://`; redirects are not followed; a resolver ([`PublicOnly`]) drops every private,
-//! loopback, link-local, multicast or reserved address a name resolves to (and an IP literal
-//! in such a range is refused before any connection), so a client cannot make the homeserver
-//! probe its own network. Each request is bounded by `identity.timeout_ms` as a whole and its
+//! `https://`; redirects are not followed; the server's one outbound guard
+//! ([`crate::net::GuardedResolver`] with `server.ip_range_denylist`) drops every address in a
+//! denied range (private, loopback, link-local, multicast, reserved by default) that a name
+//! resolves to, and an IP literal in such a range is refused before any connection, so a
+//! client cannot make the homeserver probe its own network. Each request is bounded by `identity.timeout_ms` as a whole and its
 //! response by `identity.max_response_bytes`. Only the servers listed in
 //! `identity.insecure_http_servers` (tests, private deployments) are reached over plain
 //! `http://` and may be on private addresses.
@@ -27,12 +28,12 @@
 //! maps them.
 
 use crate::config::IdentityConfig;
-use actix_tls::connect::{Resolve, Resolver};
+use crate::net::{GuardedResolver, IpDenylist};
+use actix_tls::connect::Resolver;
 use base64::Engine;
-use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What went wrong talking to an identity server.
@@ -94,6 +95,8 @@ pub struct InviteDetails {
 #[derive(Debug, Clone)]
 pub struct IdentityClient {
     config: IdentityConfig,
+    /// `server.ip_range_denylist`, shared with every other outbound client.
+    denylist: Arc<IpDenylist>,
 }
 
 /// A validated `id_server` and how to reach it.
@@ -104,8 +107,8 @@ struct Target {
 }
 
 impl IdentityClient {
-    pub fn new(config: IdentityConfig) -> IdentityClient {
-        IdentityClient { config }
+    pub fn new(config: IdentityConfig, denylist: Arc<IpDenylist>) -> IdentityClient {
+        IdentityClient { config, denylist }
     }
 
     /// Whether `id_server` may be called at all (`host[:port]`, not a private address unless
@@ -115,7 +118,7 @@ impl IdentityClient {
     }
 
     /// Checks `id_server` and decides the scheme: `host[:port]`, https unless listed as
-    /// insecure, and never an IP literal in a private range unless listed.
+    /// insecure, and never an IP literal in a denied range unless listed.
     fn target(&self, id_server: &str) -> Result<Target, IdentityError> {
         let name = ruma::ServerName::parse(id_server).map_err(|_| {
             IdentityError::InvalidServer(format!(
@@ -127,15 +130,10 @@ impl IdentityClient {
             .insecure_http_servers
             .iter()
             .any(|s| s == id_server);
-        if !insecure {
-            let host = name.host().trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if !is_public(ip) {
-                    return Err(IdentityError::InvalidServer(format!(
-                        "id_server {id_server:?} is not a public address"
-                    )));
-                }
-            }
+        if !insecure && self.denylist.check_host(name.host()).is_err() {
+            return Err(IdentityError::InvalidServer(format!(
+                "id_server {id_server:?} is not a public address"
+            )));
         }
         let scheme = if insecure { "http" } else { "https" };
         Ok(Target {
@@ -146,7 +144,7 @@ impl IdentityClient {
     }
 
     /// A client for one call: timeouts, no redirects, and unless the server is listed as
-    /// insecure, the resolver that keeps off private addresses.
+    /// insecure, the resolver that keeps off denied addresses.
     fn http(&self, target: &Target) -> awc::Client {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let connector = awc::Connector::new()
@@ -161,7 +159,9 @@ impl IdentityClient {
                 .add_default_header(("User-Agent", "myelin"))
                 .finish()
         } else {
-            let guarded = actix_tls::connect::Connector::new(Resolver::custom(PublicOnly));
+            let guarded = actix_tls::connect::Connector::new(Resolver::custom(
+                GuardedResolver::new(self.denylist.clone(), None),
+            ));
             awc::Client::builder()
                 .connector(connector.connector(guarded.service()))
                 .timeout(timeout)
@@ -385,114 +385,9 @@ pub fn hash_address(address: &str, medium: &str, pepper: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
-/// A resolver that keeps only public addresses, so a name that resolves (or is made to
-/// resolve) into the server's own network is never connected to. The connection uses exactly
-/// the addresses checked here: no second lookup an attacker could answer differently.
-struct PublicOnly;
-
-impl Resolve for PublicOnly {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn std::error::Error>>> {
-        Box::pin(async move {
-            let query = format!("{host}:{port}");
-            let addrs: Vec<SocketAddr> = tokio::task::spawn_blocking(move || {
-                std::net::ToSocketAddrs::to_socket_addrs(&query).map(Iterator::collect)
-            })
-            .await??;
-            let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| is_public(a.ip())).collect();
-            if public.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
-            Ok(public)
-        })
-    }
-}
-
-/// Whether an address is publicly routable: not loopback, private, shared (CGNAT),
-/// link-local, multicast, documentation, benchmarking or otherwise reserved (the ranges of
-/// Synapse's default `ip_range_blacklist`).
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let s = v6.segments();
-            // NAT64 (64:ff9b::/96) embeds an IPv4 address.
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return is_public_v4(Ipv4Addr::new(a, b, c, d));
-            }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard 100::/64
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0)
-                || (s[0..6] == [0, 0, 0, 0, 0, 0])) // IPv4-compatible ::a.b.c.d
-        }
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(a == 0 // "this network"
-        || a == 10
-        || a == 127
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-        || (a == 169 && b == 254)
-        || (a == 172 && (16..32).contains(&b))
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2) // TEST-NET-1
-        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
-        || (a == 192 && b == 168)
-        || (a == 198 && (18..20).contains(&b)) // benchmarking
-        || (a == 198 && b == 51 && c == 100) // TEST-NET-2
-        || (a == 203 && b == 0 && c == 113) // TEST-NET-3
-        || a >= 224) // multicast, reserved, broadcast
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_and_reserved_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::a00:1",
-            "2001:db8::1",
-            "ff02::1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[test]
     fn lookup_hash_is_unpadded_url_safe_sha256() {
@@ -505,10 +400,13 @@ mod tests {
 
     #[test]
     fn servers_are_host_and_port_and_https_unless_listed() {
-        let client = IdentityClient::new(IdentityConfig {
-            insecure_http_servers: vec!["127.0.0.1:8090".into()],
-            ..IdentityConfig::default()
-        });
+        let client = IdentityClient::new(
+            IdentityConfig {
+                insecure_http_servers: vec!["127.0.0.1:8090".into()],
+                ..IdentityConfig::default()
+            },
+            Arc::new(IpDenylist::parse(crate::net::DEFAULT_DENYLIST).unwrap()),
+        );
         assert_eq!(
             client.target("id.example.org").ok().map(|t| t.base),
             Some("https://id.example.org".to_owned())

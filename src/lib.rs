@@ -7,6 +7,8 @@
 //! - [`storage`]: the Db layer over PostgreSQL and SQLite, and the migration runner.
 //! - [`server`]: starts a node: database, components, listeners.
 //! - [`identity`]: the client of identity servers (third-party invites).
+//! - [`federation`]: the outbound federation client, server discovery and server key JSON.
+//! - [`net`]: the IP range denylist every outbound connection goes through.
 //! - [`history_visibility`]: the one rule for which events of a room a user may see.
 //! - [`config`], [`metrics`], [`profiling`].
 
@@ -14,9 +16,11 @@ pub mod actors;
 pub mod alloc;
 pub mod bus;
 pub mod config;
+pub mod federation;
 pub mod history_visibility;
 pub mod identity;
 pub mod metrics;
+pub mod net;
 pub mod pdu;
 pub mod profiling;
 pub mod push_rules;

@@ -1,8 +1,9 @@
 //! Starting a node: database and migrations, the components that run here, handles to those
-//! that run elsewhere, and the listeners (client, metrics, internal).
+//! that run elsewhere, and the listeners (client and federation, metrics, internal).
 
 use crate::actors::bridge::{Handle, HttpBridge};
 use crate::actors::executors::Executors;
+use crate::actors::federationapi::{self, FederationApiConfig};
 use crate::actors::roomserver;
 use crate::actors::syncapi;
 use crate::actors::userapi::{self, UserApiConfig};
@@ -43,7 +44,10 @@ pub enum StartError {
 
 /// A running node. Listener addresses are the bound ones (port 0 picks a free port).
 pub struct Node {
+    /// The client listener (`server.listen`), which serves federation too.
     pub client_addr: SocketAddr,
+    /// The federation-only listener (`federation.listen`), if any.
+    pub federation_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
     pub internal_addr: Option<SocketAddr>,
     servers: Vec<ServerHandle>,
@@ -57,6 +61,34 @@ fn bind(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
         addr: addr.to_owned(),
         error,
     })
+}
+
+/// The TLS setup of the HTTPS listeners: the PEM certificate chain and key in the files
+/// `server.tls_cert` and `server.tls_key`, rustls with the ring provider, HTTP/1.1.
+fn server_tls(cert: &str, key: &str) -> Result<rustls::ServerConfig, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| StartError::Config(format!("{what}: {e}"));
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&format!("server.tls_cert {cert}"), &e))?;
+    if chain.is_empty() {
+        return Err(StartError::Config(format!(
+            "server.tls_cert {cert}: no PEM certificate in it"
+        )));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&format!("server.tls_key {key}"), &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("TLS", &e))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| bad("server.tls_cert / server.tls_key", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// CORS headers of every client API response (the spec asks for these exact values).
@@ -90,7 +122,9 @@ impl Node {
         let userapi_here = config.userapi_placement() == Placement::Local;
         let roomserver_here = config.roomserver_placement() == Placement::Local;
         let syncapi_here = config.syncapi_placement() == Placement::Local;
-        let db = if userapi_here || roomserver_here || syncapi_here {
+        let federationapi_here = config.federationapi_placement() == Placement::Local;
+        let any_here = userapi_here || roomserver_here || syncapi_here || federationapi_here;
+        let db = if any_here {
             let url = config.database_url();
             let db = Db::connect_with(
                 &url,
@@ -111,7 +145,7 @@ impl Node {
         };
         let bus = Bus::new();
         // The components' actors spread over these threads (not the system thread).
-        let exec = if userapi_here || roomserver_here || syncapi_here {
+        let exec = if any_here {
             let threads = match config.server.actor_threads {
                 0 => cores,
                 n => n,
@@ -125,6 +159,18 @@ impl Node {
             None
         };
         let local_exec = || exec.clone().expect("executors of a node with a component");
+        // One denylist for every outbound call of this node (federation, identity servers).
+        let denylist = Arc::new(config.ip_denylist());
+        // The signing key, for the components that sign (events, keys, requests).
+        let signing_key = if roomserver_here || federationapi_here {
+            Some(Arc::new(SigningKey::load_or_generate(
+                &config.server.data_dir,
+            )?))
+        } else {
+            None
+        };
+        let server_name = ruma::OwnedServerName::try_from(config.server.name.as_str())
+            .map_err(|e| StartError::Config(e.to_string()))?;
 
         let (userapi, userapi_local) = match config.userapi_placement() {
             Placement::Local => {
@@ -151,15 +197,14 @@ impl Node {
 
         let (roomserver, roomserver_local) = match config.roomserver_placement() {
             Placement::Local => {
-                let key = SigningKey::load_or_generate(&config.server.data_dir)?;
-                let server_name = ruma::OwnedServerName::try_from(config.server.name.as_str())
-                    .map_err(|e| StartError::Config(e.to_string()))?;
                 let addr = roomserver::start(
                     roomserver::input::Deps {
                         db: local_db()?,
                         bus: bus.clone(),
-                        key: Arc::new(key),
-                        server_name,
+                        key: signing_key
+                            .clone()
+                            .ok_or_else(|| StartError::Config("no signing key".into()))?,
+                        server_name: server_name.clone(),
                         default_room_version: config.rooms.default_version.clone(),
                     },
                     &local_exec(),
@@ -185,6 +230,59 @@ impl Node {
             ),
         };
 
+        let (federationapi, federationapi_local) = match config.federationapi_placement() {
+            Placement::Local => {
+                let f = &config.federation;
+                if !f.verify_tls {
+                    tracing::warn!(
+                        "federation.verify_tls is false: other servers' TLS certificates are \
+                         NOT verified; for tests only"
+                    );
+                }
+                for (name, url) in &f.test_destinations {
+                    tracing::warn!(
+                        server = %name,
+                        url = %url,
+                        "federation.test_destinations replaces server discovery (tests only)"
+                    );
+                }
+                let key = signing_key
+                    .clone()
+                    .ok_or_else(|| StartError::Config("no signing key".into()))?;
+                let client = crate::federation::client::FederationClient::new(
+                    crate::federation::client::ClientSettings {
+                        server_name: server_name.clone(),
+                        key: key.clone(),
+                        denylist: denylist.clone(),
+                        verify_tls: f.verify_tls,
+                        ca_file: f.ca_file.clone(),
+                        connect_timeout: f.connect_timeout,
+                        request_timeout: f.request_timeout,
+                        max_response_bytes: f.max_response_bytes,
+                        test_destinations: f.test_destinations.clone(),
+                    },
+                )
+                .map_err(StartError::Config)?;
+                let addr = federationapi::start(
+                    local_db()?,
+                    FederationApiConfig {
+                        server_name: server_name.clone(),
+                        key,
+                        client,
+                        key_validity: f.key_validity,
+                        old_keys: f.old_signing_keys.clone(),
+                        notaries: f.trusted_key_servers.clone(),
+                    },
+                    &local_exec(),
+                );
+                (Handle::Local(addr.clone()), Some(addr))
+            }
+            Placement::Remote(url) => (
+                Handle::Remote(HttpBridge::new(&url, &config.components.internal_secret).start()),
+                None,
+            ),
+        };
+
         // Pruning: the outbox behind its consumers, redacted events' original content.
         if let Some(db) = &db {
             actix_web::rt::spawn(crate::bus::run_pruner(
@@ -202,8 +300,10 @@ impl Node {
         let mut servers = Vec::new();
 
         // Internal listener: this node's components, for the other nodes' bridges.
-        let hosts_any =
-            userapi_local.is_some() || roomserver_local.is_some() || syncapi_local.is_some();
+        let hosts_any = userapi_local.is_some()
+            || roomserver_local.is_some()
+            || syncapi_local.is_some()
+            || federationapi_local.is_some();
         let listen = config.components.internal_listen.as_str();
         let internal_addr = if hosts_any && !listen.is_empty() {
             let listener = bind("components.internal_listen", listen)?;
@@ -216,10 +316,11 @@ impl Node {
                 .saturating_mul(2)
                 .max(1024 * 1024);
             let server = HttpServer::new(move || {
-                let (u, r, s) = (
+                let (u, r, s, f) = (
                     userapi_local.clone(),
                     roomserver_local.clone(),
                     syncapi_local.clone(),
+                    federationapi_local.clone(),
                 );
                 let secret = secret.clone();
                 App::new()
@@ -250,6 +351,9 @@ impl Node {
                         }
                         if let Some(addr) = s {
                             syncapi::serve_remote(cfg, addr);
+                        }
+                        if let Some(addr) = f {
+                            federationapi::serve_remote(cfg, addr);
                         }
                     })
             })
@@ -305,8 +409,17 @@ impl Node {
             addr: config.server.listen.clone(),
             error,
         })?;
-        let state = web::Data::new(AppState::new(config.clone(), userapi, roomserver, syncapi));
-        let server = HttpServer::new(move || {
+        let state = web::Data::new(AppState::new(
+            config.clone(),
+            userapi,
+            roomserver,
+            syncapi,
+            federationapi,
+            denylist,
+        ));
+        // One app for both listeners: the client listener serves every route, the federation
+        // listener only the federation API.
+        let app = move |federation_only: bool| {
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(|req, srv| {
@@ -335,16 +448,32 @@ impl Node {
                         })
                     }))
                 })
-                .configure(|cfg| client::router().mount(cfg))
+                .configure(move |cfg| {
+                    if federation_only {
+                        crate::routing::federation::router().mount(cfg)
+                    } else {
+                        client::router().mount(cfg)
+                    }
+                })
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(MatrixError::unrecognized())
                 }))
-        })
-        .workers(workers)
-        .disable_signals()
-        // Long polls may wait minutes: a stop gives requests in flight 5 s, then closes them.
-        .shutdown_timeout(5)
-        .listen(listener)
+        };
+        let tls = if config.server.tls_cert.is_empty() {
+            None
+        } else {
+            Some(server_tls(&config.server.tls_cert, &config.server.tls_key)?)
+        };
+        let client_app = app.clone();
+        let server = HttpServer::new(move || client_app(false))
+            .workers(workers)
+            .disable_signals()
+            // Long polls may wait minutes: a stop gives requests in flight 5 s, then closes them.
+            .shutdown_timeout(5);
+        let server = match &tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+            None => server.listen(listener),
+        }
         .map_err(|error| StartError::Listen {
             key: "server.listen",
             addr: config.server.listen.clone(),
@@ -354,15 +483,44 @@ impl Node {
         servers.push(server.handle());
         actix_web::rt::spawn(server);
 
+        // Federation listener, when asked for.
+        let federation_addr = if config.federation.listen.is_empty() {
+            None
+        } else {
+            let listen = config.federation.listen.as_str();
+            let listener = bind("federation.listen", listen)?;
+            let bound = listener.local_addr().ok();
+            let server = HttpServer::new(move || app(true))
+                .workers(workers)
+                .disable_signals()
+                .shutdown_timeout(5);
+            let server = match &tls {
+                Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+                None => server.listen(listener),
+            }
+            .map_err(|error| StartError::Listen {
+                key: "federation.listen",
+                addr: listen.into(),
+                error,
+            })?
+            .run();
+            servers.push(server.handle());
+            actix_web::rt::spawn(server);
+            bound
+        };
+
         tracing::info!(
             server_name = %config.server.name,
             client = %client_addr,
+            tls = tls.is_some(),
+            federation = ?federation_addr,
             metrics = ?metrics_addr,
             internal = ?internal_addr,
             "myelin node started"
         );
         Ok(Node {
             client_addr,
+            federation_addr,
             metrics_addr,
             internal_addr,
             servers,

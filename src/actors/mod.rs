@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod executors;
+pub mod federationapi;
 pub mod roomserver;
 pub mod syncapi;
 pub mod userapi;

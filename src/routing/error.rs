@@ -1,6 +1,7 @@
 //! `MatrixError`: the only place that knows Matrix errcodes and HTTP statuses. Component
 //! errors map into it here; the status follows from the errcode in one table.
 
+use crate::actors::federationapi::FederationApiError;
 use crate::actors::roomserver::RoomserverError;
 use crate::actors::syncapi::SyncApiError;
 use crate::actors::userapi::UserApiError;
@@ -69,6 +70,10 @@ impl MatrixError {
             format!("{what}: this server does not federate yet"),
         )
         .with_status(StatusCode::BAD_GATEWAY)
+    }
+    /// A federation request whose `X-Matrix` signature is missing, malformed or wrong: 401.
+    pub fn unauthorized(error: impl Into<String>) -> MatrixError {
+        Self::new("M_UNAUTHORIZED", error)
     }
     pub fn internal() -> MatrixError {
         Self::new("M_UNKNOWN", "Internal server error")
@@ -141,6 +146,20 @@ impl From<UserApiError> for MatrixError {
             UserApiError::Busy => MatrixError::busy(),
             UserApiError::Bridge(e) => {
                 tracing::error!(error = %e, "userapi unreachable");
+                MatrixError::internal()
+            }
+        }
+    }
+}
+
+impl From<FederationApiError> for MatrixError {
+    fn from(e: FederationApiError) -> Self {
+        match e {
+            FederationApiError::BadRequest(why) => MatrixError::invalid_param(why),
+            FederationApiError::Internal(_) => MatrixError::internal(),
+            FederationApiError::Busy => MatrixError::busy(),
+            FederationApiError::Bridge(e) => {
+                tracing::error!(error = %e, "federationapi unreachable");
                 MatrixError::internal()
             }
         }

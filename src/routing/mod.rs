@@ -1,4 +1,4 @@
-//! The client API (and the few federation endpoints served without federation): validates a request, sends messages to components, maps the reply to a
+//! The client API and the federation API: validates a request, sends messages to components, maps the reply to a
 //! response. Routing never touches storage.
 
 pub mod client;
@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod ruma;
 pub mod uia;
 
+use crate::actors::federationapi::FederationApiHandle;
 use crate::actors::roomserver::RoomserverHandle;
 use crate::actors::syncapi::SyncApiHandle;
 use crate::actors::userapi::UserApiHandle;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub userapi: UserApiHandle,
     pub roomserver: RoomserverHandle,
     pub syncapi: SyncApiHandle,
+    /// Server keys (the key endpoints, the `X-Matrix` check of signed requests).
+    pub federationapi: FederationApiHandle,
     pub uia: uia::UiaSessions,
     pub limiter: ratelimit::RateLimiter,
     /// Calls to identity servers (third-party invites).
@@ -33,17 +36,20 @@ impl AppState {
         userapi: UserApiHandle,
         roomserver: RoomserverHandle,
         syncapi: SyncApiHandle,
+        federationapi: FederationApiHandle,
+        denylist: Arc<crate::net::IpDenylist>,
     ) -> AppState {
         AppState {
             uia: uia::UiaSessions::new(std::time::Duration::from_millis(
                 config.auth.uia_session_lifetime_ms,
             )),
             limiter: ratelimit::RateLimiter::new(&config.rate_limit),
-            identity: crate::identity::IdentityClient::new(config.identity.clone()),
+            identity: crate::identity::IdentityClient::new(config.identity.clone(), denylist),
             config,
             userapi,
             roomserver,
             syncapi,
+            federationapi,
         }
     }
 

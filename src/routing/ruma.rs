@@ -43,16 +43,30 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+/// What authentication may look at.
+pub struct AuthInput<'a> {
+    /// The access token (`Authorization: Bearer` or `access_token`), if any.
+    pub token: Option<String>,
+    pub client: &'a ClientInfo,
+    pub request: &'a HttpRequest,
+    /// The request body, for schemes that sign it (`SIGNS_BODY`); empty for the others.
+    pub body: &'a [u8],
+}
+
 /// What an endpoint's authentication scheme yields: `Authed` when a token is required,
 /// `Option<Authed>` when optional, `()` when none is used.
 pub trait AuthRequirement {
     type Sender;
 
+    /// Whether the scheme signs the request body (`X-Matrix`): then the body is read before
+    /// authenticating and given to `authenticate`; otherwise the sender is known before any
+    /// body is read.
+    const SIGNS_BODY: bool = false;
+
     #[allow(async_fn_in_trait)]
     async fn authenticate(
         state: &AppState,
-        token: Option<String>,
-        client: &ClientInfo,
+        input: AuthInput<'_>,
     ) -> Result<Self::Sender, MatrixError>;
 
     /// The rate-limit key of a sender; `None`: limit by IP.
@@ -67,14 +81,11 @@ pub trait AuthRequirement {
 impl AuthRequirement for AccessToken {
     type Sender = Authed;
 
-    async fn authenticate(
-        state: &AppState,
-        token: Option<String>,
-        client: &ClientInfo,
-    ) -> Result<Authed, MatrixError> {
-        let token =
-            token.ok_or_else(|| MatrixError::new("M_MISSING_TOKEN", "Missing access token"))?;
-        lookup(state, token, client).await
+    async fn authenticate(state: &AppState, input: AuthInput<'_>) -> Result<Authed, MatrixError> {
+        let token = input
+            .token
+            .ok_or_else(|| MatrixError::new("M_MISSING_TOKEN", "Missing access token"))?;
+        lookup(state, token, input.client).await
     }
 
     fn rate_key(sender: &Authed) -> Option<String> {
@@ -91,11 +102,10 @@ impl AuthRequirement for AccessTokenOptional {
 
     async fn authenticate(
         state: &AppState,
-        token: Option<String>,
-        client: &ClientInfo,
+        input: AuthInput<'_>,
     ) -> Result<Option<Authed>, MatrixError> {
-        match token {
-            Some(t) => lookup(state, t, client).await.map(Some),
+        match input.token {
+            Some(t) => lookup(state, t, input.client).await.map(Some),
             None => Ok(None),
         }
     }
@@ -112,11 +122,7 @@ impl AuthRequirement for AccessTokenOptional {
 impl AuthRequirement for NoAuthentication {
     type Sender = ();
 
-    async fn authenticate(
-        _: &AppState,
-        _: Option<String>,
-        _: &ClientInfo,
-    ) -> Result<(), MatrixError> {
+    async fn authenticate(_: &AppState, _: AuthInput<'_>) -> Result<(), MatrixError> {
         Ok(())
     }
 
@@ -130,11 +136,7 @@ impl AuthRequirement for NoAuthentication {
 impl AuthRequirement for AppserviceTokenOptional {
     type Sender = ();
 
-    async fn authenticate(
-        _: &AppState,
-        _: Option<String>,
-        _: &ClientInfo,
-    ) -> Result<(), MatrixError> {
+    async fn authenticate(_: &AppState, _: AuthInput<'_>) -> Result<(), MatrixError> {
         Ok(())
     }
 
@@ -146,11 +148,7 @@ impl AuthRequirement for AppserviceTokenOptional {
 impl AuthRequirement for NoAccessToken {
     type Sender = ();
 
-    async fn authenticate(
-        _: &AppState,
-        _: Option<String>,
-        _: &ClientInfo,
-    ) -> Result<(), MatrixError> {
+    async fn authenticate(_: &AppState, _: AuthInput<'_>) -> Result<(), MatrixError> {
         Ok(())
     }
 
@@ -261,10 +259,15 @@ impl FromRequest for RawAuthed {
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(MatrixError::internal)?;
+            let client = client_info(&req);
             let sender = <AccessToken as AuthRequirement>::authenticate(
                 &state,
-                access_token(&req),
-                &client_info(&req),
+                AuthInput {
+                    token: access_token(&req),
+                    client: &client,
+                    request: &req,
+                    body: &[],
+                },
             )
             .await?;
             if sender.is_guest
@@ -340,7 +343,7 @@ where
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
-        let payload = payload.take();
+        let mut payload = Some(payload.take());
         Box::pin(async move {
             let state = req
                 .app_data::<web::Data<AppState>>()
@@ -351,10 +354,20 @@ where
             let limit = state.config.server.max_request_bytes;
             check_declared_length(&req, limit)?;
             let client = client_info(&req);
+            // A signed request's body is part of what is authenticated: read it first.
+            let signed_body = if <T::Authentication as AuthRequirement>::SIGNS_BODY {
+                Some(read_body(&req, payload.take().unwrap_or(Payload::None), limit).await?)
+            } else {
+                None
+            };
             let sender = <T::Authentication as AuthRequirement>::authenticate(
                 &state,
-                access_token(&req),
-                &client,
+                AuthInput {
+                    token: access_token(&req),
+                    client: &client,
+                    request: &req,
+                    body: signed_body.as_deref().unwrap_or_default(),
+                },
             )
             .await?;
             let pattern = req.match_pattern().unwrap_or_default();
@@ -371,7 +384,10 @@ where
                     .unwrap_or_default();
                 state.limiter.check(class, &key)?;
             }
-            let body = read_body(&req, payload, limit).await?;
+            let body = match signed_body {
+                Some(body) => body,
+                None => read_body(&req, payload.take().unwrap_or(Payload::None), limit).await?,
+            };
             let args: Vec<String> = req
                 .match_info()
                 .iter()

@@ -115,6 +115,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "022_roomserver_retention",
         include_str!("../../sql/022_roomserver_retention.sql"),
     ),
+    (
+        24,
+        "024_federationapi_server_keys",
+        include_str!("../../sql/024_federationapi_server_keys.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

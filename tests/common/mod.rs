@@ -193,6 +193,9 @@ impl TestServer {
                 let mut u_extra = extra.clone();
                 u_extra.push("components.internal_listen=127.0.0.1:0");
                 u_extra.push(INTERNAL_SECRET);
+                // The routing node takes the client listener the test asked for.
+                u_extra.push("server.listen=127.0.0.1:0");
+                u_extra.push("federation.listen=");
                 let unode = Node::start(test_config(&db.url, db.dir.path(), &u_extra))
                     .await
                     .expect("start userapi node");
@@ -200,11 +203,13 @@ impl TestServer {
                 let remote = format!("components.userapi=http://{internal}");
                 let remote_rs = format!("components.roomserver=http://{internal}");
                 let remote_sync = format!("components.syncapi=http://{internal}");
+                let remote_fed = format!("components.federationapi=http://{internal}");
                 let mut c_extra = extra.clone();
                 c_extra.push(INTERNAL_SECRET);
                 c_extra.push(&remote);
                 c_extra.push(&remote_rs);
                 c_extra.push(&remote_sync);
+                c_extra.push(&remote_fed);
                 // The routing node has no database: point it at nowhere to prove it.
                 let node = Node::start(test_config(
                     "sqlite:/nonexistent/never-opened.db",

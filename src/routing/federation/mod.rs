@@ -1,14 +1,30 @@
-//! The federation API endpoints this server serves before federation exists: those that
-//! other parties than homeservers call (identity servers' `/3pid/onbind`). They are mounted
-//! on the client listener with the client routes. Signed requests (`X-Matrix`) come with
-//! federation.
+//! The federation API: what other homeservers (and identity servers) call. Mounted on the
+//! client listener with the client routes, and alone on `federation.listen` when set.
+//!
+//! - `auth`: the `X-Matrix` check of signed requests (`Ruma<T>` for endpoints whose ruma
+//!   metadata says `ServerSignatures`, `SignedRequest` for raw routes).
+//! - `keys`: `/_matrix/key/v2/server` and the notary's `/_matrix/key/v2/query` (unsigned).
+//! - `version`: `/_matrix/federation/v1/version` (unsigned).
+//! - `query`: `/_matrix/federation/v1/query/profile` (signed).
+//! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
 
+pub mod auth;
+pub mod keys;
+pub mod query;
 pub mod thirdparty;
+pub mod version;
 
 use super::ruma::Router;
 use actix_web::http::Method;
 use actix_web::web;
 use ruma::api::federation as f;
+
+/// The federation endpoints alone, for `federation.listen`.
+pub fn router() -> Router {
+    let mut r = Router::default();
+    add_routes(&mut r);
+    r
+}
 
 /// Adds the federation endpoints to the client listener's routes.
 pub fn add_routes(r: &mut Router) {
@@ -19,4 +35,16 @@ pub fn add_routes(r: &mut Router) {
         Method::POST,
         web::post().to(thirdparty::bind_callback),
     );
+    r.add::<f::discovery::get_server_version::v1::Request, _, _>(version::get_server_version);
+    r.add::<f::discovery::get_server_keys::v2::Request, _, _>(keys::get_server_keys);
+    r.add_raw(
+        "/_matrix/key/v2/server/{keyId}",
+        Method::GET,
+        web::get().to(keys::get_server_keys_by_id),
+    );
+    r.add::<f::discovery::get_remote_server_keys::v2::Request, _, _>(keys::get_remote_server_keys);
+    r.add::<f::discovery::get_remote_server_keys_batch::v2::Request, _, _>(
+        keys::get_remote_server_keys_batch,
+    );
+    r.add::<f::query::get_profile_information::v1::Request, _, _>(query::get_profile_information);
 }

@@ -1,0 +1,91 @@
+//! The federationapi actor: holds the database, the signing key and the outbound client,
+//! and hands each message to its handler in `handlers/`, on the executors' threads in turn
+//! (`ResponseFuture`: handlers run concurrently).
+
+use super::handlers;
+use super::messages::*;
+use crate::config::{OldSigningKey, TrustedKeyServer};
+use crate::federation::client::FederationClient;
+use crate::signing_key::SigningKey;
+use crate::storage::Db;
+use actix::prelude::*;
+use ruma::OwnedServerName;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The least time between two fetches of one server's keys: a flood of requests naming
+/// unknown keys makes one fetch, not one each.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What every handler may use; cheap to clone into each message's future.
+#[derive(Clone)]
+pub struct Deps {
+    pub db: Db,
+    pub server_name: OwnedServerName,
+    pub key: Arc<SigningKey>,
+    pub client: FederationClient,
+    /// `federation.key_validity`.
+    pub key_validity: Duration,
+    /// `federation.old_signing_keys`.
+    pub old_keys: Arc<BTreeMap<String, OldSigningKey>>,
+    /// `federation.trusted_key_servers`, in the order they are asked.
+    pub notaries: Arc<Vec<TrustedKeyServer>>,
+    /// When each server's keys were last fetched (see [`REFETCH_INTERVAL`]).
+    pub last_fetch: Arc<Mutex<HashMap<OwnedServerName, Instant>>>,
+}
+
+impl Deps {
+    /// Whether `server`'s keys may be fetched now; if so, records the fetch.
+    pub fn may_fetch(&self, server: &OwnedServerName) -> bool {
+        let Ok(mut last) = self.last_fetch.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if last
+            .get(server)
+            .is_some_and(|at| now.duration_since(*at) < REFETCH_INTERVAL)
+        {
+            return false;
+        }
+        if last.len() > 10_000 {
+            last.retain(|_, at| now.duration_since(*at) < REFETCH_INTERVAL);
+        }
+        last.insert(server.clone(), now);
+        true
+    }
+}
+
+pub struct FederationApiActor {
+    pub(super) deps: Deps,
+    /// Where the handlers run (see `actors::executors`).
+    pub(super) exec: crate::actors::executors::Executors,
+}
+
+impl Actor for FederationApiActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Every signed federation request asks for keys: let bursts queue.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+macro_rules! delegate {
+    ($($msg:ident => $module:ident),+ $(,)?) => {$(
+        impl Handler<$msg> for FederationApiActor {
+            type Result = ResponseFuture<<$msg as Message>::Result>;
+
+            fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
+                let deps = self.deps.clone();
+                Box::pin(self.exec.run(move || async move { handlers::$module::handle(&deps, msg).await }))
+            }
+        }
+    )+};
+}
+
+delegate!(
+    QueryServerKeys => query_server_keys,
+    QueryLocalServerKeys => query_local_server_keys,
+    QueryNotaryKeys => query_notary_keys,
+);

@@ -1,0 +1,33 @@
+//! What can go wrong in the federationapi, as callers see it: semantic variants, no HTTP
+//! codes (routing maps them to Matrix errors).
+
+use crate::actors::bridge::BridgeError;
+use crate::storage::StorageError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum FederationApiError {
+    /// The request makes no sense (too many servers in one notary query, ...).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Storage or signing failed; the detail is logged where it happened.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The database had no connection free within the pool's wait: try again shortly.
+    #[error("database busy")]
+    Busy,
+    /// The component could not be reached.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+}
+
+impl From<StorageError> for FederationApiError {
+    fn from(e: StorageError) -> Self {
+        if let StorageError::Busy(_) = e {
+            tracing::warn!(error = %e, "federationapi request refused");
+            return FederationApiError::Busy;
+        }
+        tracing::error!(error = %e, "federationapi storage failure");
+        FederationApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,5 @@
+//! One file per message of the federationapi.
+
+pub mod query_local_server_keys;
+pub mod query_notary_keys;
+pub mod query_server_keys;

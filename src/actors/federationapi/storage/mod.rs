@@ -1,0 +1,3 @@
+//! The federationapi's tables, one file each. Nobody else reads them.
+
+pub mod server_keys;
