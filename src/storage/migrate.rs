@@ -115,6 +115,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "022_roomserver_retention",
         include_str!("../../sql/022_roomserver_retention.sql"),
     ),
+    (
+        23,
+        "023_roomserver_pending_redactions",
+        include_str!("../../sql/023_roomserver_pending_redactions.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -506,6 +506,7 @@ pub(super) async fn store(
         adds_state,
         removes_state,
         redacts: redacts.map(|(_, id)| id.to_owned()),
+        redacted_by: None,
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
     let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;

@@ -1620,6 +1620,143 @@ async fn redactions_from_elsewhere_apply() {
     }
 }
 
+/// The event ID of a PDU built by `foreign`.
+fn id_of(pdu: &Value, version: &str) -> String {
+    let json: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
+    crate::pdu::event_id_of(&json, version).unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn redactions_from_elsewhere_wait_for_their_target() {
+    use crate::actors::syncapi::storage::room_events;
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let other = public_room(&f, version).await;
+            let bob_join = f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let s = state_ids(&f, &room).await;
+            let (create, pl) = (&s["m.room.create|"], &s["m.room.power_levels|"]);
+            let auth = auth_ids(version, create, &[pl, &bob_join.event_id]);
+            let input = |room: &str, event: &Value| InputRoomEvent {
+                room_id: room.to_owned(),
+                event: event.clone(),
+            };
+            // Bob's message, and his redaction of it, which arrives first (both on his join).
+            let said = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.message",
+                None,
+                json!({"body": "oops"}),
+                &[&bob_join.event_id],
+                &auth,
+                7,
+            )
+            .await;
+            let said_id = id_of(&said, version);
+            let redaction = foreign_pdu(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.redaction",
+                None,
+                json!({}),
+                &[&bob_join.event_id],
+                &auth,
+                7,
+                Some(&said_id),
+            )
+            .await;
+            let outcome = f.rs.send(input(&room, &redaction)).await.unwrap();
+            let InputOutcome::Accepted {
+                event_id: redaction_id,
+            } = outcome
+            else {
+                panic!("{backend} v{version}: {outcome:?}");
+            };
+            // A redaction in another room naming the same ID must not touch it there.
+            let s2 = state_ids(&f, &other).await;
+            let alice2 = &s2["m.room.member|@alice:test.local"];
+            let stray = foreign_pdu(
+                &f,
+                &other,
+                version,
+                "alice",
+                "m.room.redaction",
+                None,
+                json!({}),
+                &[alice2],
+                &auth_ids(
+                    version,
+                    &s2["m.room.create|"],
+                    &[&s2["m.room.power_levels|"], alice2],
+                ),
+                9,
+                Some(&said_id),
+            )
+            .await;
+            assert!(matches!(
+                f.rs.send(input(&other, &stray)).await.unwrap(),
+                InputOutcome::Accepted { .. }
+            ));
+            // The target arrives: stored and served redacted, by the redaction of its room.
+            let outcome = f.rs.send(input(&room, &said)).await.unwrap();
+            assert_eq!(
+                outcome,
+                InputOutcome::Accepted {
+                    event_id: said_id.clone()
+                },
+                "{backend} v{version}"
+            );
+            let target =
+                f.rs.send(QueryEvent {
+                    event_id: said_id.clone(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(target.json["content"], json!({}), "{backend} v{version}");
+            assert_eq!(
+                target.redacted_because.as_ref().unwrap()["event_id"],
+                json!(redaction_id),
+                "{backend} v{version}"
+            );
+            // Its original content is kept for the retention, like any redacted event's.
+            assert_eq!(stored_json(&f, &said_id).await["content"]["body"], "oops");
+            // Only the stray redaction still waits, in its own room.
+            let waiting =
+                f.db.query(
+                    "SELECT redaction_nid FROM roomserver_pending_redactions
+                    WHERE target_event_id = $1",
+                    &[&said_id],
+                )
+                .await
+                .unwrap();
+            assert_eq!(waiting.len(), 1, "{backend} v{version}");
+            // Input again: the same answer, still redacted.
+            assert!(matches!(
+                f.rs.send(input(&room, &said)).await.unwrap(),
+                InputOutcome::Accepted { .. }
+            ));
+            // The syncapi's copy is redacted too, with the redaction that came first.
+            syncapi_catches_up(&f, &said_id).await;
+            let copy = room_events::select_by_id(&f.db, &said_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let json: Value = serde_json::from_str(&copy.json).unwrap();
+            assert_eq!(json["content"], json!({}), "{backend} v{version}");
+            let because: Value =
+                serde_json::from_str(copy.redacted_because.as_deref().unwrap()).unwrap();
+            assert_eq!(because["event_id"], json!(redaction_id));
+        }
+    }
+}
+
 #[actix_web::test]
 async fn who_may_redact_without_the_power() {
     use super::input::{redaction_target, Redactor};
