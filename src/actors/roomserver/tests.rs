@@ -1551,6 +1551,163 @@ async fn events_the_current_state_refuses_are_soft_failed() {
 }
 
 #[actix_web::test]
+async fn a_soft_failed_event_a_resolution_brings_into_the_state_is_output_then() {
+    use crate::actors::syncapi::storage::{current_state, room_events};
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let bob_join = f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let carol_join = f.rs.send(member(&room, "carol", "join")).await.unwrap();
+            // Alice makes carol a moderator (v12 creators may not be listed).
+            let users = |carol: i64| {
+                if version == "12" {
+                    json!({ "@carol:test.local": carol })
+                } else {
+                    json!({ "@alice:test.local": 100, "@carol:test.local": carol })
+                }
+            };
+            let p1 =
+                f.rs.send(ev(
+                    &room,
+                    "alice",
+                    "m.room.power_levels",
+                    Some(""),
+                    json!({ "users": users(50) }),
+                ))
+                .await
+                .unwrap()
+                .event_id;
+            let s = state_ids(&f, &room).await;
+            let (create, jr) = (&s["m.room.create|"], &s["m.room.join_rules|"]);
+            let alice = &s["m.room.member|@alice:test.local"];
+            let input = |event: &Value| InputRoomEvent {
+                room_id: room.clone(),
+                event: event.clone(),
+            };
+            // Three branches from the moderator's promotion: carol bans bob; bob renames
+            // himself; alice demotes carol.
+            let ban = foreign(
+                &f,
+                &room,
+                version,
+                "carol",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "ban"}),
+                &[&p1],
+                &auth_ids(
+                    version,
+                    create,
+                    &[&p1, &carol_join.event_id, &bob_join.event_id],
+                ),
+                20,
+            )
+            .await;
+            let rename = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "join", "displayname": "Bobby"}),
+                &[&p1],
+                &auth_ids(version, create, &[&p1, jr, &bob_join.event_id]),
+                20,
+            )
+            .await;
+            let demote = foreign(
+                &f,
+                &room,
+                version,
+                "alice",
+                "m.room.power_levels",
+                Some(""),
+                json!({ "users": users(0) }),
+                &[&p1],
+                &auth_ids(version, create, &[&p1, alice]),
+                20,
+            )
+            .await;
+            let rename_id = id_of(&rename, version);
+            let a = f.rs.send(input(&ban)).await.unwrap();
+            assert!(
+                matches!(a, InputOutcome::Accepted { .. }),
+                "{backend} v{version}: {a:?}"
+            );
+            // The rename is allowed by its own state, not by the current one (the ban).
+            let b = f.rs.send(input(&rename)).await.unwrap();
+            assert!(
+                matches!(b, InputOutcome::SoftFailed { .. }),
+                "{backend} v{version}: {b:?}"
+            );
+            // The demotion goes first in the resolution, and carol's ban fails after it: bob
+            // is back to his join (the rename, soft-failed, is in no branch's state yet).
+            let c = f.rs.send(input(&demote)).await.unwrap();
+            assert!(
+                matches!(c, InputOutcome::Accepted { .. }),
+                "{backend} v{version}: {c:?}"
+            );
+            assert_eq!(
+                state_ids(&f, &room).await["m.room.member|@bob:test.local"],
+                bob_join.event_id,
+                "{backend} v{version}"
+            );
+            // Bob speaks on top of his rename: its state (the rename) is resolved with the
+            // others, and the rename, later than his join, is now the current state.
+            let said = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.message",
+                None,
+                json!({"body": "hello"}),
+                &[&rename_id],
+                &auth_ids(version, create, &[&p1, &rename_id]),
+                21,
+            )
+            .await;
+            let d = f.rs.send(input(&said)).await.unwrap();
+            let InputOutcome::Accepted { event_id: said_id } = d else {
+                panic!("{backend} v{version}: {d:?}");
+            };
+            assert_eq!(
+                state_ids(&f, &room).await["m.room.member|@bob:test.local"],
+                rename_id,
+                "{backend} v{version}"
+            );
+            let row = super::storage::events::select_by_id(&f.db, &rename_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!row.soft_failed, "{backend} v{version}");
+            // The rename is output now (before the message), so the syncapi has it and
+            // follows it into the current state, as the spec asks ("the client should be told
+            // about the soft failed event in the usual way").
+            syncapi_catches_up(&f, &said_id).await;
+            let copy = room_events::select_by_id(&f.db, &rename_id)
+                .await
+                .unwrap()
+                .expect("the rename was output");
+            let message = room_events::select_by_id(&f.db, &said_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(copy.position < message.position, "{backend} v{version}");
+            assert_eq!(
+                current_state::select_holder(&f.db, &room, "m.room.member", "@bob:test.local")
+                    .await
+                    .unwrap(),
+                Some(rename_id.clone()),
+                "{backend} v{version}"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
 async fn redactions_from_elsewhere_apply() {
     use crate::actors::syncapi::storage::room_events;
     for backend in BACKENDS {
