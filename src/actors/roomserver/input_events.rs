@@ -23,8 +23,9 @@ use ruma::state_res::{self, utils::event_id_set::EventIdSet, StateMap};
 use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
 use std::collections::{HashMap, HashSet};
 
-fn internal(e: impl ToString) -> RoomserverError {
-    RoomserverError::Internal(e.to_string())
+#[track_caller]
+fn internal(e: impl std::fmt::Display) -> RoomserverError {
+    RoomserverError::internal(e)
 }
 
 /// Events loaded so far, by ID, with their rows.
@@ -44,7 +45,8 @@ impl Cache {
             let Some(row) = events::select_by_id(db, id.as_str()).await? else {
                 return Ok(None);
             };
-            let json: CanonicalJsonObject = serde_json::from_str(&row.json).map_err(internal)?;
+            let json: CanonicalJsonObject =
+                serde_json::from_str(&row.json).map_err(|e| internal(e))?;
             let ev = PduEvent::from_json(id.to_owned(), &json, row.rejected)?;
             self.events.insert(id.to_owned(), ev);
             self.rows.insert(id.to_owned(), row);
@@ -59,10 +61,10 @@ impl Cache {
     ) -> Result<Vec<OwnedEventId>, RoomserverError> {
         let mut ids = Vec::with_capacity(nids.len());
         for row in events::select_by_nids(db, nids).await? {
-            let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(internal)?;
+            let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| internal(e))?;
             if !self.events.contains_key(&id) {
                 let json: CanonicalJsonObject =
-                    serde_json::from_str(&row.json).map_err(internal)?;
+                    serde_json::from_str(&row.json).map_err(|e| internal(e))?;
                 self.events.insert(
                     id.clone(),
                     PduEvent::from_json(id.clone(), &json, row.rejected)?,
@@ -178,7 +180,7 @@ impl Cache {
             |id: &EventId| events.get(id),
             subgraph,
         )
-        .map_err(internal)
+        .map_err(|e| internal(e))
     }
 
     /// Turns a state map back into storable entries.
@@ -395,7 +397,7 @@ pub async fn input(
         None => None,
     };
     let before_snapshot = state::store(&txn, room.room_nid, &before_entries).await?;
-    let text = serde_json::to_string(&json).map_err(internal)?;
+    let text = serde_json::to_string(&json).map_err(|e| internal(e))?;
     let depth = json
         .get("depth")
         .and_then(|d| d.as_integer())
@@ -585,7 +587,7 @@ pub async fn input(
         let output = RoomserverOutput::NewRoomEvent {
             room_id: room_id.to_owned(),
             event_id: row.event_id.clone(),
-            event: serde_json::from_str(&row.json).map_err(internal)?,
+            event: serde_json::from_str(&row.json).map_err(|e| internal(e))?,
             adds_state: Vec::new(),
             removes_state: Vec::new(),
             redacts: None,
@@ -600,7 +602,7 @@ pub async fn input(
     let output = RoomserverOutput::NewRoomEvent {
         room_id: room_id.to_owned(),
         event_id: event_id.to_string(),
-        event: serde_json::to_value(&json).map_err(internal)?,
+        event: serde_json::to_value(&json).map_err(|e| internal(e))?,
         adds_state: ids(&added_rows),
         removes_state: ids(&removed_rows),
         redacts,
@@ -684,7 +686,7 @@ async fn follow_memberships(
     vacated: &HashSet<i64>,
 ) -> Result<(), RoomserverError> {
     let member = |row: &events::EventRow| -> Result<Option<(String, String)>, RoomserverError> {
-        let json: serde_json::Value = serde_json::from_str(&row.json).map_err(internal)?;
+        let json: serde_json::Value = serde_json::from_str(&row.json).map_err(|e| internal(e))?;
         Ok(match (json["type"].as_str(), json["state_key"].as_str()) {
             (Some("m.room.member"), Some(user)) => Some((
                 user.to_owned(),

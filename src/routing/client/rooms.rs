@@ -466,7 +466,7 @@ pub async fn create_room(
         abandon(&state, sender, &room, alias, &body.invite).await;
         return Err(e);
     }
-    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())?;
+    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))
 }
 
@@ -605,7 +605,7 @@ pub async fn send_message_event(
         txn,
     )
     .await?;
-    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(send_message_event::v3::Response::new(
         event_id,
     )))
@@ -718,7 +718,7 @@ pub async fn send_state_event(
     if revokes_guests {
         kick_guests(&state, body.room_id.as_str()).await;
     }
-    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(send_state_event::v3::Response::new(event_id)))
 }
 
@@ -805,7 +805,7 @@ pub async fn redact_event(
         })
         .await?;
     let event_id =
-        ruma::OwnedEventId::try_from(sent.event_id).map_err(|_| MatrixError::internal())?;
+        ruma::OwnedEventId::try_from(sent.event_id).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(redact_event::v3::Response::new(event_id)))
 }
 
@@ -871,8 +871,8 @@ pub async fn get_event_by_timestamp(
         })
         .await?
         .ok_or_else(|| MatrixError::not_found("No event found in that direction"))?;
-    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
-    let at = ruma::UInt::try_from(at).map_err(|_| MatrixError::internal())?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e))?;
+    let at = ruma::UInt::try_from(at).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(
         event_id,
         ruma::MilliSecondsSinceUnixEpoch(at),
