@@ -85,7 +85,8 @@ pub(super) async fn state_events(
     let mut by_nid: HashMap<i64, OwnedEventId> = HashMap::new();
     let mut by_id = HashMap::new();
     for row in rows {
-        let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(bad)?;
+        let id = OwnedEventId::try_from(row.event_id.as_str())
+            .map_err(|e| RoomserverError::internal(e))?;
         let json: ruma::CanonicalJsonObject =
             serde_json::from_str(&row.json).map_err(|e| RoomserverError::internal(e))?;
         by_id.insert(
@@ -205,7 +206,9 @@ pub async fn in_room(
     let prev_events: Vec<OwnedEventId> = events::select_by_nids(db, &room.latest_event_nids)
         .await?
         .into_iter()
-        .map(|row| OwnedEventId::try_from(row.event_id.as_str()).map_err(bad))
+        .map(|row| {
+            OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| RoomserverError::internal(e))
+        })
         .collect::<Result<_, _>>()?;
     let depth = room.max_depth + 1;
     let reference_hashes = reference_hashes(
@@ -329,7 +332,8 @@ pub(super) async fn redaction_target(
             "You don't have permission to redact this event".into(),
         ));
     }
-    let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(bad)?;
+    let id =
+        OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| RoomserverError::internal(e))?;
     Ok((row.event_nid, id))
 }
 
