@@ -26,10 +26,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-const INIT_STREAM: &str =
-    "INSERT INTO bus_streams (stream, head) VALUES ($1, 0) ON CONFLICT (stream) DO NOTHING";
-const NEXT_POSITION: &str =
-    "UPDATE bus_streams SET head = head + 1 WHERE stream = $1 RETURNING head";
+/// The stream's next position, its head row made on first use: one statement.
+const NEXT_POSITION: &str = "INSERT INTO bus_streams (stream, head) VALUES ($1, 1)
+    ON CONFLICT (stream) DO UPDATE SET head = bus_streams.head + 1 RETURNING head";
 const INSERT_OUTPUT: &str = "INSERT INTO bus_outbox
     (stream, position, partition_key, payload, created_ts) VALUES ($1, $2, $3, $4, $5)";
 const SELECT_HEAD: &str = "SELECT head FROM bus_streams WHERE stream = $1";
@@ -130,7 +129,6 @@ pub async fn append(
         column: 0,
         reason: format!("output does not serialize: {e}"),
     })?;
-    txn.execute(INIT_STREAM, &[&stream]).await?;
     let position = txn
         .query_opt(NEXT_POSITION, &[&stream])
         .await?

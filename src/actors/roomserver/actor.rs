@@ -349,6 +349,8 @@ directory_handler!(QueryMaySendState, bool, |db, m| {
 pub struct RoomActor {
     deps: Deps,
     room_id: String,
+    /// What it read of the room's state for the events it built (see [`input::RoomCache`]).
+    cache: std::rc::Rc<std::cell::RefCell<input::RoomCache>>,
 }
 
 impl RoomActor {
@@ -358,6 +360,7 @@ impl RoomActor {
         RoomActor::start_in_arbiter(&exec.for_key(&room_id), move |_| RoomActor {
             deps,
             room_id,
+            cache: Default::default(),
         })
     }
 }
@@ -382,9 +385,17 @@ impl Handler<InRoomInput> for RoomActor {
     fn handle(&mut self, msg: InRoomInput, _: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         let room_id = self.room_id.clone();
+        // An event from elsewhere can change the room's state in ways the cache cannot
+        // follow (forks, redactions of stored events): read afresh after it.
+        self.cache.borrow_mut().clear();
+        let cache = self.cache.clone();
         AtomicResponse::new(Box::pin(
-            async move { super::input_events::input(&deps, &room_id, msg.0.event).await }
-                .into_actor(self),
+            async move {
+                let result = super::input_events::input(&deps, &room_id, msg.0.event).await;
+                cache.borrow_mut().clear();
+                result
+            }
+            .into_actor(self),
         ))
     }
 }
@@ -395,8 +406,9 @@ impl Handler<InRoom> for RoomActor {
     fn handle(&mut self, msg: InRoom, _: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         let room_id = self.room_id.clone();
+        let cache = self.cache.clone();
         AtomicResponse::new(Box::pin(
-            async move { input::in_room(&deps, &room_id, msg.0).await }.into_actor(self),
+            async move { input::in_room(&deps, &room_id, msg.0, &cache).await }.into_actor(self),
         ))
     }
 }

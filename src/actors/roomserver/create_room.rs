@@ -97,6 +97,7 @@ pub async fn create(
                 sent,
                 appended: a,
                 state_after,
+                ..
             }) = store(
                 &txn,
                 room_nid,

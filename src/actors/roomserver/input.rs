@@ -102,11 +102,143 @@ pub(super) async fn state_events(
     Ok((map, by_id))
 }
 
+/// What a room's actor remembers between the events it builds, so that sending into a busy
+/// room reads only the room's head before its write: the state events read at the room's
+/// current snapshot (a snapshot's state never changes, so they stay true as long as the room
+/// is at that snapshot; a new snapshot starts afresh) and the IDs of the events it wrote last
+/// (the next event's `prev_events`). Events from elsewhere and redactions can change how an
+/// event reads (its redacted form), so after those the cache starts afresh; it also does so
+/// after [`RoomCache::MAX_AGE`], which keeps it well inside the redaction retention period.
+#[derive(Default)]
+pub struct RoomCache {
+    snapshot: Option<i64>,
+    since: Option<std::time::Instant>,
+    /// (type, state key) -> the event at it in `snapshot`, or `None` when there is none.
+    state: HashMap<(StateEventType, String), Option<OwnedEventId>>,
+    events: HashMap<OwnedEventId, PduEvent>,
+    /// event nid -> ID of the events this actor wrote last.
+    ids: HashMap<i64, OwnedEventId>,
+}
+
+impl RoomCache {
+    /// How long cached state is used before it is read again.
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+    /// The most state entries kept (a large room's senders' member events): past it, the
+    /// cache starts afresh, so a room actor's memory stays bounded.
+    pub const MAX_ENTRIES: usize = 2048;
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        *self = RoomCache::default();
+    }
+
+    /// Starts afresh unless it holds `snapshot`'s state and is young enough.
+    fn at(&mut self, snapshot: i64) {
+        let fresh = self.snapshot == Some(snapshot)
+            && self.since.is_some_and(|t| t.elapsed() < Self::MAX_AGE);
+        if !fresh {
+            let ids = std::mem::take(&mut self.ids);
+            self.clear();
+            self.ids = ids;
+            self.snapshot = Some(snapshot);
+            self.since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The state map and events of `wanted` at `snapshot`, from the cache as far as it goes.
+    async fn state_events(
+        cell: &std::cell::RefCell<RoomCache>,
+        db: &Db,
+        snapshot: i64,
+        wanted: &[(StateEventType, String)],
+    ) -> Result<
+        (
+            HashMap<(StateEventType, String), OwnedEventId>,
+            HashMap<OwnedEventId, PduEvent>,
+        ),
+        RoomserverError,
+    > {
+        let missing: Vec<(StateEventType, String)> = {
+            let mut c = cell.borrow_mut();
+            c.at(snapshot);
+            wanted
+                .iter()
+                .filter(|k| !c.state.contains_key(k))
+                .cloned()
+                .collect()
+        };
+        let (mut map, mut events) = if missing.is_empty() {
+            Default::default()
+        } else {
+            state_events(db, snapshot, &missing).await?
+        };
+        let mut c = cell.borrow_mut();
+        for k in wanted {
+            if map.contains_key(k) {
+                continue;
+            }
+            if let Some(Some(id)) = c.state.get(k) {
+                if let Some(ev) = c.events.get(id) {
+                    events.insert(id.clone(), ev.clone());
+                }
+                map.insert(k.clone(), id.clone());
+            }
+        }
+        // Another read may have moved the cache on while this one waited: keep the answers
+        // only if it still holds the same snapshot.
+        if !missing.is_empty() && c.snapshot == Some(snapshot) {
+            if c.state.len() + missing.len() > Self::MAX_ENTRIES {
+                c.state.clear();
+                c.events.clear();
+            }
+            for k in &missing {
+                let id = map.get(k).cloned();
+                if let Some(ev) = id.as_ref().and_then(|id| events.get(id)) {
+                    c.events.insert(ev.event_id.clone(), ev.clone());
+                }
+                c.state.insert(k.clone(), id);
+            }
+        }
+        Ok((map, events))
+    }
+
+    /// The IDs of the events with these nids.
+    async fn event_ids(
+        cell: &std::cell::RefCell<RoomCache>,
+        db: &Db,
+        nids: &[i64],
+    ) -> Result<Vec<OwnedEventId>, RoomserverError> {
+        {
+            let c = cell.borrow();
+            let known: Vec<OwnedEventId> =
+                nids.iter().filter_map(|n| c.ids.get(n).cloned()).collect();
+            if known.len() == nids.len() {
+                return Ok(known);
+            }
+        }
+        events::select_by_nids(db, nids)
+            .await?
+            .into_iter()
+            .map(|row| {
+                OwnedEventId::try_from(row.event_id.as_str())
+                    .map_err(|e| RoomserverError::internal(e))
+            })
+            .collect()
+    }
+
+    /// Records the event just written as the room's head.
+    fn wrote(&mut self, nid: i64, id: &EventId) {
+        self.ids.clear();
+        self.ids.insert(nid, id.to_owned());
+    }
+}
+
 /// Sends an event into an existing room. Call it for one room at a time.
 pub async fn in_room(
     deps: &Deps,
     room_id: &str,
     msg: PerformRoomEvent,
+    cache: &std::cell::RefCell<RoomCache>,
 ) -> Result<SentEvent, RoomserverError> {
     let sender = local_sender(deps, &msg.sender)?;
     if msg.event_type == "m.room.create" {
@@ -154,7 +286,7 @@ pub async fn in_room(
         .as_ref()
         .map(|k| (StateEventType::from(msg.event_type.as_str()), k.clone()));
     wanted.extend(replaces.clone());
-    let (state_map, events_by_id) = state_events(db, snapshot, &wanted).await?;
+    let (state_map, events_by_id) = RoomCache::state_events(cache, db, snapshot, &wanted).await?;
     // State identical to the current state (same type, key, sender and content) is not sent
     // again: the current event's ID is the answer (as Synapse; a repeated join, a profile
     // change that changes nothing, a client re-sending a room name).
@@ -203,13 +335,7 @@ pub async fn in_room(
         }
         _ => None,
     };
-    let prev_events: Vec<OwnedEventId> = events::select_by_nids(db, &room.latest_event_nids)
-        .await?
-        .into_iter()
-        .map(|row| {
-            OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| RoomserverError::internal(e))
-        })
-        .collect::<Result<_, _>>()?;
+    let prev_events = RoomCache::event_ids(cache, db, &room.latest_event_nids).await?;
     let depth = room.max_depth + 1;
     let reference_hashes = reference_hashes(
         db,
@@ -244,8 +370,9 @@ pub async fn in_room(
     };
     state_res::check_state_dependent_auth_rules(&rules.authorization, &event, fetch_state)
         .map_err(RoomserverError::NotAllowed)?;
+    let redaction = redacted.is_some();
     let txn = db.begin().await?;
-    persist(
+    let (sent, nid) = persist(
         deps,
         txn,
         room.room_nid,
@@ -259,7 +386,14 @@ pub async fn in_room(
             .map(|(d, t)| (d.as_str(), t.as_str(), request.as_str())),
         redacted.as_ref().map(|(nid, id)| (*nid, id.as_str())),
     )
-    .await
+    .await?;
+    let mut c = cache.borrow_mut();
+    if redaction {
+        // The target now reads redacted, and it may be in the cached state.
+        c.clear();
+    }
+    c.wrote(nid, &pdu.event_id);
+    Ok(sent)
 }
 
 /// Room versions 1 and 2: the reference hashes of the events a new event refers to, written
@@ -387,7 +521,7 @@ async fn persist(
     depth: i64,
     client_txn: Option<(&str, &str, &str)>,
     redacts: Option<(i64, &str)>,
-) -> Result<SentEvent, RoomserverError> {
+) -> Result<(SentEvent, i64), RoomserverError> {
     let stored = store(
         &txn,
         room_nid,
@@ -402,12 +536,14 @@ async fn persist(
     .await?
     .ok_or_else(|| RoomserverError::internal(format!("event {} stored twice", pdu.event_id)))?;
     deps.bus.commit(txn, &[stored.appended]).await?;
-    Ok(stored.sent)
+    Ok((stored.sent, stored.nid))
 }
 
 /// An event [`store`]d in a transaction that has yet to commit.
 pub(super) struct Stored {
     pub sent: SentEvent,
+    /// Its numeric ID.
+    pub nid: i64,
     /// Its output, to announce once the transaction commits.
     pub appended: bus::Appended,
     /// The state snapshot after it.
@@ -434,56 +570,9 @@ pub(super) async fn store(
         None => None,
     };
     let json = serde_json::to_string(&pdu.json).map_err(|e| RoomserverError::internal(e))?;
-    let nid = events::insert(
-        txn,
-        &events::NewEvent {
-            room_nid,
-            event_id: pdu.event_id.as_str(),
-            type_nid,
-            state_key_nid: key_nid,
-            depth,
-            json: &json,
-            rejected: false,
-            origin_server_ts: pdu
-                .json
-                .get("origin_server_ts")
-                .and_then(|v| v.as_integer())
-                .map_or(0, i64::from),
-        },
-    )
-    .await?;
-    let Some(nid) = nid else {
-        return Ok(None);
-    };
-    if let Some(before) = state_before {
-        events::set_state_snapshot(txn, nid, before).await?;
-    }
-    if let Some((target, _)) = redacts {
-        events::set_redacted(txn, target, pdu.event_id.as_str()).await?;
-    }
-    if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
-        let membership = pdu
-            .json
-            .get("content")
-            .and_then(|c| c.as_object())
-            .and_then(|c| c.get("membership"))
-            .and_then(|m| m.as_str())
-            .unwrap_or_default();
-        memberships::upsert(txn, room_nid, target, membership, nid).await?;
-    }
-    let after = match key_nid {
-        Some(k) => state::derive(txn, room_nid, state_before, &[((type_nid, k), nid)]).await?,
-        None => state_before.ok_or_else(|| RoomserverError::internal("a room without state"))?,
-    };
-    rooms::update_head(txn, room_nid, after, &[nid], depth).await?;
-    if let Some((device, txn_id, request)) = client_txn {
-        let sender = pdu
-            .json
-            .get("sender")
-            .and_then(|s| s.as_str())
-            .unwrap_or_default();
-        transactions::insert(txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
-    }
+    // The output goes first, so the event row is written once with its position (and, for
+    // an event that is not state, the state after it). Should the event turn out to be stored
+    // already, the caller drops the transaction, output and all.
     let (mut adds_state, mut removes_state) = (Vec::new(), Vec::new());
     if let (Some(k), Some(before)) = (key_nid, state_before) {
         adds_state.push(pdu.event_id.to_string());
@@ -510,8 +599,69 @@ pub(super) async fn store(
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
     let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;
-    events::set_state_after_and_position(txn, nid, after, appended.position).await?;
+    let after_if_not_state = match key_nid {
+        Some(_) => None,
+        None => {
+            Some(state_before.ok_or_else(|| RoomserverError::internal("a room without state"))?)
+        }
+    };
+    let nid = events::insert(
+        txn,
+        &events::NewEvent {
+            room_nid,
+            event_id: pdu.event_id.as_str(),
+            type_nid,
+            state_key_nid: key_nid,
+            depth,
+            json: &json,
+            rejected: false,
+            origin_server_ts: pdu
+                .json
+                .get("origin_server_ts")
+                .and_then(|v| v.as_integer())
+                .map_or(0, i64::from),
+            state_snapshot_nid: state_before,
+            state_after_snapshot_nid: after_if_not_state,
+            stream_position: Some(appended.position),
+        },
+    )
+    .await?;
+    let Some(nid) = nid else {
+        return Ok(None);
+    };
+    if let Some((target, _)) = redacts {
+        events::set_redacted(txn, target, pdu.event_id.as_str()).await?;
+    }
+    if let (true, Some(target)) = (event_type == "m.room.member", state_key) {
+        let membership = pdu
+            .json
+            .get("content")
+            .and_then(|c| c.as_object())
+            .and_then(|c| c.get("membership"))
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        memberships::upsert(txn, room_nid, target, membership, nid).await?;
+    }
+    let after = match (key_nid, after_if_not_state) {
+        (_, Some(after)) => after,
+        (Some(k), None) => {
+            let after = state::derive(txn, room_nid, state_before, &[((type_nid, k), nid)]).await?;
+            events::set_state_after(txn, nid, after).await?;
+            after
+        }
+        (None, None) => unreachable!("an event that is not state has its state after"),
+    };
+    rooms::update_head(txn, room_nid, after, &[nid], depth).await?;
+    if let Some((device, txn_id, request)) = client_txn {
+        let sender = pdu
+            .json
+            .get("sender")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        transactions::insert(txn, sender, device, txn_id, request, pdu.event_id.as_str()).await?;
+    }
     Ok(Some(Stored {
+        nid,
         sent: SentEvent {
             event_id: pdu.event_id.to_string(),
             room_id: pdu.room_id.to_string(),

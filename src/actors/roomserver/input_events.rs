@@ -412,6 +412,9 @@ pub async fn input(
             depth,
             json: &text,
             rejected,
+            state_snapshot_nid: None,
+            state_after_snapshot_nid: None,
+            stream_position: None,
             origin_server_ts: i64::try_from(u64::from(ev.origin_server_ts.0)).unwrap_or(i64::MAX),
         },
     )

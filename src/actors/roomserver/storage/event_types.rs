@@ -1,6 +1,6 @@
 //! `roomserver_event_types`: event type <-> type_nid.
 
-use super::insert_or_get;
+use super::get_or_insert;
 use crate::storage::{Conn, StorageError};
 
 const INSERT: &str = "INSERT INTO roomserver_event_types (event_type) VALUES ($1)
@@ -9,7 +9,7 @@ const SELECT_NID: &str = "SELECT type_nid FROM roomserver_event_types WHERE even
 
 /// The numeric ID of an event type, assigned on first use.
 pub async fn intern(db: &impl Conn, event_type: &str) -> Result<i64, StorageError> {
-    insert_or_get(db, INSERT, SELECT_NID, &[&event_type]).await
+    get_or_insert(db, INSERT, SELECT_NID, &[&event_type]).await
 }
 
 /// The numeric ID of an event type, if it was ever used.

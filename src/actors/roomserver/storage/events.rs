@@ -5,8 +5,9 @@ use super::placeholders;
 use crate::storage::{Conn, Row, StorageError};
 
 const INSERT: &str = "INSERT INTO roomserver_events
-    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected, origin_server_ts)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected, origin_server_ts,
+     state_snapshot_nid, state_after_snapshot_nid, stream_position)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
     state_snapshot_nid, json, rejected, redacted_by, soft_failed";
@@ -14,8 +15,6 @@ const SET_SOFT_FAILED: &str = "UPDATE roomserver_events SET soft_failed = $2 WHE
 const SET_REDACTED: &str =
     "UPDATE roomserver_events SET redacted_by = $2, redacted_at = $3 WHERE event_nid = $1";
 const SET_POSITION: &str = "UPDATE roomserver_events SET stream_position = $2 WHERE event_nid = $1";
-const SET_AFTER_AND_POSITION: &str = "UPDATE roomserver_events
-    SET state_after_snapshot_nid = $2, stream_position = $3 WHERE event_nid = $1";
 const BACKFILL_POSITION: &str = "UPDATE roomserver_events SET stream_position = $2
     WHERE event_id = $1 AND stream_position IS NULL";
 const SELECT_AT_POSITION: &str = "SELECT event_id FROM roomserver_events
@@ -86,6 +85,12 @@ pub struct NewEvent<'a> {
     pub json: &'a str,
     pub rejected: bool,
     pub origin_server_ts: i64,
+    /// The state before the event, when known as it is stored.
+    pub state_snapshot_nid: Option<i64>,
+    /// The state after it, when known as it is stored.
+    pub state_after_snapshot_nid: Option<i64>,
+    /// Its output's position in the roomserver stream, when known as it is stored.
+    pub stream_position: Option<i64>,
 }
 
 /// Stores an event; `None` when an event with that ID is already stored.
@@ -101,6 +106,9 @@ pub async fn insert(db: &impl Conn, e: &NewEvent<'_>) -> Result<Option<i64>, Sto
             &e.json,
             &e.rejected,
             &e.origin_server_ts,
+            &e.state_snapshot_nid,
+            &e.state_after_snapshot_nid,
+            &e.stream_position,
         ],
     )
     .await?
@@ -241,22 +249,6 @@ pub async fn set_stream_position(
     Ok(())
 }
 
-/// Records the state after an event and where its output is in the stream (one statement
-/// on the send path).
-pub async fn set_state_after_and_position(
-    db: &impl Conn,
-    event_nid: i64,
-    snapshot_nid: i64,
-    position: i64,
-) -> Result<(), StorageError> {
-    db.execute(
-        SET_AFTER_AND_POSITION,
-        &[&event_nid, &snapshot_nid, &position],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Sets the stream position of an event stored before positions were recorded (no-op for
 /// others).
 pub async fn backfill_stream_position(
@@ -346,6 +338,9 @@ mod tests {
                 depth: 3,
                 json: "{}",
                 rejected: false,
+                state_snapshot_nid: None,
+                state_after_snapshot_nid: None,
+                stream_position: None,
                 origin_server_ts: if id == "$a" { 100 } else { 200 },
             };
             let a = insert(db, &new("$a", Some(5))).await.unwrap().unwrap();

@@ -36,4 +36,18 @@ pub(crate) async fn insert_or_get(
         .i64(0)
 }
 
+/// [`insert_or_get`] for rows that almost always exist already (event types, state keys): the
+/// lookup goes first, so the usual call is one statement instead of two.
+pub(crate) async fn get_or_insert(
+    db: &impl Conn,
+    insert: &str,
+    select: &str,
+    params: &[&dyn ToValue],
+) -> Result<i64, StorageError> {
+    if let Some(row) = db.query_opt(select, &params[..1]).await? {
+        return row.i64(0);
+    }
+    insert_or_get(db, insert, select, params).await
+}
+
 pub(crate) use crate::storage::{placeholders, IN_CHUNK as CHUNK};

@@ -1,6 +1,6 @@
 //! `roomserver_state_keys`: state key <-> state_key_nid.
 
-use super::insert_or_get;
+use super::get_or_insert;
 use crate::storage::{Conn, StorageError};
 
 const INSERT: &str = "INSERT INTO roomserver_state_keys (state_key) VALUES ($1)
@@ -9,7 +9,7 @@ const SELECT_NID: &str = "SELECT state_key_nid FROM roomserver_state_keys WHERE 
 
 /// The numeric ID of a state key, assigned on first use.
 pub async fn intern(db: &impl Conn, state_key: &str) -> Result<i64, StorageError> {
-    insert_or_get(db, INSERT, SELECT_NID, &[&state_key]).await
+    get_or_insert(db, INSERT, SELECT_NID, &[&state_key]).await
 }
 
 /// The numeric ID of a state key, if it was ever used.
