@@ -61,6 +61,9 @@ async fn profile(state: web::Data<MetricsState>, q: web::Query<ProfileParams>) -
             .content_type("application/octet-stream")
             .insert_header(("Content-Disposition", "attachment; filename=\"profile.pb\""))
             .body(bytes),
-        Err(e) => HttpResponse::InternalServerError().body(format!("profile failed: {e}")),
+        Err(e) => {
+            tracing::error!(error = %e, "building a CPU profile failed");
+            HttpResponse::InternalServerError().body(format!("profile failed: {e}"))
+        }
     }
 }

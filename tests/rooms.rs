@@ -1804,6 +1804,128 @@ async fn remote_work_is_refused(b: Backend, t: Topology) {
     s.stop().await;
 }
 
+/// A redaction from another server that arrives before the event it redacts (fed to the
+/// roomserver's `InputRoomEvent` on the internal listener, as federation will): once the
+/// target arrives, `/event` and `/sync` serve it redacted, with the redaction that came first.
+async fn a_redaction_before_its_target(b: Backend, t: Topology) {
+    let extra: &[&str] = match t {
+        Topology::Local => &[
+            "components.internal_listen=127.0.0.1:0",
+            common::INTERNAL_SECRET,
+        ],
+        Topology::Bridged => &[],
+    };
+    let s = TestServer::start(b, t, extra).await;
+    let internal = [&s.userapi_node, &s.node]
+        .into_iter()
+        .find_map(|n| n.as_ref().and_then(|n| n.internal_addr))
+        .expect("an internal listener");
+    let secret = common::INTERNAL_SECRET
+        .split_once('=')
+        .map(|(_, v)| v)
+        .unwrap();
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let room = create(
+        &s,
+        &tok,
+        json!({"room_version": "11", "preset": "public_chat"}),
+    )
+    .await;
+    let (st, _) = s
+        .post(&format!("{C}/rooms/{room}/join"), Some(&bob_tok), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let (_, state) = s.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    let id_of = |kind: &str, key: &str| -> String {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind && e["state_key"] == key)
+            .unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (create_id, pl, bob_join) = (
+        id_of("m.room.create", ""),
+        id_of("m.room.power_levels", ""),
+        id_of("m.room.member", &bob),
+    );
+    // Bob's server (this one: its key is the only one known) sends his message and his
+    // redaction of it, both after his join; the redaction arrives first.
+    let key = myelin::signing_key::SigningKey::load_or_generate(s.db.dir.path()).unwrap();
+    let pdu = |kind: &str, content: Value, redacts: Option<&str>| {
+        myelin::pdu::PduBuilder {
+            room_version: ruma::RoomVersionId::V11,
+            room_id: Some(room.as_str().try_into().unwrap()),
+            sender: bob.as_str().try_into().unwrap(),
+            event_type: kind.into(),
+            state_key: None,
+            content,
+            redacts: redacts.map(|r| r.try_into().unwrap()),
+            prev_events: vec![bob_join.as_str().try_into().unwrap()],
+            auth_events: [&create_id, &pl, &bob_join]
+                .iter()
+                .map(|id| id.as_str().try_into().unwrap())
+                .collect(),
+            reference_hashes: Default::default(),
+            depth: 100u32.into(),
+            origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+        }
+        .build(&key, "test.local".try_into().unwrap())
+        .unwrap()
+    };
+    let said = pdu(
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "oops"}),
+        None,
+    );
+    let said_id = said.event_id.to_string();
+    let redaction = pdu("m.room.redaction", json!({}), Some(&said_id));
+    for p in [&redaction, &said] {
+        let mut res = s
+            .client
+            .post(format!(
+                "http://{internal}/_myelin/internal/roomserver/InputRoomEvent"
+            ))
+            .insert_header(("Authorization", format!("Bearer {secret}")))
+            .send_json(&json!({"room_id": room, "event": p.json}))
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(
+            v["Ok"]["Accepted"]["event_id"],
+            p.event_id.as_str(),
+            "{b:?} {t:?}: {v}"
+        );
+    }
+    let (st, e) = s
+        .get(
+            &format!("{C}/rooms/{room}/event/{}", common::enc(&said_id)),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{e}");
+    assert_eq!(e["content"], json!({}), "{b:?} {t:?}: {e}");
+    assert_eq!(
+        e["unsigned"]["redacted_because"]["event_id"],
+        redaction.event_id.as_str()
+    );
+    let (_, sync) = s.get(&format!("{C}/sync"), Some(&tok)).await;
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap();
+    let shown = timeline
+        .iter()
+        .find(|e| e["event_id"] == said_id.as_str())
+        .expect("the message in the timeline");
+    assert_eq!(shown["content"], json!({}), "{shown}");
+    assert!(shown["unsigned"]["redacted_because"].is_object(), "{shown}");
+    s.stop().await;
+}
+
 scenarios!(
     create_room_fails_whole,
     remote_work_is_refused,
@@ -1816,5 +1938,6 @@ scenarios!(
     joined_rooms_and_forget,
     create_rooms_of_each_preset_and_version,
     talk_and_state,
-    membership
+    membership,
+    a_redaction_before_its_target
 );

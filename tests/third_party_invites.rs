@@ -585,9 +585,54 @@ async fn bad_input_and_unreachable_servers(b: Backend, t: Topology) {
     is.stop().await;
 }
 
+/// A createRoom whose third-party invite fails once the room exists (the identity server is
+/// down): 502, and nothing of the room remains: the creator is not in it, the invitee's
+/// invitation is withdrawn, it is not listed, and its alias is free again.
+async fn create_room_failing_after_the_room_exists_leaves_nothing(b: Backend, t: Topology) {
+    let is = FakeIs::start().await;
+    let dead = dead_port();
+    let s = start(b, t, &is, dead).await;
+    let (_, tok, _) = s.register("alice", "pw").await;
+    let (bob, bob_tok, _) = s.register("bob", "pw").await;
+    let down = format!("127.0.0.1:{dead}");
+    let got = s
+        .post(
+            &format!("{C}/createRoom"),
+            Some(&tok),
+            json!({
+                "room_alias_name": "undone", "visibility": "public", "preset": "public_chat",
+                "invite": [bob], "invite_3pid": [invite_3pid(&down, "x@example.org")],
+            }),
+        )
+        .await;
+    assert_error(&got, 502, "M_UNKNOWN");
+    let (st, joined) = s.get(&format!("{C}/joined_rooms"), Some(&tok)).await;
+    assert_eq!(st, 200);
+    assert_eq!(joined["joined_rooms"], json!([]), "{b:?} {t:?}");
+    let alias = format!("{C}/directory/room/%23undone:test.local");
+    assert_error(&s.get(&alias, None).await, 404, "M_NOT_FOUND");
+    let (_, public) = s.get(&format!("{C}/publicRooms"), Some(&tok)).await;
+    assert_eq!(public["chunk"], json!([]), "{public}");
+    // Bob was invited by the room's own events; the invitation is withdrawn.
+    let (st, sync) = s.get(&format!("{C}/sync"), Some(&bob_tok)).await;
+    assert_eq!(st, 200);
+    let invites = sync["rooms"]["invite"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(invites.is_empty(), "{b:?} {t:?}: {sync}");
+    // The alias can be taken again.
+    let room = create(&s, &tok, json!({"room_alias_name": "undone"})).await;
+    let (st, found) = s.get(&alias, None).await;
+    assert_eq!((st, found["room_id"].as_str()), (200, Some(room.as_str())));
+    s.stop().await;
+    is.stop().await;
+}
+
 scenarios!(
     invites_of_bound_and_unbound_addresses,
     onbind_redeems_and_forgeries_are_refused,
     create_room_with_invite_3pid,
+    create_room_failing_after_the_room_exists_leaves_nothing,
     bad_input_and_unreachable_servers
 );

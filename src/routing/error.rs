@@ -75,7 +75,18 @@ impl MatrixError {
     pub fn unauthorized(error: impl Into<String>) -> MatrixError {
         Self::new("M_UNAUTHORIZED", error)
     }
-    pub fn internal() -> MatrixError {
+    /// An internal failure found in routing: logged here, with its cause and where it
+    /// happened (the one log line it gets); the client gets a sanitized 500 `M_UNKNOWN`.
+    /// Call it from a closure at the failing line, so the location is that line.
+    #[track_caller]
+    pub fn internal(cause: impl fmt::Display) -> MatrixError {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "internal error");
+        Self::sanitized_internal()
+    }
+    /// The 500 of an internal failure that was logged where it happened (a component's
+    /// `Internal`): the body says nothing of it.
+    fn sanitized_internal() -> MatrixError {
         Self::new("M_UNKNOWN", "Internal server error")
     }
     /// The server is overloaded (its database pool stayed saturated): 503, try again.
@@ -142,11 +153,11 @@ impl From<UserApiError> for MatrixError {
             }
             UserApiError::BadRequest(what) => MatrixError::invalid_param(what),
             // The detail was logged where it happened; the client gets a sanitized body.
-            UserApiError::Internal(_) => MatrixError::internal(),
+            UserApiError::Internal(_) => MatrixError::sanitized_internal(),
             UserApiError::Busy => MatrixError::busy(),
             UserApiError::Bridge(e) => {
                 tracing::error!(error = %e, "userapi unreachable");
-                MatrixError::internal()
+                MatrixError::sanitized_internal()
             }
         }
     }
@@ -156,11 +167,12 @@ impl From<FederationApiError> for MatrixError {
     fn from(e: FederationApiError) -> Self {
         match e {
             FederationApiError::BadRequest(why) => MatrixError::invalid_param(why),
-            FederationApiError::Internal(_) => MatrixError::internal(),
+            // The detail was logged where it happened; the client gets a sanitized body.
+            FederationApiError::Internal(_) => MatrixError::sanitized_internal(),
             FederationApiError::Busy => MatrixError::busy(),
             FederationApiError::Bridge(e) => {
                 tracing::error!(error = %e, "federationapi unreachable");
-                MatrixError::internal()
+                MatrixError::sanitized_internal()
             }
         }
     }
@@ -172,11 +184,11 @@ impl From<SyncApiError> for MatrixError {
             SyncApiError::Forbidden(why) => MatrixError::forbidden(why),
             SyncApiError::NotFound(what) => MatrixError::not_found(what),
             SyncApiError::InvalidParam(why) => MatrixError::invalid_param(why),
-            SyncApiError::Internal(_) => MatrixError::internal(),
+            SyncApiError::Internal(_) => MatrixError::sanitized_internal(),
             SyncApiError::Busy => MatrixError::busy(),
             SyncApiError::Bridge(e) => {
                 tracing::error!(error = %e, "syncapi unreachable");
-                MatrixError::internal()
+                MatrixError::sanitized_internal()
             }
         }
     }
@@ -220,11 +232,11 @@ impl From<RoomserverError> for MatrixError {
             RoomserverError::TooLarge => MatrixError::new("M_TOO_LARGE", "Event is too large"),
             RoomserverError::BadRequest(why) => MatrixError::bad_json(why),
             RoomserverError::BadState(why) => MatrixError::new("M_BAD_STATE", why),
-            RoomserverError::Internal(_) => MatrixError::internal(),
+            RoomserverError::Internal(_) => MatrixError::sanitized_internal(),
             RoomserverError::Busy => MatrixError::busy(),
             RoomserverError::Bridge(e) => {
                 tracing::error!(error = %e, "roomserver unreachable");
-                MatrixError::internal()
+                MatrixError::sanitized_internal()
             }
         }
     }
@@ -259,6 +271,66 @@ mod tests {
             );
         }
         assert_eq!(MatrixError::method_not_allowed().status().as_u16(), 405);
+    }
+
+    /// Log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn internal_errors_are_logged_once_with_their_cause_and_answered_without_it() {
+        use crate::actors::bridge::BridgeError;
+        let cause = "disk on fire at /var/lib/secret";
+        let mut answers = Vec::new();
+        let lines = logged(|| {
+            // Made in a component (logged there), then mapped by routing (not again).
+            answers.push(MatrixError::from(RoomserverError::internal(cause)));
+            answers.push(MatrixError::from(UserApiError::internal(cause)));
+            answers.push(MatrixError::from(RoomserverError::from(
+                StorageError::Join(cause.into()),
+            )));
+            answers.push(MatrixError::from(SyncApiError::from(StorageError::Join(
+                cause.into(),
+            ))));
+            // Found in routing itself, or an unreachable component: logged where mapped.
+            answers.push(MatrixError::internal(cause));
+            answers.push(MatrixError::from(RoomserverError::Bridge(
+                BridgeError::Unreachable(cause.into()),
+            )));
+        });
+        assert_eq!(lines.len(), answers.len(), "{lines:#?}");
+        for line in &lines {
+            assert!(line.contains("ERROR") && line.contains(cause), "{line}");
+        }
+        // The line names where it happened: this file, not error.rs's constructor.
+        assert!(lines[0].contains("src/routing/error.rs:"), "{}", lines[0]);
+        for e in answers {
+            assert_eq!(e.status().as_u16(), 500);
+            assert_eq!(
+                e.body(),
+                json!({"errcode": "M_UNKNOWN", "error": "Internal server error"})
+            );
+        }
     }
 
     #[test]

@@ -172,7 +172,7 @@ async fn lookup(
     {
         TokenLookup::Valid(owner) => {
             let user_id = OwnedUserId::try_from(owner.user_id.as_str())
-                .map_err(|_| MatrixError::internal())?;
+                .map_err(|e| MatrixError::internal(e))?;
             let activity = InputDeviceActivity {
                 localpart: owner.localpart.clone(),
                 device_id: owner.device_id.clone(),
@@ -182,7 +182,10 @@ async fn lookup(
             let userapi = state.userapi.clone();
             actix_web::rt::spawn(async move {
                 if let Err(e) = userapi.send(activity).await {
-                    tracing::warn!(error = %e, "recording device activity failed");
+                    // The cause was logged where it happened (or just now, for an
+                    // unreachable userapi): only what was skipped is said here.
+                    let e = MatrixError::from(e);
+                    tracing::warn!(errcode = e.errcode, error = %e.error, "recording device activity failed");
                 }
             });
             Ok(Authed {
@@ -258,7 +261,7 @@ impl FromRequest for RawAuthed {
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
-                .ok_or_else(MatrixError::internal)?;
+                .ok_or_else(|| MatrixError::internal("no AppState on the app"))?;
             let client = client_info(&req);
             let sender = <AccessToken as AuthRequirement>::authenticate(
                 &state,
@@ -348,7 +351,7 @@ where
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
-                .ok_or_else(MatrixError::internal)?;
+                .ok_or_else(|| MatrixError::internal("no AppState on the app"))?;
             // A declared size past the limit is refused before anything else; the body itself
             // is read only once the sender is known (and allowed, and within their rate).
             let limit = state.config.server.max_request_bytes;
@@ -500,8 +503,8 @@ impl<R: OutgoingResponse> Responder for RumaResponse<R> {
                 out.body(body.freeze())
             }
             Err(e) => {
-                tracing::error!(error = %e, "serializing response failed");
-                actix_web::ResponseError::error_response(&MatrixError::internal())
+                let e = MatrixError::internal(format_args!("serializing a response failed: {e}"));
+                actix_web::ResponseError::error_response(&e)
             }
         }
     }

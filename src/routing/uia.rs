@@ -268,7 +268,9 @@ impl UiaSessions {
         }
         let done = {
             let mut s = self.lock();
-            let entry = s.get_mut(&session).ok_or_else(MatrixError::internal)?;
+            let entry = s
+                .get_mut(&session)
+                .ok_or_else(|| MatrixError::internal("UIA session vanished"))?;
             if !entry.completed.contains(&stage) {
                 entry.completed.push(stage);
             }

@@ -116,6 +116,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/022_roomserver_retention.sql"),
     ),
     (
+        23,
+        "023_roomserver_pending_redactions",
+        include_str!("../../sql/023_roomserver_pending_redactions.sql"),
+    ),
+    (
         24,
         "024_federationapi_server_keys",
         include_str!("../../sql/024_federationapi_server_keys.sql"),

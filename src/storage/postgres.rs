@@ -208,7 +208,8 @@ impl Drop for PgTxn {
                 // The connection goes back to the pool only after the rollback ran.
                 Ok(rt) => {
                     rt.spawn(async move {
-                        if conn.batch_execute("ROLLBACK").await.is_err() {
+                        if let Err(e) = conn.batch_execute("ROLLBACK").await {
+                            tracing::warn!(error = %e, "rollback failed; connection discarded");
                             let _ = Object::take(conn);
                         }
                     });

@@ -256,10 +256,14 @@ fn rollback(lease: &Lease, relaxed: bool) {
     if let Some(conn) = &lease.conn {
         if let Ok(c) = conn.lock() {
             if !c.is_autocommit() {
-                let _ = c.execute_batch("ROLLBACK");
+                if let Err(e) = c.execute_batch("ROLLBACK") {
+                    tracing::error!(error = %e, "sqlite rollback failed");
+                }
             }
             if relaxed {
-                let _ = c.execute_batch("PRAGMA synchronous = FULL");
+                if let Err(e) = c.execute_batch("PRAGMA synchronous = FULL") {
+                    tracing::error!(error = %e, "sqlite synchronous=FULL not restored");
+                }
             }
         }
     }

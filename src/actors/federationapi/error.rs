@@ -22,12 +22,14 @@ pub enum FederationApiError {
 }
 
 impl From<StorageError> for FederationApiError {
+    #[track_caller]
     fn from(e: StorageError) -> Self {
         if let StorageError::Busy(_) = e {
             tracing::warn!(error = %e, "federationapi request refused");
             return FederationApiError::Busy;
         }
-        tracing::error!(error = %e, "federationapi storage failure");
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %e, at = %at, "federationapi storage failure");
         FederationApiError::Internal(e.to_string())
     }
 }

@@ -158,7 +158,7 @@ impl Handler<PerformRoomEvent> for RoomserverActor {
                         .addr
                         .send(InRoom(msg))
                         .await
-                        .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+                        .map_err(|e| RoomserverError::internal(e))?;
                     if matches!(result, Err(RoomserverError::NoRoom)) {
                         drop(room);
                         me.do_send(ForgetUnknownRoom(room_id));
@@ -201,7 +201,7 @@ impl Handler<InputRoomEvent> for RoomserverActor {
                 .addr
                 .send(InRoomInput(msg))
                 .await
-                .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+                .map_err(|e| RoomserverError::internal(e))?;
             if matches!(result, Err(RoomserverError::NoRoom)) {
                 drop(room);
                 me.do_send(ForgetUnknownRoom(room_id));

@@ -123,9 +123,9 @@ pub async fn create(
             continue;
         }
         deps.bus.commit(txn, &appended).await?;
-        return created.ok_or_else(|| RoomserverError::Internal("no create event".into()));
+        return created.ok_or_else(|| RoomserverError::internal("no create event"));
     }
-    Err(RoomserverError::Internal(format!(
+    Err(RoomserverError::internal(format!(
         "no free room ID after {ID_ATTEMPTS} tries"
     )))
 }

@@ -44,18 +44,34 @@ pub enum RoomserverError {
     Bridge(#[from] BridgeError),
 }
 
+impl RoomserverError {
+    /// An internal failure, logged here with its cause and where it happened: the one log
+    /// line it gets (routing turns `Internal` into a sanitized 500 without logging again).
+    /// Call it from a closure at the failing line, so the location is that line.
+    #[track_caller]
+    pub fn internal(cause: impl std::fmt::Display) -> RoomserverError {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "roomserver internal error");
+        RoomserverError::Internal(cause.to_string())
+    }
+}
+
 impl From<StorageError> for RoomserverError {
+    /// At the `?` that converts: the location logged is the failing call's.
+    #[track_caller]
     fn from(e: StorageError) -> Self {
         if let StorageError::Busy(_) = e {
             tracing::warn!(error = %e, "roomserver request refused");
             return RoomserverError::Busy;
         }
-        tracing::error!(error = %e, "roomserver storage failure");
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %e, at = %at, "roomserver storage failure");
         RoomserverError::Internal(e.to_string())
     }
 }
 
 impl From<PduError> for RoomserverError {
+    #[track_caller]
     fn from(e: PduError) -> Self {
         match e {
             PduError::UnsupportedRoomVersion(v) => RoomserverError::UnsupportedRoomVersion(v),
@@ -63,10 +79,7 @@ impl From<PduError> for RoomserverError {
             e @ (PduError::ContentNotObject | PduError::InvalidContent(_)) => {
                 RoomserverError::BadRequest(e.to_string())
             }
-            e => {
-                tracing::error!(error = %e, "building an event failed");
-                RoomserverError::Internal(e.to_string())
-            }
+            e => RoomserverError::internal(format_args!("building an event failed: {e}")),
         }
     }
 }

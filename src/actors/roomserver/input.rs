@@ -85,9 +85,10 @@ pub(super) async fn state_events(
     let mut by_nid: HashMap<i64, OwnedEventId> = HashMap::new();
     let mut by_id = HashMap::new();
     for row in rows {
-        let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(bad)?;
-        let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json)
-            .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+        let id = OwnedEventId::try_from(row.event_id.as_str())
+            .map_err(|e| RoomserverError::internal(e))?;
+        let json: ruma::CanonicalJsonObject =
+            serde_json::from_str(&row.json).map_err(|e| RoomserverError::internal(e))?;
         by_id.insert(
             id.clone(),
             PduEvent::from_json(id.clone(), &json, row.rejected)?,
@@ -218,7 +219,10 @@ impl RoomCache {
         events::select_by_nids(db, nids)
             .await?
             .into_iter()
-            .map(|row| OwnedEventId::try_from(row.event_id.as_str()).map_err(bad))
+            .map(|row| {
+                OwnedEventId::try_from(row.event_id.as_str())
+                    .map_err(|e| RoomserverError::internal(e))
+            })
             .collect()
     }
 
@@ -264,7 +268,7 @@ pub async fn in_room(
     let (version_id, rules) = pdu::rules(&room.room_version)?;
     let snapshot = room
         .state_snapshot_nid
-        .ok_or_else(|| RoomserverError::Internal(format!("room {room_id} has no state")))?;
+        .ok_or_else(|| RoomserverError::internal(format!("room {room_id} has no state")))?;
     let event_type = TimelineEventType::from(msg.event_type.as_str());
     let raw_content = serde_json::value::to_raw_value(&msg.content).map_err(bad)?;
     let auth_types = state_res::auth_types_for_event(
@@ -407,9 +411,9 @@ async fn reference_hashes(
     for id in ids {
         let row = events::select_by_id(db, id.as_str())
             .await?
-            .ok_or_else(|| RoomserverError::Internal(format!("event {id} not stored")))?;
-        let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json)
-            .map_err(|e| RoomserverError::Internal(e.to_string()))?;
+            .ok_or_else(|| RoomserverError::internal(format!("event {id} not stored")))?;
+        let json: ruma::CanonicalJsonObject =
+            serde_json::from_str(&row.json).map_err(|e| RoomserverError::internal(e))?;
         hashes.insert(id.clone(), pdu::reference_hash_of(&json, version)?);
     }
     Ok(hashes)
@@ -445,7 +449,7 @@ pub(super) async fn redaction_target(
         .filter(|row| row.room_nid == room_nid && !row.rejected)
         .ok_or_else(|| RoomserverError::NoEvent(target.to_owned()))?;
     let json: serde_json::Value =
-        serde_json::from_str(&row.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
+        serde_json::from_str(&row.json).map_err(|e| RoomserverError::internal(e))?;
     let target_sender = json["sender"].as_str().unwrap_or_default();
     let own = match who {
         Redactor::Sender => target_sender == sender.as_str(),
@@ -462,7 +466,8 @@ pub(super) async fn redaction_target(
             "You don't have permission to redact this event".into(),
         ));
     }
-    let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(bad)?;
+    let id =
+        OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| RoomserverError::internal(e))?;
     Ok((row.event_nid, id))
 }
 
@@ -529,7 +534,7 @@ async fn persist(
         redacts,
     )
     .await?
-    .ok_or_else(|| RoomserverError::Internal(format!("event {} stored twice", pdu.event_id)))?;
+    .ok_or_else(|| RoomserverError::internal(format!("event {} stored twice", pdu.event_id)))?;
     deps.bus.commit(txn, &[stored.appended]).await?;
     Ok((stored.sent, stored.nid))
 }
@@ -564,8 +569,7 @@ pub(super) async fn store(
         Some(k) => Some(state_keys::intern(txn, k).await?),
         None => None,
     };
-    let json =
-        serde_json::to_string(&pdu.json).map_err(|e| RoomserverError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(&pdu.json).map_err(|e| RoomserverError::internal(e))?;
     // The output goes first, so the event row is written once with its position (and, for
     // an event that is not state, the state after it). Should the event turn out to be stored
     // already, the caller drops the transaction, output and all.
@@ -587,19 +591,19 @@ pub(super) async fn store(
     let output = RoomserverOutput::NewRoomEvent {
         room_id: pdu.room_id.to_string(),
         event_id: pdu.event_id.to_string(),
-        event: serde_json::to_value(&pdu.json)
-            .map_err(|e| RoomserverError::Internal(e.to_string()))?,
+        event: serde_json::to_value(&pdu.json).map_err(|e| RoomserverError::internal(e))?,
         adds_state,
         removes_state,
         redacts: redacts.map(|(_, id)| id.to_owned()),
+        redacted_by: None,
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
     };
     let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;
     let after_if_not_state = match key_nid {
         Some(_) => None,
-        None => Some(
-            state_before.ok_or_else(|| RoomserverError::Internal("a room without state".into()))?,
-        ),
+        None => {
+            Some(state_before.ok_or_else(|| RoomserverError::internal("a room without state"))?)
+        }
     };
     let nid = events::insert(
         txn,
@@ -707,18 +711,17 @@ async fn stored(
     version: &str,
     row: events::EventRow,
 ) -> Result<StoredEvent, RoomserverError> {
-    let internal = |e: String| RoomserverError::Internal(e);
     let mut json: serde_json::Value =
-        serde_json::from_str(&row.json).map_err(|e| internal(e.to_string()))?;
+        serde_json::from_str(&row.json).map_err(|e| RoomserverError::internal(e))?;
     let mut redacted_because = None;
     if let Some(redaction_id) = &row.redacted_by {
         let object: ruma::CanonicalJsonObject =
-            serde_json::from_value(json).map_err(|e| internal(e.to_string()))?;
+            serde_json::from_value(json).map_err(|e| RoomserverError::internal(e))?;
         let redacted = pdu::redact(object, version)?;
-        json = serde_json::to_value(redacted).map_err(|e| internal(e.to_string()))?;
+        json = serde_json::to_value(redacted).map_err(|e| RoomserverError::internal(e))?;
         if let Some(r) = events::select_by_id(db, redaction_id).await? {
             let mut because: serde_json::Value =
-                serde_json::from_str(&r.json).map_err(|e| internal(e.to_string()))?;
+                serde_json::from_str(&r.json).map_err(|e| RoomserverError::internal(e))?;
             because["event_id"] = redaction_id.clone().into();
             redacted_because = Some(because);
         }
@@ -739,7 +742,7 @@ pub async fn event(db: &Db, event_id: &str) -> Result<Option<StoredEvent>, Rooms
     };
     let (room_id, version) = rooms::select_by_nid(db, row.room_nid)
         .await?
-        .ok_or_else(|| RoomserverError::Internal(format!("event {event_id} without a room")))?;
+        .ok_or_else(|| RoomserverError::internal(format!("event {event_id} without a room")))?;
     stored(db, &room_id, &version, row).await.map(Some)
 }
 
@@ -786,7 +789,7 @@ pub async fn state_at_position(
     };
     let row = events::select_by_id(db, &event_id)
         .await?
-        .ok_or_else(|| RoomserverError::Internal(format!("output event {event_id} not stored")))?;
+        .ok_or_else(|| RoomserverError::internal(format!("output event {event_id} not stored")))?;
     let mut v = super::visibility::Viewer::load(db, room.room_nid, room_id, viewer).await?;
     if !v.may_see(db, &row).await? {
         return Err(RoomserverError::NotAllowed(format!(

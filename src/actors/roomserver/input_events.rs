@@ -5,14 +5,15 @@
 //! stay in the DAG), soft-fail what the room's current state refuses (stored, nothing more),
 //! and otherwise move the room's extremities and current state, resolving forks; the
 //! memberships index follows every member event that entered or left the current state, an
-//! allowed redaction applies, and the event is output. Callers serialize per room.
+//! allowed redaction applies (or, when its target is not stored yet, waits for it and applies
+//! when it arrives), and the event is output. Callers serialize per room.
 
 use super::error::RoomserverError;
 use super::input::{redaction_target, Deps, Redactor};
 use super::messages::{InputOutcome, RoomserverOutput};
 use super::state::{self, StateEntries};
 use super::state_res_v1;
-use super::storage::{event_types, events, memberships, rooms, state_keys};
+use super::storage::{event_types, events, memberships, pending_redactions, rooms, state_keys};
 use crate::bus;
 use crate::pdu::{self, PduEvent, Verified};
 use crate::storage::Conn;
@@ -22,8 +23,9 @@ use ruma::state_res::{self, utils::event_id_set::EventIdSet, StateMap};
 use ruma::{CanonicalJsonObject, EventId, OwnedEventId};
 use std::collections::{HashMap, HashSet};
 
-fn internal(e: impl ToString) -> RoomserverError {
-    RoomserverError::Internal(e.to_string())
+#[track_caller]
+fn internal(e: impl std::fmt::Display) -> RoomserverError {
+    RoomserverError::internal(e)
 }
 
 /// Events loaded so far, by ID, with their rows.
@@ -43,7 +45,8 @@ impl Cache {
             let Some(row) = events::select_by_id(db, id.as_str()).await? else {
                 return Ok(None);
             };
-            let json: CanonicalJsonObject = serde_json::from_str(&row.json).map_err(internal)?;
+            let json: CanonicalJsonObject =
+                serde_json::from_str(&row.json).map_err(|e| internal(e))?;
             let ev = PduEvent::from_json(id.to_owned(), &json, row.rejected)?;
             self.events.insert(id.to_owned(), ev);
             self.rows.insert(id.to_owned(), row);
@@ -58,10 +61,10 @@ impl Cache {
     ) -> Result<Vec<OwnedEventId>, RoomserverError> {
         let mut ids = Vec::with_capacity(nids.len());
         for row in events::select_by_nids(db, nids).await? {
-            let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(internal)?;
+            let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| internal(e))?;
             if !self.events.contains_key(&id) {
                 let json: CanonicalJsonObject =
-                    serde_json::from_str(&row.json).map_err(internal)?;
+                    serde_json::from_str(&row.json).map_err(|e| internal(e))?;
                 self.events.insert(
                     id.clone(),
                     PduEvent::from_json(id.clone(), &json, row.rejected)?,
@@ -177,7 +180,7 @@ impl Cache {
             |id: &EventId| events.get(id),
             subgraph,
         )
-        .map_err(internal)
+        .map_err(|e| internal(e))
     }
 
     /// Turns a state map back into storable entries.
@@ -394,7 +397,7 @@ pub async fn input(
         None => None,
     };
     let before_snapshot = state::store(&txn, room.room_nid, &before_entries).await?;
-    let text = serde_json::to_string(&json).map_err(internal)?;
+    let text = serde_json::to_string(&json).map_err(|e| internal(e))?;
     let depth = json
         .get("depth")
         .and_then(|d| d.as_integer())
@@ -418,6 +421,10 @@ pub async fn input(
     .await?
     .ok_or_else(|| internal(format!("event {event_id} stored twice")))?;
     events::set_state_snapshot(&txn, nid, before_snapshot).await?;
+    // Redactions that arrived before this event apply to it now (a rejected event is never
+    // served, so they are dropped).
+    let redacted_by =
+        late_redaction(&txn, &mut cache, &rules, room.room_nid, &event_id, rejected).await?;
     if let Err(reason) = verdict {
         txn.commit().await?;
         tracing::info!(event_id = %event_id, reason, "rejected an event");
@@ -557,6 +564,14 @@ pub async fn input(
                     events::set_redacted(&txn, target_nid, event_id.as_str()).await?;
                     Some(target_id.to_string())
                 }
+                // A target not stored yet: the redaction waits for it (`late_redaction`).
+                Err(RoomserverError::NoEvent(_))
+                    if events::select_by_id(&txn, target.as_str()).await?.is_none() =>
+                {
+                    pending_redactions::insert(&txn, room.room_nid, target.as_str(), nid).await?;
+                    tracing::info!(event_id = %event_id, target = %target, "redaction waits for its target");
+                    None
+                }
                 // The redaction stays in the timeline; it just does not apply.
                 Err(e @ (RoomserverError::NoEvent(_) | RoomserverError::NotAllowed(_))) => {
                     tracing::info!(event_id = %event_id, reason = %e, "redaction not applied");
@@ -575,10 +590,11 @@ pub async fn input(
         let output = RoomserverOutput::NewRoomEvent {
             room_id: room_id.to_owned(),
             event_id: row.event_id.clone(),
-            event: serde_json::from_str(&row.json).map_err(internal)?,
+            event: serde_json::from_str(&row.json).map_err(|e| internal(e))?,
             adds_state: Vec::new(),
             removes_state: Vec::new(),
             redacts: None,
+            redacted_by: row.redacted_by.clone(),
             transaction: None,
         };
         let out = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
@@ -589,10 +605,11 @@ pub async fn input(
     let output = RoomserverOutput::NewRoomEvent {
         room_id: room_id.to_owned(),
         event_id: event_id.to_string(),
-        event: serde_json::to_value(&json).map_err(internal)?,
+        event: serde_json::to_value(&json).map_err(|e| internal(e))?,
         adds_state: ids(&added_rows),
         removes_state: ids(&removed_rows),
         redacts,
+        redacted_by,
         transaction: None,
     };
     let last = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
@@ -602,6 +619,63 @@ pub async fn input(
     Ok(InputOutcome::Accepted {
         event_id: event_id.to_string(),
     })
+}
+
+/// Applies the redactions that waited for an event just stored (`nid` is in `txn`): the
+/// first whose sender may redact it, by the state before the redaction, as when the target
+/// is there first (`redaction_target` with `Redactor::Server`). The waiting rows go either
+/// way. Returns the redaction that applied.
+async fn late_redaction(
+    txn: &impl Conn,
+    cache: &mut Cache,
+    rules: &RoomVersionRules,
+    room_nid: i64,
+    event_id: &EventId,
+    rejected: bool,
+) -> Result<Option<String>, RoomserverError> {
+    let waiting = pending_redactions::select(txn, room_nid, event_id.as_str()).await?;
+    if waiting.is_empty() {
+        return Ok(None);
+    }
+    pending_redactions::delete(txn, room_nid, event_id.as_str()).await?;
+    if rejected {
+        return Ok(None);
+    }
+    for redaction in cache.load_nids(txn, &waiting).await? {
+        let (sender, snapshot) = match (cache.events.get(&redaction), cache.rows.get(&redaction)) {
+            (Some(ev), Some(row)) => (ev.sender.clone(), row.state_snapshot_nid),
+            _ => continue,
+        };
+        let before = cache.state_map(txn, snapshot).await?;
+        let lookup = |t: StateEventType| {
+            before
+                .get(&(t, String::new()))
+                .and_then(|id| cache.events.get(id))
+        };
+        match redaction_target(
+            txn,
+            room_nid,
+            event_id.as_str(),
+            &sender,
+            lookup(StateEventType::RoomCreate),
+            lookup(StateEventType::RoomPowerLevels),
+            rules,
+            Redactor::Server,
+        )
+        .await
+        {
+            Ok((target_nid, _)) => {
+                events::set_redacted(txn, target_nid, redaction.as_str()).await?;
+                tracing::info!(event_id = %event_id, redaction = %redaction, "redaction applied to a late target");
+                return Ok(Some(redaction.to_string()));
+            }
+            Err(e @ (RoomserverError::NoEvent(_) | RoomserverError::NotAllowed(_))) => {
+                tracing::info!(event_id = %redaction, reason = %e, "redaction not applied");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Brings the memberships index in line with a change of the room's current state: each
@@ -615,7 +689,7 @@ async fn follow_memberships(
     vacated: &HashSet<i64>,
 ) -> Result<(), RoomserverError> {
     let member = |row: &events::EventRow| -> Result<Option<(String, String)>, RoomserverError> {
-        let json: serde_json::Value = serde_json::from_str(&row.json).map_err(internal)?;
+        let json: serde_json::Value = serde_json::from_str(&row.json).map_err(|e| internal(e))?;
         Ok(match (json["type"].as_str(), json["state_key"].as_str()) {
             (Some("m.room.member"), Some(user)) => Some((
                 user.to_owned(),

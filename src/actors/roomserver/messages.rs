@@ -323,6 +323,11 @@ pub enum RoomserverOutput {
         /// allowed to).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         redacts: Option<String>,
+        /// For an event a redaction output before it applies to (the redaction arrived
+        /// first and waited for it): that redaction's ID. `event` is the original; readers
+        /// redact it as if the redaction came now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redacted_by: Option<String>,
         /// For an event a local client sent: its (device ID, transaction ID).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transaction: Option<(String, String)>,

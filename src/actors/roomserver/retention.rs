@@ -68,6 +68,7 @@ async fn prune_output(db: &impl Conn, position: i64, redacted: &str) -> Result<(
         adds_state,
         removes_state,
         redacts,
+        redacted_by,
         transaction,
         ..
     }) = serde_json::from_str(&payload)
@@ -86,6 +87,7 @@ async fn prune_output(db: &impl Conn, position: i64, redacted: &str) -> Result<(
         adds_state,
         removes_state,
         redacts,
+        redacted_by,
         transaction,
     };
     let text = serde_json::to_string(&output).map_err(|e| StorageError::Decode {

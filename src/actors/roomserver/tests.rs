@@ -1551,6 +1551,163 @@ async fn events_the_current_state_refuses_are_soft_failed() {
 }
 
 #[actix_web::test]
+async fn a_soft_failed_event_a_resolution_brings_into_the_state_is_output_then() {
+    use crate::actors::syncapi::storage::{current_state, room_events};
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let bob_join = f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let carol_join = f.rs.send(member(&room, "carol", "join")).await.unwrap();
+            // Alice makes carol a moderator (v12 creators may not be listed).
+            let users = |carol: i64| {
+                if version == "12" {
+                    json!({ "@carol:test.local": carol })
+                } else {
+                    json!({ "@alice:test.local": 100, "@carol:test.local": carol })
+                }
+            };
+            let p1 =
+                f.rs.send(ev(
+                    &room,
+                    "alice",
+                    "m.room.power_levels",
+                    Some(""),
+                    json!({ "users": users(50) }),
+                ))
+                .await
+                .unwrap()
+                .event_id;
+            let s = state_ids(&f, &room).await;
+            let (create, jr) = (&s["m.room.create|"], &s["m.room.join_rules|"]);
+            let alice = &s["m.room.member|@alice:test.local"];
+            let input = |event: &Value| InputRoomEvent {
+                room_id: room.clone(),
+                event: event.clone(),
+            };
+            // Three branches from the moderator's promotion: carol bans bob; bob renames
+            // himself; alice demotes carol.
+            let ban = foreign(
+                &f,
+                &room,
+                version,
+                "carol",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "ban"}),
+                &[&p1],
+                &auth_ids(
+                    version,
+                    create,
+                    &[&p1, &carol_join.event_id, &bob_join.event_id],
+                ),
+                20,
+            )
+            .await;
+            let rename = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.member",
+                Some("@bob:test.local"),
+                json!({"membership": "join", "displayname": "Bobby"}),
+                &[&p1],
+                &auth_ids(version, create, &[&p1, jr, &bob_join.event_id]),
+                20,
+            )
+            .await;
+            let demote = foreign(
+                &f,
+                &room,
+                version,
+                "alice",
+                "m.room.power_levels",
+                Some(""),
+                json!({ "users": users(0) }),
+                &[&p1],
+                &auth_ids(version, create, &[&p1, alice]),
+                20,
+            )
+            .await;
+            let rename_id = id_of(&rename, version);
+            let a = f.rs.send(input(&ban)).await.unwrap();
+            assert!(
+                matches!(a, InputOutcome::Accepted { .. }),
+                "{backend} v{version}: {a:?}"
+            );
+            // The rename is allowed by its own state, not by the current one (the ban).
+            let b = f.rs.send(input(&rename)).await.unwrap();
+            assert!(
+                matches!(b, InputOutcome::SoftFailed { .. }),
+                "{backend} v{version}: {b:?}"
+            );
+            // The demotion goes first in the resolution, and carol's ban fails after it: bob
+            // is back to his join (the rename, soft-failed, is in no branch's state yet).
+            let c = f.rs.send(input(&demote)).await.unwrap();
+            assert!(
+                matches!(c, InputOutcome::Accepted { .. }),
+                "{backend} v{version}: {c:?}"
+            );
+            assert_eq!(
+                state_ids(&f, &room).await["m.room.member|@bob:test.local"],
+                bob_join.event_id,
+                "{backend} v{version}"
+            );
+            // Bob speaks on top of his rename: its state (the rename) is resolved with the
+            // others, and the rename, later than his join, is now the current state.
+            let said = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.message",
+                None,
+                json!({"body": "hello"}),
+                &[&rename_id],
+                &auth_ids(version, create, &[&p1, &rename_id]),
+                21,
+            )
+            .await;
+            let d = f.rs.send(input(&said)).await.unwrap();
+            let InputOutcome::Accepted { event_id: said_id } = d else {
+                panic!("{backend} v{version}: {d:?}");
+            };
+            assert_eq!(
+                state_ids(&f, &room).await["m.room.member|@bob:test.local"],
+                rename_id,
+                "{backend} v{version}"
+            );
+            let row = super::storage::events::select_by_id(&f.db, &rename_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!row.soft_failed, "{backend} v{version}");
+            // The rename is output now (before the message), so the syncapi has it and
+            // follows it into the current state, as the spec asks ("the client should be told
+            // about the soft failed event in the usual way").
+            syncapi_catches_up(&f, &said_id).await;
+            let copy = room_events::select_by_id(&f.db, &rename_id)
+                .await
+                .unwrap()
+                .expect("the rename was output");
+            let message = room_events::select_by_id(&f.db, &said_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(copy.position < message.position, "{backend} v{version}");
+            assert_eq!(
+                current_state::select_holder(&f.db, &room, "m.room.member", "@bob:test.local")
+                    .await
+                    .unwrap(),
+                Some(rename_id.clone()),
+                "{backend} v{version}"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
 async fn redactions_from_elsewhere_apply() {
     use crate::actors::syncapi::storage::room_events;
     for backend in BACKENDS {
@@ -1616,6 +1773,143 @@ async fn redactions_from_elsewhere_apply() {
             assert!(copy.redacted_because.is_some(), "{backend} v{version}");
             let json: Value = serde_json::from_str(&copy.json).unwrap();
             assert_eq!(json["content"], json!({}));
+        }
+    }
+}
+
+/// The event ID of a PDU built by `foreign`.
+fn id_of(pdu: &Value, version: &str) -> String {
+    let json: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
+    crate::pdu::event_id_of(&json, version).unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn redactions_from_elsewhere_wait_for_their_target() {
+    use crate::actors::syncapi::storage::room_events;
+    for backend in BACKENDS {
+        let f = fixture(backend).await;
+        for version in ["10", "12"] {
+            let room = public_room(&f, version).await;
+            let other = public_room(&f, version).await;
+            let bob_join = f.rs.send(member(&room, "bob", "join")).await.unwrap();
+            let s = state_ids(&f, &room).await;
+            let (create, pl) = (&s["m.room.create|"], &s["m.room.power_levels|"]);
+            let auth = auth_ids(version, create, &[pl, &bob_join.event_id]);
+            let input = |room: &str, event: &Value| InputRoomEvent {
+                room_id: room.to_owned(),
+                event: event.clone(),
+            };
+            // Bob's message, and his redaction of it, which arrives first (both on his join).
+            let said = foreign(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.message",
+                None,
+                json!({"body": "oops"}),
+                &[&bob_join.event_id],
+                &auth,
+                7,
+            )
+            .await;
+            let said_id = id_of(&said, version);
+            let redaction = foreign_pdu(
+                &f,
+                &room,
+                version,
+                "bob",
+                "m.room.redaction",
+                None,
+                json!({}),
+                &[&bob_join.event_id],
+                &auth,
+                7,
+                Some(&said_id),
+            )
+            .await;
+            let outcome = f.rs.send(input(&room, &redaction)).await.unwrap();
+            let InputOutcome::Accepted {
+                event_id: redaction_id,
+            } = outcome
+            else {
+                panic!("{backend} v{version}: {outcome:?}");
+            };
+            // A redaction in another room naming the same ID must not touch it there.
+            let s2 = state_ids(&f, &other).await;
+            let alice2 = &s2["m.room.member|@alice:test.local"];
+            let stray = foreign_pdu(
+                &f,
+                &other,
+                version,
+                "alice",
+                "m.room.redaction",
+                None,
+                json!({}),
+                &[alice2],
+                &auth_ids(
+                    version,
+                    &s2["m.room.create|"],
+                    &[&s2["m.room.power_levels|"], alice2],
+                ),
+                9,
+                Some(&said_id),
+            )
+            .await;
+            assert!(matches!(
+                f.rs.send(input(&other, &stray)).await.unwrap(),
+                InputOutcome::Accepted { .. }
+            ));
+            // The target arrives: stored and served redacted, by the redaction of its room.
+            let outcome = f.rs.send(input(&room, &said)).await.unwrap();
+            assert_eq!(
+                outcome,
+                InputOutcome::Accepted {
+                    event_id: said_id.clone()
+                },
+                "{backend} v{version}"
+            );
+            let target =
+                f.rs.send(QueryEvent {
+                    event_id: said_id.clone(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(target.json["content"], json!({}), "{backend} v{version}");
+            assert_eq!(
+                target.redacted_because.as_ref().unwrap()["event_id"],
+                json!(redaction_id),
+                "{backend} v{version}"
+            );
+            // Its original content is kept for the retention, like any redacted event's.
+            assert_eq!(stored_json(&f, &said_id).await["content"]["body"], "oops");
+            // Only the stray redaction still waits, in its own room.
+            let waiting =
+                f.db.query(
+                    "SELECT redaction_nid FROM roomserver_pending_redactions
+                    WHERE target_event_id = $1",
+                    &[&said_id],
+                )
+                .await
+                .unwrap();
+            assert_eq!(waiting.len(), 1, "{backend} v{version}");
+            // Input again: the same answer, still redacted.
+            assert!(matches!(
+                f.rs.send(input(&room, &said)).await.unwrap(),
+                InputOutcome::Accepted { .. }
+            ));
+            // The syncapi's copy is redacted too, with the redaction that came first.
+            syncapi_catches_up(&f, &said_id).await;
+            let copy = room_events::select_by_id(&f.db, &said_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let json: Value = serde_json::from_str(&copy.json).unwrap();
+            assert_eq!(json["content"], json!({}), "{backend} v{version}");
+            let because: Value =
+                serde_json::from_str(copy.redacted_because.as_deref().unwrap()).unwrap();
+            assert_eq!(because["event_id"], json!(redaction_id));
         }
     }
 }

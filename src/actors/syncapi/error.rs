@@ -26,19 +26,24 @@ pub enum SyncApiError {
 }
 
 impl From<StorageError> for SyncApiError {
+    /// At the `?` that converts: the location logged is the failing call's.
+    #[track_caller]
     fn from(e: StorageError) -> Self {
         if let StorageError::Busy(_) = e {
             tracing::warn!(error = %e, "syncapi request refused");
             return SyncApiError::Busy;
         }
-        tracing::error!(error = %e, "syncapi storage failure");
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %e, at = %at, "syncapi storage failure");
         SyncApiError::Internal(e.to_string())
     }
 }
 
 impl From<actix::MailboxError> for SyncApiError {
+    #[track_caller]
     fn from(e: actix::MailboxError) -> Self {
-        tracing::error!(error = %e, "syncapi notifier unreachable");
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %e, at = %at, "syncapi notifier unreachable");
         SyncApiError::Internal(e.to_string())
     }
 }

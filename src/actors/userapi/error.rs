@@ -33,13 +33,28 @@ pub enum UserApiError {
     Bridge(#[from] BridgeError),
 }
 
+impl UserApiError {
+    /// An internal failure, logged here with its cause and where it happened: the one log
+    /// line it gets (routing turns `Internal` into a sanitized 500 without logging again).
+    /// Call it from a closure at the failing line, so the location is that line.
+    #[track_caller]
+    pub fn internal(cause: impl std::fmt::Display) -> UserApiError {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "userapi internal error");
+        UserApiError::Internal(cause.to_string())
+    }
+}
+
 impl From<StorageError> for UserApiError {
+    /// At the `?` that converts: the location logged is the failing call's.
+    #[track_caller]
     fn from(e: StorageError) -> Self {
         if let StorageError::Busy(_) = e {
             tracing::warn!(error = %e, "userapi request refused");
             return UserApiError::Busy;
         }
-        tracing::error!(error = %e, "userapi storage failure");
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %e, at = %at, "userapi storage failure");
         UserApiError::Internal(e.to_string())
     }
 }

@@ -121,7 +121,8 @@ async fn part_all_rooms(state: &AppState, sender: &Authed) {
         let rooms = match rooms {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(user_id = %user, error = %e, "rooms of a deactivated user unknown");
+                let e = MatrixError::from(e);
+                tracing::warn!(user_id = %user, errcode = e.errcode, error = %e.error, "rooms of a deactivated user unknown");
                 continue;
             }
         };

@@ -77,7 +77,7 @@ async fn put(
 }
 
 fn raw<T>(text: String) -> Result<Raw<T>, MatrixError> {
-    Raw::from_json_string(text).map_err(|_| MatrixError::internal())
+    Raw::from_json_string(text).map_err(|e| MatrixError::internal(e))
 }
 
 /// # `GET /_matrix/client/v3/user/{userId}/account_data/{type}`

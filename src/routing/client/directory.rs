@@ -38,7 +38,7 @@ pub async fn resolve(state: &AppState, alias: &RoomAliasId) -> Result<OwnedRoomI
         })
         .await?
         .ok_or_else(|| MatrixError::not_found(format!("Room alias {alias} not found")))?;
-    OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())
+    OwnedRoomId::try_from(room).map_err(|e| MatrixError::internal(e))
 }
 
 /// # `PUT /_matrix/client/v3/directory/room/{roomAlias}`
@@ -67,7 +67,7 @@ pub async fn get_alias(
     req: Ruma<get_alias::v3::Request>,
 ) -> RumaResult<get_alias::v3::Response> {
     let room_id = resolve(&state, &req.body.room_alias).await?;
-    let server = ServerName::parse(state.server_name()).map_err(|_| MatrixError::internal())?;
+    let server = ServerName::parse(state.server_name()).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(get_alias::v3::Response::new(
         room_id,
         vec![server],

@@ -14,7 +14,7 @@ pub async fn create_filter(
     req: Ruma<create_filter::v3::Request>,
 ) -> RumaResult<create_filter::v3::Response> {
     ensure_self(&req.sender, &req.body.user_id, "create filters")?;
-    let filter = serde_json::to_string(&req.body.filter).map_err(|_| MatrixError::internal())?;
+    let filter = serde_json::to_string(&req.body.filter).map_err(|e| MatrixError::internal(e))?;
     let filter_id = state
         .userapi
         .send(PerformFilterCreation {
@@ -40,6 +40,6 @@ pub async fn get_filter(
         .await?
         .ok_or_else(|| MatrixError::not_found("No such filter"))?;
     let filter: FilterDefinition =
-        serde_json::from_str(&text).map_err(|_| MatrixError::internal())?;
+        serde_json::from_str(&text).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(get_filter::v3::Response::new(filter)))
 }

@@ -25,7 +25,7 @@ pub async fn get_messages(
     req: Ruma<get_message_events::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
-    let filter = serde_json::to_value(&body.filter).map_err(|_| MatrixError::internal())?;
+    let filter = serde_json::to_value(&body.filter).map_err(|e| MatrixError::internal(e))?;
     let v = state
         .syncapi
         .send(QueryMessages {
@@ -48,7 +48,7 @@ pub async fn get_context(
     req: Ruma<get_context::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
-    let filter = serde_json::to_value(&body.filter).map_err(|_| MatrixError::internal())?;
+    let filter = serde_json::to_value(&body.filter).map_err(|e| MatrixError::internal(e))?;
     let v = state
         .syncapi
         .send(QueryContext {

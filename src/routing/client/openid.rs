@@ -27,7 +27,7 @@ pub async fn request_openid_token(
         })
         .await?;
     let server = ruma::OwnedServerName::try_from(state.server_name())
-        .map_err(|_| MatrixError::internal())?;
+        .map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(request_openid_token::v3::Response::new(
         token,
         ruma::authentication::TokenType::Bearer,

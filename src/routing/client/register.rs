@@ -271,7 +271,7 @@ async fn login(
 ) -> Result<HttpResponse, MatrixError> {
     let user_id: OwnedUserId = format!("@{localpart}:{}", state.server_name())
         .try_into()
-        .map_err(|_| MatrixError::internal())?;
+        .map_err(|e| MatrixError::internal(e))?;
     let mut out = serde_json::json!({
         "user_id": user_id,
         "home_server": state.server_name(),

@@ -448,31 +448,36 @@ pub async fn create_room(
     let room = created.room_id.clone();
 
     // 6. What needs more than the room's events: the directory and third-party invites. If
-    // one of these fails, the creator leaves, so the answer's error leaves no usable room.
+    // one of these fails, what was done is undone and the creator leaves, so the answer's
+    // error leaves no usable room.
+    let mut alias_set = false;
     if let Err(e) = finish_room(
         &state,
         sender,
         &room,
         alias.as_ref(),
+        &mut alias_set,
         invites_3pid,
         body.visibility,
     )
     .await
     {
-        abandon(&state, sender, &room, alias.as_ref()).await;
+        let alias = alias.as_ref().filter(|_| alias_set);
+        abandon(&state, sender, &room, alias, &body.invite).await;
         return Err(e);
     }
-    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|_| MatrixError::internal())?;
+    let room_id = ruma::OwnedRoomId::try_from(room).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))
 }
 
-/// The steps of `createRoom` after the room's events: the alias, third-party invites (which
-/// call identity servers) and the directory listing.
+/// The steps of `createRoom` after the room's events: the alias (`alias_set` says whether
+/// it was made), third-party invites (which call identity servers) and the directory listing.
 async fn finish_room(
     state: &AppState,
     sender: &Authed,
     room: &str,
     alias: Option<&ruma::OwnedRoomAliasId>,
+    alias_set: &mut bool,
     invites_3pid: Vec<(&ruma::api::client::membership::Invite3pid, &'static str)>,
     visibility: Visibility,
 ) -> Result<(), MatrixError> {
@@ -486,6 +491,7 @@ async fn finish_room(
                 user_id: me.clone(),
             })
             .await?;
+        *alias_set = true;
     }
     for (invite, medium) in invites_3pid {
         super::membership::invite_3pid(state, sender, room, invite, medium).await?;
@@ -503,19 +509,26 @@ async fn finish_room(
     Ok(())
 }
 
-/// A room whose creation failed after its events: its alias and listing are undone (where
-/// they were made) and the creator leaves it, so it is not left usable or visible.
-/// Failures are logged: the client gets the original error.
+/// A room whose creation failed after its events: the alias this request set is removed
+/// (only that one: an alias that was not set may name another room), the listing undone, the
+/// invitations of local users withdrawn, and the creator leaves, so the room is neither
+/// usable nor visible to anyone. Failures are logged: the client gets the original error.
 async fn abandon(
     state: &AppState,
     sender: &Authed,
     room: &str,
     alias: Option<&ruma::OwnedRoomAliasId>,
+    invited: &[ruma::OwnedUserId],
 ) {
     let me = sender.user_id.to_string();
+    let mut failed: Option<MatrixError> = None;
+    let mut note = |r: Result<(), MatrixError>| {
+        if let Err(e) = r {
+            failed.get_or_insert(e);
+        }
+    };
     if let Some(alias) = alias {
-        // It may not have been set; either way it must not point at this room.
-        let _ = state
+        let removed = state
             .roomserver
             .send(
                 crate::actors::roomserver::messages::PerformRemoveRoomAlias {
@@ -524,8 +537,9 @@ async fn abandon(
                 },
             )
             .await;
+        note(removed.map(|_| ()).map_err(MatrixError::from));
     }
-    let unlist = state
+    let unlisted = state
         .roomserver
         .send(crate::actors::roomserver::messages::PerformPublishRoom {
             room_id: room.to_owned(),
@@ -533,7 +547,21 @@ async fn abandon(
             publish: false,
         })
         .await;
-    let leave = send(
+    note(unlisted.map(|_| ()).map_err(MatrixError::from));
+    for invitee in invited {
+        let withdrawn = send(
+            state,
+            sender,
+            room,
+            "m.room.member",
+            Some(invitee.as_str()),
+            json!({"membership": "leave"}),
+            None,
+        )
+        .await;
+        note(withdrawn.map(|_| ()));
+    }
+    let left = send(
         state,
         sender,
         room,
@@ -543,13 +571,15 @@ async fn abandon(
         None,
     )
     .await;
-    if let Err(e) = unlist.map_err(MatrixError::from).and(leave.map(|_| ())) {
-        tracing::error!(room_id = room, error = %e, "abandoning a half-created room failed");
-    } else {
-        tracing::warn!(
+    note(left.map(|_| ()));
+    match failed {
+        Some(e) => {
+            tracing::error!(room_id = room, error = %e, "abandoning a half-created room failed")
+        }
+        None => tracing::warn!(
             room_id = room,
-            "room creation failed after its events; the creator left it"
-        );
+            "room creation failed after its events; the room was abandoned"
+        ),
     }
 }
 
@@ -575,7 +605,7 @@ pub async fn send_message_event(
         txn,
     )
     .await?;
-    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(send_message_event::v3::Response::new(
         event_id,
     )))
@@ -688,7 +718,7 @@ pub async fn send_state_event(
     if revokes_guests {
         kick_guests(&state, body.room_id.as_str()).await;
     }
-    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(send_state_event::v3::Response::new(event_id)))
 }
 
@@ -775,7 +805,7 @@ pub async fn redact_event(
         })
         .await?;
     let event_id =
-        ruma::OwnedEventId::try_from(sent.event_id).map_err(|_| MatrixError::internal())?;
+        ruma::OwnedEventId::try_from(sent.event_id).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(redact_event::v3::Response::new(event_id)))
 }
 
@@ -841,8 +871,8 @@ pub async fn get_event_by_timestamp(
         })
         .await?
         .ok_or_else(|| MatrixError::not_found("No event found in that direction"))?;
-    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|_| MatrixError::internal())?;
-    let at = ruma::UInt::try_from(at).map_err(|_| MatrixError::internal())?;
+    let event_id = ruma::OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e))?;
+    let at = ruma::UInt::try_from(at).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(
         event_id,
         ruma::MilliSecondsSinceUnixEpoch(at),

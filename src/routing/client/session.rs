@@ -106,7 +106,7 @@ pub async fn login(
             password_fingerprint: Some(fingerprint),
         })
         .await?;
-    let user_id = OwnedUserId::try_from(user_id).map_err(|_| MatrixError::internal())?;
+    let user_id = OwnedUserId::try_from(user_id).map_err(|e| MatrixError::internal(e))?;
     let mut response =
         login::v3::Response::new(user_id, session.access_token, session.device_id.into());
     response.refresh_token = session.refresh_token;

@@ -34,7 +34,7 @@ pub async fn sync(
     let filter = match body.filter {
         None => Value::Null,
         Some(Filter::FilterDefinition(def)) => {
-            serde_json::to_value(def).map_err(|_| MatrixError::internal())?
+            serde_json::to_value(def).map_err(|e| MatrixError::internal(e))?
         }
         Some(Filter::FilterId(id)) => {
             let text = state
@@ -45,7 +45,7 @@ pub async fn sync(
                 })
                 .await?
                 .ok_or_else(|| MatrixError::not_found(format!("No filter {id}")))?;
-            serde_json::from_str(&text).map_err(|_| MatrixError::internal())?
+            serde_json::from_str(&text).map_err(|e| MatrixError::internal(e))?
         }
         Some(_) => return Err(MatrixError::invalid_param("unknown filter form")),
     };
@@ -348,7 +348,7 @@ pub async fn create_tag(
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
     ensure_self(&req.sender, &body.user_id, "set tags")?;
-    let content = serde_json::to_value(&body.tag_info).map_err(|_| MatrixError::internal())?;
+    let content = serde_json::to_value(&body.tag_info).map_err(|e| MatrixError::internal(e))?;
     update_tag(&state, &req.sender, &body.room_id, body.tag, Some(content)).await
 }
 

@@ -221,10 +221,11 @@ pub async fn upgrade_room(
             })
             .await;
         if let Err(e) = copied {
-            tracing::warn!(room_id = %old, localpart, error = %e, "tags and push rules not copied on upgrade");
+            let e = MatrixError::from(e);
+            tracing::warn!(room_id = %old, localpart, errcode = e.errcode, error = %e.error, "tags and push rules not copied on upgrade");
         }
     }
 
-    let replacement = ruma::OwnedRoomId::try_from(new).map_err(|_| MatrixError::internal())?;
+    let replacement = ruma::OwnedRoomId::try_from(new).map_err(|e| MatrixError::internal(e))?;
     Ok(RumaResponse(upgrade_room::v3::Response::new(replacement)))
 }

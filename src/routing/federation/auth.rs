@@ -122,7 +122,7 @@ pub async fn verify(
         .uri(uri)
         .body(body)
         .map_err(|_| MatrixError::unauthorized("Unrepresentable request URI"))?;
-    let destination = <&ruma::ServerName>::try_from(ours).map_err(|_| MatrixError::internal())?;
+    let destination = <&ruma::ServerName>::try_from(ours).map_err(|e| MatrixError::internal(e))?;
     x.verify_http_request(&request, destination, &key_map)
         .map_err(|e| {
             MatrixError::unauthorized(format!(
@@ -168,7 +168,7 @@ impl FromRequest for SignedRequest {
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
-                .ok_or_else(MatrixError::internal)?;
+                .ok_or_else(|| MatrixError::internal("no AppState on the app"))?;
             let limit = state.config.server.max_request_bytes;
             check_declared_length(&req, limit)?;
             let body = read_body(&req, payload, limit).await?;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 fn raw<T>(value: &Value) -> Result<Raw<T>, MatrixError> {
     serde_json::value::to_raw_value(value)
         .map(Raw::from_json)
-        .map_err(|_| MatrixError::internal())
+        .map_err(|e| MatrixError::internal(e))
 }
 
 /// # `GET /_matrix/key/v2/server`

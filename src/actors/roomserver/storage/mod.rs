@@ -3,6 +3,7 @@
 pub mod event_types;
 pub mod events;
 pub mod memberships;
+pub mod pending_redactions;
 pub mod published_rooms;
 pub mod reports;
 pub mod room_aliases;

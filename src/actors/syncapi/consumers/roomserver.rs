@@ -1,5 +1,6 @@
 //! Reads the roomserver's stream into the syncapi's tables: each accepted event at its stream
-//! position (with its client transaction, what it replaced, its relation), redactions, the
+//! position (with its client transaction, what it replaced, its relation), redactions (also
+//! one that came before its target: the target's output names it), the
 //! current-state changes it reports, and rooms users forgot (a mark on their member row). Applied exactly once with the consumer's offset (see
 //! `bus::run_consumer`); after each committed batch the notifier wakes who it concerns.
 
@@ -96,30 +97,40 @@ impl Consumer for RoomserverConsumer {
         position: i64,
         output: RoomserverOutput,
     ) -> Result<(), ConsumerError> {
-        let (room_id, event_id, event, adds_state, removes_state, redacts, transaction) =
-            match output {
-                RoomserverOutput::NewRoomEvent {
-                    room_id,
-                    event_id,
-                    event,
-                    adds_state,
-                    removes_state,
-                    redacts,
-                    transaction,
-                } => (
-                    room_id,
-                    event_id,
-                    event,
-                    adds_state,
-                    removes_state,
-                    redacts,
-                    transaction,
-                ),
-                RoomserverOutput::RoomForgotten { room_id, user_id } => {
-                    current_state::forget(txn, &room_id, &user_id).await?;
-                    return Ok(());
-                }
-            };
+        let (
+            room_id,
+            event_id,
+            event,
+            adds_state,
+            removes_state,
+            redacts,
+            redacted_by,
+            transaction,
+        ) = match output {
+            RoomserverOutput::NewRoomEvent {
+                room_id,
+                event_id,
+                event,
+                adds_state,
+                removes_state,
+                redacts,
+                redacted_by,
+                transaction,
+            } => (
+                room_id,
+                event_id,
+                event,
+                adds_state,
+                removes_state,
+                redacts,
+                redacted_by,
+                transaction,
+            ),
+            RoomserverOutput::RoomForgotten { room_id, user_id } => {
+                current_state::forget(txn, &room_id, &user_id).await?;
+                return Ok(());
+            }
+        };
         let event_type = text(&event, "type").unwrap_or_default();
         let sender = text(&event, "sender").unwrap_or_default();
         let state_key = text(&event, "state_key");
@@ -171,6 +182,17 @@ impl Consumer for RoomserverConsumer {
         }
         if let Some(target) = &redacts {
             redact(txn, &room_id, target, &event, &event_id).await?;
+        }
+        if let Some(redaction_id) = &redacted_by {
+            // The redaction came first (and was output then); it applies now.
+            let Some(r) = room_events::select_by_id(txn, redaction_id).await? else {
+                return Err(ConsumerError::Apply(format!(
+                    "redaction {redaction_id} of {event_id} was never output"
+                )));
+            };
+            let redaction: Value =
+                serde_json::from_str(&r.json).map_err(|e| ConsumerError::Apply(e.to_string()))?;
+            redact(txn, &room_id, &event_id, &redaction, redaction_id).await?;
         }
         for gone in &removes_state {
             current_state::delete_event(txn, gone).await?;

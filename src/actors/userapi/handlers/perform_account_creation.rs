@@ -27,6 +27,6 @@ pub async fn hash_password(deps: &Deps, password: String) -> Result<String, User
     deps.hasher
         .send(HashPassword(password))
         .await
-        .map_err(|e| UserApiError::Internal(e.to_string()))?
-        .map_err(UserApiError::Internal)
+        .map_err(|e| UserApiError::internal(e))?
+        .map_err(|e| UserApiError::internal(format_args!("hashing a password failed: {e}")))
 }

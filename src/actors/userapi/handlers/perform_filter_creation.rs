@@ -6,17 +6,14 @@ use crate::actors::userapi::storage::filters;
 use crate::actors::userapi::UserApiError;
 
 pub async fn handle(deps: &Deps, msg: PerformFilterCreation) -> Result<String, UserApiError> {
-    // Two concurrent uploads of one user may pick the same next ID; the primary key refuses
-    // the second, which then takes the following one.
-    let mut attempt = 0;
-    loop {
-        match filters::insert(&deps.db, &msg.localpart, &msg.filter).await {
-            Ok(id) => return Ok(id.to_string()),
-            Err(e) if attempt < 5 => {
-                attempt += 1;
-                tracing::debug!(error = %e, attempt, "filter ID conflict, retrying");
-            }
-            Err(e) => return Err(e.into()),
+    // Two concurrent uploads of one user may pick the same next ID; the second finds it
+    // taken (no row) and takes the following one. Any other failure is no conflict and is
+    // not retried.
+    for attempt in 1..=5 {
+        if let Some(id) = filters::insert(&deps.db, &msg.localpart, &msg.filter).await? {
+            return Ok(id.to_string());
         }
+        tracing::debug!(attempt, "filter ID taken by a concurrent upload, retrying");
     }
+    Err(UserApiError::internal("no free filter ID after 5 attempts"))
 }

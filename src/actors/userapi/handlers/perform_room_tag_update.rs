@@ -22,7 +22,7 @@ pub async fn handle(deps: &Deps, msg: PerformRoomTagUpdate) -> Result<(), UserAp
     }
     let tags = content["tags"]
         .as_object_mut()
-        .ok_or_else(|| UserApiError::Internal("m.tag without tags".into()))?;
+        .ok_or_else(|| UserApiError::internal("m.tag without tags"))?;
     match msg.content {
         Some(c) => {
             tags.insert(msg.tag, c);

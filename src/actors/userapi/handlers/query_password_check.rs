@@ -17,7 +17,7 @@ pub async fn handle(deps: &Deps, msg: QueryPasswordCheck) -> Result<PasswordChec
             password: msg.password,
         })
         .await
-        .map_err(|e| UserApiError::Internal(e.to_string()))?;
+        .map_err(|e| UserApiError::internal(e))?;
     // Deactivation removes the password, so it is reported only to whoever still knows it
     // (an account deactivated by an admin keeping the hash); no one else learns of it.
     let verified = verified && hash.is_some();

@@ -4,18 +4,20 @@ use crate::storage::{Conn, StorageError};
 
 const INSERT_NEXT: &str = "INSERT INTO userapi_filters (localpart, filter_id, filter)
     SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM userapi_filters WHERE localpart = $1
-    RETURNING filter_id";
+    ON CONFLICT (localpart, filter_id) DO NOTHING RETURNING filter_id";
 const SELECT: &str = "SELECT filter FROM userapi_filters WHERE localpart = $1 AND filter_id = $2";
 
-/// Stores a filter under the user's next ID and returns it. Run it in a transaction with
-/// the others of the same user serialized, or retry on a key conflict.
-pub async fn insert(db: &impl Conn, localpart: &str, filter: &str) -> Result<i64, StorageError> {
-    let row = db.query_opt(INSERT_NEXT, &[&localpart, &filter]).await?;
-    row.ok_or_else(|| StorageError::Decode {
-        column: 0,
-        reason: "INSERT ... RETURNING returned no row".into(),
-    })?
-    .i64(0)
+/// Stores a filter under the user's next ID and returns it; `None` when a concurrent insert
+/// of the same user took that ID first (try again).
+pub async fn insert(
+    db: &impl Conn,
+    localpart: &str,
+    filter: &str,
+) -> Result<Option<i64>, StorageError> {
+    db.query_opt(INSERT_NEXT, &[&localpart, &filter])
+        .await?
+        .map(|row| row.i64(0))
+        .transpose()
 }
 
 /// Finds a filter of a user.
@@ -40,9 +42,13 @@ mod tests {
         for backend in BACKENDS {
             let t = test_db(backend).await;
             let db = &t.db;
-            assert_eq!(insert(db, "alice", "{}").await.unwrap(), 0, "{backend}");
-            assert_eq!(insert(db, "alice", "{\"x\":1}").await.unwrap(), 1);
-            assert_eq!(insert(db, "bob", "{}").await.unwrap(), 0);
+            assert_eq!(
+                insert(db, "alice", "{}").await.unwrap(),
+                Some(0),
+                "{backend}"
+            );
+            assert_eq!(insert(db, "alice", "{\"x\":1}").await.unwrap(), Some(1));
+            assert_eq!(insert(db, "bob", "{}").await.unwrap(), Some(0));
             assert_eq!(
                 select(db, "alice", 1).await.unwrap().as_deref(),
                 Some("{\"x\":1}")
