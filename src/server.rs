@@ -464,24 +464,37 @@ impl Node {
         } else {
             Some(server_tls(&config.server.tls_cert, &config.server.tls_key)?)
         };
-        let client_app = app.clone();
-        let server = HttpServer::new(move || client_app(false))
-            .workers(workers)
-            .disable_signals()
-            // Long polls may wait minutes: a stop gives requests in flight 5 s, then closes them.
-            .shutdown_timeout(5);
-        let server = match &tls {
-            Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
-            None => server.listen(listener),
+        // Starts an HTTP server for `$factory` on `$listener` (HTTPS when `server.tls_cert` is
+        // set) and keeps its handle for `Node::stop`.
+        macro_rules! start_listener {
+            ($factory:expr, $listener:expr, $key:expr, $addr:expr) => {{
+                let server = HttpServer::new($factory)
+                    .workers(workers)
+                    .disable_signals()
+                    // Long polls may wait minutes: a stop gives requests in flight 5 s, then
+                    // closes them.
+                    .shutdown_timeout(5);
+                let server = match &tls {
+                    Some(tls) => server.listen_rustls_0_23($listener, tls.clone()),
+                    None => server.listen($listener),
+                }
+                .map_err(|error| StartError::Listen {
+                    key: $key,
+                    addr: $addr,
+                    error,
+                })?
+                .run();
+                servers.push(server.handle());
+                actix_web::rt::spawn(server);
+            }};
         }
-        .map_err(|error| StartError::Listen {
-            key: "server.listen",
-            addr: config.server.listen.clone(),
-            error,
-        })?
-        .run();
-        servers.push(server.handle());
-        actix_web::rt::spawn(server);
+        let client_app = app.clone();
+        start_listener!(
+            move || client_app(false),
+            listener,
+            "server.listen",
+            config.server.listen.clone()
+        );
 
         // Federation listener, when asked for.
         let federation_addr = if config.federation.listen.is_empty() {
@@ -490,22 +503,12 @@ impl Node {
             let listen = config.federation.listen.as_str();
             let listener = bind("federation.listen", listen)?;
             let bound = listener.local_addr().ok();
-            let server = HttpServer::new(move || app(true))
-                .workers(workers)
-                .disable_signals()
-                .shutdown_timeout(5);
-            let server = match &tls {
-                Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
-                None => server.listen(listener),
-            }
-            .map_err(|error| StartError::Listen {
-                key: "federation.listen",
-                addr: listen.into(),
-                error,
-            })?
-            .run();
-            servers.push(server.handle());
-            actix_web::rt::spawn(server);
+            start_listener!(
+                move || app(true),
+                listener,
+                "federation.listen",
+                listen.into()
+            );
             bound
         };
 
