@@ -77,6 +77,18 @@ pub struct FederationConfig {
     /// server discovery, so several servers can federate on loopback without DNS or TLS.
     /// The server logs a warning at start for each entry. Empty by default.
     pub test_destinations: std::collections::BTreeMap<String, String>,
+    /// How long the outgoing queue of a server waits after the first failed transaction
+    /// before it tries again (Synapse's `destination_min_retry_interval`, 10 minutes). Each
+    /// further failure multiplies the wait by `retry_multiplier`, up to
+    /// `retry_max_interval`; a random 0.8-1.4 factor spreads the retries.
+    #[serde(deserialize_with = "duration")]
+    pub retry_min_interval: std::time::Duration,
+    /// See `retry_min_interval` (Synapse's `destination_retry_multiplier`, 2).
+    pub retry_multiplier: u32,
+    /// The longest wait between two attempts (Synapse's `destination_max_retry_interval`,
+    /// 1 week).
+    #[serde(deserialize_with = "duration")]
+    pub retry_max_interval: std::time::Duration,
 }
 
 /// One entry of `federation.old_signing_keys`.
@@ -112,6 +124,9 @@ impl Default for FederationConfig {
             request_timeout: std::time::Duration::from_secs(60),
             max_response_bytes: 100 * 1024 * 1024,
             test_destinations: Default::default(),
+            retry_min_interval: std::time::Duration::from_secs(10 * 60),
+            retry_multiplier: 2,
+            retry_max_interval: std::time::Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
 }
@@ -567,6 +582,17 @@ impl Config {
         self.placement("components.userapi", &self.components.userapi)?;
         self.placement("components.roomserver", &self.components.roomserver)?;
         self.placement("components.federationapi", &self.components.federationapi)?;
+        if self.placement("components.federationapi", &self.components.federationapi)?
+            == Placement::Local
+            && self.roomserver_placement() != Placement::Local
+        {
+            return Err(ConfigError(
+                "key components.federationapi: a local federationapi needs the roomserver local \
+                 too (it reads the roomserver's stream on the embedded bus); point it at the node \
+                 that hosts the roomserver"
+                    .into(),
+            ));
+        }
         if self.placement("components.syncapi", &self.components.syncapi)? == Placement::Local
             && (self.userapi_placement() != Placement::Local
                 || self.roomserver_placement() != Placement::Local)
@@ -698,6 +724,17 @@ impl Config {
                     "key {key}: {path:?} is not a readable file"
                 )));
             }
+        }
+        if f.retry_min_interval.is_zero()
+            || f.retry_multiplier == 0
+            || f.retry_max_interval < f.retry_min_interval
+        {
+            return Err(ConfigError(
+                "key federation.retry_min_interval / retry_multiplier / retry_max_interval: \
+                 the minimum and the multiplier must be positive and the maximum at least the \
+                 minimum"
+                    .into(),
+            ));
         }
         if f.key_validity < std::time::Duration::from_secs(60) {
             return Err(ConfigError(

@@ -5,7 +5,8 @@
 //! cross-cutting concern read only by `/metrics`, never by component logic.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub struct Metrics {
     db_connections: IntGaugeVec,
     consumer_positions: IntGaugeVec,
     consumer_stalled: IntGaugeVec,
+    federation_queue: IntGauge,
+    federation_transactions: IntCounterVec,
+    federation_pdus: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -83,6 +87,28 @@ impl Metrics {
             &["consumer"],
         )
         .expect("metric");
+        let federation_queue = IntGauge::new(
+            "federation_queue_items",
+            "PDUs and EDUs queued for other servers, over every destination",
+        )
+        .expect("metric");
+        let federation_transactions = IntCounterVec::new(
+            Opts::new(
+                "federation_transactions_total",
+                "Outgoing federation transactions by outcome (sent, failed: retried later, \
+                 dropped: refused by the destination)",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
+        let federation_pdus = IntCounterVec::new(
+            Opts::new(
+                "federation_pdus_total",
+                "PDUs in outgoing transactions by outcome (sent, dropped)",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -91,6 +117,9 @@ impl Metrics {
             Box::new(db_connections.clone()),
             Box::new(consumer_positions.clone()),
             Box::new(consumer_stalled.clone()),
+            Box::new(federation_queue.clone()),
+            Box::new(federation_transactions.clone()),
+            Box::new(federation_pdus.clone()),
         ] {
             registry.register(c).expect("register metric");
         }
@@ -103,6 +132,9 @@ impl Metrics {
             db_connections,
             consumer_positions,
             consumer_stalled,
+            federation_queue,
+            federation_transactions,
+            federation_pdus,
         }
     }
 }
@@ -165,4 +197,24 @@ pub fn observe_consumer_stalled(consumer: &str, stalled: bool) {
         .consumer_stalled
         .with_label_values(&[consumer])
         .set(i64::from(stalled));
+}
+
+/// Records how many PDUs and EDUs wait in the federation queues.
+pub fn observe_federation_queue(items: i64) {
+    METRICS.federation_queue.set(items);
+}
+
+/// Counts one outgoing federation transaction attempt: `outcome` is `sent`, `failed` (to be
+/// retried) or `dropped` (refused by the destination); `pdus` the PDUs it carried.
+pub fn observe_federation_transaction(outcome: &str, pdus: u64) {
+    METRICS
+        .federation_transactions
+        .with_label_values(&[outcome])
+        .inc();
+    if outcome != "failed" {
+        METRICS
+            .federation_pdus
+            .with_label_values(&[outcome])
+            .inc_by(pdus);
+    }
 }

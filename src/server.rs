@@ -265,6 +265,8 @@ impl Node {
                 .map_err(StartError::Config)?;
                 let addr = federationapi::start(
                     local_db()?,
+                    bus.clone(),
+                    roomserver.clone(),
                     FederationApiConfig {
                         server_name: server_name.clone(),
                         key,
@@ -272,9 +274,16 @@ impl Node {
                         key_validity: f.key_validity,
                         old_keys: f.old_signing_keys.clone(),
                         notaries: f.trusted_key_servers.clone(),
+                        retry: federationapi::sender::RetryPolicy {
+                            min: f.retry_min_interval,
+                            multiplier: f.retry_multiplier,
+                            max: f.retry_max_interval,
+                        },
+                        default_room_version: config.rooms.default_version.clone(),
                     },
                     &local_exec(),
-                );
+                )
+                .await?;
                 (Handle::Local(addr.clone()), Some(addr))
             }
             Placement::Remote(url) => (

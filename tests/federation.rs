@@ -1,6 +1,8 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
 //! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
-//! and refused), `/version`, and the HTTPS listeners (a test CA made with openssl). Each server is a `TestServer` (both databases, local and
+//! and refused), `/version`, and the HTTPS listeners (a test CA made with openssl); and
+//! transactions both ways against a fake remote server (`Fake`: publishes its key, records
+//! the transactions it receives, can be told to fail, serves `/get_missing_events`). Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
 
@@ -580,4 +582,669 @@ scenarios!(
     keys_are_fetched_through_a_notary,
     signed_requests_are_checked,
     tls_listeners_serve_federation,
+    events_are_queued_and_sent_to_remote_servers,
+    incoming_transactions_are_checked,
 );
+
+// ---------------------------------------------------------------------------------------
+// Transactions: a fake remote server `b.test` (keys, `/send`, `/get_missing_events`) and a
+// real `a.test`.
+// ---------------------------------------------------------------------------------------
+
+/// What the fake `b.test` saw and how it behaves.
+#[derive(Default)]
+struct FakeState {
+    /// Transactions answered 200, in the order received: (transaction ID, body).
+    txns: std::sync::Mutex<Vec<(String, Value)>>,
+    /// Every `/send` attempt's transaction ID, answered or failed.
+    attempts: std::sync::Mutex<Vec<String>>,
+    /// While set, `/send` answers 503.
+    fail: std::sync::atomic::AtomicBool,
+    /// The events `/get_missing_events` answers with.
+    missing: std::sync::Mutex<Vec<Value>>,
+    /// The `/get_missing_events` request bodies received.
+    missing_requests: std::sync::Mutex<Vec<Value>>,
+}
+
+/// A fake homeserver on loopback: publishes its key, records transactions.
+struct Fake {
+    name: &'static str,
+    key: Arc<SigningKey>,
+    state: Arc<FakeState>,
+    handle: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Fake {
+    async fn start(name: &'static str, port: u16) -> Fake {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(SigningKey::load_or_generate(dir.path()).unwrap());
+        let state = Arc::new(FakeState::default());
+        let (k, st) = (key.clone(), state.clone());
+        let server = HttpServer::new(move || {
+            let (k, st1, st2) = (k.clone(), st.clone(), st.clone());
+            App::new()
+                .route(
+                    "/_matrix/key/v2/server",
+                    web::get().to(move || {
+                        let k = k.clone();
+                        async move {
+                            let until = myelin::storage::now_ms() + 3_600_000;
+                            HttpResponse::Ok().json(keys::own_server_keys(
+                                server(name),
+                                &k,
+                                &BTreeMap::new(),
+                                until,
+                            ))
+                        }
+                    }),
+                )
+                .route(
+                    "/_matrix/federation/v1/send/{txn}",
+                    web::put().to(move |txn: web::Path<String>, body: web::Json<Value>| {
+                        let st = st1.clone();
+                        async move {
+                            st.attempts.lock().unwrap().push(txn.clone());
+                            if st.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                                return HttpResponse::ServiceUnavailable()
+                                    .json(json!({"errcode": "M_UNKNOWN", "error": "down"}));
+                            }
+                            st.txns.lock().unwrap().push((txn.into_inner(), body.0));
+                            HttpResponse::Ok().json(json!({"pdus": {}}))
+                        }
+                    }),
+                )
+                .route(
+                    "/_matrix/federation/v1/get_missing_events/{room}",
+                    web::post().to(move |body: web::Json<Value>| {
+                        let st = st2.clone();
+                        async move {
+                            st.missing_requests.lock().unwrap().push(body.0);
+                            let events = st.missing.lock().unwrap().clone();
+                            HttpResponse::Ok().json(json!({ "events": events }))
+                        }
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", port))
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Fake {
+            name,
+            key,
+            state,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    /// A federation client signing as this server, reaching `a.test` at `a_url`.
+    fn client(&self, a_url: String) -> FederationClient {
+        FederationClient::new(ClientSettings {
+            server_name: self.name.try_into().unwrap(),
+            key: self.key.clone(),
+            denylist: Arc::new(IpDenylist::default()),
+            verify_tls: true,
+            ca_file: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            max_response_bytes: 1 << 20,
+            test_destinations: BTreeMap::from([("a.test".to_owned(), a_url)]),
+        })
+        .unwrap()
+    }
+
+    /// Every PDU received in answered transactions, in order.
+    fn pdus(&self) -> Vec<Value> {
+        self.state
+            .txns
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, body)| body["pdus"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// Waits (up to 30 s) until `f` holds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if f() {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// The room as `a.test` stores it, read through `/sync` in federation format: (room
+/// version, the last event's ID and depth, current state (type, state key) -> event ID).
+async fn room_tip(
+    a: &TestServer,
+    token: &str,
+    room: &str,
+) -> (String, String, u64, BTreeMap<(String, String), String>) {
+    let filter = common::enc(r#"{"event_format":"federation","room":{"timeline":{"limit":100}}}"#);
+    let (st, sync) = a
+        .get(
+            &format!("/_matrix/client/v3/sync?filter={filter}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(st, 200, "{sync}");
+    let joined = &sync["rooms"]["join"][room];
+    let mut state = BTreeMap::new();
+    let mut events: Vec<Value> = joined["state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let timeline = joined["timeline"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    events.extend(timeline.iter().cloned());
+    for ev in &events {
+        if let Some(key) = ev["state_key"].as_str() {
+            state.insert(
+                (ev["type"].as_str().unwrap().to_owned(), key.to_owned()),
+                ev["event_id"].as_str().unwrap().to_owned(),
+            );
+        }
+    }
+    let last = timeline
+        .last()
+        .unwrap_or_else(|| panic!("no timeline: {joined}"));
+    let create = events
+        .iter()
+        .find(|e| e["type"] == "m.room.create")
+        .unwrap_or_else(|| panic!("no create event: {joined}"));
+    let version = create["content"]["room_version"]
+        .as_str()
+        .unwrap_or("1")
+        .to_owned();
+    (
+        version,
+        last["event_id"].as_str().unwrap().to_owned(),
+        last["depth"].as_u64().unwrap(),
+        state,
+    )
+}
+
+/// An event of `sender` (a user of `fake`) into `room` on `a.test`, after `prev` at `depth`,
+/// authorized by the state entries named: (event ID, PDU).
+#[allow(clippy::too_many_arguments)]
+fn remote_event(
+    fake: &Fake,
+    version: &str,
+    room: &str,
+    sender: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+    prev: &str,
+    depth: u64,
+    auth: Vec<String>,
+) -> (String, Value) {
+    let pdu = myelin::pdu::PduBuilder {
+        room_version: version.try_into().unwrap(),
+        room_id: Some(room.try_into().unwrap()),
+        sender: sender.try_into().unwrap(),
+        event_type: event_type.into(),
+        state_key: state_key.map(str::to_owned),
+        content,
+        redacts: None,
+        prev_events: vec![prev.try_into().unwrap()],
+        auth_events: auth
+            .iter()
+            .map(|a| a.as_str().try_into().unwrap())
+            .collect(),
+        reference_hashes: Default::default(),
+        depth: ruma::UInt::new(depth).unwrap(),
+        origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+    }
+    .build(&fake.key, server(fake.name))
+    .unwrap();
+    (
+        pdu.event_id.to_string(),
+        serde_json::to_value(&pdu.json).unwrap(),
+    )
+}
+
+/// The auth events of an event by `sender` in a room with `state` (v12 rooms leave out the
+/// create event).
+fn auth_of(version: &str, state: &BTreeMap<(String, String), String>, sender: &str) -> Vec<String> {
+    let mut keys = vec![
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.member", sender),
+    ];
+    if version != "12" {
+        keys.insert(0, ("m.room.create", ""));
+    }
+    keys.iter()
+        .filter_map(|(t, k)| state.get(&((*t).to_owned(), (*k).to_owned())).cloned())
+        .collect()
+}
+
+/// PUTs a transaction to `a.test` as `fake`; its answer.
+async fn put_txn(
+    client: &FederationClient,
+    txn_id: &str,
+    origin: &str,
+    pdus: Vec<Value>,
+) -> Result<Value, FederationError> {
+    client
+        .json(
+            http::Method::PUT,
+            server("a.test"),
+            &format!("/_matrix/federation/v1/send/{txn_id}"),
+            Some(&json!({
+                "origin": origin,
+                "origin_server_ts": myelin::storage::now_ms(),
+                "pdus": pdus,
+            })),
+            true,
+            None,
+        )
+        .await
+}
+
+/// A public room on `a.test` created by alice, which `@bob:b.test` (of the fake) joined
+/// through `/send`: (alice's token, room ID).
+async fn room_with_remote_member(
+    a: &TestServer,
+    fake: &Fake,
+    client: &FederationClient,
+) -> (String, String) {
+    let (_, alice, _) = a.register("alice", "password").await;
+    let room = common::create(a, &alice, json!({"preset": "public_chat"})).await;
+    let (version, last, depth, state) = room_tip(a, &alice, &room).await;
+    let bob = "@bob:b.test";
+    let (join_id, join) = remote_event(
+        fake,
+        &version,
+        &room,
+        bob,
+        "m.room.member",
+        Some(bob),
+        json!({"membership": "join"}),
+        &last,
+        depth + 1,
+        auth_of(&version, &state, bob),
+    );
+    let answer = put_txn(client, "join-1", "b.test", vec![join])
+        .await
+        .unwrap_or_else(|e| panic!("join refused: {e}"));
+    assert_eq!(answer["pdus"][&join_id], json!({}), "{answer}");
+    let (st, members) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/joined_members",
+                common::enc(&room)
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 200, "{members}");
+    assert!(members["joined"][bob].is_object(), "{members}");
+    (alice, room)
+}
+
+/// Sends `m.room.message`s with the bodies given as alice.
+async fn send_messages(
+    a: &TestServer,
+    token: &str,
+    room: &str,
+    bodies: impl Iterator<Item = String>,
+) {
+    for (i, body) in bodies.enumerate() {
+        let (st, v) = a
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{body}-{i}",
+                    common::enc(room)
+                ),
+                Some(token),
+                json!({"msgtype": "m.text", "body": body}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+}
+
+/// The bodies of the messages the fake received, in order.
+fn bodies(fake: &Fake) -> Vec<String> {
+    fake.pdus()
+        .iter()
+        .filter(|p| p["type"] == "m.room.message")
+        .map(|p| p["content"]["body"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let fake = Fake::start("b.test", pb).await;
+    let mut a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &[
+            "federation.retry_min_interval=200ms".to_owned(),
+            "federation.retry_max_interval=1s".to_owned(),
+        ],
+    )
+    .await;
+    let client = fake.client(url(pa));
+    let (alice, room) = room_with_remote_member(&a, &fake, &client).await;
+
+    // 60 messages arrive in order, in transactions of at most 50 PDUs, each once.
+    let first: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    send_messages(&a, &alice, &room, first.clone().into_iter()).await;
+    eventually("60 messages arrived", || bodies(&fake).len() >= 60).await;
+    assert_eq!(bodies(&fake), first);
+    {
+        let txns = fake.state.txns.lock().unwrap();
+        for (id, body) in txns.iter() {
+            let n = body["pdus"].as_array().unwrap().len();
+            assert!((1..=50).contains(&n), "{id}: {n} PDUs");
+            assert_eq!(body["origin"], "a.test");
+            assert!(body["origin_server_ts"].is_i64(), "{body}");
+            assert!(
+                body["pdus"][0]["signatures"]["a.test"].is_object(),
+                "{body}"
+            );
+        }
+        let ids: std::collections::BTreeSet<_> = txns.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), txns.len(), "transaction IDs are not reused");
+    }
+    // The remote member's own join was not sent back to its server.
+    assert!(fake.pdus().iter().all(|p| p["sender"] != "@bob:b.test"));
+
+    // b.test goes down: the next messages wait in the queue, across a restart of a.test,
+    // and arrive once it is back, the first transaction under the ID it was first tried with.
+    fake.state
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let tried_before = fake.state.attempts.lock().unwrap().len();
+    let second: Vec<String> = (60..65).map(|i| format!("m{i}")).collect();
+    send_messages(&a, &alice, &room, second.clone().into_iter()).await;
+    eventually("a failed attempt", || {
+        fake.state.attempts.lock().unwrap().len() > tried_before
+    })
+    .await;
+    let failed_id = fake.state.attempts.lock().unwrap()[tried_before].clone();
+    a.restart().await;
+    let answered_before = fake.state.txns.lock().unwrap().len();
+    fake.state
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually("65 messages arrived", || bodies(&fake).len() >= 65).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let all: Vec<String> = first.iter().chain(second.iter()).cloned().collect();
+    assert_eq!(bodies(&fake), all, "each message once, in order");
+    assert_eq!(
+        fake.state.txns.lock().unwrap()[answered_before].0,
+        failed_id,
+        "the retried transaction keeps its ID"
+    );
+    let metrics = a
+        .client
+        .get(format!("{}/metrics", a.metrics_base()))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("myelin_federation_transactions_total{outcome=\"sent\"}"),
+        "{metrics}"
+    );
+    a.stop().await;
+    fake.handle.stop(true).await;
+}
+
+async fn incoming_transactions_are_checked(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let fake = Fake::start("b.test", pb).await;
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let client = fake.client(url(pa));
+    let (alice, room) = room_with_remote_member(&a, &fake, &client).await;
+    let bob = "@bob:b.test";
+    let path = "/_matrix/federation/v1/send/t-bad";
+
+    // A message of bob's shows in alice's /sync.
+    let (version, last, depth, state) = room_tip(&a, &alice, &room).await;
+    let auth = auth_of(&version, &state, bob);
+    let message = |body: &str, prev: &str, depth: u64| {
+        remote_event(
+            &fake,
+            &version,
+            &room,
+            bob,
+            "m.room.message",
+            None,
+            json!({"msgtype": "m.text", "body": body}),
+            prev,
+            depth,
+            auth.clone(),
+        )
+    };
+    let (hello_id, hello) = message("hello from b", &last, depth + 1);
+    let answer = put_txn(&client, "t1", "b.test", vec![hello.clone()])
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"pdus": {&hello_id: {}}}));
+    let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice)).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert!(
+        timeline
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_id"] == hello_id.as_str()
+                && e["content"]["body"] == "hello from b"
+                && e["sender"] == bob),
+        "{timeline}"
+    );
+
+    // The same transaction ID again: the stored answer, nothing processed (even with other
+    // contents).
+    let (other_id, other) = message("never processed", &hello_id, depth + 2);
+    let again = put_txn(&client, "t1", "b.test", vec![other]).await.unwrap();
+    assert_eq!(again, answer);
+    let (st, _) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                common::enc(&room),
+                common::enc(&other_id)
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // Per-PDU errors, in one transaction, none failing the others.
+    let (bad_sig_id, mut bad_sig) = message("bad signature", &hello_id, depth + 2);
+    let sigs = bad_sig["signatures"]["b.test"].as_object_mut().unwrap();
+    for v in sigs.values_mut() {
+        *v = json!("AAAA".repeat(21) + "AA");
+    }
+    let (bad_hash_id, mut bad_hash) = message("bad hash", &hello_id, depth + 2);
+    bad_hash["content"]["body"] = json!("changed after signing");
+    let eve = "@eve:b.test";
+    let (unauth_id, unauth) = remote_event(
+        &fake,
+        &version,
+        &room,
+        eve,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "eve is not in the room"}),
+        &hello_id,
+        depth + 2,
+        auth_of(&version, &state, eve),
+    );
+    let mut unknown_room = hello.clone();
+    unknown_room["room_id"] = json!("!nowhere:b.test");
+    unknown_room["content"]["body"] = json!("nowhere");
+    let answer = put_txn(
+        &client,
+        "t2",
+        "b.test",
+        vec![bad_sig, bad_hash, unauth, unknown_room],
+    )
+    .await
+    .unwrap();
+    let results = answer["pdus"].as_object().unwrap();
+    assert_eq!(results.len(), 4, "{answer}");
+    assert!(
+        answer["pdus"][&bad_sig_id]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("verify")),
+        "{answer}"
+    );
+    // A content hash mismatch: kept, redacted.
+    assert_eq!(answer["pdus"][&bad_hash_id], json!({}), "{answer}");
+    let (st, ev) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                common::enc(&room),
+                common::enc(&bad_hash_id)
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 200, "{ev}");
+    assert_eq!(ev["content"], json!({}), "served redacted: {ev}");
+    // Refused by the auth rules: an error, and never served.
+    assert!(
+        answer["pdus"][&unauth_id]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("auth rules")),
+        "{answer}"
+    );
+    let (st, _) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                common::enc(&room),
+                common::enc(&unauth_id)
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 404);
+    assert!(
+        results
+            .values()
+            .any(|r| r["error"].as_str().is_some_and(|e| e.contains("not known"))),
+        "{answer}"
+    );
+
+    // A missing prev event is fetched from the origin with /get_missing_events.
+    let (_, last2, depth2, _) = room_tip(&a, &alice, &room).await;
+    let (gap_id, gap) = message("in the gap", &last2, depth2 + 1);
+    let (after_id, after) = message("after the gap", &gap_id, depth2 + 2);
+    *fake.state.missing.lock().unwrap() = vec![gap];
+    let answer = put_txn(&client, "t3", "b.test", vec![after]).await.unwrap();
+    assert_eq!(answer, json!({"pdus": {&after_id: {}}}));
+    {
+        let requests = fake.state.missing_requests.lock().unwrap();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        assert_eq!(requests[0]["latest_events"], json!([after_id]));
+        assert_eq!(requests[0]["earliest_events"], json!([last2]));
+        assert!(requests[0]["limit"].as_u64().is_some_and(|l| l <= 10));
+    }
+    let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice)).await;
+    let text = sync["rooms"]["join"][&room]["timeline"].to_string();
+    assert!(
+        text.contains("in the gap") && text.contains("after the gap"),
+        "{text}"
+    );
+    // A prev event the origin does not provide: an error for that PDU.
+    fake.state.missing.lock().unwrap().clear();
+    let (lost_id, _) = message("lost", &after_id, depth2 + 3);
+    let (orphan_id, orphan) = message("orphan", &lost_id, depth2 + 4);
+    let answer = put_txn(&client, "t4", "b.test", vec![orphan])
+        .await
+        .unwrap();
+    assert!(
+        answer["pdus"][&orphan_id]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&lost_id)),
+        "{answer}"
+    );
+
+    // Refused requests: unsigned, wrongly signed (401), too many PDUs, not a transaction,
+    // not JSON (400).
+    let (st, v) = a
+        .call_raw("PUT", path, None, b"{\"pdus\": []}".to_vec())
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (401, Some("M_UNAUTHORIZED")),
+        "{v}"
+    );
+    let other = SigningKey::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap();
+    let forged = x_matrix(
+        "b.test",
+        "a.test",
+        &other,
+        fake.key.key_id().as_str(),
+        "PUT",
+        path,
+    );
+    let resp = a
+        .client
+        .put(format!("{}{path}", a.base))
+        .insert_header(("Authorization", forged.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = a
+        .client
+        .put(format!("{}{path}", a.base))
+        .insert_header(("Authorization", forged))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body("{not json")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let too_many: Vec<Value> = (0..51).map(|_| hello.clone()).collect();
+    match put_txn(&client, "t5", "b.test", too_many).await {
+        Err(FederationError::Refused {
+            status, errcode, ..
+        }) => {
+            assert_eq!((status, errcode.as_str()), (400, "M_BAD_JSON"))
+        }
+        other => panic!("51 PDUs: {other:?}"),
+    }
+    let not_a_txn = client
+        .json(
+            http::Method::PUT,
+            server("a.test"),
+            "/_matrix/federation/v1/send/t6",
+            Some(&json!({"pdus": "nope"})),
+            true,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(&not_a_txn, Err(FederationError::Refused { status: 400, errcode, .. }) if errcode == "M_BAD_JSON"),
+        "{not_a_txn:?}"
+    );
+    a.stop().await;
+    fake.handle.stop(true).await;
+}

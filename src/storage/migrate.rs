@@ -125,6 +125,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "024_federationapi_server_keys",
         include_str!("../../sql/024_federationapi_server_keys.sql"),
     ),
+    (
+        27,
+        "027_federationapi_received_transactions",
+        include_str!("../../sql/027_federationapi_received_transactions.sql"),
+    ),
+    (
+        28,
+        "028_federationapi_queues",
+        include_str!("../../sql/028_federationapi_queues.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -4,6 +4,8 @@
 
 use super::handlers;
 use super::messages::*;
+use super::sender::Queues;
+use crate::actors::roomserver::RoomserverHandle;
 use crate::config::{OldSigningKey, TrustedKeyServer};
 use crate::federation::client::FederationClient;
 use crate::signing_key::SigningKey;
@@ -33,9 +35,29 @@ pub struct Deps {
     pub notaries: Arc<Vec<TrustedKeyServer>>,
     /// When each server's keys were last fetched (see [`REFETCH_INTERVAL`]).
     pub last_fetch: Arc<Mutex<HashMap<OwnedServerName, Instant>>>,
+    /// The roomserver, for the PDUs of incoming transactions.
+    pub roomserver: RoomserverHandle,
+    /// The outgoing queues (an incoming transaction tells them its origin is up).
+    pub queues: Queues,
+    /// `rooms.default_version`: how the event ID of a PDU for an unknown room is derived.
+    pub default_room_version: String,
+    /// One lock per origin whose transaction is being processed: one at a time per origin.
+    pub origins: Arc<Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Deps {
+    /// The lock that serializes `origin`'s transactions. Unused locks are dropped as the
+    /// map grows.
+    pub fn origin_lock(&self, origin: &OwnedServerName) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut map) = self.origins.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        if map.len() > 1000 {
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(origin.clone()).or_default().clone()
+    }
+
     /// Whether `server`'s keys may be fetched now; if so, records the fetch.
     pub fn may_fetch(&self, server: &OwnedServerName) -> bool {
         let Ok(mut last) = self.last_fetch.lock() else {
@@ -88,4 +110,5 @@ delegate!(
     QueryServerKeys => query_server_keys,
     QueryLocalServerKeys => query_local_server_keys,
     QueryNotaryKeys => query_notary_keys,
+    InputTransaction => input_transaction,
 );

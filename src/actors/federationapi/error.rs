@@ -21,6 +21,17 @@ pub enum FederationApiError {
     Bridge(#[from] BridgeError),
 }
 
+impl FederationApiError {
+    /// An internal error, logged here with its cause and the calling line (routing turns it
+    /// into a sanitized 500 without logging again).
+    #[track_caller]
+    pub fn internal(cause: impl std::fmt::Display) -> FederationApiError {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "federationapi internal error");
+        FederationApiError::Internal(cause.to_string())
+    }
+}
+
 impl From<StorageError> for FederationApiError {
     #[track_caller]
     fn from(e: StorageError) -> Self {

@@ -1,5 +1,5 @@
-//! The federationapi's whole public API. Callers: routing (the key endpoints, and the
-//! `X-Matrix` check of every signed federation request).
+//! The federationapi's whole public API. Callers: routing (the key endpoints, the
+//! `X-Matrix` check of every signed federation request, and incoming transactions).
 
 use super::FederationApiError;
 use actix::Message;
@@ -68,8 +68,47 @@ pub struct KeyQuery {
     pub minimum_valid_until_ts: i64,
 }
 
+/// A transaction another server sent (`PUT /_matrix/federation/v1/send/{txnId}`), already
+/// authenticated (the origin signed the request) and within the spec's limits (at most 50
+/// PDUs and 100 EDUs). Idempotent per (origin, transaction ID): a transaction processed
+/// before gets its stored answer and nothing is done again. Transactions of one origin are
+/// processed one at a time; different origins' concurrently. Each PDU is input into its
+/// room through the roomserver (rooms in parallel, each room's PDUs in order), its missing
+/// prev events first fetched from the origin with `/get_missing_events`; one bad PDU never
+/// fails the others. The answer has one entry per PDU whose event ID could be derived.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<TransactionResponse, FederationApiError>")]
+pub struct InputTransaction {
+    /// The sending server, as its request signature proved.
+    pub origin: OwnedServerName,
+    /// The transaction ID of the request path.
+    pub txn_id: String,
+    /// The PDUs, as sent.
+    pub pdus: Vec<Value>,
+    /// The EDUs, as sent.
+    pub edus: Vec<Value>,
+}
+
+/// The answer to a transaction: the spec's `{"pdus": {event_id: result}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionResponse {
+    /// Event ID -> what became of the PDU.
+    pub pdus: BTreeMap<String, PduResult>,
+}
+
+/// What became of one PDU of a transaction: `{}` when it was taken (accepted, or kept out of
+/// the room's current state by a soft failure), else `{"error": ...}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PduResult {
+    /// Why the PDU was not taken (unknown room, bad signature, missing prev events,
+    /// refused by the auth rules, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 crate::remote_messages!("federationapi":
     QueryServerKeys,
     QueryLocalServerKeys,
     QueryNotaryKeys,
+    InputTransaction,
 );

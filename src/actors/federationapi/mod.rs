@@ -1,16 +1,22 @@
-//! The federationapi: this server's side of federation with other homeservers. For now its
-//! foundation: server keys. It owns the `federationapi_*` tables (the cache of other
-//! servers' keys), holds the signing key and the outbound [`FederationClient`].
+//! The federationapi: this server's side of federation with other homeservers: server
+//! keys, incoming transactions and the outgoing queues. It owns the `federationapi_*`
+//! tables (the cache of other servers' keys, the transactions received, who is joined to
+//! each room, the queues per destination), holds the signing key and the outbound
+//! [`FederationClient`].
 //!
 //! Called by routing: the key endpoints (`QueryLocalServerKeys` for
-//! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`) and the
-//! `X-Matrix` check of every signed federation request (`QueryServerKeys`). It emits no
-//! stream yet. Outgoing queues, incoming transactions and the rest of issue 11 come here.
+//! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
+//! check of every signed federation request (`QueryServerKeys`) and `PUT /send/{txnId}`
+//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent`).
+//! Reads the roomserver's stream (`consumers::roomserver`) and sends this server's events
+//! to the other servers in their rooms (`sender`). It emits no stream.
 
 mod actor;
+mod consumers;
 pub mod error;
 mod handlers;
 pub mod messages;
+pub mod sender;
 pub(crate) mod storage;
 
 pub use actor::FederationApiActor;
@@ -18,10 +24,12 @@ pub use error::FederationApiError;
 
 use crate::actors::bridge::{serve, Handle};
 use crate::actors::executors::Executors;
+use crate::actors::roomserver::RoomserverHandle;
+use crate::bus::{run_consumer_on, Bus};
 use crate::config::{OldSigningKey, TrustedKeyServer};
 use crate::federation::client::FederationClient;
 use crate::signing_key::SigningKey;
-use crate::storage::Db;
+use crate::storage::{Db, StorageError};
 use actix::prelude::*;
 use actix_web::web;
 use messages::*;
@@ -40,11 +48,43 @@ pub struct FederationApiConfig {
     pub key_validity: Duration,
     pub old_keys: BTreeMap<String, OldSigningKey>,
     pub notaries: Vec<TrustedKeyServer>,
+    /// The outgoing queues' backoff (`federation.retry_*`).
+    pub retry: sender::RetryPolicy,
+    /// `rooms.default_version`.
+    pub default_room_version: String,
 }
 
-/// Starts the federationapi actor on one of `exec`'s arbiters (its handlers run on
-/// whichever is next).
-pub fn start(db: Db, config: FederationApiConfig, exec: &Executors) -> Addr<FederationApiActor> {
+/// Starts the federationapi: its actor on one of `exec`'s arbiters (its handlers run on
+/// whichever is next), its consumer of the roomserver stream and the senders of the
+/// outgoing queues on a thread of their own, and resumes every queue with something in it.
+pub async fn start(
+    db: Db,
+    bus: Bus,
+    roomserver: RoomserverHandle,
+    config: FederationApiConfig,
+    exec: &Executors,
+) -> Result<Addr<FederationApiActor>, StorageError> {
+    let thread = exec.dedicated();
+    let queues = sender::Queues::new(
+        db.clone(),
+        config.client.clone(),
+        config.server_name.to_string(),
+        config.retry,
+        thread.clone(),
+    );
+    bus.load_head(&db, crate::actors::roomserver::input::STREAM)
+        .await?;
+    run_consumer_on(
+        &thread,
+        db.clone(),
+        bus,
+        consumers::roomserver::RoomserverConsumer::new(
+            config.server_name.to_string(),
+            roomserver.clone(),
+            queues.clone(),
+        ),
+    );
+    queues.resume().await?;
     let deps = actor::Deps {
         db,
         server_name: config.server_name,
@@ -54,19 +94,27 @@ pub fn start(db: Db, config: FederationApiConfig, exec: &Executors) -> Addr<Fede
         old_keys: Arc::new(config.old_keys),
         notaries: Arc::new(config.notaries),
         last_fetch: Default::default(),
+        roomserver,
+        queues,
+        default_room_version: config.default_room_version,
+        origins: Default::default(),
     };
     let handlers = exec.clone();
-    FederationApiActor::start_in_arbiter(&exec.next(), move |_| FederationApiActor {
-        deps,
-        exec: handlers,
-    })
+    Ok(FederationApiActor::start_in_arbiter(
+        &exec.next(),
+        move |_| FederationApiActor {
+            deps,
+            exec: handlers,
+        },
+    ))
 }
 
 /// Mounts the federationapi's internal routes, so other nodes reach `addr` over the bridge.
 pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>) {
     serve::<QueryServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryLocalServerKeys, _, _, _>(cfg, addr.clone());
-    serve::<QueryNotaryKeys, _, _, _>(cfg, addr);
+    serve::<QueryNotaryKeys, _, _, _>(cfg, addr.clone());
+    serve::<InputTransaction, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]
@@ -100,6 +148,23 @@ mod tests {
                     minimum_valid_until_ts: 7,
                 },
             )]),
+        });
+        round_trip(InputTransaction {
+            origin: "b.test".try_into().unwrap(),
+            txn_id: "t1".into(),
+            pdus: vec![serde_json::json!({"type": "m.room.message"})],
+            edus: vec![serde_json::json!({"edu_type": "m.typing", "content": {}})],
+        });
+        round_trip(TransactionResponse {
+            pdus: BTreeMap::from([
+                ("$a".to_owned(), PduResult::default()),
+                (
+                    "$b".to_owned(),
+                    PduResult {
+                        error: Some("bad".into()),
+                    },
+                ),
+            ]),
         });
         round_trip(ServerKeys {
             keys: BTreeMap::from([(

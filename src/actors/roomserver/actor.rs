@@ -341,6 +341,9 @@ directory_handler!(QueryStateAtPosition, Option<Vec<StoredEvent>>, |db, m| {
 directory_handler!(QueryStateAfterEvent, Option<Vec<StoredEvent>>, |db, m| {
     input::state_after_event(&db, &m.room_id, &m.event_id).await
 });
+directory_handler!(QueryRoomHead, Option<RoomHead>, |db, m| {
+    super::room_head::room_head(&db, &m.room_id, &m.event_ids).await
+});
 directory_handler!(QueryMaySendState, bool, |db, m| {
     super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
 });

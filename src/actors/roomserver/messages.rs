@@ -289,6 +289,32 @@ pub struct InputRoomEvent {
     pub event: serde_json::Value,
 }
 
+/// What the federationapi needs before it inputs an event from another server: the room's
+/// version (which decides the event format and ID), its forward extremities and depth (the
+/// `earliest_events` and `min_depth` of `/get_missing_events`), and which of some events
+/// (the event's prev events) are not stored here. `None` when the room is not known here.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<RoomHead>, RoomserverError>")]
+pub struct QueryRoomHead {
+    pub room_id: String,
+    /// Events to look up; those not stored in this room come back in
+    /// [`RoomHead::unknown_events`]. May be empty.
+    pub event_ids: Vec<String>,
+}
+
+/// A room's head, as [`QueryRoomHead`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomHead {
+    /// The room version, e.g. `"11"`.
+    pub room_version: String,
+    /// The room's forward extremities (the events new ones build on).
+    pub forward_extremities: Vec<String>,
+    /// The largest depth of the room's events.
+    pub max_depth: i64,
+    /// Of the events asked about, those not stored in this room (in the order asked).
+    pub unknown_events: Vec<String>,
+}
+
 /// What became of an input event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputOutcome {
@@ -358,6 +384,7 @@ crate::remote_messages!("roomserver":
     QueryEventByTimestamp,
     QueryMaySendState,
     InputRoomEvent,
+    QueryRoomHead,
     QueryStateAtPosition,
     QueryStateAfterEvent,
 );

@@ -20,6 +20,7 @@ mod input_events;
 pub mod membership;
 pub mod messages;
 pub mod retention;
+mod room_head;
 pub mod state;
 mod state_res_v1;
 pub(crate) mod storage;
@@ -60,6 +61,7 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryEventByTimestamp, _, _, _>(cfg, addr.clone());
     serve::<QueryMaySendState, _, _, _>(cfg, addr.clone());
     serve::<InputRoomEvent, _, _, _>(cfg, addr.clone());
+    serve::<QueryRoomHead, _, _, _>(cfg, addr.clone());
     serve::<QueryStateAtPosition, _, _, _>(cfg, addr.clone());
     serve::<QueryStateAfterEvent, _, _, _>(cfg, addr);
 }

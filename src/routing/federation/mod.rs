@@ -6,11 +6,13 @@
 //! - `keys`: `/_matrix/key/v2/server` and the notary's `/_matrix/key/v2/query` (unsigned).
 //! - `version`: `/_matrix/federation/v1/version` (unsigned).
 //! - `query`: `/_matrix/federation/v1/query/profile` (signed).
+//! - `send`: `PUT /_matrix/federation/v1/send/{txnId}`, incoming transactions (signed).
 //! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
 
 pub mod auth;
 pub mod keys;
 pub mod query;
+pub mod send;
 pub mod thirdparty;
 pub mod version;
 
@@ -47,4 +49,9 @@ pub fn add_routes(r: &mut Router) {
         keys::get_remote_server_keys_batch,
     );
     r.add::<f::query::get_profile_information::v1::Request, _, _>(query::get_profile_information);
+    r.add_raw(
+        "/_matrix/federation/v1/send/{txnId}",
+        Method::PUT,
+        web::put().to(send::send_transaction),
+    );
 }

@@ -1,0 +1,3 @@
+//! The streams the federationapi reads, one file each.
+
+pub mod roomserver;

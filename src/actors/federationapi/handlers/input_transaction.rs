@@ -1,0 +1,379 @@
+//! `InputTransaction`: a transaction another server sent (`PUT /send/{txnId}`).
+//!
+//! - Idempotent per (origin, transaction ID): the answer is stored
+//!   (`federationapi_received_transactions`) and a transaction seen before gets it back
+//!   without anything being processed again. One origin's transactions are processed one at
+//!   a time (a retry of a transaction still in progress waits for it, then gets its answer).
+//!   An answer that holds an internal error is not stored, so a retry tries again.
+//! - The origin reached us, so our queue for it stops backing off (`Queues::reachable`).
+//! - PDUs are grouped by room: rooms are processed in parallel, each room's PDUs in the
+//!   order sent. A room not known here, a PDU whose ID cannot be derived for its room's
+//!   version, missing prev events that cannot be fetched, a bad signature, an event the
+//!   auth rules reject: each is an `error` for that PDU only.
+//! - Missing prev events are asked of the origin with `POST /get_missing_events/{roomId}`
+//!   (`earliest_events` = our forward extremities, `latest_events` = the PDU, then the
+//!   oldest events fetched so far; at most 10 events a round, 5 rounds, no deeper than 100
+//!   below the room's depth) and input oldest first. If a gap remains the PDU gets an error
+//!   (filling it from `/state_ids` is not built).
+//! - EDUs are not handled yet: they are logged and ignored, as the spec has servers do with
+//!   EDU types they do not know.
+
+use super::super::actor::Deps;
+use super::super::messages::{InputTransaction, PduResult, TransactionResponse};
+use super::super::storage::received_transactions;
+use super::super::FederationApiError;
+use crate::actors::roomserver::messages::{InputOutcome, InputRoomEvent, QueryRoomHead, RoomHead};
+use crate::actors::roomserver::RoomserverError;
+use crate::storage::now_ms;
+use ruma::{CanonicalJsonObject, ServerName};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+
+/// Events asked for in one `/get_missing_events` round (Synapse asks for 10).
+const MISSING_LIMIT: usize = 10;
+/// Rounds of `/get_missing_events` for one PDU.
+const MISSING_ROUNDS: usize = 5;
+/// How far below the room's depth missing events are looked for.
+const MISSING_DEPTH_WINDOW: i64 = 100;
+/// The largest `/get_missing_events` answer read (10 PDUs of at most 64 KiB, and slack).
+const MISSING_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+
+pub async fn handle(
+    deps: &Deps,
+    msg: InputTransaction,
+) -> Result<TransactionResponse, FederationApiError> {
+    let lock = deps.origin_lock(&msg.origin);
+    let _turn = lock.lock().await;
+    let origin = msg.origin.as_str();
+    if let Some(stored) = received_transactions::select(&deps.db, origin, &msg.txn_id).await? {
+        return serde_json::from_str(&stored).map_err(|e| FederationApiError::internal(e));
+    }
+    if let Err(e) = deps.queues.reachable(origin).await {
+        tracing::warn!(destination = origin, error = %e, "could not clear a backoff");
+    }
+
+    // Each room's PDUs, in the order sent.
+    let mut rooms: Vec<(String, Vec<Value>)> = Vec::new();
+    for pdu in msg.pdus {
+        let Some(room_id) = pdu
+            .get("room_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            tracing::info!(origin, "ignoring a PDU without a room ID");
+            continue;
+        };
+        match rooms.iter_mut().find(|(r, _)| *r == room_id) {
+            Some((_, list)) => list.push(pdu),
+            None => rooms.push((room_id, vec![pdu])),
+        }
+    }
+    let results = futures_util::future::join_all(
+        rooms
+            .into_iter()
+            .map(|(room_id, pdus)| room_pdus(deps, &msg.origin, room_id, pdus)),
+    )
+    .await;
+    let mut response = TransactionResponse::default();
+    let mut failed_inside = false;
+    for (event_id, result, internal) in results.into_iter().flatten() {
+        failed_inside |= internal;
+        response.pdus.insert(event_id, result);
+    }
+    for edu in &msg.edus {
+        let kind = edu.get("edu_type").and_then(Value::as_str).unwrap_or("");
+        tracing::debug!(origin, edu_type = kind, "EDU not handled yet; ignored");
+    }
+    if !failed_inside {
+        let text = serde_json::to_string(&response).map_err(|e| FederationApiError::internal(e))?;
+        received_transactions::insert(&deps.db, origin, &msg.txn_id, &text, now_ms()).await?;
+    }
+    Ok(response)
+}
+
+/// What became of one PDU: (event ID, result, whether the error was ours).
+type Outcome = (String, PduResult, bool);
+
+fn error(event_id: String, text: impl Into<String>) -> Outcome {
+    (
+        event_id,
+        PduResult {
+            error: Some(text.into()),
+        },
+        false,
+    )
+}
+
+/// One room's PDUs, in order.
+async fn room_pdus(
+    deps: &Deps,
+    origin: &ServerName,
+    room_id: String,
+    pdus: Vec<Value>,
+) -> Vec<Outcome> {
+    let head = deps
+        .roomserver
+        .send(QueryRoomHead {
+            room_id: room_id.clone(),
+            event_ids: Vec::new(),
+        })
+        .await;
+    let version = match head {
+        Ok(Some(head)) => head.room_version,
+        Ok(None) => {
+            // The sender knows the room's version; we do not. The ID is derived as in the
+            // server's default version (v1/v2 events carry theirs).
+            return pdus
+                .iter()
+                .filter_map(|pdu| {
+                    let id = pdu
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .or_else(|| event_id_of(pdu, &deps.default_room_version))?;
+                    Some(error(
+                        id,
+                        format!("Room {room_id} is not known to this server"),
+                    ))
+                })
+                .collect();
+        }
+        Err(e) => {
+            tracing::warn!(room_id, error = %e, "room head unavailable; PDUs not processed");
+            return pdus
+                .iter()
+                .filter_map(|pdu| {
+                    let id = pdu
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let id = id.or_else(|| event_id_of(pdu, &deps.default_room_version))?;
+                    let mut e = error(id, "Internal error; try again");
+                    e.2 = true;
+                    Some(e)
+                })
+                .collect();
+        }
+    };
+    let mut out = Vec::with_capacity(pdus.len());
+    for pdu in pdus {
+        let Some(event_id) = event_id_of(&pdu, &version) else {
+            tracing::info!(room_id, %origin, "ignoring a PDU whose event ID cannot be derived");
+            continue;
+        };
+        out.push(one_pdu(deps, origin, &room_id, &version, event_id, pdu).await);
+    }
+    out
+}
+
+/// The event ID of a PDU in a room of `version`, if it is a JSON object that has one.
+fn event_id_of(pdu: &Value, version: &str) -> Option<String> {
+    let json: CanonicalJsonObject = serde_json::from_value(pdu.clone()).ok()?;
+    crate::pdu::event_id_of(&json, version)
+        .ok()
+        .map(|id| id.to_string())
+}
+
+/// The prev event IDs of a PDU (plain IDs, or `[id, hashes]` pairs in versions 1 and 2).
+fn prev_events(pdu: &Value) -> Vec<String> {
+    pdu.get("prev_events")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| match p {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Array(pair) => pair.first().and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One PDU: its missing prev events fetched, then input.
+async fn one_pdu(
+    deps: &Deps,
+    origin: &ServerName,
+    room_id: &str,
+    version: &str,
+    event_id: String,
+    pdu: Value,
+) -> Outcome {
+    let prevs = prev_events(&pdu);
+    let head = deps
+        .roomserver
+        .send(QueryRoomHead {
+            room_id: room_id.to_owned(),
+            event_ids: prevs,
+        })
+        .await;
+    match head {
+        Ok(Some(head)) if head.unknown_events.is_empty() => {}
+        Ok(Some(head)) => {
+            if let Err(e) =
+                fetch_missing(deps, origin, room_id, version, &event_id, &pdu, head).await
+            {
+                return error(event_id, e);
+            }
+        }
+        Ok(None) => {
+            return error(
+                event_id,
+                format!("Room {room_id} is not known to this server"),
+            )
+        }
+        Err(e) => return internal(event_id, e),
+    }
+    let outcome = deps
+        .roomserver
+        .send(InputRoomEvent {
+            room_id: room_id.to_owned(),
+            event: pdu,
+        })
+        .await;
+    match outcome {
+        Ok(InputOutcome::Accepted { .. }) | Ok(InputOutcome::SoftFailed { .. }) => {
+            (event_id, PduResult::default(), false)
+        }
+        Ok(InputOutcome::Rejected { reason, .. }) => {
+            error(event_id, format!("Refused by the auth rules: {reason}"))
+        }
+        Err(e) => internal(event_id, e),
+    }
+}
+
+/// A roomserver error as a PDU's result: the ones about the event are its error, the others
+/// (storage, a component unreachable) an internal error that keeps the answer unstored.
+fn internal(event_id: String, e: RoomserverError) -> Outcome {
+    match e {
+        RoomserverError::NotAllowed(m)
+        | RoomserverError::BadRequest(m)
+        | RoomserverError::BadState(m)
+        | RoomserverError::NoEvent(m) => error(event_id, m),
+        RoomserverError::NoRoom => error(event_id, "Room is not known to this server"),
+        RoomserverError::UnsupportedRoomVersion(v) => {
+            error(event_id, format!("Unsupported room version {v}"))
+        }
+        RoomserverError::TooLarge => error(event_id, "Event too large"),
+        other => {
+            tracing::warn!(event_id, error = %other, "PDU not processed");
+            let mut e = error(event_id, "Internal error; try again");
+            e.2 = true;
+            e
+        }
+    }
+}
+
+/// Fetches the events between the room's forward extremities and `pdu` from `origin` and
+/// inputs them oldest first. An error says why the gap remains.
+async fn fetch_missing(
+    deps: &Deps,
+    origin: &ServerName,
+    room_id: &str,
+    version: &str,
+    event_id: &str,
+    pdu: &Value,
+    head: RoomHead,
+) -> Result<(), String> {
+    let min_depth = (head.max_depth - MISSING_DEPTH_WINDOW).max(0);
+    let path = format!(
+        "/_matrix/federation/v1/get_missing_events/{}",
+        percent_encoding::utf8_percent_encode(room_id, percent_encoding::NON_ALPHANUMERIC)
+    );
+    // Fetched events not input yet: ID -> (depth, event, prev events).
+    let mut fetched: HashMap<String, (i64, Value, Vec<String>)> = HashMap::new();
+    let mut latest = vec![event_id.to_owned()];
+    let mut unknown = head.unknown_events;
+    for _ in 0..MISSING_ROUNDS {
+        let body = json!({
+            "earliest_events": head.forward_extremities,
+            "latest_events": latest,
+            "limit": MISSING_LIMIT,
+            "min_depth": min_depth,
+        });
+        let answer = deps
+            .client
+            .json(
+                http::Method::POST,
+                origin,
+                &path,
+                Some(&body),
+                true,
+                Some(MISSING_ANSWER_BYTES),
+            )
+            .await
+            .map_err(|e| format!("Missing prev events could not be fetched: {e}"))?;
+        let events = answer
+            .get("events")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut new = 0;
+        for ev in events.into_iter().take(MISSING_LIMIT) {
+            if ev.get("room_id").and_then(Value::as_str) != Some(room_id) {
+                continue;
+            }
+            let Some(id) = event_id_of(&ev, version) else {
+                continue;
+            };
+            if id == event_id || fetched.contains_key(&id) {
+                continue;
+            }
+            let depth = ev.get("depth").and_then(Value::as_i64).unwrap_or(0);
+            let prevs = prev_events(&ev);
+            fetched.insert(id, (depth, ev, prevs));
+            new += 1;
+        }
+        // What is still missing: prev events of the PDU and of what was fetched that are
+        // neither stored here nor fetched.
+        let mut wanted: Vec<String> = prev_events(pdu);
+        wanted.extend(fetched.values().flat_map(|(_, _, p)| p.iter().cloned()));
+        wanted.retain(|id| !fetched.contains_key(id));
+        wanted.sort();
+        wanted.dedup();
+        unknown = match deps
+            .roomserver
+            .send(QueryRoomHead {
+                room_id: room_id.to_owned(),
+                event_ids: wanted,
+            })
+            .await
+        {
+            Ok(Some(h)) => h.unknown_events,
+            Ok(None) => return Err(format!("Room {room_id} is not known to this server")),
+            Err(e) => return Err(format!("Internal error; try again ({e})")),
+        };
+        if unknown.is_empty() || new == 0 {
+            break;
+        }
+        // Ask next for what lies before the oldest events fetched so far.
+        let gap: HashSet<&String> = unknown.iter().collect();
+        latest = fetched
+            .iter()
+            .filter(|(_, (_, _, prevs))| prevs.iter().any(|p| gap.contains(p)))
+            .map(|(id, _)| id.clone())
+            .collect();
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "Prev events {} are unknown here and {origin} did not provide them",
+            unknown.join(", ")
+        ));
+    }
+    let mut ordered: Vec<(String, (i64, Value, Vec<String>))> = fetched.into_iter().collect();
+    ordered.sort_by(|a, b| (a.1 .0, &a.0).cmp(&(b.1 .0, &b.0)));
+    for (id, (_, ev, _)) in ordered {
+        let outcome = deps
+            .roomserver
+            .send(InputRoomEvent {
+                room_id: room_id.to_owned(),
+                event: ev,
+            })
+            .await;
+        match outcome {
+            Ok(o) => tracing::debug!(event_id = id, outcome = ?o, "missing event input"),
+            Err(e) => tracing::info!(event_id = id, error = %e, "missing event not taken"),
+        }
+    }
+    Ok(())
+}
