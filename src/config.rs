@@ -582,17 +582,6 @@ impl Config {
         self.placement("components.userapi", &self.components.userapi)?;
         self.placement("components.roomserver", &self.components.roomserver)?;
         self.placement("components.federationapi", &self.components.federationapi)?;
-        if self.placement("components.federationapi", &self.components.federationapi)?
-            == Placement::Local
-            && self.roomserver_placement() != Placement::Local
-        {
-            return Err(ConfigError(
-                "key components.federationapi: a local federationapi needs the roomserver local \
-                 too (it reads the roomserver's stream on the embedded bus); point it at the node \
-                 that hosts the roomserver"
-                    .into(),
-            ));
-        }
         if self.placement("components.syncapi", &self.components.syncapi)? == Placement::Local
             && (self.userapi_placement() != Placement::Local
                 || self.roomserver_placement() != Placement::Local)
@@ -620,6 +609,17 @@ impl Config {
                  component on another node) needs a secret shared by its nodes, at least \
                  {MIN_INTERNAL_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)"
             )));
+        }
+        if self.placement("components.federationapi", &self.components.federationapi)?
+            == Placement::Local
+            && self.roomserver_placement() != Placement::Local
+        {
+            return Err(ConfigError(
+                "key components.federationapi: a local federationapi needs the roomserver local \
+                 too (it reads the roomserver's stream on the embedded bus); point it at the node \
+                 that hosts the roomserver"
+                    .into(),
+            ));
         }
         if !crate::room_versions::STABLE.contains(&self.rooms.default_version.as_str()) {
             return Err(ConfigError(format!(
@@ -1079,6 +1079,29 @@ mod tests {
                 "federation.test_destinations",
             ),
             ("", &["federation.key_validity=1s"], "federation.key_validity"),
+            (
+                "",
+                &["federation.retry_min_interval=0"],
+                "federation.retry_min_interval",
+            ),
+            (
+                "",
+                &[
+                    "federation.retry_min_interval=1h",
+                    "federation.retry_max_interval=1m",
+                ],
+                "retry_max_interval",
+            ),
+            (
+                "",
+                &[
+                    "components.roomserver=http://10.0.0.2:7000",
+                    "components.userapi=http://10.0.0.2:7000",
+                    "components.syncapi=http://10.0.0.2:7000",
+                    "components.internal_secret=0123456789abcdef0123456789abcdef",
+                ],
+                "components.federationapi",
+            ),
             ("", &["server.tls_cert=/etc/hostname"], "server.tls_key"),
             (
                 "",
