@@ -267,6 +267,7 @@ impl Node {
                     local_db()?,
                     bus.clone(),
                     roomserver.clone(),
+                    syncapi.clone(),
                     FederationApiConfig {
                         server_name: server_name.clone(),
                         key,

@@ -831,12 +831,23 @@ fn auth_of(version: &str, state: &BTreeMap<(String, String), String>, sender: &s
         .collect()
 }
 
-/// PUTs a transaction to `a.test` as `fake`; its answer.
+/// PUTs a transaction of PDUs to `a.test` as `fake`; its answer.
 async fn put_txn(
     client: &FederationClient,
     txn_id: &str,
     origin: &str,
     pdus: Vec<Value>,
+) -> Result<Value, FederationError> {
+    put_txn_with(client, txn_id, origin, pdus, Vec::new()).await
+}
+
+/// PUTs a transaction of PDUs and EDUs to `a.test` as `fake`; its answer.
+async fn put_txn_with(
+    client: &FederationClient,
+    txn_id: &str,
+    origin: &str,
+    pdus: Vec<Value>,
+    edus: Vec<Value>,
 ) -> Result<Value, FederationError> {
     client
         .json(
@@ -847,6 +858,7 @@ async fn put_txn(
                 "origin": origin,
                 "origin_server_ts": myelin::storage::now_ms(),
                 "pdus": pdus,
+                "edus": edus,
             })),
             true,
             None,
@@ -917,6 +929,17 @@ async fn send_messages(
     }
 }
 
+/// Every EDU the fake received in answered transactions, in order.
+fn edus(fake: &Fake) -> Vec<Value> {
+    fake.state
+        .txns
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, body)| body["edus"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// The bodies of the messages the fake received, in order.
 fn bodies(fake: &Fake) -> Vec<String> {
     fake.pdus()
@@ -967,6 +990,75 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
     // The remote member's own join was not sent back to its server.
     assert!(fake.pdus().iter().all(|p| p["sender"] != "@bob:b.test"));
 
+    // Typing and public receipts go out as EDUs; private receipts do not.
+    let (st, v) = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                common::enc(&room),
+                common::enc("@alice:a.test")
+            ),
+            Some(&alice),
+            json!({"typing": true, "timeout": 10000}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, sent) = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/read-me",
+                common::enc(&room)
+            ),
+            Some(&alice),
+            json!({"msgtype": "m.text", "body": "read me"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{sent}");
+    let read = sent["event_id"].as_str().unwrap().to_owned();
+    for receipt_type in ["m.read.private", "m.read"] {
+        let (st, v) = a
+            .post(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/receipt/{receipt_type}/{}",
+                    common::enc(&room),
+                    common::enc(&read)
+                ),
+                Some(&alice),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    eventually("typing and receipt EDUs arrived", || {
+        let e = edus(&fake);
+        e.iter().any(|e| e["edu_type"] == "m.typing")
+            && e.iter().any(|e| e["edu_type"] == "m.receipt")
+    })
+    .await;
+    let all_edus = edus(&fake);
+    let typing = all_edus
+        .iter()
+        .find(|e| e["edu_type"] == "m.typing")
+        .unwrap();
+    assert_eq!(
+        typing["content"],
+        json!({"room_id": room, "user_id": "@alice:a.test", "typing": true})
+    );
+    let receipts: Vec<&Value> = all_edus
+        .iter()
+        .filter(|e| e["edu_type"] == "m.receipt")
+        .collect();
+    assert_eq!(
+        receipts.len(),
+        1,
+        "private receipts stay here: {all_edus:?}"
+    );
+    assert_eq!(
+        receipts[0]["content"][&room]["m.read"]["@alice:a.test"]["event_ids"],
+        json!([read])
+    );
+    let first: Vec<String> = first.into_iter().chain(["read me".to_owned()]).collect();
+
     // b.test goes down: the next messages wait in the queue, across a restart of a.test,
     // and arrive once it is back, the first transaction under the ID it was first tried with.
     fake.state
@@ -985,7 +1077,7 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
     fake.state
         .fail
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    eventually("65 messages arrived", || bodies(&fake).len() >= 65).await;
+    eventually("66 messages arrived", || bodies(&fake).len() >= 66).await;
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let all: Vec<String> = first.iter().chain(second.iter()).cloned().collect();
     assert_eq!(bodies(&fake), all, "each message once, in order");
@@ -1054,6 +1146,42 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
                 && e["content"]["body"] == "hello from b"
                 && e["sender"] == bob),
         "{timeline}"
+    );
+
+    // Typing and receipts of bob's reach alice; EDUs about another server's users do not.
+    let edus = vec![
+        json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob, "typing": true}}),
+        json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": "@carol:c.test", "typing": true}}),
+        json!({"edu_type": "m.receipt", "content": {&room: {"m.read": {
+            bob: {"event_ids": [&hello_id], "data": {"ts": 1}},
+            "@carol:c.test": {"event_ids": [&hello_id], "data": {"ts": 1}},
+        }}}}),
+        json!({"edu_type": "m.something_else", "content": {}}),
+    ];
+    let answer = put_txn_with(&client, "t-edu", "b.test", vec![], edus)
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"pdus": {}}));
+    let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice)).await;
+    let ephemeral = &sync["rooms"]["join"][&room]["ephemeral"]["events"];
+    let of = |t: &str| {
+        ephemeral
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == t)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {t} in {ephemeral}"))
+    };
+    assert_eq!(
+        of("m.typing")["content"]["user_ids"],
+        json!([bob]),
+        "{ephemeral}"
+    );
+    let read = &of("m.receipt")["content"][&hello_id]["m.read"];
+    assert!(
+        read[bob].is_object() && read["@carol:c.test"].is_null(),
+        "{ephemeral}"
     );
 
     // The same transaction ID again: the stored answer, nothing processed (even with other

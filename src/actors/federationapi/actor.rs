@@ -6,6 +6,7 @@ use super::handlers;
 use super::messages::*;
 use super::sender::Queues;
 use crate::actors::roomserver::RoomserverHandle;
+use crate::actors::syncapi::SyncApiHandle;
 use crate::config::{OldSigningKey, TrustedKeyServer};
 use crate::federation::client::FederationClient;
 use crate::signing_key::SigningKey;
@@ -37,6 +38,8 @@ pub struct Deps {
     pub last_fetch: Arc<Mutex<HashMap<OwnedServerName, Instant>>>,
     /// The roomserver, for the PDUs of incoming transactions.
     pub roomserver: RoomserverHandle,
+    /// The syncapi, for the EDUs of incoming transactions.
+    pub syncapi: SyncApiHandle,
     /// The outgoing queues (an incoming transaction tells them its origin is up).
     pub queues: Queues,
     /// `rooms.default_version`: how the event ID of a PDU for an unknown room is derived.
@@ -111,4 +114,5 @@ delegate!(
     QueryLocalServerKeys => query_local_server_keys,
     QueryNotaryKeys => query_notary_keys,
     InputTransaction => input_transaction,
+    InputTyping => input_typing,
 );

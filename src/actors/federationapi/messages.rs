@@ -76,6 +76,8 @@ pub struct KeyQuery {
 /// room through the roomserver (rooms in parallel, each room's PDUs in order), its missing
 /// prev events first fetched from the origin with `/get_missing_events`; one bad PDU never
 /// fails the others. The answer has one entry per PDU whose event ID could be derived.
+/// EDUs (`m.typing`, `m.receipt`; others are ignored) go to the syncapi when the origin
+/// owns the user they are about.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<TransactionResponse, FederationApiError>")]
 pub struct InputTransaction {
@@ -106,9 +108,21 @@ pub struct PduResult {
     pub error: Option<String>,
 }
 
+/// A local user started or stopped typing in a room (the syncapi took it): an `m.typing` EDU
+/// is queued for every other server joined to the room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), FederationApiError>")]
+pub struct InputTyping {
+    pub room_id: String,
+    /// A user of this server.
+    pub user_id: String,
+    pub typing: bool,
+}
+
 crate::remote_messages!("federationapi":
     QueryServerKeys,
     QueryLocalServerKeys,
     QueryNotaryKeys,
     InputTransaction,
+    InputTyping,
 );

@@ -7,9 +7,11 @@
 //! Called by routing: the key endpoints (`QueryLocalServerKeys` for
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
 //! check of every signed federation request (`QueryServerKeys`) and `PUT /send/{txnId}`
-//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent`).
-//! Reads the roomserver's stream (`consumers::roomserver`) and sends this server's events
-//! to the other servers in their rooms (`sender`). It emits no stream.
+//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
+//! typing and receipt EDUs through the syncapi), and `/typing` (`InputTyping`). Reads the
+//! roomserver's stream (`consumers::roomserver`) and the syncapi's receipts
+//! (`consumers::receipts`), and sends this server's events, typing and receipts to the other
+//! servers in their rooms (`sender`). It emits no stream.
 
 mod actor;
 mod consumers;
@@ -25,6 +27,7 @@ pub use error::FederationApiError;
 use crate::actors::bridge::{serve, Handle};
 use crate::actors::executors::Executors;
 use crate::actors::roomserver::RoomserverHandle;
+use crate::actors::syncapi::SyncApiHandle;
 use crate::bus::{run_consumer_on, Bus};
 use crate::config::{OldSigningKey, TrustedKeyServer};
 use crate::federation::client::FederationClient;
@@ -61,6 +64,7 @@ pub async fn start(
     db: Db,
     bus: Bus,
     roomserver: RoomserverHandle,
+    syncapi: SyncApiHandle,
     config: FederationApiConfig,
     exec: &Executors,
 ) -> Result<Addr<FederationApiActor>, StorageError> {
@@ -74,15 +78,23 @@ pub async fn start(
     );
     bus.load_head(&db, crate::actors::roomserver::input::STREAM)
         .await?;
+    bus.load_head(&db, crate::actors::syncapi::RECEIPTS_STREAM)
+        .await?;
     run_consumer_on(
         &thread,
         db.clone(),
-        bus,
+        bus.clone(),
         consumers::roomserver::RoomserverConsumer::new(
             config.server_name.to_string(),
             roomserver.clone(),
             queues.clone(),
         ),
+    );
+    run_consumer_on(
+        &thread,
+        db.clone(),
+        bus,
+        consumers::receipts::ReceiptsConsumer::new(config.server_name.to_string(), queues.clone()),
     );
     queues.resume().await?;
     let deps = actor::Deps {
@@ -95,6 +107,7 @@ pub async fn start(
         notaries: Arc::new(config.notaries),
         last_fetch: Default::default(),
         roomserver,
+        syncapi,
         queues,
         default_room_version: config.default_room_version,
         origins: Default::default(),
@@ -114,7 +127,8 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<QueryServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryLocalServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryNotaryKeys, _, _, _>(cfg, addr.clone());
-    serve::<InputTransaction, _, _, _>(cfg, addr);
+    serve::<InputTransaction, _, _, _>(cfg, addr.clone());
+    serve::<InputTyping, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]
@@ -165,6 +179,11 @@ mod tests {
                     },
                 ),
             ]),
+        });
+        round_trip(InputTyping {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:a.test".into(),
+            typing: true,
         });
         round_trip(ServerKeys {
             keys: BTreeMap::from([(

@@ -331,6 +331,21 @@ impl Queues {
     }
 }
 
+/// Queues one PDU or EDU (JSON text) for each destination, inside the caller's database
+/// transaction; wake the destinations' senders after it commits ([`Queues::wake`]).
+pub async fn enqueue<'a>(
+    txn: &impl crate::storage::Conn,
+    destinations: impl IntoIterator<Item = &'a String>,
+    is_pdu: bool,
+    json: &str,
+) -> Result<(), StorageError> {
+    for destination in destinations {
+        let at = destinations::next_position(txn, destination).await?;
+        queue::insert(txn, destination, at, is_pdu, json).await?;
+    }
+    Ok(())
+}
+
 /// What a sender does next.
 enum Step {
     /// Look at the queue again now.

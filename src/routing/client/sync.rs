@@ -2,6 +2,7 @@
 //! to-device messages and room tags.
 
 use super::ensure_self;
+use crate::actors::federationapi::messages::InputTyping;
 use crate::actors::syncapi::messages::*;
 use crate::actors::userapi::messages::{
     PerformAccountDataUpdate, PerformRoomTagUpdate, QueryAccountData, QueryDevices, QueryFilter,
@@ -90,6 +91,15 @@ pub async fn typing(
             user_id: req.sender.user_id.to_string(),
             typing,
             timeout_ms,
+        })
+        .await?;
+    // The other servers in the room hear of it too.
+    state
+        .federationapi
+        .send(InputTyping {
+            room_id: body.room_id.to_string(),
+            user_id: req.sender.user_id.to_string(),
+            typing,
         })
         .await?;
     Ok(ok(json!({})))

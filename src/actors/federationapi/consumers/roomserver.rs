@@ -10,8 +10,8 @@
 //! itself when it is a member event that entered the state, and the other member events a
 //! fork resolution brought in (read with `QueryEvent`) or pushed out.
 
-use super::super::sender::Queues;
-use super::super::storage::{destinations, joined_members, queue};
+use super::super::sender::{enqueue, Queues};
+use super::super::storage::joined_members;
 use crate::actors::roomserver::messages::{QueryEvent, RoomserverOutput};
 use crate::actors::roomserver::RoomserverHandle;
 use crate::bus::{Consumer, ConsumerError};
@@ -71,7 +71,7 @@ impl RoomserverConsumer {
 }
 
 /// The server part of a user ID.
-fn server_of(user_id: &str) -> Option<&str> {
+pub fn server_of(user_id: &str) -> Option<&str> {
     user_id.split_once(':').map(|(_, server)| server)
 }
 
@@ -137,10 +137,7 @@ impl Consumer for RoomserverConsumer {
         }
         let json = serde_json::to_string(&event)
             .map_err(|e| ConsumerError::Apply(format!("event {event_id}: {e}")))?;
-        for destination in &targets {
-            let at = destinations::next_position(txn, destination).await?;
-            queue::insert(txn, destination, at, true, &json).await?;
-        }
+        enqueue(txn, &targets, true, &json).await?;
         self.touched.insert(position, targets);
         Ok(())
     }

@@ -15,8 +15,12 @@
 //!   oldest events fetched so far; at most 10 events a round, 5 rounds, no deeper than 100
 //!   below the room's depth) and input oldest first. If a gap remains the PDU gets an error
 //!   (filling it from `/state_ids` is not built).
-//! - EDUs are not handled yet: they are logged and ignored, as the spec has servers do with
-//!   EDU types they do not know.
+//! - EDUs, after the PDUs: `m.typing` and `m.receipt` (`m.read`) go to the syncapi
+//!   (`PerformTyping` for 60 s, as Synapse's federation timeout; `PerformReceipt`, at most
+//!   100 receipts an EDU), only for users of the origin; the syncapi checks that the user is
+//!   joined (and that a receipt's event is known). A refused one is logged, never an error of
+//!   the transaction. Other EDU types are not handled yet: logged and ignored, as servers do
+//!   with EDU types they do not know.
 
 use super::super::actor::Deps;
 use super::super::messages::{InputTransaction, PduResult, TransactionResponse};
@@ -24,6 +28,7 @@ use super::super::storage::received_transactions;
 use super::super::FederationApiError;
 use crate::actors::roomserver::messages::{InputOutcome, InputRoomEvent, QueryRoomHead, RoomHead};
 use crate::actors::roomserver::RoomserverError;
+use crate::actors::syncapi::messages::{PerformReceipt, PerformTyping};
 use crate::storage::now_ms;
 use ruma::{CanonicalJsonObject, ServerName};
 use serde_json::{json, Value};
@@ -81,8 +86,7 @@ pub async fn handle(
         response.pdus.insert(event_id, result);
     }
     for edu in &msg.edus {
-        let kind = edu.get("edu_type").and_then(Value::as_str).unwrap_or("");
-        tracing::debug!(origin, edu_type = kind, "EDU not handled yet; ignored");
+        one_edu(deps, &msg.origin, edu).await;
     }
     if !failed_inside {
         let text = serde_json::to_string(&response).map_err(|e| FederationApiError::internal(e))?;
@@ -376,4 +380,88 @@ async fn fetch_missing(
         }
     }
     Ok(())
+}
+
+/// How long a typing notification from another server lasts without a refresh (Synapse's
+/// `FEDERATION_TIMEOUT`).
+const REMOTE_TYPING_MS: u64 = 60_000;
+/// The most receipts taken from one `m.receipt` EDU.
+const MAX_RECEIPTS_PER_EDU: usize = 100;
+
+/// One EDU of a transaction; what cannot be taken is logged.
+async fn one_edu(deps: &Deps, origin: &ServerName, edu: &Value) {
+    let kind = edu.get("edu_type").and_then(Value::as_str).unwrap_or("");
+    let content = edu.get("content").unwrap_or(&Value::Null);
+    let ours =
+        |user: &str| super::super::consumers::roomserver::server_of(user) == Some(origin.as_str());
+    match kind {
+        "m.typing" => {
+            let text = |k: &str| content.get(k).and_then(Value::as_str).map(str::to_owned);
+            let (Some(room_id), Some(user_id)) = (text("room_id"), text("user_id")) else {
+                tracing::info!(%origin, "malformed m.typing EDU ignored");
+                return;
+            };
+            if !ours(&user_id) {
+                tracing::info!(%origin, user_id, "m.typing EDU about another server's user ignored");
+                return;
+            }
+            let typing = content
+                .get("typing")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let sent = deps
+                .syncapi
+                .send(PerformTyping {
+                    room_id,
+                    user_id,
+                    typing,
+                    timeout_ms: REMOTE_TYPING_MS,
+                })
+                .await;
+            if let Err(e) = sent {
+                tracing::info!(%origin, error = %e, "m.typing EDU not taken");
+            }
+        }
+        "m.receipt" => {
+            let Some(rooms) = content.as_object() else {
+                tracing::info!(%origin, "malformed m.receipt EDU ignored");
+                return;
+            };
+            let mut receipts = Vec::new();
+            for (room_id, by_type) in rooms {
+                let Some(users) = by_type.get("m.read").and_then(Value::as_object) else {
+                    continue;
+                };
+                for (user_id, receipt) in users {
+                    let event_id = receipt
+                        .get("event_ids")
+                        .and_then(Value::as_array)
+                        .and_then(|ids| ids.last())
+                        .and_then(Value::as_str);
+                    let thread_id = receipt
+                        .get("data")
+                        .and_then(|d| d.get("thread_id"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    match event_id {
+                        Some(event_id) if ours(user_id) => receipts.push(PerformReceipt {
+                            room_id: room_id.clone(),
+                            user_id: user_id.clone(),
+                            receipt_type: "m.read".into(),
+                            event_id: event_id.to_owned(),
+                            thread_id,
+                        }),
+                        _ => tracing::info!(%origin, user_id, "receipt ignored"),
+                    }
+                }
+            }
+            for receipt in receipts.into_iter().take(MAX_RECEIPTS_PER_EDU) {
+                let user_id = receipt.user_id.clone();
+                if let Err(e) = deps.syncapi.send(receipt).await {
+                    tracing::info!(%origin, user_id, error = %e, "receipt not taken");
+                }
+            }
+        }
+        _ => tracing::debug!(%origin, edu_type = kind, "EDU type not handled; ignored"),
+    }
 }

@@ -1,6 +1,7 @@
 //! One file per message of the federationapi.
 
 pub mod input_transaction;
+pub mod input_typing;
 pub mod query_local_server_keys;
 pub mod query_notary_keys;
 pub mod query_server_keys;
