@@ -34,15 +34,45 @@ struct Pool {
 struct Lease {
     conn: Option<Shared>,
     pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
+    /// Held until the connection is back in `idle` (so a permit always finds one there).
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            if let Ok(mut idle) = self.pool.idle.lock() {
-                idle.push(c);
+        let Some(c) = self.conn.take() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let permit = self.permit.take();
+        // A future dropped while its `BEGIN` waited on the blocking pool leaves the
+        // connection inside a transaction once that `BEGIN` completes: it is rolled back
+        // before the connection is reused, or the write lock would stay held for good.
+        let idle = c.try_lock().is_ok_and(|g| g.is_autocommit());
+        if idle {
+            if let Ok(mut list) = pool.idle.lock() {
+                list.push(c);
             }
+            return;
+        }
+        let release = move || {
+            if let Ok(g) = c.lock() {
+                if !g.is_autocommit() {
+                    if let Err(e) = g.execute_batch("ROLLBACK") {
+                        tracing::error!(error = %e, "sqlite rollback of an abandoned transaction failed");
+                    }
+                }
+            }
+            if let Ok(mut list) = pool.idle.lock() {
+                list.push(c);
+            }
+            drop(permit);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(release);
+            }
+            Err(_) => release(),
         }
     }
 }
@@ -125,7 +155,7 @@ impl SqliteDb {
         Ok(Lease {
             conn: Some(conn),
             pool: self.inner.clone(),
-            _permit: permit,
+            permit: Some(permit),
         })
     }
 
@@ -398,5 +428,28 @@ mod tests {
             super::translate("SELECT '$1' FROM t WHERE a = $1 AND b = $12"),
             "SELECT '$1' FROM t WHERE a = ?1 AND b = ?12"
         );
+    }
+
+    /// A `BEGIN` whose caller gave up while it waited for the write lock must not keep the
+    /// lock once it gets it (a request cancelled, a node stopped mid-write).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_begin_does_not_keep_the_write_lock() {
+        use std::time::Duration;
+        let db = crate::storage::testing::test_db(crate::storage::Backend::Sqlite).await;
+        let holder = db.db.begin().await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(200), db.db.begin()).await;
+        assert!(
+            waiting.is_err(),
+            "the second BEGIN should have been waiting"
+        );
+        holder.commit().await.unwrap();
+        // The abandoned BEGIN takes the lock now (SQLite's busy handler retries within
+        // 100 ms), on the blocking pool, and is rolled back.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = tokio::time::timeout(Duration::from_secs(5), db.db.begin())
+            .await
+            .expect("a new transaction is not stuck behind the abandoned one")
+            .unwrap();
+        next.commit().await.unwrap();
     }
 }

@@ -2240,8 +2240,15 @@ async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
             },
         )
         .unwrap();
+        // No syncapi here: the federationapi's EDU input is not used.
+        let no_syncapi = Handle::Remote(actix::Actor::start(
+            crate::actors::bridge::HttpBridge::new("http://127.0.0.1:1", "unused"),
+        ));
         let fed = federationapi::start(
             f.db.clone(),
+            f.bus.clone(),
+            f.rs.clone(),
+            no_syncapi,
             federationapi::FederationApiConfig {
                 server_name: "test.local".try_into().unwrap(),
                 key: key.clone(),
@@ -2249,9 +2256,17 @@ async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
                 key_validity: std::time::Duration::from_secs(3600),
                 old_keys: Default::default(),
                 notaries: vec![],
+                retry: federationapi::sender::RetryPolicy {
+                    min: std::time::Duration::from_secs(600),
+                    multiplier: 2,
+                    max: std::time::Duration::from_secs(3600),
+                },
+                default_room_version: "11".into(),
             },
             &exec,
-        );
+        )
+        .await
+        .unwrap();
         keyring.attach(Handle::Local(fed));
 
         // Signed by a key other.test does not have: refused, nothing stored.
