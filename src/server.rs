@@ -271,6 +271,7 @@ impl Node {
                     bus.clone(),
                     roomserver.clone(),
                     syncapi.clone(),
+                    userapi.clone(),
                     FederationApiConfig {
                         server_name: server_name.clone(),
                         key,

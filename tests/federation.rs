@@ -1033,6 +1033,31 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
             .await;
         assert_eq!(st, 200, "{v}");
     }
+    let (st, v) = a
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.test/td1",
+            Some(&alice),
+            json!({"messages": {"@bob:b.test": {"BOBDEV": {"secret": 1}}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    eventually("typing, receipt and to-device EDUs arrived", || {
+        edus(&fake)
+            .iter()
+            .any(|e| e["edu_type"] == "m.direct_to_device")
+    })
+    .await;
+    let to_device = edus(&fake)
+        .into_iter()
+        .find(|e| e["edu_type"] == "m.direct_to_device")
+        .unwrap();
+    assert_eq!(to_device["content"]["sender"], "@alice:a.test");
+    assert_eq!(to_device["content"]["type"], "m.test");
+    assert_eq!(
+        to_device["content"]["messages"],
+        json!({"@bob:b.test": {"BOBDEV": {"secret": 1}}})
+    );
+    assert!(to_device["content"]["message_id"].is_string());
     eventually("typing and receipt EDUs arrived", || {
         let e = edus(&fake);
         e.iter().any(|e| e["edu_type"] == "m.typing")
@@ -1187,6 +1212,33 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
         read[bob].is_object() && read["@carol:c.test"].is_null(),
         "{ephemeral}"
     );
+
+    // To-device messages from bob reach alice's devices once per message ID; a sender of
+    // another server is ignored.
+    let to_alice = |sender: &str, id: &str, n: i64| {
+        json!({"edu_type": "m.direct_to_device", "content": {
+            "sender": sender, "type": "m.test", "message_id": id,
+            "messages": {"@alice:a.test": {"*": {"n": n}}},
+        }})
+    };
+    let edus = vec![
+        to_alice(bob, "md1", 1),
+        to_alice(bob, "md1", 2),
+        to_alice("@carol:c.test", "md2", 3),
+        to_alice(bob, "md3", 4),
+    ];
+    put_txn_with(&client, "t-td", "b.test", vec![], edus)
+        .await
+        .unwrap();
+    let (_, sync) = a.get("/_matrix/client/v3/sync", Some(&alice)).await;
+    let got: Vec<&Value> = sync["to_device"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["content"]["n"])
+        .collect();
+    assert_eq!(got, [&json!(1), &json!(4)], "{}", sync["to_device"]);
+    assert_eq!(sync["to_device"]["events"][0]["sender"], bob);
 
     // The same transaction ID again: the stored answer, nothing processed (even with other
     // contents).

@@ -7,6 +7,7 @@ use super::messages::*;
 use super::sender::Queues;
 use crate::actors::roomserver::RoomserverHandle;
 use crate::actors::syncapi::SyncApiHandle;
+use crate::actors::userapi::UserApiHandle;
 use crate::config::{OldSigningKey, TrustedKeyServer};
 use crate::federation::client::FederationClient;
 use crate::signing_key::SigningKey;
@@ -40,6 +41,8 @@ pub struct Deps {
     pub roomserver: RoomserverHandle,
     /// The syncapi, for the EDUs of incoming transactions.
     pub syncapi: SyncApiHandle,
+    /// The userapi: the devices of a user a to-device EDU names with `*`.
+    pub userapi: UserApiHandle,
     /// The outgoing queues (an incoming transaction tells them its origin is up).
     pub queues: Queues,
     /// `rooms.default_version`: how the event ID of a PDU for an unknown room is derived.
@@ -115,4 +118,5 @@ delegate!(
     QueryNotaryKeys => query_notary_keys,
     InputTransaction => input_transaction,
     InputTyping => input_typing,
+    InputSendToDevice => input_send_to_device,
 );

@@ -76,8 +76,8 @@ pub struct KeyQuery {
 /// room through the roomserver (rooms in parallel, each room's PDUs in order), its missing
 /// prev events first fetched from the origin with `/get_missing_events`; one bad PDU never
 /// fails the others. The answer has one entry per PDU whose event ID could be derived.
-/// EDUs (`m.typing`, `m.receipt`; others are ignored) go to the syncapi when the origin
-/// owns the user they are about.
+/// EDUs (`m.typing`, `m.receipt`, `m.direct_to_device`; others are ignored) go to the
+/// syncapi when the origin owns the user they are about.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<TransactionResponse, FederationApiError>")]
 pub struct InputTransaction {
@@ -119,10 +119,25 @@ pub struct InputTyping {
     pub typing: bool,
 }
 
+/// To-device messages of a local user for users of other servers (`/sendToDevice`): one
+/// `m.direct_to_device` EDU is queued for each server named.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), FederationApiError>")]
+pub struct InputSendToDevice {
+    /// A user of this server.
+    pub sender: String,
+    pub event_type: String,
+    /// Unique per sender and request (the receiver drops a second EDU with the same one).
+    pub message_id: String,
+    /// User (of another server) -> device ID or `*` -> content.
+    pub messages: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
 crate::remote_messages!("federationapi":
     QueryServerKeys,
     QueryLocalServerKeys,
     QueryNotaryKeys,
     InputTransaction,
     InputTyping,
+    InputSendToDevice,
 );

@@ -8,10 +8,11 @@
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
 //! check of every signed federation request (`QueryServerKeys`) and `PUT /send/{txnId}`
 //! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
-//! typing and receipt EDUs through the syncapi), and `/typing` (`InputTyping`). Reads the
+//! typing, receipt and to-device EDUs through the syncapi), `/typing` (`InputTyping`) and
+//! `/sendToDevice` to other servers' users (`InputSendToDevice`). Reads the
 //! roomserver's stream (`consumers::roomserver`) and the syncapi's receipts
-//! (`consumers::receipts`), and sends this server's events, typing and receipts to the other
-//! servers in their rooms (`sender`). It emits no stream.
+//! (`consumers::receipts`), and sends this server's events, typing, receipts and to-device
+//! messages to the other servers (`sender`). It emits no stream.
 
 mod actor;
 mod consumers;
@@ -28,6 +29,7 @@ use crate::actors::bridge::{serve, Handle};
 use crate::actors::executors::Executors;
 use crate::actors::roomserver::RoomserverHandle;
 use crate::actors::syncapi::SyncApiHandle;
+use crate::actors::userapi::UserApiHandle;
 use crate::bus::{run_consumer_on, Bus};
 use crate::config::{OldSigningKey, TrustedKeyServer};
 use crate::federation::client::FederationClient;
@@ -65,6 +67,7 @@ pub async fn start(
     bus: Bus,
     roomserver: RoomserverHandle,
     syncapi: SyncApiHandle,
+    userapi: UserApiHandle,
     config: FederationApiConfig,
     exec: &Executors,
 ) -> Result<Addr<FederationApiActor>, StorageError> {
@@ -108,6 +111,7 @@ pub async fn start(
         last_fetch: Default::default(),
         roomserver,
         syncapi,
+        userapi,
         queues,
         default_room_version: config.default_room_version,
         origins: Default::default(),
@@ -128,7 +132,8 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<QueryLocalServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryNotaryKeys, _, _, _>(cfg, addr.clone());
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
-    serve::<InputTyping, _, _, _>(cfg, addr);
+    serve::<InputTyping, _, _, _>(cfg, addr.clone());
+    serve::<InputSendToDevice, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]
@@ -184,6 +189,15 @@ mod tests {
             room_id: "!r:a.test".into(),
             user_id: "@u:a.test".into(),
             typing: true,
+        });
+        round_trip(InputSendToDevice {
+            sender: "@u:a.test".into(),
+            event_type: "m.room_key_request".into(),
+            message_id: "m1".into(),
+            messages: BTreeMap::from([(
+                "@v:b.test".to_owned(),
+                BTreeMap::from([("*".to_owned(), serde_json::json!({"a": 1}))]),
+            )]),
         });
         round_trip(ServerKeys {
             keys: BTreeMap::from([(

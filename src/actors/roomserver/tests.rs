@@ -2240,15 +2240,19 @@ async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
             },
         )
         .unwrap();
-        // No syncapi here: the federationapi's EDU input is not used.
-        let no_syncapi = Handle::Remote(actix::Actor::start(
-            crate::actors::bridge::HttpBridge::new("http://127.0.0.1:1", "unused"),
-        ));
+        // No syncapi or userapi here: the federationapi's EDU input is not used.
+        let nowhere = || {
+            Handle::Remote(actix::Actor::start(crate::actors::bridge::HttpBridge::new(
+                "http://127.0.0.1:1",
+                "unused",
+            )))
+        };
         let fed = federationapi::start(
             f.db.clone(),
             f.bus.clone(),
             f.rs.clone(),
-            no_syncapi,
+            nowhere(),
+            nowhere(),
             federationapi::FederationApiConfig {
                 server_name: "test.local".try_into().unwrap(),
                 key: key.clone(),

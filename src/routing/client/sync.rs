@@ -2,7 +2,7 @@
 //! to-device messages and room tags.
 
 use super::ensure_self;
-use crate::actors::federationapi::messages::InputTyping;
+use crate::actors::federationapi::messages::{InputSendToDevice, InputTyping};
 use crate::actors::syncapi::messages::*;
 use crate::actors::userapi::messages::{
     PerformAccountDataUpdate, PerformRoomTagUpdate, QueryAccountData, QueryDevices, QueryFilter,
@@ -21,6 +21,7 @@ use ruma::api::client::typing::create_typing_event::{self, v3::Typing};
 use ruma::events::receipt::ReceiptThread;
 use ruma::to_device::DeviceIdOrAllDevices;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 fn ok(v: Value) -> HttpResponse {
     HttpResponse::Ok().json(v)
@@ -274,20 +275,24 @@ pub async fn send_to_device(
     req: Ruma<send_event_to_device::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let body = req.body;
-    // Remote users are reached through federation, which is not built yet: refuse the whole
-    // request before anything is queued, rather than answer success for messages dropped.
-    if let Some(remote) = body
-        .messages
-        .keys()
-        .find(|u| super::local_part(state.server_name(), u).is_none())
-    {
-        return Err(MatrixError::federation_unavailable(format!(
-            "Cannot send to-device messages to {remote}"
-        )));
-    }
     let mut messages = Vec::new();
+    // Other servers' users: queued for their servers by the federationapi.
+    let mut remote: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for (user, devices) in &body.messages {
         let Some(localpart) = super::local_part(state.server_name(), user) else {
+            let entry = remote.entry(user.to_string()).or_default();
+            for (device, content) in devices {
+                let content: Value = serde_json::from_str(content.json().get())
+                    .map_err(|_| MatrixError::bad_json("message content must be JSON"))?;
+                if !content.is_object() {
+                    return Err(MatrixError::bad_json("message content must be an object"));
+                }
+                let device = match device {
+                    DeviceIdOrAllDevices::DeviceId(d) => d.to_string(),
+                    DeviceIdOrAllDevices::AllDevices => "*".to_owned(),
+                };
+                entry.insert(device, content);
+            }
             continue;
         };
         for (device, content) in devices {
@@ -324,6 +329,19 @@ pub async fn send_to_device(
             messages,
         })
         .await?;
+    if !remote.is_empty() {
+        // The same request again (a client's retry) gives the same message ID, which the
+        // receiving server takes once.
+        state
+            .federationapi
+            .send(InputSendToDevice {
+                sender: req.sender.user_id.to_string(),
+                event_type: body.event_type.to_string(),
+                message_id: format!("{}.{}", req.sender.device_id, body.txn_id),
+                messages: remote,
+            })
+            .await?;
+    }
     Ok(ok(json!({})))
 }
 

@@ -15,9 +15,11 @@
 //!   oldest events fetched so far; at most 10 events a round, 5 rounds, no deeper than 100
 //!   below the room's depth) and input oldest first. If a gap remains the PDU gets an error
 //!   (filling it from `/state_ids` is not built).
-//! - EDUs, after the PDUs: `m.typing` and `m.receipt` (`m.read`) go to the syncapi
-//!   (`PerformTyping` for 60 s, as Synapse's federation timeout; `PerformReceipt`, at most
-//!   100 receipts an EDU), only for users of the origin; the syncapi checks that the user is
+//! - EDUs, after the PDUs: `m.typing`, `m.receipt` (`m.read`) and `m.direct_to_device` go
+//!   to the syncapi (`PerformTyping` for 60 s, as Synapse's federation timeout;
+//!   `PerformReceipt`, at most 100 receipts an EDU; `PerformSendToDevice` for our users'
+//!   devices, `*` expanded with the userapi's `QueryDevices`, at most 1000 messages an EDU,
+//!   once per sender and `message_id`), only for users of the origin; the syncapi checks that the user is
 //!   joined (and that a receipt's event is known). A refused one is logged, never an error of
 //!   the transaction. Other EDU types are not handled yet: logged and ignored, as servers do
 //!   with EDU types they do not know.
@@ -28,7 +30,8 @@ use super::super::storage::received_transactions;
 use super::super::FederationApiError;
 use crate::actors::roomserver::messages::{InputOutcome, InputRoomEvent, QueryRoomHead, RoomHead};
 use crate::actors::roomserver::RoomserverError;
-use crate::actors::syncapi::messages::{PerformReceipt, PerformTyping};
+use crate::actors::syncapi::messages::{PerformReceipt, PerformSendToDevice, PerformTyping};
+use crate::actors::userapi::messages::QueryDevices;
 use crate::storage::now_ms;
 use ruma::{CanonicalJsonObject, ServerName};
 use serde_json::{json, Value};
@@ -462,6 +465,85 @@ async fn one_edu(deps: &Deps, origin: &ServerName, edu: &Value) {
                 }
             }
         }
+        "m.direct_to_device" => to_device(deps, origin, content).await,
         _ => tracing::debug!(%origin, edu_type = kind, "EDU type not handled; ignored"),
+    }
+}
+
+/// The most messages taken from one `m.direct_to_device` EDU (devices included).
+const MAX_TO_DEVICE_PER_EDU: usize = 1000;
+
+/// An `m.direct_to_device` EDU: the messages for our users' devices (`*`: every device),
+/// from a sender of the origin, handed to the syncapi once per (sender, `message_id`).
+async fn to_device(deps: &Deps, origin: &ServerName, content: &Value) {
+    let text = |k: &str| content.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(sender), Some(event_type), Some(message_id), Some(messages)) = (
+        text("sender"),
+        text("type"),
+        text("message_id"),
+        content.get("messages").and_then(Value::as_object),
+    ) else {
+        tracing::info!(%origin, "malformed m.direct_to_device EDU ignored");
+        return;
+    };
+    if super::super::consumers::roomserver::server_of(&sender) != Some(origin.as_str()) {
+        tracing::info!(%origin, sender, "to-device messages of another server's user ignored");
+        return;
+    }
+    let ours = deps.server_name.as_str();
+    let mut expanded = Vec::new();
+    for (user, devices) in messages {
+        let Some(localpart) = user
+            .strip_prefix('@')
+            .and_then(|u| u.split_once(':'))
+            .filter(|(_, server)| *server == ours)
+            .map(|(local, _)| local.to_owned())
+        else {
+            continue;
+        };
+        let Some(devices) = devices.as_object() else {
+            continue;
+        };
+        for (device, message) in devices {
+            if !message.is_object() {
+                continue;
+            }
+            if device == "*" {
+                match deps
+                    .userapi
+                    .send(QueryDevices {
+                        localpart: localpart.clone(),
+                    })
+                    .await
+                {
+                    Ok(all) => expanded.extend(
+                        all.into_iter()
+                            .map(|d| (user.clone(), d.device_id, message.clone())),
+                    ),
+                    Err(e) => tracing::info!(%origin, user, error = %e, "devices unknown"),
+                }
+            } else {
+                expanded.push((user.clone(), device.clone(), message.clone()));
+            }
+        }
+    }
+    expanded.truncate(MAX_TO_DEVICE_PER_EDU);
+    if expanded.is_empty() {
+        return;
+    }
+    let sent = deps
+        .syncapi
+        .send(PerformSendToDevice {
+            sender,
+            // The EDU has no device; the origin stands for it, so a message ID is taken once
+            // per sender and origin.
+            sender_device: format!("federation:{origin}"),
+            txn_id: message_id,
+            event_type,
+            messages: expanded,
+        })
+        .await;
+    if let Err(e) = sent {
+        tracing::info!(%origin, error = %e, "to-device messages not taken");
     }
 }

@@ -1,5 +1,6 @@
 //! One file per message of the federationapi.
 
+pub mod input_send_to_device;
 pub mod input_transaction;
 pub mod input_typing;
 pub mod query_local_server_keys;
