@@ -1041,12 +1041,38 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    eventually("typing, receipt and to-device EDUs arrived", || {
-        edus(&fake)
-            .iter()
-            .any(|e| e["edu_type"] == "m.direct_to_device")
+    let (st, v) = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/presence/{}/status",
+                common::enc("@alice:a.test")
+            ),
+            Some(&alice),
+            json!({"presence": "unavailable", "status_msg": "away"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    eventually("to-device and presence EDUs arrived", || {
+        let e = edus(&fake);
+        e.iter().any(|e| e["edu_type"] == "m.direct_to_device")
+            && e.iter().any(|e| e["edu_type"] == "m.presence")
     })
     .await;
+    let presence = edus(&fake)
+        .into_iter()
+        .filter(|e| e["edu_type"] == "m.presence")
+        .last()
+        .unwrap();
+    let push = &presence["content"]["push"][0];
+    assert_eq!(
+        (&push["user_id"], &push["presence"], &push["status_msg"]),
+        (
+            &json!("@alice:a.test"),
+            &json!("unavailable"),
+            &json!("away")
+        ),
+        "{presence}"
+    );
     let to_device = edus(&fake)
         .into_iter()
         .find(|e| e["edu_type"] == "m.direct_to_device")
@@ -1239,6 +1265,25 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
         .collect();
     assert_eq!(got, [&json!(1), &json!(4)], "{}", sync["to_device"]);
     assert_eq!(sync["to_device"]["events"][0]["sender"], bob);
+
+    // Presence of bob's reaches alice, who shares a room with him.
+    let presence = json!({"edu_type": "m.presence", "content": {"push": [
+        {"user_id": bob, "presence": "unavailable", "status_msg": "gone fishing", "last_active_ago": 5},
+    ]}});
+    put_txn_with(&client, "t-presence", "b.test", vec![], vec![presence])
+        .await
+        .unwrap();
+    let (st, v) = a
+        .get(
+            &format!("/_matrix/client/v3/presence/{}/status", common::enc(bob)),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (&v["presence"], &v["status_msg"]),
+        (&json!("unavailable"), &json!("gone fishing"))
+    );
 
     // The same transaction ID again: the stored answer, nothing processed (even with other
     // contents).

@@ -10,9 +10,10 @@
 //! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
 //! typing, receipt and to-device EDUs through the syncapi), `/typing` (`InputTyping`) and
 //! `/sendToDevice` to other servers' users (`InputSendToDevice`). Reads the
-//! roomserver's stream (`consumers::roomserver`) and the syncapi's receipts
-//! (`consumers::receipts`), and sends this server's events, typing, receipts and to-device
-//! messages to the other servers (`sender`). It emits no stream.
+//! roomserver's stream (`consumers::roomserver`) and the syncapi's receipts and presence
+//! (`consumers::receipts`, `consumers::presence`), and sends this server's events, typing,
+//! receipts, to-device messages and presence to the other servers (`sender`). It emits no
+//! stream.
 
 mod actor;
 mod consumers;
@@ -83,6 +84,8 @@ pub async fn start(
         .await?;
     bus.load_head(&db, crate::actors::syncapi::RECEIPTS_STREAM)
         .await?;
+    bus.load_head(&db, crate::actors::syncapi::PRESENCE_STREAM)
+        .await?;
     run_consumer_on(
         &thread,
         db.clone(),
@@ -96,8 +99,14 @@ pub async fn start(
     run_consumer_on(
         &thread,
         db.clone(),
-        bus,
+        bus.clone(),
         consumers::receipts::ReceiptsConsumer::new(config.server_name.to_string(), queues.clone()),
+    );
+    run_consumer_on(
+        &thread,
+        db.clone(),
+        bus,
+        consumers::presence::PresenceConsumer::new(config.server_name.to_string(), queues.clone()),
     );
     queues.resume().await?;
     let deps = actor::Deps {

@@ -19,7 +19,8 @@
 //!   to the syncapi (`PerformTyping` for 60 s, as Synapse's federation timeout;
 //!   `PerformReceipt`, at most 100 receipts an EDU; `PerformSendToDevice` for our users'
 //!   devices, `*` expanded with the userapi's `QueryDevices`, at most 1000 messages an EDU,
-//!   once per sender and `message_id`), only for users of the origin; the syncapi checks that the user is
+//!   once per sender and `message_id`; `m.presence` as `PerformPresence`, at most 100
+//!   updates an EDU), only for users of the origin; the syncapi checks that the user is
 //!   joined (and that a receipt's event is known). A refused one is logged, never an error of
 //!   the transaction. Other EDU types are not handled yet: logged and ignored, as servers do
 //!   with EDU types they do not know.
@@ -30,7 +31,9 @@ use super::super::storage::received_transactions;
 use super::super::FederationApiError;
 use crate::actors::roomserver::messages::{InputOutcome, InputRoomEvent, QueryRoomHead, RoomHead};
 use crate::actors::roomserver::RoomserverError;
-use crate::actors::syncapi::messages::{PerformReceipt, PerformSendToDevice, PerformTyping};
+use crate::actors::syncapi::messages::{
+    PerformPresence, PerformReceipt, PerformSendToDevice, PerformTyping,
+};
 use crate::actors::userapi::messages::QueryDevices;
 use crate::storage::now_ms;
 use ruma::{CanonicalJsonObject, ServerName};
@@ -388,6 +391,8 @@ async fn fetch_missing(
 /// How long a typing notification from another server lasts without a refresh (Synapse's
 /// `FEDERATION_TIMEOUT`).
 const REMOTE_TYPING_MS: u64 = 60_000;
+/// The most presence updates taken from one `m.presence` EDU.
+const MAX_PRESENCE_PER_EDU: usize = 100;
 /// The most receipts taken from one `m.receipt` EDU.
 const MAX_RECEIPTS_PER_EDU: usize = 100;
 
@@ -466,6 +471,27 @@ async fn one_edu(deps: &Deps, origin: &ServerName, edu: &Value) {
             }
         }
         "m.direct_to_device" => to_device(deps, origin, content).await,
+        "m.presence" => {
+            let updates = content.get("push").and_then(Value::as_array);
+            for update in updates.into_iter().flatten().take(MAX_PRESENCE_PER_EDU) {
+                let text = |k: &str| update.get(k).and_then(Value::as_str).map(str::to_owned);
+                let (Some(user_id), Some(presence)) = (text("user_id"), text("presence")) else {
+                    continue;
+                };
+                if !ours(&user_id) {
+                    tracing::info!(%origin, user_id, "presence of another server's user ignored");
+                    continue;
+                }
+                let set = PerformPresence {
+                    user_id: user_id.clone(),
+                    presence,
+                    status_msg: text("status_msg"),
+                };
+                if let Err(e) = deps.syncapi.send(set).await {
+                    tracing::info!(%origin, user_id, error = %e, "presence not taken");
+                }
+            }
+        }
         _ => tracing::debug!(%origin, edu_type = kind, "EDU type not handled; ignored"),
     }
 }

@@ -9,6 +9,9 @@ const UPSERT: &str = "INSERT INTO federationapi_joined_members
 const DELETE: &str = "DELETE FROM federationapi_joined_members WHERE room_id = $1 AND user_id = $2";
 const DELETE_BY_EVENT: &str =
     "DELETE FROM federationapi_joined_members WHERE room_id = $1 AND event_id = $2";
+const SELECT_SERVERS_SHARING: &str = "SELECT DISTINCT server_name FROM federationapi_joined_members
+    WHERE room_id IN (SELECT room_id FROM federationapi_joined_members WHERE user_id = $1)
+    ORDER BY server_name";
 const SELECT_SERVERS: &str = "SELECT DISTINCT server_name FROM federationapi_joined_members
     WHERE room_id = $1 ORDER BY server_name";
 
@@ -50,6 +53,18 @@ pub async fn select_servers(db: &impl Conn, room_id: &str) -> Result<Vec<String>
         .collect()
 }
 
+/// The servers with a joined member in any room `user_id` is joined to, sorted.
+pub async fn select_servers_sharing(
+    db: &impl Conn,
+    user_id: &str,
+) -> Result<Vec<String>, StorageError> {
+    db.query(SELECT_SERVERS_SHARING, &[&user_id])
+        .await?
+        .iter()
+        .map(|r| r.string(0))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +92,14 @@ mod tests {
                 ["a.test", "b.test"],
                 "{backend}"
             );
+            assert_eq!(
+                select_servers_sharing(&db.db, "@a:a.test").await.unwrap(),
+                ["a.test", "b.test"]
+            );
+            assert!(select_servers_sharing(&db.db, "@z:z.test")
+                .await
+                .unwrap()
+                .is_empty());
             delete(&db.db, r, "@b:b.test").await.unwrap();
             assert_eq!(
                 select_servers(&db.db, r).await.unwrap(),
