@@ -1060,8 +1060,8 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
     .await;
     let presence = edus(&fake)
         .into_iter()
-        .filter(|e| e["edu_type"] == "m.presence")
-        .last()
+        .rev()
+        .find(|e| e["edu_type"] == "m.presence")
         .unwrap();
     let push = &presence["content"]["push"][0];
     assert_eq!(

@@ -2241,12 +2241,12 @@ async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
         )
         .unwrap();
         // No syncapi or userapi here: the federationapi's EDU input is not used.
-        let nowhere = || {
+        fn nowhere<A: actix::Actor>() -> Handle<A> {
             Handle::Remote(actix::Actor::start(crate::actors::bridge::HttpBridge::new(
                 "http://127.0.0.1:1",
                 "unused",
             )))
-        };
+        }
         let fed = federationapi::start(
             f.db.clone(),
             f.bus.clone(),

@@ -274,6 +274,9 @@ fn internal(event_id: String, e: RoomserverError) -> Outcome {
     }
 }
 
+/// A missing event fetched and not input yet: (depth, event, prev events).
+type Fetched = (i64, Value, Vec<String>);
+
 /// Fetches the events between the room's forward extremities and `pdu` from `origin` and
 /// inputs them oldest first. An error says why the gap remains.
 async fn fetch_missing(
@@ -290,8 +293,8 @@ async fn fetch_missing(
         "/_matrix/federation/v1/get_missing_events/{}",
         percent_encoding::utf8_percent_encode(room_id, percent_encoding::NON_ALPHANUMERIC)
     );
-    // Fetched events not input yet: ID -> (depth, event, prev events).
-    let mut fetched: HashMap<String, (i64, Value, Vec<String>)> = HashMap::new();
+    // Fetched events not input yet, by ID.
+    let mut fetched: HashMap<String, Fetched> = HashMap::new();
     let mut latest = vec![event_id.to_owned()];
     let mut unknown = head.unknown_events;
     for _ in 0..MISSING_ROUNDS {
@@ -370,7 +373,7 @@ async fn fetch_missing(
             unknown.join(", ")
         ));
     }
-    let mut ordered: Vec<(String, (i64, Value, Vec<String>))> = fetched.into_iter().collect();
+    let mut ordered: Vec<(String, Fetched)> = fetched.into_iter().collect();
     ordered.sort_by(|a, b| (a.1 .0, &a.0).cmp(&(b.1 .0, &b.0)));
     for (id, (_, ev, _)) in ordered {
         let outcome = deps
