@@ -504,10 +504,26 @@ async fn tls_listeners_serve_federation(backend: Backend, topology: Topology) {
             format!("server.tls_cert={chain}"),
             format!("server.tls_key={key}"),
             format!("federation.listen=127.0.0.1:{pfa}"),
+            "server.http_listen=127.0.0.1:0".to_owned(),
         ],
     )
     .await;
     let a_key = key_of(&a);
+    // Beside HTTPS, a plain-HTTP listener serves the client API, never federation.
+    let http = a.node.as_ref().unwrap().http_addr.expect("http listener");
+    for (path, want) in [
+        ("/_matrix/client/versions", 200),
+        ("/_matrix/key/v2/server", 404),
+        ("/_matrix/federation/v1/version", 404),
+    ] {
+        let res = a
+            .client
+            .get(format!("http://{http}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), want, "{path}");
+    }
     // B reaches A's federation listener over HTTPS, trusting the test CA, and so serves A's
     // keys as a notary.
     let b = start(
