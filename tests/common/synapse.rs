@@ -17,7 +17,6 @@ pub const SYNAPSE_VERSION: &str = "1.163.2";
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long Synapse may take from start to answering `/versions`.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long one run of the script may take (it bounds itself to 150 s per server).
 
 /// Whether `python` imports Synapse at exactly the pinned version.
 fn has_pinned_synapse(python: &Path) -> bool {
