@@ -345,6 +345,31 @@ directory_handler!(QueryMaySendState, bool, |db, m| {
     super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
 });
 
+// Reads for other servers (`server_reads.rs`).
+directory_handler!(QueryEventForServer, Option<ServerEvent>, |db, m| {
+    super::server_reads::event(&db, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryStateForServer, ServerState, |db, m| {
+    super::server_reads::state_at(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryStateIdsForServer, ServerStateIds, |db, m| {
+    super::server_reads::state_ids_at(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryEventAuthForServer, Vec<serde_json::Value>, |db, m| {
+    super::server_reads::event_auth(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryBackfillForServer, Vec<serde_json::Value>, |db, m| {
+    super::server_reads::backfill(&db, &m.room_id, &m.event_ids, m.limit, &m.server_name).await
+});
+directory_handler!(
+    QueryMissingEventsForServer,
+    Vec<serde_json::Value>,
+    |db, m| { super::server_reads::missing_events(&db, &m).await }
+);
+directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
+    super::server_reads::joined_servers(&db, &m.room_id).await
+});
+
 /// The input of one room.
 pub struct RoomActor {
     deps: Deps,

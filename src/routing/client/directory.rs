@@ -243,7 +243,8 @@ fn page_json(page: PublicRoomsPage) -> Value {
     out
 }
 
-async fn public_rooms(
+/// A page of this server's public room directory, as the client and federation APIs answer.
+pub(crate) async fn public_rooms(
     state: &AppState,
     limit: Option<ruma::UInt>,
     since: Option<String>,
