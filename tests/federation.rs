@@ -1,6 +1,8 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
 //! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
-//! and refused), `/version`, and the HTTPS listeners (a test CA made with openssl). Each server is a `TestServer` (both databases, local and
+//! and refused), `/version`, the HTTPS listeners (a test CA made with openssl), and the read
+//! side other servers use (`/event`, `/state`, `/backfill`, ..., the directory, OpenID).
+//! Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
 
@@ -1256,6 +1258,146 @@ async fn directory_and_openid_for_other_servers(backend: Backend, topology: Topo
     b.stop().await;
 }
 
+/// A server with a user joined to the room (a join of `@bob:b.test` built and signed by
+/// b.test's key, fed to a.test's roomserver as federation's join will) reads the room without
+/// it being world-readable, and sees whole the events of `joined` history from when Bob was
+/// joined, redacted the ones from before; a third server with nobody in the room gets 403;
+/// `/query/directory` lists b.test among the room's servers.
+async fn a_joined_server_reads_what_its_users_saw(backend: Backend, topology: Topology) {
+    let (pa, pb, pc) = (reserve_port(), reserve_port(), reserve_port());
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb)), ("c.test", url(pc))],
+        &with_internal(topology),
+    )
+    .await;
+    let b = start(backend, topology, "b.test", pb, &[("a.test", url(pa))], &[]).await;
+    let c = start(backend, topology, "c.test", pc, &[("a.test", url(pa))], &[]).await;
+    let (b_key, c_key) = (key_of(&b), key_of(&c));
+    let (_, tok, _) = a.register("alice", "pw").await;
+    let room = common::create(
+        &a,
+        &tok,
+        json!({"preset": "public_chat", "room_version": "11", "room_alias_name": "joined",
+            "initial_state": [{"type": "m.room.history_visibility", "state_key": "",
+                "content": {"history_visibility": "joined"}}]}),
+    )
+    .await;
+    let before = say(&a, &tok, &room, "before bob").await;
+    // Bob's join, from b.test.
+    let (_, state) = a.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    let id_of = |kind: &str| -> ruma::OwnedEventId {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let (_, last) = a
+        .get(
+            &format!("{C}/rooms/{room}/messages?dir=b&limit=1"),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(last["chunk"][0]["event_id"], before.as_str());
+    let join = myelin::pdu::PduBuilder {
+        room_version: ruma::RoomVersionId::V11,
+        room_id: Some(room.as_str().try_into().unwrap()),
+        sender: "@bob:b.test".try_into().unwrap(),
+        event_type: "m.room.member".into(),
+        state_key: Some("@bob:b.test".into()),
+        content: json!({"membership": "join"}),
+        redacts: None,
+        prev_events: vec![before.as_str().try_into().unwrap()],
+        auth_events: vec![
+            id_of("m.room.create"),
+            id_of("m.room.power_levels"),
+            id_of("m.room.join_rules"),
+        ],
+        reference_hashes: Default::default(),
+        depth: 50u32.into(),
+        origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+    }
+    .build(&b_key, "b.test".try_into().unwrap())
+    .unwrap();
+    let outcome = roomserver(
+        &a,
+        "InputRoomEvent",
+        json!({"room_id": room, "event": join.json}),
+    )
+    .await;
+    assert_eq!(
+        outcome["Accepted"]["event_id"],
+        join.event_id.as_str(),
+        "{outcome}"
+    );
+    let after = say(&a, &tok, &room, "after bob").await;
+    let event = |id: &str| format!("{F}/event/{}", common::enc(id));
+    let (st, v) = signed(&a, "b.test", &b_key, "GET", &event(&after), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pdus"][0]["content"]["body"], "after bob", "{v}");
+    let (st, v) = signed(&a, "b.test", &b_key, "GET", &event(&before), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pdus"][0]["content"], json!({}), "before Bob joined: {v}");
+    // Bob's own join is seen (the state after it has him joined).
+    let (_, v) = signed(
+        &a,
+        "b.test",
+        &b_key,
+        "GET",
+        &event(join.event_id.as_str()),
+        None,
+    )
+    .await;
+    assert_eq!(v["pdus"][0]["content"]["membership"], "join", "{v}");
+    let r = common::enc(&room);
+    let (st, v) = signed(
+        &a,
+        "b.test",
+        &b_key,
+        "GET",
+        &format!("{F}/state_ids/{r}?event_id={}", common::enc(&after)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["pdu_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(join.event_id.as_str())),
+        "{v}"
+    );
+    // c.test has nobody in the room.
+    let refused = signed(&a, "c.test", &c_key, "GET", &event(&after), None).await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    let (st, v) = signed(
+        &a,
+        "c.test",
+        &c_key,
+        "GET",
+        &format!(
+            "{F}/query/directory?room_alias={}",
+            common::enc("#joined:a.test")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["servers"], json!(["a.test", "b.test"]), "{v}");
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}
+
 scenarios!(
     published_keys_are_self_signed,
     keys_are_fetched_directly_and_served_as_notary,
@@ -1264,4 +1406,5 @@ scenarios!(
     tls_listeners_serve_federation,
     the_dag_is_served_to_other_servers,
     directory_and_openid_for_other_servers,
+    a_joined_server_reads_what_its_users_saw,
 );

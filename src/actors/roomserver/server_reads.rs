@@ -254,30 +254,27 @@ fn redacted(json: Value, room_version: &str) -> Result<Value, RoomserverError> {
 }
 
 /// Every event of the room reachable by `auth_events` from `from` (the starting events
-/// themselves only when reached), least deep first.
+/// themselves only when reached), least deep first. Read a generation at a time.
 async fn auth_chain(
     db: &Db,
     room_nid: i64,
     from: &[events::EventRow],
 ) -> Result<Vec<events::EventRow>, RoomserverError> {
+    let mut seen = HashSet::new();
     let mut todo: Vec<String> = from
         .iter()
         .flat_map(|r| refs(&r.json, "auth_events"))
+        .filter(|id| seen.insert(id.clone()))
         .collect();
-    let mut seen = HashSet::new();
     let mut out = Vec::new();
-    while let Some(id) = todo.pop() {
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        let Some(row) = events::select_by_id(db, &id).await? else {
-            continue;
-        };
-        if row.room_nid != room_nid {
-            continue;
-        }
-        todo.extend(refs(&row.json, "auth_events"));
-        out.push(row);
+    while !todo.is_empty() {
+        let rows = events::select_by_ids_in_room(db, room_nid, &todo).await?;
+        todo = rows
+            .iter()
+            .flat_map(|r| refs(&r.json, "auth_events"))
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        out.extend(rows);
     }
     out.sort_by_key(|r| (r.depth, r.event_nid));
     Ok(out)

@@ -152,6 +152,23 @@ pub async fn select_by_nids(db: &impl Conn, nids: &[i64]) -> Result<Vec<EventRow
     Ok(out)
 }
 
+/// Finds a room's events by ID, in no particular order; IDs unknown or of other rooms are
+/// left out. Large lists are read in chunks.
+pub async fn select_by_ids_in_room(
+    db: &impl Conn,
+    room_nid: i64,
+    event_ids: &[String],
+) -> Result<Vec<EventRow>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM roomserver_events WHERE room_nid = $1 AND event_id IN {{ids}}"
+    );
+    crate::storage::query_chunked(db, &sql, &[&room_nid], event_ids)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
 /// Records the state before an event.
 pub async fn set_state_snapshot(
     db: &impl Conn,
@@ -488,6 +505,15 @@ mod tests {
                 .collect();
             keys.sort();
             assert_eq!(keys, ["@a:b.test", "@c:b.test"], "{backend}");
+            let mut found: Vec<String> =
+                select_by_ids_in_room(db, 1, &["$e1".into(), "$e7".into(), "$x".into()])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.event_id)
+                    .collect();
+            found.sort();
+            assert_eq!(found, ["$e1"], "$e7 is in another room");
             assert!(select_keys_of_server(db, 1, 7, "z.test")
                 .await
                 .unwrap()
