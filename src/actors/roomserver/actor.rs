@@ -364,7 +364,7 @@ directory_handler!(QueryBackfillForServer, Vec<serde_json::Value>, |db, m| {
 directory_handler!(
     QueryMissingEventsForServer,
     Vec<serde_json::Value>,
-    |db, msg| { super::server_reads::missing_events(&db, &msg).await }
+    |db, msg| super::server_reads::missing_events(&db, &msg).await
 );
 directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
     super::server_reads::joined_servers(&db, &m.room_id).await
