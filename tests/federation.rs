@@ -908,6 +908,30 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
         common::assert_error(&get(path).await, 404, "M_NOT_FOUND");
     }
 
+    // Bad requests: 400 with an errcode, nothing served.
+    for path in [
+        format!("{F}/state/{r}"),
+        format!("{F}/backfill/{r}?v={}", common::enc(&m5)),
+        format!("{F}/backfill/{r}?v={}&limit=many", common::enc(&m5)),
+        format!("{F}/event_auth/{r}/not-an-event-id"),
+    ] {
+        let (st, v) = get(path.clone()).await;
+        assert_eq!(st, 400, "{path}: {v}");
+        assert!(
+            v["errcode"].as_str().is_some_and(|c| c.starts_with("M_")),
+            "{path}: {v}"
+        );
+    }
+    for body in [
+        json!({"latest_events": "nope", "earliest_events": []}),
+        json!({"earliest_events": []}),
+        json!({"latest_events": [m5], "earliest_events": [], "limit": -1}),
+    ] {
+        let (st, v) = gme(body.clone()).await;
+        assert_eq!(st, 400, "{body}: {v}");
+        assert!(v["errcode"].is_string(), "{body}: {v}");
+    }
+
     // /event_auth: the create event, the power levels and Alice's join.
     let (st, auth) = get(format!("{F}/event_auth/{r}/{}", common::enc(&m5))).await;
     assert_eq!(st, 200, "{auth}");
@@ -969,6 +993,8 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
     );
     let (_, none) = get(format!("{F}/backfill/{r}?v=%24nope&limit=5")).await;
     assert_eq!(none["pdus"], json!([]), "{none}");
+    let (st, none) = backfill(&m5, 0).await;
+    assert_eq!((st, &none["pdus"]), (200, &json!([])), "{none}");
 
     // /get_missing_events: between m2 and m5, oldest first; the limit keeps the nearest.
     let (st, v) = gme(json!({"earliest_events": [m2], "latest_events": [m5]})).await;

@@ -394,42 +394,38 @@ pub async fn backfill(
 ) -> Result<Vec<Value>, RoomserverError> {
     let room = readable_room(db, room_id, server).await?;
     let limit = limit.min(MAX_BACKFILL) as usize;
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     // The deepest event not yet taken comes next (ties: the later stored).
     let mut queue: BinaryHeap<(i64, i64, String)> = BinaryHeap::new();
     let mut rows: HashMap<String, events::EventRow> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
-    for id in event_ids {
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        if let Some(row) = events::select_by_id(db, id).await? {
-            if row.room_nid == room.room_nid {
+    let mut wanted: Vec<String> = event_ids
+        .iter()
+        .filter(|id| seen.insert((*id).clone()))
+        .cloned()
+        .collect();
+    let mut taken = Vec::new();
+    loop {
+        if !wanted.is_empty() {
+            for row in events::select_by_ids_in_room(db, room.room_nid, &wanted).await? {
                 queue.push((row.depth, row.event_nid, row.event_id.clone()));
                 rows.insert(row.event_id.clone(), row);
             }
         }
-    }
-    let mut taken = Vec::new();
-    while taken.len() < limit {
-        let Some((_, _, id)) = queue.pop() else {
+        let Some(row) = queue.pop().and_then(|(_, _, id)| rows.remove(&id)) else {
             break;
         };
-        let Some(row) = rows.remove(&id) else {
-            continue;
-        };
-        for prev in refs(&row.json, "prev_events") {
-            if !seen.insert(prev.clone()) {
-                continue;
-            }
-            if let Some(p) = events::select_by_id(db, &prev).await? {
-                if p.room_nid == room.room_nid {
-                    queue.push((p.depth, p.event_nid, p.event_id.clone()));
-                    rows.insert(p.event_id.clone(), p);
-                }
-            }
-        }
+        wanted = refs(&row.json, "prev_events")
+            .into_iter()
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
         if !row.rejected {
             taken.push(row);
+            if taken.len() >= limit {
+                break;
+            }
         }
     }
     let mut viewer = ServerViewer::load(db, room.room_nid, server).await?;
@@ -450,32 +446,31 @@ pub async fn missing_events(
         .chain(&msg.latest_events)
         .cloned()
         .collect();
-    let mut front = Vec::new();
-    for id in &msg.latest_events {
-        if msg.earliest_events.contains(id) {
-            continue;
-        }
-        if let Some(row) = events::select_by_id(db, id).await? {
-            if row.room_nid == room.room_nid && !row.rejected {
-                front.push(row);
-            }
-        }
-    }
+    let latest: Vec<String> = msg
+        .latest_events
+        .iter()
+        .filter(|id| !msg.earliest_events.contains(id))
+        .cloned()
+        .collect();
+    let mut front: Vec<events::EventRow> =
+        events::select_by_ids_in_room(db, room.room_nid, &latest)
+            .await?
+            .into_iter()
+            .filter(|row| !row.rejected)
+            .collect();
     let mut found = Vec::new();
     while !front.is_empty() && found.len() < limit {
-        let mut next = Vec::new();
-        for row in &front {
-            for prev in refs(&row.json, "prev_events") {
-                if !seen.insert(prev.clone()) {
-                    continue;
-                }
-                if let Some(p) = events::select_by_id(db, &prev).await? {
-                    if p.room_nid == room.room_nid && !p.rejected && p.depth >= min_depth {
-                        next.push(p);
-                    }
-                }
-            }
-        }
+        let prevs: Vec<String> = front
+            .iter()
+            .flat_map(|row| refs(&row.json, "prev_events"))
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        let mut next: Vec<events::EventRow> =
+            events::select_by_ids_in_room(db, room.room_nid, &prevs)
+                .await?
+                .into_iter()
+                .filter(|p| !p.rejected && p.depth >= min_depth)
+                .collect();
         // Deepest first within a step, so the cut at the limit keeps the nearest events.
         next.sort_by_key(|r| std::cmp::Reverse((r.depth, r.event_nid)));
         found.extend(next.iter().take(limit - found.len()).cloned());
