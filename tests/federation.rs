@@ -1132,11 +1132,18 @@ async fn directory_and_openid_for_other_servers(backend: Backend, topology: Topo
     let (alice, tok, _) = a.register("alice", "pw").await;
     let mut rooms = Vec::new();
     for (name, alias) in [("Alpha", "alpha"), ("Beta", "beta"), ("Gamma", "gamma")] {
+        // Gamma is a space.
+        let creation = if name == "Gamma" {
+            json!({"type": "m.space"})
+        } else {
+            json!({})
+        };
         rooms.push(
             common::create(
                 &a,
                 &tok,
-                json!({"preset": "public_chat", "visibility": "public", "name": name, "room_alias_name": alias}),
+                json!({"preset": "public_chat", "visibility": "public", "name": name,
+                    "room_alias_name": alias, "creation_content": creation}),
             )
             .await,
         );
@@ -1228,6 +1235,14 @@ async fn directory_and_openid_for_other_servers(backend: Backend, topology: Topo
     let (st, v) = post(json!({"filter": {"generic_search_term": "bet"}})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(names(&v), ["Beta"]);
+    let (_, v) = post(json!({"filter": {"room_types": ["m.space"]}})).await;
+    assert_eq!(names(&v), ["Gamma"], "{v}");
+    let (_, v) = post(json!({"filter": {"room_types": [null]}})).await;
+    let mut plain = names(&v);
+    plain.sort();
+    assert_eq!(plain, ["Alpha", "Beta"], "{v}");
+    let (_, v) = post(json!({"filter": {"room_types": []}})).await;
+    assert_eq!(names(&v).len(), 3, "{v}");
     let (_, v) = post(json!({"limit": 1})).await;
     assert_eq!(names(&v).len(), 1);
     assert!(v["next_batch"].is_string(), "{v}");

@@ -318,7 +318,14 @@ directory_handler!(QueryPublishedRoom, Option<bool>, |db, m| {
     super::directory::is_published(&db, &m.room_id).await
 });
 directory_handler!(QueryPublicRooms, PublicRoomsPage, |db, m| {
-    super::directory::public_rooms(&db, m.limit, m.since.as_deref(), m.search.as_deref()).await
+    super::directory::public_rooms(
+        &db,
+        m.limit,
+        m.since.as_deref(),
+        m.search.as_deref(),
+        m.room_types.as_deref(),
+    )
+    .await
 });
 
 directory_handler!(PerformReport, (), |db, m| {

@@ -185,6 +185,10 @@ pub struct QueryPublicRooms {
     pub since: Option<String>,
     /// Matches names, topics and aliases, case-insensitively.
     pub search: Option<String>,
+    /// Only rooms of these types (`None` in the list: rooms without a type); `None` or an
+    /// empty list: every room.
+    #[serde(default)]
+    pub room_types: Option<Vec<Option<String>>>,
 }
 
 /// Records a report of a room (`event_id: None`) or of one of its events. An event report

@@ -85,13 +85,14 @@ pub async fn get_public_rooms(
     if !matrix_rooms(&b.room_network)? {
         return Ok(no_rooms());
     }
-    public_rooms(&state, limit_of(b.limit), b.since, None).await
+    public_rooms(&state, limit_of(b.limit), b.since, None, &[]).await
 }
 
 /// # `POST /_matrix/federation/v1/publicRooms`
 ///
-/// [`get_public_rooms`] with `filter.generic_search_term` (names, topics, aliases); the limit
-/// is 100 when not given, as Synapse.
+/// [`get_public_rooms`] with `filter.generic_search_term` (names, topics, aliases) and
+/// `filter.room_types` (`null` in it: rooms without a type); the limit is 100 when not given,
+/// as Synapse.
 pub async fn get_public_rooms_filtered(
     state: web::Data<AppState>,
     req: Ruma<get_public_rooms_filtered::v1::Request>,
@@ -101,7 +102,14 @@ pub async fn get_public_rooms_filtered(
         return Ok(no_rooms());
     }
     let limit = limit_of(Some(b.limit.unwrap_or(UInt::from(100u32))));
-    public_rooms(&state, limit, b.since, b.filter.generic_search_term).await
+    public_rooms(
+        &state,
+        limit,
+        b.since,
+        b.filter.generic_search_term,
+        &b.filter.room_types,
+    )
+    .await
 }
 
 #[cfg(test)]
