@@ -1046,6 +1046,53 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
         gme(json!({"earliest_events": [m5], "latest_events": [head_id], "limit": 50})).await;
     assert_eq!(v["events"].as_array().unwrap().len(), 20, "{v}");
 
+    // An account erased here: its events are served redacted to other servers (once the
+    // syncapi has the erasure from the userapi's stream).
+    let (_, carol_tok, _) = a.register("carol", "pw").await;
+    let (st, _) = a
+        .post(
+            &format!("{C}/rooms/{room}/join"),
+            Some(&carol_tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let carols = say(&a, &carol_tok, &room, "carol's words").await;
+    let (_, v) = get(event(&carols)).await;
+    assert_eq!(v["pdus"][0]["content"]["body"], "carol's words", "{v}");
+    let deactivate = format!("{C}/account/deactivate");
+    let (st, v) = a
+        .post(&deactivate, Some(&carol_tok), json!({"erase": true}))
+        .await;
+    assert_eq!(st, 401, "{v}");
+    let (st, v) = a
+        .post(
+            &deactivate,
+            Some(&carol_tok),
+            json!({"erase": true, "auth": {"type": "m.login.password",
+                "session": v["session"], "password": "pw",
+                "identifier": {"type": "m.id.user", "user": "carol"}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let mut erased = Value::Null;
+    for _ in 0..100 {
+        erased = get(event(&carols)).await.1;
+        if erased["pdus"][0]["content"] == json!({}) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(erased["pdus"][0]["content"], json!({}), "{erased}");
+    assert_eq!(erased["pdus"][0]["sender"], "@carol:a.test");
+    let (_, v) = backfill(&carols, 1).await;
+    assert_eq!(v["pdus"][0]["content"], json!({}), "{v}");
+    // Alice's events stay whole.
+    assert_eq!(
+        get(event(&m5)).await.1["pdus"][0]["content"]["body"],
+        "five"
+    );
+
     // A room b.test has nobody in and cannot read: 403.
     let private = common::create(&a, &tok, json!({"preset": "private_chat"})).await;
     let p1 = say(&a, &tok, &private, "private").await;

@@ -365,14 +365,12 @@ directory_handler!(QueryStateIdsForServer, ServerStateIds, |db, m| {
 directory_handler!(QueryEventAuthForServer, Vec<serde_json::Value>, |db, m| {
     super::server_reads::event_auth(&db, &m.room_id, &m.event_id, &m.server_name).await
 });
-directory_handler!(QueryBackfillForServer, Vec<serde_json::Value>, |db, m| {
+directory_handler!(QueryBackfillForServer, ServerPdus, |db, m| {
     super::server_reads::backfill(&db, &m.room_id, &m.event_ids, m.limit, &m.server_name).await
 });
-directory_handler!(
-    QueryMissingEventsForServer,
-    Vec<serde_json::Value>,
-    |db, msg| super::server_reads::missing_events(&db, &msg).await
-);
+directory_handler!(QueryMissingEventsForServer, ServerPdus, |db, msg| {
+    super::server_reads::missing_events(&db, &msg).await
+});
 directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
     super::server_reads::joined_servers(&db, &m.room_id).await
 });

@@ -327,6 +327,8 @@ pub struct QueryEventForServer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerEvent {
     pub room_id: String,
+    /// The room's version (the rules to redact by).
+    pub room_version: String,
     /// The PDU in federation format, redacted when the server may not see it (or when a
     /// redaction applies to it).
     pub pdu: serde_json::Value,
@@ -384,12 +386,22 @@ pub struct QueryEventAuthForServer {
 /// event not yet taken, as Synapse's), at most `limit` (capped at [`MAX_BACKFILL`]). Event
 /// IDs not in the room are ignored; rejected events are walked through but not served.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<Vec<serde_json::Value>, RoomserverError>")]
+#[rtype(result = "Result<ServerPdus, RoomserverError>")]
 pub struct QueryBackfillForServer {
     pub room_id: String,
     pub event_ids: Vec<String>,
     pub limit: u64,
     pub server_name: String,
+}
+
+/// Events of one room for another server (`QueryBackfillForServer`,
+/// `QueryMissingEventsForServer`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerPdus {
+    /// The room's version (the rules to redact by).
+    pub room_version: String,
+    /// The PDUs in federation format, in the order the message describes.
+    pub pdus: Vec<serde_json::Value>,
 }
 
 /// The most `/backfill` serves at once (Synapse: 100).
@@ -402,7 +414,7 @@ pub const MAX_BACKFILL: u64 = 100;
 /// returned oldest first. Latest events not in the room are ignored; rejected events are
 /// neither served nor walked through.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<Vec<serde_json::Value>, RoomserverError>")]
+#[rtype(result = "Result<ServerPdus, RoomserverError>")]
 pub struct QueryMissingEventsForServer {
     pub room_id: String,
     pub earliest_events: Vec<String>,

@@ -105,6 +105,7 @@ mod serde_tests {
         });
         round_trip(ServerEvent {
             room_id: room.clone(),
+            room_version: "11".into(),
             pdu: json!({"type": "m.room.message"}),
         });
         round_trip(QueryStateForServer {
@@ -143,6 +144,10 @@ mod serde_tests {
             limit: 10,
             min_depth: 2,
             server_name: server,
+        });
+        round_trip(ServerPdus {
+            room_version: "11".into(),
+            pdus: vec![json!({"c": 3})],
         });
         round_trip(QueryJoinedServers { room_id: room });
     }

@@ -321,7 +321,11 @@ pub async fn event(
         .await?
         .pop()
         .ok_or_else(|| RoomserverError::internal("an event served as nothing"))?;
-    Ok(Some(ServerEvent { room_id, pdu }))
+    Ok(Some(ServerEvent {
+        room_id,
+        room_version: version,
+        pdu,
+    }))
 }
 
 /// `QueryStateForServer`.
@@ -391,11 +395,14 @@ pub async fn backfill(
     event_ids: &[String],
     limit: u64,
     server: &str,
-) -> Result<Vec<Value>, RoomserverError> {
+) -> Result<ServerPdus, RoomserverError> {
     let room = readable_room(db, room_id, server).await?;
     let limit = limit.min(MAX_BACKFILL) as usize;
     if limit == 0 {
-        return Ok(Vec::new());
+        return Ok(ServerPdus {
+            room_version: room.room_version,
+            pdus: Vec::new(),
+        });
     }
     // The deepest event not yet taken comes next (ties: the later stored).
     let mut queue: BinaryHeap<(i64, i64, String)> = BinaryHeap::new();
@@ -429,14 +436,18 @@ pub async fn backfill(
         }
     }
     let mut viewer = ServerViewer::load(db, room.room_nid, server).await?;
-    serve(db, room_id, &room.room_version, &mut viewer, taken).await
+    let pdus = serve(db, room_id, &room.room_version, &mut viewer, taken).await?;
+    Ok(ServerPdus {
+        room_version: room.room_version,
+        pdus,
+    })
 }
 
 /// `QueryMissingEventsForServer`.
 pub async fn missing_events(
     db: &Db,
     msg: &QueryMissingEventsForServer,
-) -> Result<Vec<Value>, RoomserverError> {
+) -> Result<ServerPdus, RoomserverError> {
     let room = readable_room(db, &msg.room_id, &msg.server_name).await?;
     let limit = msg.limit.min(MAX_MISSING_EVENTS) as usize;
     let min_depth = i64::try_from(msg.min_depth).unwrap_or(i64::MAX);
@@ -446,10 +457,11 @@ pub async fn missing_events(
         .chain(&msg.latest_events)
         .cloned()
         .collect();
+    let earliest: HashSet<&String> = msg.earliest_events.iter().collect();
     let latest: Vec<String> = msg
         .latest_events
         .iter()
-        .filter(|id| !msg.earliest_events.contains(id))
+        .filter(|id| !earliest.contains(id))
         .cloned()
         .collect();
     let mut front: Vec<events::EventRow> =
@@ -479,7 +491,11 @@ pub async fn missing_events(
     // Found walking back from the latest events: oldest first now.
     found.reverse();
     let mut viewer = ServerViewer::load(db, room.room_nid, &msg.server_name).await?;
-    serve(db, &msg.room_id, &room.room_version, &mut viewer, found).await
+    let pdus = serve(db, &msg.room_id, &room.room_version, &mut viewer, found).await?;
+    Ok(ServerPdus {
+        room_version: room.room_version,
+        pdus,
+    })
 }
 
 /// `QueryJoinedServers`.

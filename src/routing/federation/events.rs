@@ -4,13 +4,15 @@
 //! that the origin may read the room (one of its users joined now, or a `world_readable`
 //! room: else 403 `M_FORBIDDEN`) and serves the events it may not see by the history
 //! visibility for servers redacted (`roomserver::server_reads`). Unknown rooms and events
-//! are 404 `M_NOT_FOUND`.
+//! are 404 `M_NOT_FOUND`. `/event`, `/backfill` and `/get_missing_events` also serve the
+//! events of this server's erased accounts redacted (the syncapi knows which), as Synapse.
 
 use super::acl;
 use crate::actors::roomserver::messages::{
     QueryBackfillForServer, QueryEventAuthForServer, QueryEventForServer,
     QueryMissingEventsForServer, QueryStateForServer, QueryStateIdsForServer,
 };
+use crate::actors::syncapi::messages::QueryErasedUsers;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::Ruma;
 use crate::routing::AppState;
@@ -32,6 +34,47 @@ fn transaction(state: &AppState, pdus: Vec<Value>) -> HttpResponse {
     }))
 }
 
+/// Redacts (by `room_version`'s rules) the PDUs sent by accounts of this server that were
+/// erased (Synapse's `filter_out_erased_senders`).
+async fn redact_erased(
+    state: &AppState,
+    room_version: &str,
+    pdus: &mut [Value],
+) -> Result<(), MatrixError> {
+    let ours = state.server_name();
+    let mut senders: Vec<String> = pdus
+        .iter()
+        .filter_map(|p| p["sender"].as_str())
+        .filter(|s| s.split_once(':').map(|(_, server)| server) == Some(ours))
+        .map(str::to_owned)
+        .collect();
+    senders.sort();
+    senders.dedup();
+    if senders.is_empty() {
+        return Ok(());
+    }
+    let erased = state
+        .syncapi
+        .send(QueryErasedUsers { user_ids: senders })
+        .await?;
+    if erased.is_empty() {
+        return Ok(());
+    }
+    for pdu in pdus.iter_mut() {
+        if pdu["sender"]
+            .as_str()
+            .is_some_and(|s| erased.iter().any(|e| e == s))
+        {
+            let object: ruma::CanonicalJsonObject =
+                serde_json::from_value(pdu.take()).map_err(|e| MatrixError::internal(e))?;
+            let redacted =
+                crate::pdu::redact(object, room_version).map_err(|e| MatrixError::internal(e))?;
+            *pdu = serde_json::to_value(redacted).map_err(|e| MatrixError::internal(e))?;
+        }
+    }
+    Ok(())
+}
+
 /// # `GET /_matrix/federation/v1/event/{eventId}`
 ///
 /// One event, as the origin may see it; 404 when it is not stored here. The ACL of the
@@ -50,7 +93,9 @@ pub async fn get_event(
         .await?
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
     acl::ensure_allowed(&state, &found.room_id, origin).await?;
-    Ok(transaction(&state, vec![found.pdu]))
+    let mut pdus = vec![found.pdu];
+    redact_erased(&state, &found.room_version, &mut pdus).await?;
+    Ok(transaction(&state, pdus))
 }
 
 /// # `GET /_matrix/federation/v1/state/{roomId}`
@@ -129,7 +174,7 @@ pub async fn get_backfill(
 ) -> Result<HttpResponse, MatrixError> {
     let (origin, room_id) = (req.sender.as_str(), req.body.room_id.as_str());
     acl::ensure_allowed(&state, room_id, origin).await?;
-    let pdus = state
+    let mut answer = state
         .roomserver
         .send(QueryBackfillForServer {
             room_id: room_id.to_owned(),
@@ -138,7 +183,8 @@ pub async fn get_backfill(
             server_name: origin.to_owned(),
         })
         .await?;
-    Ok(transaction(&state, pdus))
+    redact_erased(&state, &answer.room_version, &mut answer.pdus).await?;
+    Ok(transaction(&state, answer.pdus))
 }
 
 /// # `POST /_matrix/federation/v1/get_missing_events/{roomId}`
@@ -152,7 +198,7 @@ pub async fn get_missing_events(
     let (origin, room_id) = (req.sender.as_str(), req.body.room_id.as_str());
     acl::ensure_allowed(&state, room_id, origin).await?;
     let ids = |list: &[ruma::OwnedEventId]| list.iter().map(ToString::to_string).collect();
-    let events = state
+    let mut answer = state
         .roomserver
         .send(QueryMissingEventsForServer {
             room_id: room_id.to_owned(),
@@ -163,5 +209,6 @@ pub async fn get_missing_events(
             server_name: origin.to_owned(),
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+    redact_erased(&state, &answer.room_version, &mut answer.pdus).await?;
+    Ok(HttpResponse::Ok().json(json!({ "events": answer.pdus })))
 }
