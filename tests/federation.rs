@@ -950,6 +950,22 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
     );
     let (_, none) = get(format!("{F}/backfill/{r}?v=%24nope&limit=5")).await;
     assert_eq!(none["pdus"], json!([]), "{none}");
+    // Several starting points: one walk, deepest first.
+    let (_, v) = get(format!(
+        "{F}/backfill/{r}?v={}&v={}&limit=4",
+        common::enc(&m2),
+        common::enc(&m4)
+    ))
+    .await;
+    let got: Vec<String> = v["pdus"].as_array().unwrap().iter().map(said).collect();
+    assert_eq!(
+        got,
+        ["four", "hv:shared", "m.room.message", "hv:joined"],
+        "{v}"
+    );
+    // Unsigned: 401.
+    let (st, _) = a.get(&event(&m5), None).await;
+    assert_eq!(st, 401);
     let (st, none) = backfill(&m5, 0).await;
     assert_eq!((st, &none["pdus"]), (200, &json!([])), "{none}");
 
