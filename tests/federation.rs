@@ -730,6 +730,7 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
         format!("{F}/state_ids/{r}?event_id={}", common::enc(&m4)),
         format!("{F}/event_auth/{r}/{}", common::enc(&m4)),
         format!("{F}/backfill/{r}?v={}&limit=5", common::enc(&m4)),
+        format!("{F}/timestamp_to_event/{r}?ts=1&dir=f"),
     ] {
         common::assert_error(&get(path).await, 403, "M_FORBIDDEN");
     }
@@ -864,6 +865,38 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
     ] {
         common::assert_error(&get(path).await, 404, "M_NOT_FOUND");
     }
+
+    // /timestamp_to_event: the nearest event either way of a time, 404 past the ends.
+    let ts_of = |v: &Value| v["pdus"][0]["origin_server_ts"].as_i64().unwrap();
+    let (t4, t5) = (
+        ts_of(&get(event(&m4)).await.1),
+        ts_of(&get(event(&m5)).await.1),
+    );
+    let (st, v) = get(format!("{F}/timestamp_to_event/{r}?ts={t4}&dir=f")).await;
+    assert_eq!(st, 200, "{v}");
+    // m4, or an event sent in the same millisecond just before it.
+    assert_eq!(v["origin_server_ts"].as_i64(), Some(t4), "{v}");
+    assert!(v["event_id"].is_string(), "{v}");
+    let (_, v) = get(format!(
+        "{F}/timestamp_to_event/{r}?ts={}&dir=b",
+        t5 + 100_000
+    ))
+    .await;
+    assert!(v["origin_server_ts"].as_i64().unwrap() >= t5, "{v}");
+    common::assert_error(
+        &get(format!(
+            "{F}/timestamp_to_event/{r}?ts={}&dir=f",
+            t5 + 10_000_000
+        ))
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    common::assert_error(
+        &get(format!("{F}/timestamp_to_event/{r}?ts=1&dir=b")).await,
+        404,
+        "M_NOT_FOUND",
+    );
 
     // Bad requests: 400 with an errcode, nothing served.
     for path in [
@@ -1097,6 +1130,7 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
         format!("{F}/state_ids/{r}?event_id={}", common::enc(&m5)),
         format!("{F}/event_auth/{r}/{}", common::enc(&m5)),
         format!("{F}/backfill/{r}?v={}&limit=5", common::enc(&m5)),
+        format!("{F}/timestamp_to_event/{r}?ts=1&dir=f"),
     ] {
         let refused = get(path).await;
         common::assert_error(&refused, 403, "M_FORBIDDEN");

@@ -371,6 +371,11 @@ directory_handler!(QueryBackfillForServer, ServerPdus, |db, m| {
 directory_handler!(QueryMissingEventsForServer, ServerPdus, |db, msg| {
     super::server_reads::missing_events(&db, &msg).await
 });
+directory_handler!(
+    QueryEventByTimestampForServer,
+    Option<(String, i64)>,
+    |db, m| super::server_reads::event_by_timestamp(&db, &m).await
+);
 directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
     super::server_reads::joined_servers(&db, &m.room_id).await
 });

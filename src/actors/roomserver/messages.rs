@@ -427,6 +427,20 @@ pub struct QueryMissingEventsForServer {
 /// The most `/get_missing_events` serves at once (Synapse: 20).
 pub const MAX_MISSING_EVENTS: u64 = 20;
 
+/// The room's event closest to `ts` (the spec's `/timestamp_to_event` for servers): the
+/// first at or after it (`forward`), or the last at or before it, as (event ID,
+/// origin_server_ts); `None` when there is none. Rejected and soft-failed events are passed
+/// over; as Synapse, no event is judged by its history visibility (only IDs and times are
+/// told), but the server must be able to read the room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<(String, i64)>, RoomserverError>")]
+pub struct QueryEventByTimestampForServer {
+    pub room_id: String,
+    pub ts: i64,
+    pub forward: bool,
+    pub server_name: String,
+}
+
 /// The servers with a user joined to a room now, sorted; `None` for an unknown room.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<Vec<String>>, RoomserverError>")]
@@ -441,6 +455,7 @@ crate::remote_messages!("roomserver":
     QueryEventAuthForServer,
     QueryBackfillForServer,
     QueryMissingEventsForServer,
+    QueryEventByTimestampForServer,
     QueryJoinedServers,
 );
 

@@ -71,6 +71,7 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryEventAuthForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryBackfillForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryMissingEventsForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryEventByTimestampForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryJoinedServers, _, _, _>(cfg, addr);
 }
 
@@ -148,6 +149,12 @@ mod serde_tests {
         round_trip(ServerPdus {
             room_version: "11".into(),
             pdus: vec![json!({"c": 3})],
+        });
+        round_trip(QueryEventByTimestampForServer {
+            room_id: room.clone(),
+            ts: 12,
+            forward: true,
+            server_name: "b.test".into(),
         });
         round_trip(QueryJoinedServers { room_id: room });
     }

@@ -498,6 +498,22 @@ pub async fn missing_events(
     })
 }
 
+/// `QueryEventByTimestampForServer`.
+pub async fn event_by_timestamp(
+    db: &Db,
+    msg: &QueryEventByTimestampForServer,
+) -> Result<Option<(String, i64)>, RoomserverError> {
+    let room = readable_room(db, &msg.room_id, &msg.server_name).await?;
+    let from = (msg.ts, if msg.forward { i64::MIN } else { i64::MAX });
+    Ok(
+        events::select_by_ts(db, room.room_nid, from, msg.forward, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(row, ts)| (row.event_id, ts)),
+    )
+}
+
 /// `QueryJoinedServers`.
 pub async fn joined_servers(
     db: &Db,

@@ -1,5 +1,6 @@
 //! The room DAG as other servers read it (signed requests): `/event`, `/state`,
-//! `/state_ids`, `/event_auth`, `/backfill` and `/get_missing_events`. Each checks the
+//! `/state_ids`, `/event_auth`, `/backfill`, `/get_missing_events` and
+//! `/timestamp_to_event`. Each checks the
 //! room's server ACL for the origin ([`super::acl::ensure_allowed`]); the roomserver checks
 //! that the origin may read the room (one of its users joined now, or a `world_readable`
 //! room: else 403 `M_FORBIDDEN`) and serves the events it may not see by the history
@@ -9,8 +10,8 @@
 
 use super::acl;
 use crate::actors::roomserver::messages::{
-    QueryBackfillForServer, QueryEventAuthForServer, QueryEventForServer,
-    QueryMissingEventsForServer, QueryStateForServer, QueryStateIdsForServer,
+    QueryBackfillForServer, QueryEventAuthForServer, QueryEventByTimestampForServer,
+    QueryEventForServer, QueryMissingEventsForServer, QueryStateForServer, QueryStateIdsForServer,
 };
 use crate::actors::syncapi::messages::QueryErasedUsers;
 use crate::routing::error::MatrixError;
@@ -20,7 +21,7 @@ use actix_web::{web, HttpResponse};
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::event::{
-    get_event, get_missing_events, get_room_state, get_room_state_ids,
+    get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids,
 };
 use serde_json::{json, Value};
 
@@ -211,4 +212,37 @@ pub async fn get_missing_events(
         .await?;
     redact_erased(&state, &answer.room_version, &mut answer.pdus).await?;
     Ok(HttpResponse::Ok().json(json!({ "events": answer.pdus })))
+}
+
+/// # `GET /_matrix/federation/v1/timestamp_to_event/{roomId}`
+///
+/// The room's event closest to `ts` in direction `dir`; 404 `M_NOT_FOUND` when there is none.
+pub async fn get_event_by_timestamp(
+    state: web::Data<AppState>,
+    req: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<HttpResponse, MatrixError> {
+    let (origin, room_id) = (req.sender.as_str(), req.body.room_id.as_str());
+    acl::ensure_allowed(&state, room_id, origin).await?;
+    let ts = i64::try_from(u64::from(req.body.ts.0))
+        .map_err(|_| MatrixError::invalid_param("ts is too large"))?;
+    let forward = req.body.dir == ruma::api::Direction::Forward;
+    let (event_id, origin_server_ts) = state
+        .roomserver
+        .send(QueryEventByTimestampForServer {
+            room_id: room_id.to_owned(),
+            ts,
+            forward,
+            server_name: origin.to_owned(),
+        })
+        .await?
+        .ok_or_else(|| {
+            MatrixError::not_found(format!(
+                "Unable to find event from {ts} in {} direction",
+                if forward { "forward" } else { "backward" }
+            ))
+        })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "event_id": event_id,
+        "origin_server_ts": origin_server_ts,
+    })))
 }

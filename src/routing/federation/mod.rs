@@ -9,7 +9,7 @@
 //! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
 //! - `acl`: the server ACL check of every endpoint that names a room.
 //! - `events`: the room DAG as other servers read it: `/event`, `/state`, `/state_ids`,
-//!   `/event_auth`, `/backfill`, `/get_missing_events` (signed).
+//!   `/event_auth`, `/backfill`, `/get_missing_events`, `/timestamp_to_event` (signed).
 //! - `directory`: `/query/directory` and `/publicRooms` GET and POST (signed).
 //! - `openid`: `/openid/userinfo` (unsigned: the token is the credential).
 
@@ -69,6 +69,7 @@ pub fn add_routes(r: &mut Router) {
     );
     r.add::<f::backfill::get_backfill::v1::Request, _, _>(events::get_backfill);
     r.add::<f::event::get_missing_events::v1::Request, _, _>(events::get_missing_events);
+    r.add::<f::event::get_event_by_timestamp::v1::Request, _, _>(events::get_event_by_timestamp);
     // A raw route: a missing token is 401 M_MISSING_TOKEN (see `openid`).
     r.add_raw(
         "/_matrix/federation/v1/openid/userinfo",
