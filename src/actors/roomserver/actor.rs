@@ -318,7 +318,14 @@ directory_handler!(QueryPublishedRoom, Option<bool>, |db, m| {
     super::directory::is_published(&db, &m.room_id).await
 });
 directory_handler!(QueryPublicRooms, PublicRoomsPage, |db, m| {
-    super::directory::public_rooms(&db, m.limit, m.since.as_deref(), m.search.as_deref()).await
+    super::directory::public_rooms(
+        &db,
+        m.limit,
+        m.since.as_deref(),
+        m.search.as_deref(),
+        m.room_types.as_deref(),
+    )
+    .await
 });
 
 directory_handler!(PerformReport, (), |db, m| {
@@ -346,6 +353,34 @@ directory_handler!(QueryRoomHead, Option<RoomHead>, |db, m| {
 });
 directory_handler!(QueryMaySendState, bool, |db, m| {
     super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
+});
+
+// Reads for other servers (`server_reads.rs`).
+directory_handler!(QueryEventForServer, Option<ServerEvent>, |db, m| {
+    super::server_reads::event(&db, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryStateForServer, ServerState, |db, m| {
+    super::server_reads::state_at(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryStateIdsForServer, ServerStateIds, |db, m| {
+    super::server_reads::state_ids_at(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryEventAuthForServer, Vec<serde_json::Value>, |db, m| {
+    super::server_reads::event_auth(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryBackfillForServer, ServerPdus, |db, m| {
+    super::server_reads::backfill(&db, &m.room_id, &m.event_ids, m.limit, &m.server_name).await
+});
+directory_handler!(QueryMissingEventsForServer, ServerPdus, |db, msg| {
+    super::server_reads::missing_events(&db, &msg).await
+});
+directory_handler!(
+    QueryEventByTimestampForServer,
+    Option<(String, i64)>,
+    |db, m| super::server_reads::event_by_timestamp(&db, &m).await
+);
+directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
+    super::server_reads::joined_servers(&db, &m.room_id).await
 });
 
 /// The input of one room.

@@ -3,7 +3,7 @@
 mod account;
 mod account_data;
 mod devices;
-mod directory;
+pub(crate) mod directory;
 mod discovery;
 mod filter;
 mod history;
@@ -26,8 +26,15 @@ use actix_web::web;
 use ruma::api::client as c;
 use ruma::UserId;
 
-/// Every client endpoint myelin serves.
+/// Every client endpoint myelin serves, and the federation API beside them (one port for
+/// clients and other servers, as Synapse's).
 pub fn router() -> Router {
+    router_with(true)
+}
+
+/// The client endpoints, with the federation API when `federation` (the plain-HTTP
+/// `server.http_listen` serves the client API only: federation is HTTPS).
+pub fn router_with(federation: bool) -> Router {
     let mut r = Router::default();
     r.add::<c::discovery::get_supported_versions::Request, _, _>(discovery::get_supported_versions)
         .add::<c::discovery::discover_homeserver::Request, _, _>(discovery::discover_homeserver)
@@ -144,11 +151,6 @@ pub fn router() -> Router {
         .add::<c::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server_info)
         .add::<c::thirdparty::get_protocols::v3::Request, _, _>(voip::get_protocols)
         .add::<c::account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
-        .add_raw(
-            "/_matrix/federation/v1/openid/userinfo",
-            Method::GET,
-            web::get().to(openid::get_openid_userinfo),
-        )
         .add::<c::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_pushrules_all)
         .add::<c::push::get_pushrules_global_scope::v3::Request, _, _>(
             push_rules::get_pushrules_global_scope,
@@ -160,7 +162,9 @@ pub fn router() -> Router {
         .add::<c::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_pushrule_enabled)
         .add::<c::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_pushrule_actions)
         .add::<c::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_pushrule_actions);
-    crate::routing::federation::add_routes(&mut r);
+    if federation {
+        crate::routing::federation::add_routes(&mut r);
+    }
     // Sending without a transaction ID: an old form clients and bridges still use.
     for version in ["r0", "v3"] {
         r.add_raw(
