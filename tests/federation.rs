@@ -2337,6 +2337,30 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
         "{answer}"
     );
 
+    // A room whose server ACL denies b.test takes nothing more from it.
+    let (st, v) = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.server_acl/",
+                common::enc(&room)
+            ),
+            Some(&alice),
+            json!({"allow": ["*"], "deny": ["b.test"], "allow_ip_literals": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, last3, depth3, _) = room_tip(&a, &alice, &room).await;
+    let (banned_id, banned) = message("after the ACL", &last3, depth3 + 1);
+    let answer = put_txn(&client, "t-acl", "b.test", vec![banned])
+        .await
+        .unwrap();
+    assert!(
+        answer["pdus"][&banned_id]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("banned")),
+        "{answer}"
+    );
+
     // Refused requests: unsigned, wrongly signed (401), too many PDUs, not a transaction,
     // not JSON (400).
     let (st, v) = a

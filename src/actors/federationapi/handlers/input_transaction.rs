@@ -7,7 +7,8 @@
 //!   An answer that holds an internal error is not stored, so a retry tries again.
 //! - The origin reached us, so our queue for it stops backing off (`Queues::reachable`).
 //! - PDUs are grouped by room: rooms are processed in parallel, each room's PDUs in the
-//!   order sent. A room not known here, a PDU whose ID cannot be derived for its room's
+//!   order sent. A room whose server ACL denies the origin (every PDU: "Server is banned
+//!   from room"; typing and receipt EDUs about it are dropped), a room not known here, a PDU whose ID cannot be derived for its room's
 //!   version, missing prev events that cannot be fetched, a bad signature, an event the
 //!   auth rules reject: each is an `error` for that PDU only.
 //! - Missing prev events are asked of the origin with `POST /get_missing_events/{roomId}`
@@ -35,6 +36,7 @@ use crate::actors::syncapi::messages::{
     PerformPresence, PerformReceipt, PerformSendToDevice, PerformTyping,
 };
 use crate::actors::userapi::messages::QueryDevices;
+use crate::routing::federation::acl::server_allowed;
 use crate::storage::now_ms;
 use ruma::{CanonicalJsonObject, ServerName};
 use serde_json::{json, Value};
@@ -165,6 +167,25 @@ async fn room_pdus(
                 .collect();
         }
     };
+    // A server the room's ACL denies takes no part in it (Synapse's check_server_matches_acl).
+    match server_allowed(&deps.roomserver, &room_id, origin.as_str()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(room_id, %origin, "PDUs refused by the room's server ACL");
+            return pdus
+                .iter()
+                .filter_map(|pdu| event_id_of(pdu, &version))
+                .map(|id| error(id, "Server is banned from room"))
+                .collect();
+        }
+        Err(e) => {
+            return pdus
+                .iter()
+                .filter_map(|pdu| event_id_of(pdu, &version))
+                .map(|id| internal(id, e.clone()))
+                .collect();
+        }
+    }
     let mut out = Vec::with_capacity(pdus.len());
     for pdu in pdus {
         let Some(event_id) = event_id_of(&pdu, &version) else {
@@ -416,6 +437,9 @@ async fn one_edu(deps: &Deps, origin: &ServerName, edu: &Value) {
                 tracing::info!(%origin, user_id, "m.typing EDU about another server's user ignored");
                 return;
             }
+            if !acl_allows(deps, &room_id, origin).await {
+                return;
+            }
             let typing = content
                 .get("typing")
                 .and_then(Value::as_bool)
@@ -439,10 +463,13 @@ async fn one_edu(deps: &Deps, origin: &ServerName, edu: &Value) {
                 return;
             };
             let mut receipts = Vec::new();
-            for (room_id, by_type) in rooms {
+            for (room_id, by_type) in rooms.iter().take(MAX_RECEIPTS_PER_EDU) {
                 let Some(users) = by_type.get("m.read").and_then(Value::as_object) else {
                     continue;
                 };
+                if !acl_allows(deps, room_id, origin).await {
+                    continue;
+                }
                 for (user_id, receipt) in users {
                     let event_id = receipt
                         .get("event_ids")
@@ -574,5 +601,21 @@ async fn to_device(deps: &Deps, origin: &ServerName, content: &Value) {
         .await;
     if let Err(e) = sent {
         tracing::info!(%origin, error = %e, "to-device messages not taken");
+    }
+}
+
+/// Whether the room's server ACL lets `origin` take part (EDUs about a room); a refusal or a
+/// failure to tell is logged.
+async fn acl_allows(deps: &Deps, room_id: &str, origin: &ServerName) -> bool {
+    match server_allowed(&deps.roomserver, room_id, origin.as_str()).await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(room_id, %origin, "EDU refused by the room's server ACL");
+            false
+        }
+        Err(e) => {
+            tracing::info!(room_id, %origin, error = %e, "server ACL unknown; EDU ignored");
+            false
+        }
     }
 }
