@@ -1,7 +1,8 @@
 -- The federationapi's record of the transactions other servers sent to this one
 -- (`PUT /_matrix/federation/v1/send/{txnId}`), so that the same transaction sent again (a
 -- retry after a lost answer) gets the stored answer without being processed twice. One row
--- per (origin, transaction ID), written once the transaction was processed.
+-- per (origin, transaction ID), written once the transaction was processed; kept for a day,
+-- as Synapse keeps them.
 CREATE TABLE federationapi_received_transactions (
     -- The sending server, as its X-Matrix signature proved.
     origin TEXT NOT NULL,
@@ -13,3 +14,4 @@ CREATE TABLE federationapi_received_transactions (
     received_ts BIGINT NOT NULL,
     PRIMARY KEY (origin, txn_id)
 );
+CREATE INDEX federationapi_received_transactions_ts ON federationapi_received_transactions (received_ts);

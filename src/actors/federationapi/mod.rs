@@ -109,6 +109,11 @@ pub async fn start(
         consumers::presence::PresenceConsumer::new(config.server_name.to_string(), queues.clone()),
     );
     queues.resume().await?;
+    // Received transactions are remembered for a day (as Synapse does), then forgotten.
+    let pruning = db.clone();
+    thread.spawn_fn(move || {
+        actix_web::rt::spawn(forget_old_transactions(pruning));
+    });
     let deps = actor::Deps {
         db,
         server_name: config.server_name,
@@ -133,6 +138,23 @@ pub async fn start(
             exec: handlers,
         },
     ))
+}
+
+/// How long a received transaction's answer is kept for a retry of it.
+const RECEIVED_TRANSACTION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Deletes the received transactions older than [`RECEIVED_TRANSACTION_RETENTION`], every
+/// hour, for as long as the arbiter runs; failures are logged and retried at the next turn.
+async fn forget_old_transactions(db: Db) {
+    loop {
+        let before = crate::storage::now_ms() - RECEIVED_TRANSACTION_RETENTION.as_millis() as i64;
+        match storage::received_transactions::delete_before(&db, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "old received transactions forgotten"),
+            Err(e) => tracing::warn!(error = %e, "received transactions not pruned"),
+        }
+        actix_web::rt::time::sleep(Duration::from_secs(60 * 60)).await;
+    }
 }
 
 /// Mounts the federationapi's internal routes, so other nodes reach `addr` over the bridge.

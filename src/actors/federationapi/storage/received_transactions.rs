@@ -8,6 +8,8 @@ const SELECT: &str = "SELECT response_json FROM federationapi_received_transacti
 const INSERT: &str = "INSERT INTO federationapi_received_transactions
     (origin, txn_id, response_json, received_ts) VALUES ($1, $2, $3, $4)
     ON CONFLICT (origin, txn_id) DO NOTHING";
+const DELETE_BEFORE: &str =
+    "DELETE FROM federationapi_received_transactions WHERE received_ts < $1";
 
 /// The stored answer to a transaction, if it was processed before.
 pub async fn select(
@@ -34,6 +36,11 @@ pub async fn insert(
     Ok(())
 }
 
+/// Forgets the transactions processed before `ts`; how many.
+pub async fn delete_before(db: &impl Conn, ts: i64) -> Result<u64, StorageError> {
+    db.execute(DELETE_BEFORE, &[&ts]).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +64,10 @@ mod tests {
             );
             // The same ID from another origin is another transaction.
             assert_eq!(select(&db.db, "c.test", "1").await.unwrap(), None);
+            insert(&db.db, "b.test", "2", "{}", 9).await.unwrap();
+            assert_eq!(delete_before(&db.db, 9).await.unwrap(), 1);
+            assert_eq!(select(&db.db, "b.test", "1").await.unwrap(), None);
+            assert!(select(&db.db, "b.test", "2").await.unwrap().is_some());
         }
     }
 }
