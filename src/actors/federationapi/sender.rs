@@ -237,6 +237,11 @@ impl Queues {
         };
         let items = queue::select_up_to(db, destination, last).await?;
         crate::metrics::observe_federation_queue(queue::count(db).await?);
+        if items.is_empty() {
+            // Nothing left of it (never the case after a proper answer): no empty sends.
+            destinations::clear_txn(db, destination, &txn_id).await?;
+            return Ok(Step::Again);
+        }
         let (mut pdus, mut edus) = (Vec::new(), Vec::new());
         for item in &items {
             match serde_json::from_str::<Value>(&item.json) {
