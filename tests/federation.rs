@@ -1522,6 +1522,8 @@ struct FakeState {
     attempts: std::sync::Mutex<Vec<String>>,
     /// While set, `/send` answers 503.
     fail: std::sync::atomic::AtomicBool,
+    /// While set, `/send` answers 400 (a refusal that retrying does not change).
+    refuse: std::sync::atomic::AtomicBool,
     /// The events `/get_missing_events` answers with.
     missing: std::sync::Mutex<Vec<Value>>,
     /// The `/get_missing_events` request bodies received.
@@ -1571,6 +1573,10 @@ impl Fake {
                             if st.fail.load(std::sync::atomic::Ordering::SeqCst) {
                                 return HttpResponse::ServiceUnavailable()
                                     .json(json!({"errcode": "M_UNKNOWN", "error": "down"}));
+                            }
+                            if st.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                                return HttpResponse::BadRequest()
+                                    .json(json!({"errcode": "M_BAD_JSON", "error": "no"}));
                             }
                             st.txns.lock().unwrap().push((txn.into_inner(), body.0));
                             HttpResponse::Ok().json(json!({"pdus": {}}))
@@ -1844,8 +1850,9 @@ async fn send_messages(
         let (st, v) = a
             .put(
                 &format!(
-                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{body}-{i}",
-                    common::enc(room)
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{}-{i}",
+                    common::enc(room),
+                    common::enc(&body)
                 ),
                 Some(token),
                 json!({"msgtype": "m.text", "body": body}),
@@ -2063,6 +2070,37 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
         failed_id,
         "the retried transaction keeps its ID"
     );
+    // A transaction the destination refuses (400) is dropped, not retried for ever: what
+    // follows it still arrives.
+    fake.state
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let tried_before = fake.state.attempts.lock().unwrap().len();
+    send_messages(&a, &alice, &room, ["refused".to_owned()].into_iter()).await;
+    eventually("a refused attempt", || {
+        fake.state.attempts.lock().unwrap().len() > tried_before
+    })
+    .await;
+    fake.state
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    send_messages(
+        &a,
+        &alice,
+        &room,
+        ["after the refusal".to_owned()].into_iter(),
+    )
+    .await;
+    eventually("the message after the refusal arrived", || {
+        bodies(&fake).last().map(String::as_str) == Some("after the refusal")
+    })
+    .await;
+    assert!(!bodies(&fake).contains(&"refused".to_owned()));
+    assert_eq!(
+        fake.state.attempts.lock().unwrap().len(),
+        tried_before + 2,
+        "the refused transaction was not sent again"
+    );
     let metrics = a
         .client
         .get(format!("{}/metrics", a.metrics_base()))
@@ -2074,7 +2112,9 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
         .unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(
-        metrics.contains("myelin_federation_transactions_total{outcome=\"sent\"}"),
+        metrics.contains("myelin_federation_transactions_total{outcome=\"sent\"}")
+            && metrics.contains("myelin_federation_transactions_total{outcome=\"dropped\"}")
+            && metrics.contains("myelin_federation_queue_items"),
         "{metrics}"
     );
     a.stop().await;
