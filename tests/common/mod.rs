@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod child;
+pub mod remote;
 pub mod synapse;
 
 use myelin::config::Config;
