@@ -1,6 +1,6 @@
 //! The `myelin` binary as an operator runs it: the shipped config.toml with environment
-//! overrides, on both databases; acknowledged writes survive `kill -9`; bad config is
-//! refused with the key named.
+//! overrides, on both databases; acknowledged writes survive `kill -9` (events queued for
+//! another server too); bad config is refused with the key named.
 
 mod common;
 
@@ -30,7 +30,11 @@ impl Drop for Server {
 }
 
 async fn spawn(db: &TestDb) -> Server {
-    let port = free_port();
+    spawn_with(db, free_port(), &[]).await
+}
+
+/// The server on `port`, with `sets` as `--set` flags after the test's own.
+async fn spawn_with(db: &TestDb, port: u16, sets: &[String]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_myelin"))
         .args([
             "--config",
@@ -43,6 +47,7 @@ async fn spawn(db: &TestDb) -> Server {
             "auth.argon2_iterations=1",
         ])
         .args(["--set", "rate_limit.enabled=false"])
+        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .env("MYELIN_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "MYELIN_METRICS_LISTEN",
@@ -456,6 +461,113 @@ async fn sqlite_sync_resumes_after_kill_9() {
 #[actix_web::test]
 async fn postgres_sync_resumes_after_kill_9() {
     sync_resumes_after_kill_9(Backend::Postgres).await;
+}
+
+/// Events queued for another server survive `kill -9`: while it fails, the acknowledged
+/// messages wait in the durable queue; after a kill and a restart each reaches it once, in
+/// order, and the transaction first tried keeps its ID.
+async fn queued_events_survive_kill_9(backend: Backend) {
+    use common::remote::{auth_of, eventually, put_txn, remote_event, room_tip, Fake};
+    use std::sync::atomic::Ordering;
+    let db = TestDb::new(backend).await;
+    let (pa, pb) = (free_port(), free_port());
+    let fake = Fake::start("b.test", pb).await;
+    let sets = [
+        "server.name=a.test".to_owned(),
+        "server.ip_range_denylist=[]".to_owned(),
+        format!("federation.test_destinations={{\"b.test\" = \"http://127.0.0.1:{pb}\"}}"),
+        "federation.retry_min_interval=200ms".to_owned(),
+        "federation.retry_max_interval=1s".to_owned(),
+    ];
+    let server = spawn_with(&db, pa, &sets).await;
+    let base = server.base.clone();
+    let (st, v) = call(
+        &base,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        json!({"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy"}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let (st, v) = call(
+        &base,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&token),
+        json!({"preset": "public_chat"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_owned();
+    // @bob:b.test joins through /send.
+    let http = awc::Client::default();
+    let (version, last, depth, state) = room_tip(&http, &base, &token, &room).await;
+    let bob = "@bob:b.test";
+    let (join_id, join) = remote_event(
+        &fake,
+        &version,
+        &room,
+        bob,
+        "m.room.member",
+        Some(bob),
+        json!({"membership": "join"}),
+        &last,
+        depth + 1,
+        auth_of(&version, &state, bob, true),
+    );
+    let answer = put_txn(&fake.client(base.clone()), "join", "b.test", vec![join])
+        .await
+        .unwrap();
+    assert_eq!(answer["pdus"][&join_id], json!({}), "{answer}");
+
+    // b.test fails; five acknowledged messages wait for it.
+    fake.state.fail.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        let (st, v) = call(
+            &base,
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t{i}",
+                common::enc(&room)
+            ),
+            Some(&token),
+            json!({"msgtype": "m.text", "body": format!("m{i}")}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    eventually("a failed attempt", || {
+        !fake.state.attempts.lock().unwrap().is_empty()
+    })
+    .await;
+    let first_try = fake.state.attempts.lock().unwrap()[0].clone();
+    // SIGKILL: no shutdown path runs.
+    drop(server);
+    let _server = spawn_with(&db, pa, &sets).await;
+    fake.state.fail.store(false, Ordering::SeqCst);
+    let bodies = || -> Vec<String> {
+        fake.pdus()
+            .iter()
+            .filter(|p| p["type"] == "m.room.message")
+            .map(|p| p["content"]["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    eventually("5 messages arrived", || bodies().len() >= 5).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bodies(), ["m0", "m1", "m2", "m3", "m4"], "{backend:?}");
+    assert_eq!(fake.state.txns.lock().unwrap()[0].0, first_try);
+}
+
+#[actix_web::test]
+async fn sqlite_queued_events_survive_kill_9() {
+    queued_events_survive_kill_9(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn postgres_queued_events_survive_kill_9() {
+    queued_events_survive_kill_9(Backend::Postgres).await;
 }
 
 #[test]
