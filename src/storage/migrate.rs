@@ -125,6 +125,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "024_federationapi_server_keys",
         include_str!("../../sql/024_federationapi_server_keys.sql"),
     ),
+    (
+        25,
+        "025_roomserver_outliers",
+        include_str!("../../sql/025_roomserver_outliers.sql"),
+    ),
+    (
+        26,
+        "026_roomserver_remote_invites",
+        include_str!("../../sql/026_roomserver_remote_invites.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -88,4 +88,8 @@ delegate!(
     QueryServerKeys => query_server_keys,
     QueryLocalServerKeys => query_local_server_keys,
     QueryNotaryKeys => query_notary_keys,
+    PerformJoin => perform_join,
+    PerformLeave => perform_leave,
+    PerformInvite => perform_invite,
+    QueryRemoteAlias => query_remote_alias,
 );

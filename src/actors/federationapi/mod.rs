@@ -66,7 +66,11 @@ pub fn start(db: Db, config: FederationApiConfig, exec: &Executors) -> Addr<Fede
 pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>) {
     serve::<QueryServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryLocalServerKeys, _, _, _>(cfg, addr.clone());
-    serve::<QueryNotaryKeys, _, _, _>(cfg, addr);
+    serve::<QueryNotaryKeys, _, _, _>(cfg, addr.clone());
+    serve::<PerformJoin, _, _, _>(cfg, addr.clone());
+    serve::<PerformLeave, _, _, _>(cfg, addr.clone());
+    serve::<PerformInvite, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemoteAlias, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]
@@ -100,6 +104,37 @@ mod tests {
                     minimum_valid_until_ts: 7,
                 },
             )]),
+        });
+        round_trip(PerformJoin {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            servers: vec!["a.test".into()],
+            content: serde_json::json!({"displayname": "U"}),
+        });
+        round_trip(JoinedRoom {
+            server: "a.test".into(),
+            room_version: "11".into(),
+            join_event: serde_json::json!({"type": "m.room.member"}),
+            state: vec![serde_json::json!({})],
+            auth_chain: vec![],
+        });
+        round_trip(PerformLeave {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            servers: vec!["a.test".into()],
+            content: serde_json::json!({}),
+        });
+        round_trip(PerformInvite {
+            room_version: "12".into(),
+            template: serde_json::json!({"type": "m.room.member"}),
+            invite_room_state: vec![serde_json::json!({"type": "m.room.name"})],
+        });
+        round_trip(QueryRemoteAlias {
+            alias: "#a:a.test".into(),
+        });
+        round_trip(RemoteAlias {
+            room_id: "!r:a.test".into(),
+            servers: vec!["a.test".into()],
         });
         round_trip(ServerKeys {
             keys: BTreeMap::from([(

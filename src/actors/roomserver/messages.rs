@@ -302,6 +302,145 @@ pub enum InputOutcome {
     SoftFailed { event_id: String, reason: String },
 }
 
+/// A membership event for a user to fill in, sign and send back (`make_join`/`make_leave`
+/// of another server, and our own invites of other servers' users): `type`, `room_id`,
+/// `sender`, `state_key`, `content`, `prev_events` (the room's forward extremities),
+/// `auth_events`, `depth`, `origin` and `origin_server_ts`, unsigned. The event must pass
+/// the auth rules against the room's current state as it would be sent (`NotAllowed`
+/// otherwise). `NoRoom` for a room not known here.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<MembershipTemplate, RoomserverError>")]
+pub struct QueryMembershipTemplate {
+    pub room_id: String,
+    pub sender: String,
+    pub state_key: String,
+    /// A JSON object with `membership`.
+    pub content: serde_json::Value,
+    /// The room versions the asking server supports; `None`: any. When the room's version
+    /// is not among them: `IncompatibleRoomVersion` (before the auth rules are asked).
+    pub supported_versions: Option<Vec<String>>,
+}
+
+/// What [`QueryMembershipTemplate`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipTemplate {
+    pub room_version: String,
+    /// The unsigned event (federation format, without hashes and signatures).
+    pub event: serde_json::Value,
+}
+
+/// Another server's `send_join` or `send_leave` (v2): its user's signed membership event for
+/// one of our rooms. Checked first (`BadRequest`: the event ID is not the event's, another
+/// room, not an `m.room.member` event of `membership`, a sender other than its state key or
+/// not of `origin`), then input as [`InputRoomEvent`] (signatures verified there); an event
+/// the auth rules refuse (rejected or soft-failed) is `NotAllowed`. For a join, the answer
+/// holds the state before the event and the auth chain of that state and the event.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<MembershipAnswer, RoomserverError>")]
+pub struct PerformRemoteMembership {
+    pub room_id: String,
+    pub event_id: String,
+    /// The server that sent the request (checked with its signature by routing).
+    pub origin: String,
+    /// `join` or `leave`.
+    pub membership: String,
+    /// The event in federation format.
+    pub event: serde_json::Value,
+    /// `omit_members` of `send_join`: leave `m.room.member` events out of `state` (and the
+    /// state's events out of `auth_chain`).
+    pub omit_members: bool,
+}
+
+/// What [`PerformRemoteMembership`] answers. Empty lists for a leave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipAnswer {
+    /// The event as stored here.
+    pub event: serde_json::Value,
+    /// The room's state before the event (federation format).
+    pub state: Vec<serde_json::Value>,
+    /// Every event in the auth chains of `state` and of the event.
+    pub auth_chain: Vec<serde_json::Value>,
+    /// Member events were left out of `state`.
+    pub members_omitted: bool,
+    /// The servers with joined members before the event.
+    pub servers_in_room: Vec<String>,
+}
+
+/// A room this server joins through another server (the answer of its `send_join`): the
+/// state before our join and its auth chain are checked (each event's format for
+/// `room_version`, its signatures, the create event against the room ID, each event
+/// against its auth events; events that fail are dropped or stored rejected, and never
+/// enter the state) and stored as outliers; the room's state before our join is the
+/// returned state, and `join_event` (our user's, signed by us and maybe by the resident
+/// server) is stored on top of it as the room's only forward extremity. The new state
+/// events, then the join, are output. A remote invite of the user into the room is
+/// removed. Returns the join.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<SentEvent, RoomserverError>")]
+pub struct InputJoinedRoom {
+    pub room_id: String,
+    pub room_version: String,
+    pub join_event: serde_json::Value,
+    pub state: Vec<serde_json::Value>,
+    pub auth_chain: Vec<serde_json::Value>,
+}
+
+/// Another server's invite (`PUT /_matrix/federation/v2/invite`) of one of our users. The
+/// event is checked (`BadRequest`: the event ID is not the event's, another room, not an
+/// `m.room.member` invite, a sender not of `origin`, a bad signature; `NotAllowed`: the
+/// invitee is not a user of this server) and signed by us. In a room known here it is
+/// input as any event from elsewhere; otherwise it is kept as a remote invite and output
+/// (with `unsigned.invite_room_state`) so the user sees it. Returns the event with our
+/// signature.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<serde_json::Value, RoomserverError>")]
+pub struct InputRemoteInvite {
+    pub room_id: String,
+    pub event_id: String,
+    pub origin: String,
+    pub room_version: String,
+    pub event: serde_json::Value,
+    /// Stripped state events of the room, as the inviting server sent them.
+    pub invite_room_state: Vec<serde_json::Value>,
+}
+
+/// The remote invite of a user into a room not known here; `None` when there is none.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<RemoteInvite>, RoomserverError>")]
+pub struct QueryRemoteInvite {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// What [`QueryRemoteInvite`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteInvite {
+    pub event_id: String,
+    pub room_version: String,
+    /// The invite event (federation format, signed by both servers).
+    pub event: serde_json::Value,
+}
+
+/// Ends a remote invite (rejected by the user): removes it and outputs a leave that replaces
+/// it for the syncapi: `leave_event`, the user's leave as the inviting server accepted it
+/// (`send_leave`), or when that failed (`None`) a leave made here on top of the invite and
+/// known to nobody else, as Synapse does. `NoRoom` when there is no such invite.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformRetireRemoteInvite {
+    pub room_id: String,
+    pub user_id: String,
+    pub leave_event: Option<serde_json::Value>,
+}
+
+/// The servers with joined members in a room's current state, sorted; `None` for a room not
+/// known here.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<Vec<String>>, RoomserverError>")]
+pub struct QueryJoinedServers {
+    pub room_id: String,
+}
+
 /// What the roomserver publishes on its stream (`roomserver`), keyed by room ID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -360,4 +499,11 @@ crate::remote_messages!("roomserver":
     InputRoomEvent,
     QueryStateAtPosition,
     QueryStateAfterEvent,
+    QueryMembershipTemplate,
+    PerformRemoteMembership,
+    InputJoinedRoom,
+    InputRemoteInvite,
+    QueryRemoteInvite,
+    PerformRetireRemoteInvite,
+    QueryJoinedServers,
 );

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod error;
 pub mod input;
 mod input_events;
+pub mod remote;
 pub mod membership;
 pub mod messages;
 pub mod retention;
@@ -61,7 +62,14 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryMaySendState, _, _, _>(cfg, addr.clone());
     serve::<InputRoomEvent, _, _, _>(cfg, addr.clone());
     serve::<QueryStateAtPosition, _, _, _>(cfg, addr.clone());
-    serve::<QueryStateAfterEvent, _, _, _>(cfg, addr);
+    serve::<QueryStateAfterEvent, _, _, _>(cfg, addr.clone());
+    serve::<QueryMembershipTemplate, _, _, _>(cfg, addr.clone());
+    serve::<PerformRemoteMembership, _, _, _>(cfg, addr.clone());
+    serve::<InputJoinedRoom, _, _, _>(cfg, addr.clone());
+    serve::<InputRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<PerformRetireRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<QueryJoinedServers, _, _, _>(cfg, addr);
 }
 
 /// Starts the roomserver on one of `exec`'s arbiters; its room actors and queries spread

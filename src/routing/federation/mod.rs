@@ -6,10 +6,13 @@
 //! - `keys`: `/_matrix/key/v2/server` and the notary's `/_matrix/key/v2/query` (unsigned).
 //! - `version`: `/_matrix/federation/v1/version` (unsigned).
 //! - `query`: `/_matrix/federation/v1/query/profile` (signed).
+//! - `membership`: `make_join`, `send_join` v2, `make_leave`, `send_leave` v2 and `invite`
+//!   v2 (signed).
 //! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
 
 pub mod auth;
 pub mod keys;
+pub mod membership;
 pub mod query;
 pub mod thirdparty;
 pub mod version;
@@ -47,4 +50,9 @@ pub fn add_routes(r: &mut Router) {
         keys::get_remote_server_keys_batch,
     );
     r.add::<f::query::get_profile_information::v1::Request, _, _>(query::get_profile_information);
+    r.add::<f::membership::prepare_join_event::v1::Request, _, _>(membership::make_join);
+    r.add::<f::membership::create_join_event::v2::Request, _, _>(membership::send_join);
+    r.add::<f::membership::prepare_leave_event::v1::Request, _, _>(membership::make_leave);
+    r.add::<f::membership::create_leave_event::v2::Request, _, _>(membership::send_leave);
+    r.add::<f::membership::create_invite::v2::Request, _, _>(membership::invite);
 }

@@ -17,6 +17,9 @@ const SELECT_ONE: &str = "SELECT m.membership, m.forgotten FROM roomserver_membe
 const COUNT: &str = "SELECT COUNT(*) FROM roomserver_memberships m
     JOIN roomserver_rooms r ON r.room_nid = m.room_nid
     WHERE r.room_id = $1 AND m.membership = $2";
+const SELECT_USERS: &str = "SELECT m.user_id FROM roomserver_memberships m
+    JOIN roomserver_rooms r ON r.room_nid = m.room_nid
+    WHERE r.room_id = $1 AND m.membership = $2 ORDER BY m.user_id";
 const DELETE: &str = "DELETE FROM roomserver_memberships WHERE room_nid = $1 AND user_id = $2";
 const FORGET: &str = "UPDATE roomserver_memberships SET forgotten = 1
     WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)
@@ -74,6 +77,19 @@ pub async fn count(db: &impl Conn, room_id: &str, membership: &str) -> Result<i6
         .map_or(Ok(0), |r| r.i64(0))
 }
 
+/// The users of a room with the given membership, sorted.
+pub async fn select_users(
+    db: &impl Conn,
+    room_id: &str,
+    membership: &str,
+) -> Result<Vec<String>, StorageError> {
+    db.query(SELECT_USERS, &[&room_id, &membership])
+        .await?
+        .iter()
+        .map(|r| r.string(0))
+        .collect()
+}
+
 /// Marks a room forgotten by a user who is no longer in it; `false` when nothing changed
 /// (already forgotten, or in the room again).
 pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<bool, StorageError> {
@@ -104,6 +120,12 @@ mod tests {
             assert_eq!(select_rooms(db, "@u:x", "join").await.unwrap().len(), 2);
             assert_eq!(count(db, "!b:x", "join").await.unwrap(), 1);
             assert_eq!(count(db, "!b:x", "ban").await.unwrap(), 0);
+            upsert(db, b, "@w:y", "join", 6).await.unwrap();
+            assert_eq!(
+                select_users(db, "!b:x", "join").await.unwrap(),
+                vec!["@u:x".to_string(), "@w:y".to_string()]
+            );
+            delete(db, b, "@w:y").await.unwrap();
             assert!(!forget(db, "!a:x", "@u:x").await.unwrap(), "joined");
             upsert(db, a, "@u:x", "leave", 4).await.unwrap();
             assert!(forget(db, "!a:x", "@u:x").await.unwrap());
