@@ -395,11 +395,18 @@ async fn input_accepted(room: Lease, room_id: String, event: serde_json::Value) 
 impl Handler<PerformRemoteMembership> for RoomserverActor {
     type Result = ResponseFuture<Result<MembershipAnswer, RoomserverError>>;
 
-    fn handle(&mut self, msg: PerformRemoteMembership, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: PerformRemoteMembership, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         let room = self.room(&msg.room_id);
+        let me = ctx.address();
         Box::pin(async move {
-            super::remote::check_remote_membership(&deps, &msg).await?;
+            if let Err(e) = super::remote::check_remote_membership(&deps, &msg).await {
+                if matches!(e, RoomserverError::NoRoom) {
+                    drop(room);
+                    me.do_send(ForgetUnknownRoom(msg.room_id));
+                }
+                return Err(e);
+            }
             let servers = super::remote::joined_servers(&deps.db, &msg.room_id)
                 .await?
                 .unwrap_or_default();
@@ -412,9 +419,10 @@ impl Handler<PerformRemoteMembership> for RoomserverActor {
 impl Handler<InputRemoteInvite> for RoomserverActor {
     type Result = ResponseFuture<Result<serde_json::Value, RoomserverError>>;
 
-    fn handle(&mut self, msg: InputRemoteInvite, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: InputRemoteInvite, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         let room = self.room(&msg.room_id);
+        let me = ctx.address();
         Box::pin(async move {
             let (event_id, signed) = super::remote::check_and_sign_invite(&deps, &msg).await?;
             let value = serde_json::to_value(&signed).map_err(|e| RoomserverError::internal(e))?;
@@ -427,6 +435,7 @@ impl Handler<InputRemoteInvite> for RoomserverActor {
                 input_accepted(room, msg.room_id.clone(), value.clone()).await
             } else {
                 drop(room);
+                me.do_send(ForgetUnknownRoom(msg.room_id.clone()));
                 Err(RoomserverError::NoRoom)
             };
             match input {

@@ -507,3 +507,79 @@ crate::remote_messages!("roomserver":
     PerformRetireRemoteInvite,
     QueryJoinedServers,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    fn round_trip<M: Serialize + DeserializeOwned + std::fmt::Debug>(m: M) {
+        let json = serde_json::to_string(&m).unwrap();
+        let back: M = serde_json::from_str(&json).unwrap();
+        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    }
+
+    /// The messages of joins, leaves and invites with other servers survive the bridge.
+    #[test]
+    fn federation_membership_messages_survive_serde() {
+        round_trip(QueryMembershipTemplate {
+            room_id: "!r:a.test".into(),
+            sender: "@u:b.test".into(),
+            state_key: "@u:b.test".into(),
+            content: json!({"membership": "join"}),
+            supported_versions: Some(vec!["12".into()]),
+        });
+        round_trip(MembershipTemplate {
+            room_version: "12".into(),
+            event: json!({"type": "m.room.member"}),
+        });
+        round_trip(PerformRemoteMembership {
+            room_id: "!r:a.test".into(),
+            event_id: "$e".into(),
+            origin: "b.test".into(),
+            membership: "join".into(),
+            event: json!({}),
+            omit_members: true,
+        });
+        round_trip(MembershipAnswer {
+            event: json!({}),
+            state: vec![json!({"type": "m.room.create"})],
+            auth_chain: vec![],
+            members_omitted: true,
+            servers_in_room: vec!["a.test".into()],
+        });
+        round_trip(InputJoinedRoom {
+            room_id: "!r:a.test".into(),
+            room_version: "11".into(),
+            join_event: json!({}),
+            state: vec![json!({})],
+            auth_chain: vec![json!({})],
+        });
+        round_trip(InputRemoteInvite {
+            room_id: "!r:a.test".into(),
+            event_id: "$e".into(),
+            origin: "a.test".into(),
+            room_version: "12".into(),
+            event: json!({}),
+            invite_room_state: vec![json!({"type": "m.room.name"})],
+        });
+        round_trip(QueryRemoteInvite {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+        });
+        round_trip(RemoteInvite {
+            event_id: "$e".into(),
+            room_version: "12".into(),
+            event: json!({}),
+        });
+        round_trip(PerformRetireRemoteInvite {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            leave_event: Some(json!({})),
+        });
+        round_trip(QueryJoinedServers {
+            room_id: "!r:a.test".into(),
+        });
+    }
+}
