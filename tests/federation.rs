@@ -648,7 +648,11 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
     // B's sync shows the room with its whole state and the join in its timeline.
     let synced = sync(&b, &bob_token).await;
     let joined = &synced["rooms"]["join"][&room];
-    let mut events: Vec<&Value> = joined["state"]["events"].as_array().unwrap().iter().collect();
+    let mut events: Vec<&Value> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     events.extend(joined["timeline"]["events"].as_array().unwrap());
     let has = |t: &str, k: &str| events.iter().any(|e| e["type"] == t && e["state_key"] == k);
     for (t, k) in [
@@ -675,7 +679,9 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
     };
     assert_eq!(joined_members(&a, &alice_token, &room).await, both);
     assert_eq!(joined_members(&b, &bob_token, &room).await, both);
-    let (status, body) = b.get("/_matrix/client/v3/joined_rooms", Some(&bob_token)).await;
+    let (status, body) = b
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["joined_rooms"], json!([room]));
     // B holds the room now: a second join is answered here.
@@ -692,7 +698,9 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(membership_on(&b, &bob_token, &room, &bob).await, "leave");
-    let (_, body) = b.get("/_matrix/client/v3/joined_rooms", Some(&bob_token)).await;
+    let (_, body) = b
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
+        .await;
     assert_eq!(body["joined_rooms"], json!([]));
     a.stop().await;
     b.stop().await;
@@ -727,7 +735,10 @@ async fn remote_invite_accepted(backend: Backend, topology: Topology) {
     let invite = &synced["rooms"]["invite"][&room]["invite_state"]["events"];
     let events = invite.as_array().unwrap_or_else(|| panic!("{synced}"));
     let find = |t: &str| events.iter().find(|e| e["type"] == t);
-    assert_eq!(find("m.room.name").unwrap()["content"]["name"], "Invitation only");
+    assert_eq!(
+        find("m.room.name").unwrap()["content"]["name"],
+        "Invitation only"
+    );
     assert!(find("m.room.create").is_some(), "{invite}");
     assert!(find("m.room.join_rules").is_some(), "{invite}");
     let own = events
@@ -736,7 +747,10 @@ async fn remote_invite_accepted(backend: Backend, topology: Topology) {
         .unwrap();
     assert_eq!(own["content"]["membership"], "invite");
     assert_eq!(own["sender"], alice);
-    assert!(events.iter().all(|e| e.get("signatures").is_none()), "stripped: {invite}");
+    assert!(
+        events.iter().all(|e| e.get("signatures").is_none()),
+        "stripped: {invite}"
+    );
 
     // Accepting is a join through the inviter's server (no via needed).
     let (status, body) = b
@@ -846,12 +860,7 @@ async fn call_as_b(
 }
 
 /// A join template from `a` for `user`, filled in and signed by `key` as `origin`.
-fn signed_join(
-    made: &Value,
-    origin: &str,
-    key: &SigningKey,
-    content: Value,
-) -> myelin::pdu::Pdu {
+fn signed_join(made: &Value, origin: &str, key: &SigningKey, content: Value) -> myelin::pdu::Pdu {
     let t = &made["event"];
     let ids = |k: &str| -> Vec<ruma::OwnedEventId> {
         t[k].as_array()
@@ -885,7 +894,13 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
     let other_room = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
     let private = common::create(&a, &alice_token, json!({"preset": "private_chat"})).await;
     let b_key = key_of(&b);
-    let client = client_of(key_of(&b), "b.test", &[("a.test", a.base.clone())], "", true);
+    let client = client_of(
+        key_of(&b),
+        "b.test",
+        &[("a.test", a.base.clone())],
+        "",
+        true,
+    );
     let make_join = |room: &str, user: &str, ver: &str| {
         format!(
             "/_matrix/federation/v1/make_join/{}/{}{ver}",
@@ -929,11 +944,7 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
 
     // send_join: each bad event refused with M_INVALID_PARAM, nothing stored.
     let send_join = |room: &str, id: &str| {
-        format!(
-            "/_matrix/federation/v2/send_join/{}/{}",
-            enc(room),
-            enc(id)
-        )
+        format!("/_matrix/federation/v2/send_join/{}/{}", enc(room), enc(id))
     };
     let put = |path: String, body: Value| {
         let client = client.clone();
@@ -945,8 +956,16 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
     let forged = signed_join(&made, "b.test", &other, json!({"membership": "join"}));
     let leave = signed_join(&made, "b.test", &b_key, json!({"membership": "leave"}));
     let cases = [
-        ("another room", send_join(&other_room, good.event_id.as_str()), good_json.clone()),
-        ("another event ID", send_join(&room, "$nope"), good_json.clone()),
+        (
+            "another room",
+            send_join(&other_room, good.event_id.as_str()),
+            good_json.clone(),
+        ),
+        (
+            "another event ID",
+            send_join(&room, "$nope"),
+            good_json.clone(),
+        ),
         (
             "bad signature",
             send_join(&room, forged.event_id.as_str()),
@@ -963,22 +982,41 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
         assert_eq!(got.0, 400, "{case}: {}", got.1);
         assert_eq!(got.1["errcode"], "M_INVALID_PARAM", "{case}: {}", got.1);
     }
-    let unknown = put(send_join("!nowhere:a.test", good.event_id.as_str()), good_json.clone()).await;
+    let unknown = put(
+        send_join("!nowhere:a.test", good.event_id.as_str()),
+        good_json.clone(),
+    )
+    .await;
     common::assert_error(&unknown, 404, "M_NOT_FOUND");
     assert_eq!(joined_members(&a, &alice_token, &room).await.len(), 1);
     // The good one is accepted: the state before it and the auth chain come back.
     let (status, answer) = put(send_join(&room, good.event_id.as_str()), good_json).await;
     assert_eq!(status, 200, "{answer}");
     let state = answer["state"].as_array().unwrap();
-    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{answer}");
-    assert!(!state.iter().any(|e| e["state_key"] == "@bob:b.test"), "before the join");
-    assert!(!answer["auth_chain"].as_array().unwrap().is_empty(), "{answer}");
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.create"),
+        "{answer}"
+    );
+    assert!(
+        !state.iter().any(|e| e["state_key"] == "@bob:b.test"),
+        "before the join"
+    );
+    assert!(
+        !answer["auth_chain"].as_array().unwrap().is_empty(),
+        "{answer}"
+    );
     assert_eq!(answer["servers_in_room"], json!(["a.test"]), "{answer}");
     assert_eq!(joined_members(&a, &alice_token, &room).await.len(), 2);
 
     // invite: a version we lack, a sender not of the origin, an invitee not of a.
     let alice = "@alice:a.test";
-    let invite_path = |id: &str| format!("/_matrix/federation/v2/invite/{}/{}", enc("!r:b.test"), enc(id));
+    let invite_path = |id: &str| {
+        format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            enc("!r:b.test"),
+            enc(id)
+        )
+    };
     let invite = |sender: &str, invitee: &str, version: &str| {
         json!({
             "room_version": version,

@@ -177,12 +177,17 @@ impl From<FederationApiError> for MatrixError {
             } => match (status, errcode.as_str()) {
                 (403, _) => MatrixError::forbidden(format!("{server}: {error}")),
                 (404, _) => MatrixError::not_found(format!("{server}: {error}")),
-                (400, "M_INCOMPATIBLE_ROOM_VERSION") => MatrixError::new(
-                    "M_INCOMPATIBLE_ROOM_VERSION",
-                    format!("{server}: {error}"),
-                ),
+                (400, "M_INCOMPATIBLE_ROOM_VERSION") => {
+                    MatrixError::new("M_INCOMPATIBLE_ROOM_VERSION", format!("{server}: {error}"))
+                }
                 _ => {
-                    tracing::warn!(server, status, errcode, error, "another server failed a request");
+                    tracing::warn!(
+                        server,
+                        status,
+                        errcode,
+                        error,
+                        "another server failed a request"
+                    );
                     MatrixError::new(
                         "M_UNKNOWN",
                         format!("{server} could not be used ({status} {errcode}: {error})"),

@@ -378,7 +378,11 @@ impl Handler<PerformRetireRemoteInvite> for RoomserverActor {
 
 /// An event from elsewhere into its room's actor; an outcome other than accepted is
 /// `NotAllowed`.
-async fn input_accepted(room: Lease, room_id: String, event: serde_json::Value) -> Result<(), RoomserverError> {
+async fn input_accepted(
+    room: Lease,
+    room_id: String,
+    event: serde_json::Value,
+) -> Result<(), RoomserverError> {
     let outcome = room
         .addr
         .send(InRoomInput(InputRoomEvent { room_id, event }))

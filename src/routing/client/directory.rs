@@ -1,11 +1,11 @@
 //! Room aliases and the public room directory of this server.
 
 use super::rooms::ensure_can_read;
+use crate::actors::federationapi::messages::QueryRemoteAlias;
 use crate::actors::roomserver::messages::{
     PerformPublishRoom, PerformRemoveRoomAlias, PerformSetRoomAlias, PublicRoomsPage,
     QueryAliasesForRoom, QueryPublicRooms, QueryPublishedRoom, QueryRoomIdForAlias,
 };
-use crate::actors::federationapi::messages::QueryRemoteAlias;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
@@ -100,9 +100,7 @@ pub async fn get_alias(
         .iter()
         .filter_map(|s| OwnedServerName::try_from(s.as_str()).ok())
         .collect();
-    Ok(RumaResponse(get_alias::v3::Response::new(
-        room_id, servers,
-    )))
+    Ok(RumaResponse(get_alias::v3::Response::new(room_id, servers)))
 }
 
 /// # `DELETE /_matrix/client/v3/directory/room/{roomAlias}`

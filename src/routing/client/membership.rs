@@ -213,7 +213,10 @@ async fn join(
             // The resident server's answer did not check: its fault, not the client's.
             RoomserverError::BadRequest(why) => MatrixError::new(
                 "M_UNKNOWN",
-                format!("{} gave an answer that does not check: {why}", joined.server),
+                format!(
+                    "{} gave an answer that does not check: {why}",
+                    joined.server
+                ),
             )
             .with_status(actix_web::http::StatusCode::BAD_GATEWAY),
             e => e.into(),

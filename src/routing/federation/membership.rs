@@ -14,8 +14,7 @@ use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
 use actix_web::web;
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event,
-    prepare_leave_event,
+    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
 };
 use ruma::{RoomVersionId, UserId};
 use serde_json::value::{to_raw_value, RawValue};

@@ -6,7 +6,9 @@ use crate::actors::federationapi::FederationApiError;
 use crate::pdu::{Pdu, PduBuilder};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ruma::events::TimelineEventType;
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UInt};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UInt,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 

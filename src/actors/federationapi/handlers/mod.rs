@@ -1,10 +1,10 @@
 //! One file per message of the federationapi.
 
-pub mod query_local_server_keys;
-pub mod query_notary_keys;
-pub mod query_server_keys;
 pub mod membership;
 pub mod perform_invite;
 pub mod perform_join;
 pub mod perform_leave;
+pub mod query_local_server_keys;
+pub mod query_notary_keys;
 pub mod query_remote_alias;
+pub mod query_server_keys;

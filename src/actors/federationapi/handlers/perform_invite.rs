@@ -70,7 +70,12 @@ async fn check_signature(
         .and_then(|s| s.get(name))
         .and_then(CanonicalJsonValue::as_object)
         .cloned()
-        .ok_or_else(|| bad_answer(name, "the returned invite is not signed by the invitee's server"))?;
+        .ok_or_else(|| {
+            bad_answer(
+                name,
+                "the returned invite is not signed by the invitee's server",
+            )
+        })?;
     let key_ids: Vec<OwnedServerSigningKeyId> = signatures
         .keys()
         .filter_map(|k| OwnedServerSigningKeyId::try_from(k.as_str()).ok())
@@ -104,6 +109,10 @@ async fn check_signature(
             CanonicalJsonValue::Object(signatures),
         )])),
     );
-    ruma::signatures::verify_json(&key_map, &redacted)
-        .map_err(|e| bad_answer(name, format!("the invitee's server's signature does not verify: {e}")))
+    ruma::signatures::verify_json(&key_map, &redacted).map_err(|e| {
+        bad_answer(
+            name,
+            format!("the invitee's server's signature does not verify: {e}"),
+        )
+    })
 }
