@@ -36,7 +36,11 @@ async fn verify_pdu(
     json: &CanonicalJsonObject,
     version: &str,
 ) -> Result<Verified, RoomserverError> {
-    let keys = deps.key.public_key_map(&deps.server_name);
+    let (_, rules) = pdu::rules(version)?;
+    let keys = deps
+        .keyring
+        .keys_for(json, &rules, &deps.server_name, &deps.key)
+        .await?;
     pdu::verify(json, version, &keys).map_err(|e| bad(format!("the event does not verify: {e}")))
 }
 
@@ -180,8 +184,8 @@ pub async fn check_remote_membership(
     let room = rooms::select(&deps.db, &msg.room_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
-    let json: CanonicalJsonObject = serde_json::from_value(msg.event.clone())
-        .map_err(|e| bad(format!("not a PDU: {e}")))?;
+    let json: CanonicalJsonObject =
+        serde_json::from_value(msg.event.clone()).map_err(|e| bad(format!("not a PDU: {e}")))?;
     let event_id = pdu::event_id_of(&json, &room.room_version).map_err(|e| bad(e.to_string()))?;
     if event_id.as_str() != msg.event_id {
         return Err(bad(format!(
@@ -374,10 +378,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
                 rest.push(id);
                 continue;
             }
-            let ok = ev
-                .auth_events
-                .iter()
-                .all(|a| decided.get(a) == Some(&true))
+            let ok = ev.auth_events.iter().all(|a| decided.get(a) == Some(&true))
                 && authorized(&rules, ev, &pdus).is_ok();
             if !ok {
                 tracing::info!(event_id = %id, "rejected a returned event");
@@ -421,7 +422,9 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
         || join.sender.server_name() != deps.server_name
         || membership_of(&join).as_deref() != Some("join")
     {
-        return Err(bad("the join event is not a join of one of our users into this room"));
+        return Err(bad(
+            "the join event is not a join of one of our users into this room",
+        ));
     }
     authorized(&rules, &join, &pdus).map_err(RoomserverError::NotAllowed)?;
     {
@@ -508,8 +511,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
             state_snapshot_nid: Some(before_snapshot),
             state_after_snapshot_nid: None,
             stream_position: None,
-            origin_server_ts: i64::try_from(u64::from(join.origin_server_ts.0))
-                .unwrap_or(i64::MAX),
+            origin_server_ts: i64::try_from(u64::from(join.origin_server_ts.0)).unwrap_or(i64::MAX),
         },
     )
     .await?
@@ -623,7 +625,8 @@ fn authorized(
             .entry(("m.room.create".to_owned(), String::new()))
             .or_insert(create);
     }
-    let lookup = |t: &StateEventType, k: &str| auth_state.get(&(t.to_string(), k.to_owned())).copied();
+    let lookup =
+        |t: &StateEventType, k: &str| auth_state.get(&(t.to_string(), k.to_owned())).copied();
     state_res::check_state_dependent_auth_rules(&rules.authorization, ev, lookup)
 }
 
@@ -634,22 +637,21 @@ pub async fn check_and_sign_invite(
     msg: &InputRemoteInvite,
 ) -> Result<(OwnedEventId, CanonicalJsonObject), RoomserverError> {
     let (_, rules) = pdu::rules(&msg.room_version)?;
-    let object: CanonicalJsonObject = serde_json::from_value(msg.event.clone())
-        .map_err(|e| bad(format!("not a PDU: {e}")))?;
-    let event_id =
-        pdu::event_id_of(&object, &msg.room_version).map_err(|e| bad(e.to_string()))?;
+    let object: CanonicalJsonObject =
+        serde_json::from_value(msg.event.clone()).map_err(|e| bad(format!("not a PDU: {e}")))?;
+    let event_id = pdu::event_id_of(&object, &msg.room_version).map_err(|e| bad(e.to_string()))?;
     if event_id.as_str() != msg.event_id {
         return Err(bad(format!(
             "the event's ID is {event_id}, not {}",
             msg.event_id
         )));
     }
-    let ev = PduEvent::from_json(event_id.clone(), &object, false).map_err(|e| bad(e.to_string()))?;
+    let ev =
+        PduEvent::from_json(event_id.clone(), &object, false).map_err(|e| bad(e.to_string()))?;
     if ev.room_id.as_ref().map(|r| r.as_str()) != Some(msg.room_id.as_str()) {
         return Err(bad("the event is for another room"));
     }
-    if ev.kind != TimelineEventType::RoomMember || membership_of(&ev).as_deref() != Some("invite")
-    {
+    if ev.kind != TimelineEventType::RoomMember || membership_of(&ev).as_deref() != Some("invite") {
         return Err(bad("the event is not an m.room.member invite"));
     }
     if ev.sender.server_name().as_str() != msg.origin {
@@ -802,4 +804,320 @@ pub async fn retire_remote_invite(
     let out = bus::append(&txn, input::STREAM, &msg.room_id, &output).await?;
     deps.bus.commit(txn, &[out]).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::input::Deps;
+    use super::super::messages::*;
+    use super::super::RoomserverError;
+    use crate::actors::bridge::Handle;
+    use crate::bus::Bus;
+    use crate::signing_key::SigningKey;
+    use crate::storage::testing::*;
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+
+    const ROOM: &str = "!imported:test.local";
+
+    /// An event of the room `ROOM` (version 11) signed with `key` as `test.local`: (ID, PDU).
+    fn build(
+        key: &SigningKey,
+        sender: &str,
+        kind: &str,
+        state_key: &str,
+        content: Value,
+        prev: &[&String],
+        auth: &[&String],
+        depth: u32,
+    ) -> (String, Value) {
+        let (version, _) = crate::pdu::rules("11").unwrap();
+        let ids = |l: &[&String]| l.iter().map(|i| i.as_str().try_into().unwrap()).collect();
+        let pdu = crate::pdu::PduBuilder {
+            room_version: version,
+            room_id: Some(ROOM.try_into().unwrap()),
+            sender: format!("@{sender}:test.local").try_into().unwrap(),
+            event_type: kind.into(),
+            state_key: Some(state_key.to_owned()),
+            content,
+            redacts: None,
+            prev_events: ids(prev),
+            auth_events: ids(auth),
+            reference_hashes: Default::default(),
+            depth: depth.into(),
+            origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+        }
+        .build(key, "test.local".try_into().unwrap())
+        .unwrap();
+        (
+            pdu.event_id.to_string(),
+            serde_json::to_value(&pdu.json).unwrap(),
+        )
+    }
+
+    /// A room's state and auth chain as a resident server would return them, and a join of
+    /// bob for `join_rule`; the state holds one event a non-member sent (it fails the auth
+    /// rules) and one signed with a key that is not the server's (it does not verify).
+    struct Answer {
+        state: Vec<Value>,
+        auth_chain: Vec<Value>,
+        join: Value,
+        join_id: String,
+        rejected: String,
+        forged: String,
+    }
+
+    fn answer(key: &SigningKey, join_rule: &str) -> Answer {
+        let alice = "@alice:test.local";
+        let (create, create_ev) = build(
+            key,
+            "alice",
+            "m.room.create",
+            "",
+            json!({"room_version": "11"}),
+            &[],
+            &[],
+            1,
+        );
+        let (member, member_ev) = build(
+            key,
+            "alice",
+            "m.room.member",
+            alice,
+            json!({"membership": "join"}),
+            &[&create],
+            &[&create],
+            2,
+        );
+        let (pl, pl_ev) = build(
+            key,
+            "alice",
+            "m.room.power_levels",
+            "",
+            json!({"users": {alice: 100}}),
+            &[&member],
+            &[&create, &member],
+            3,
+        );
+        let (jr, jr_ev) = build(
+            key,
+            "alice",
+            "m.room.join_rules",
+            "",
+            json!({"join_rule": "public"}),
+            &[&pl],
+            &[&create, &member, &pl],
+            4,
+        );
+        let (jr2, jr2_ev) = build(
+            key,
+            "alice",
+            "m.room.join_rules",
+            "",
+            json!({"join_rule": join_rule}),
+            &[&jr],
+            &[&create, &member, &pl],
+            5,
+        );
+        let (_, name_ev) = build(
+            key,
+            "alice",
+            "m.room.name",
+            "",
+            json!({"name": "Elsewhere"}),
+            &[&jr2],
+            &[&create, &member, &pl],
+            6,
+        );
+        let (rejected, topic_ev) = build(
+            key,
+            "mallory",
+            "m.room.topic",
+            "",
+            json!({"topic": "mine"}),
+            &[&jr2],
+            &[&create, &pl],
+            6,
+        );
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = SigningKey::load_or_generate(other_dir.path()).unwrap();
+        let (forged, forged_ev) = build(
+            &other,
+            "alice",
+            "m.room.avatar",
+            "",
+            json!({"url": "mxc://x/y"}),
+            &[&jr2],
+            &[&create, &member, &pl],
+            6,
+        );
+        let bob = "@bob:test.local";
+        // Its auth events allow it (public); the state it joins may not (`join_rule`).
+        let (join_id, join) = build(
+            key,
+            "bob",
+            "m.room.member",
+            bob,
+            json!({"membership": "join"}),
+            &[&jr2],
+            &[&create, &pl, &jr],
+            7,
+        );
+        Answer {
+            state: vec![
+                create_ev.clone(),
+                member_ev.clone(),
+                pl_ev.clone(),
+                jr2_ev,
+                name_ev,
+                topic_ev,
+                forged_ev,
+            ],
+            auth_chain: vec![create_ev.clone(), member_ev, pl_ev, jr_ev, create_ev],
+            join,
+            join_id,
+            rejected,
+            forged,
+        }
+    }
+
+    fn import(a: &Answer, room_id: &str) -> InputJoinedRoom {
+        InputJoinedRoom {
+            room_id: room_id.into(),
+            room_version: "11".into(),
+            join_event: a.join.clone(),
+            state: a.state.clone(),
+            auth_chain: a.auth_chain.clone(),
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_joined_room_is_checked_and_imported() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let dir = tempfile::tempdir().unwrap();
+            let key = Arc::new(SigningKey::load_or_generate(dir.path()).unwrap());
+            let rs = Handle::Local(super::super::start(
+                Deps {
+                    db: t.db.clone(),
+                    bus: Bus::new(),
+                    key: key.clone(),
+                    server_name: "test.local".try_into().unwrap(),
+                    default_room_version: "12".into(),
+                    keyring: Default::default(),
+                },
+                &crate::actors::executors::Executors::start(2),
+            ));
+            // A create event of another room, a join the state refuses: nothing stored.
+            let good = answer(&key, "public");
+            let wrong_room = rs.send(import(&good, "!other:test.local")).await;
+            assert!(
+                matches!(&wrong_room, Err(RoomserverError::BadRequest(why)) if why.contains("no valid m.room.create")),
+                "{wrong_room:?}"
+            );
+            let closed = answer(&key, "invite");
+            let refused = rs.send(import(&closed, ROOM)).await;
+            assert!(
+                matches!(refused, Err(RoomserverError::NotAllowed(_))),
+                "{refused:?}"
+            );
+            let none = rs
+                .send(QueryJoinedServers {
+                    room_id: ROOM.into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(none, None, "{backend}");
+
+            let sent = rs.send(import(&good, ROOM)).await.unwrap();
+            assert_eq!(sent.event_id, good.join_id);
+            let state = rs
+                .send(QueryCurrentState {
+                    room_id: ROOM.into(),
+                    types: vec![],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            let mut keys: Vec<String> = state
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}|{}",
+                        e.json["type"].as_str().unwrap(),
+                        e.json["state_key"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            keys.sort();
+            assert_eq!(
+                keys,
+                [
+                    "m.room.create|",
+                    "m.room.join_rules|",
+                    "m.room.member|@alice:test.local",
+                    "m.room.member|@bob:test.local",
+                    "m.room.name|",
+                    "m.room.power_levels|",
+                ],
+                "{backend}"
+            );
+            // The event the auth rules refuse is kept rejected; the forged one is not kept.
+            let rejected = rs
+                .send(QueryEvent {
+                    event_id: good.rejected.clone(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(rejected.rejected);
+            let forged = rs
+                .send(QueryEvent {
+                    event_id: good.forged.clone(),
+                })
+                .await
+                .unwrap();
+            assert!(forged.is_none(), "{backend}");
+            let joined = rs
+                .send(QueryJoinedRooms {
+                    user_id: "@bob:test.local".into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(joined, vec![ROOM.to_owned()]);
+            let servers = rs
+                .send(QueryJoinedServers {
+                    room_id: ROOM.into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(servers, Some(vec!["test.local".to_owned()]));
+            // The room continues from the join: a local event builds on it.
+            let next = rs
+                .send(PerformRoomEvent {
+                    room_id: Some(ROOM.into()),
+                    room_version: None,
+                    sender: "@bob:test.local".into(),
+                    event_type: "m.room.message".into(),
+                    state_key: None,
+                    content: json!({"msgtype": "m.text", "body": "hi"}),
+                    txn: None,
+                    redacts: None,
+                })
+                .await
+                .unwrap();
+            let stored = rs
+                .send(QueryEvent {
+                    event_id: next.event_id,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                stored.json["prev_events"],
+                json!([good.join_id]),
+                "{backend}"
+            );
+        }
+    }
 }
