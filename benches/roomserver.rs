@@ -111,6 +111,7 @@ async fn fixture(db: Db) -> Fixture {
             key,
             server_name: SERVER_NAME.try_into().expect("server name"),
             default_room_version: "12".into(),
+            keyring: Default::default(),
         },
         &myelin::actors::executors::Executors::start(2),
     );

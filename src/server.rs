@@ -195,6 +195,8 @@ impl Node {
             ),
         };
 
+        // The roomserver's keyring: the federationapi, attached once both have started.
+        let keyring = roomserver::keyring::Keyring::default();
         let (roomserver, roomserver_local) = match config.roomserver_placement() {
             Placement::Local => {
                 let addr = roomserver::start(
@@ -206,6 +208,7 @@ impl Node {
                             .ok_or_else(|| StartError::Config("no signing key".into()))?,
                         server_name: server_name.clone(),
                         default_room_version: config.rooms.default_version.clone(),
+                        keyring: keyring.clone(),
                     },
                     &local_exec(),
                 );
@@ -282,6 +285,8 @@ impl Node {
                 None,
             ),
         };
+
+        keyring.attach(federationapi.clone());
 
         // Pruning: the outbox behind its consumers, redacted events' original content.
         if let Some(db) = &db {

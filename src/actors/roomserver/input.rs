@@ -33,6 +33,8 @@ pub struct Deps {
     pub server_name: OwnedServerName,
     /// The version of new rooms that do not name one.
     pub default_room_version: String,
+    /// Other servers' keys, for events built elsewhere.
+    pub keyring: super::keyring::Keyring,
 }
 
 pub(super) fn bad(e: impl ToString) -> RoomserverError {

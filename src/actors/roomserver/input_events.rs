@@ -282,8 +282,10 @@ pub async fn input(
             InputOutcome::Accepted { event_id }
         });
     }
-    // Only this server's keys are known until federation fetches others.
-    let keys = deps.key.public_key_map(&deps.server_name);
+    let keys = deps
+        .keyring
+        .keys_for(&json, &rules, &deps.server_name, &deps.key)
+        .await?;
     match pdu::verify(&json, &room.room_version, &keys) {
         Ok(Verified::All) => {}
         // A content hash mismatch: the event is authorized (and kept) redacted.

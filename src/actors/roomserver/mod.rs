@@ -17,6 +17,7 @@ pub mod directory;
 pub mod error;
 pub mod input;
 mod input_events;
+pub mod keyring;
 pub mod remote;
 pub mod membership;
 pub mod messages;

@@ -33,6 +33,7 @@ async fn fixture(backend: crate::storage::Backend) -> Fixture {
         key: key.clone(),
         server_name: "test.local".try_into().unwrap(),
         default_room_version: "12".into(),
+        keyring: Default::default(),
     };
     Fixture {
         rs: Handle::Local(super::start(
@@ -2108,5 +2109,194 @@ async fn redacted_content_is_pruned_after_the_retention_and_the_outbox_behind_it
             .unwrap()
             .unwrap();
         assert_eq!(ids(&before), ids(&after), "{backend}");
+    }
+}
+
+/// A join of `user` (on another server) signed with `key` as `server`, on top of the room's
+/// current state.
+async fn remote_join(
+    f: &Fixture,
+    room: &str,
+    version: &str,
+    user: &str,
+    server: &str,
+    key: &SigningKey,
+    sent_at: u64,
+) -> Value {
+    let s = state_ids(f, room).await;
+    let mut auth = vec![
+        s["m.room.power_levels|"].clone(),
+        s["m.room.join_rules|"].clone(),
+    ];
+    if version != "12" {
+        auth.push(s["m.room.create|"].clone());
+    }
+    // `public_room` sends the join rules last.
+    let prev = s["m.room.join_rules|"].clone();
+    let (version_id, _) = crate::pdu::rules(version).unwrap();
+    let user = format!("@{user}:{server}");
+    let pdu = crate::pdu::PduBuilder {
+        room_version: version_id,
+        room_id: Some(room.try_into().unwrap()),
+        sender: user.as_str().try_into().unwrap(),
+        event_type: "m.room.member".into(),
+        state_key: Some(user.clone()),
+        content: json!({"membership": "join"}),
+        redacts: None,
+        prev_events: vec![prev.as_str().try_into().unwrap()],
+        auth_events: auth
+            .iter()
+            .map(|a| a.as_str().try_into().unwrap())
+            .collect(),
+        reference_hashes: Default::default(),
+        depth: 10u32.into(),
+        origin_server_ts: ruma::MilliSecondsSinceUnixEpoch(sent_at.try_into().unwrap()),
+    }
+    .build(key, server.try_into().unwrap())
+    .unwrap();
+    serde_json::to_value(&pdu.json).unwrap()
+}
+
+#[actix_web::test]
+async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
+    use crate::actors::federationapi::{self, storage::server_keys};
+    for backend in BACKENDS {
+        let t = test_db(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(SigningKey::load_or_generate(dir.path()).unwrap());
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = SigningKey::load_or_generate(other_dir.path()).unwrap();
+        let stranger_dir = tempfile::tempdir().unwrap();
+        let stranger = SigningKey::load_or_generate(stranger_dir.path()).unwrap();
+        let exec = crate::actors::executors::Executors::start(2);
+        let keyring = super::keyring::Keyring::default();
+        let rs = Handle::Local(super::start(
+            Deps {
+                db: t.db.clone(),
+                bus: Bus::new(),
+                key: key.clone(),
+                server_name: "test.local".try_into().unwrap(),
+                default_room_version: "12".into(),
+                keyring: keyring.clone(),
+            },
+            &exec,
+        ));
+        let f = Fixture {
+            rs,
+            key: key.clone(),
+            db: t.db.clone(),
+            bus: Bus::new(),
+            _db: t,
+            _dir: dir,
+        };
+        let room = public_room(&f, "10").await;
+        let now = crate::storage::now_ms();
+        let sent_at = u64::try_from(now).unwrap();
+        let join = remote_join(&f, &room, "10", "carol", "other.test", &other, sent_at).await;
+        let input = |event: &Value| InputRoomEvent {
+            room_id: room.clone(),
+            event: event.clone(),
+        };
+
+        // Without a federationapi, another server's keys cannot be had.
+        let e = f.rs.send(input(&join)).await.unwrap_err();
+        assert!(
+            matches!(&e, RoomserverError::BadRequest(m) if m.contains("other.test")),
+            "{e:?}"
+        );
+
+        // other.test's key is in the federationapi's cache, valid for an hour; nothing else
+        // is reachable (connections to the test destination are refused).
+        server_keys::upsert(
+            &f.db,
+            &server_keys::NewKey {
+                server_name: "other.test",
+                key_id: other.key_id().as_str(),
+                public_key: &other.public_key_base64(),
+                valid_until_ts: now + 3_600_000,
+                expired_ts: None,
+                fetched_at: now,
+                fetched_from: "other.test",
+                key_json: "{}",
+            },
+        )
+        .await
+        .unwrap();
+        let client = crate::federation::client::FederationClient::new(
+            crate::federation::client::ClientSettings {
+                server_name: "test.local".try_into().unwrap(),
+                key: key.clone(),
+                denylist: Arc::new(crate::net::IpDenylist::parse::<&str>(&[]).unwrap()),
+                verify_tls: false,
+                ca_file: String::new(),
+                connect_timeout: std::time::Duration::from_secs(2),
+                request_timeout: std::time::Duration::from_secs(2),
+                max_response_bytes: 1 << 20,
+                test_destinations: [
+                    ("other.test".to_owned(), "http://127.0.0.1:1".to_owned()),
+                    ("stranger.test".to_owned(), "http://127.0.0.1:1".to_owned()),
+                ]
+                .into(),
+            },
+        )
+        .unwrap();
+        let fed = federationapi::start(
+            f.db.clone(),
+            federationapi::FederationApiConfig {
+                server_name: "test.local".try_into().unwrap(),
+                key: key.clone(),
+                client,
+                key_validity: std::time::Duration::from_secs(3600),
+                old_keys: Default::default(),
+                notaries: vec![],
+            },
+            &exec,
+        );
+        keyring.attach(Handle::Local(fed));
+
+        // Signed by a key other.test does not have: refused, nothing stored.
+        let forged = remote_join(&f, &room, "10", "carol", "other.test", &stranger, sent_at).await;
+        let e = f.rs.send(input(&forged)).await.unwrap_err();
+        assert!(
+            matches!(&e, RoomserverError::BadRequest(m) if m.contains("does not verify") && m.contains("other.test")),
+            "{e:?}"
+        );
+        // A server whose keys cannot be fetched at all.
+        let unknown =
+            remote_join(&f, &room, "10", "dave", "stranger.test", &stranger, sent_at).await;
+        let e = f.rs.send(input(&unknown)).await.unwrap_err();
+        assert!(
+            matches!(&e, RoomserverError::BadRequest(m) if m.contains("does not verify") && m.contains("stranger.test")),
+            "{e:?}"
+        );
+        // Sent after the key's validity ended: room versions 5+ refuse it.
+        let late = remote_join(
+            &f,
+            &room,
+            "10",
+            "carol",
+            "other.test",
+            &other,
+            sent_at + 7_200_000,
+        )
+        .await;
+        let e = f.rs.send(input(&late)).await.unwrap_err();
+        assert!(
+            matches!(&e, RoomserverError::BadRequest(m) if m.contains("does not verify") && m.contains("other.test")),
+            "{e:?}"
+        );
+        assert!(!state_ids(&f, &room)
+            .await
+            .contains_key("m.room.member|@carol:other.test"));
+
+        // Signed by other.test's key, sent while it was valid: accepted.
+        let a = f.rs.send(input(&join)).await.unwrap();
+        assert!(
+            matches!(a, InputOutcome::Accepted { .. }),
+            "{backend}: {a:?}"
+        );
+        assert!(state_ids(&f, &room)
+            .await
+            .contains_key("m.room.member|@carol:other.test"));
     }
 }

@@ -25,6 +25,7 @@ async fn the_roomserver_stream_becomes_timeline_and_state() {
                 key: Arc::new(SigningKey::load_or_generate(dir.path()).unwrap()),
                 server_name: "test.local".try_into().unwrap(),
                 default_room_version: "12".into(),
+                keyring: Default::default(),
             },
             &crate::actors::executors::Executors::start(2),
         ));
