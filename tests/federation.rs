@@ -1007,6 +1007,76 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
     );
     assert_eq!(answer["servers_in_room"], json!(["a.test"]), "{answer}");
     assert_eq!(joined_members(&a, &alice_token, &room).await.len(), 2);
+    // With omit_members: no member events in the state; B is in the room now.
+    let (status, made) = get(make_join(&room, "@carol:b.test", "?ver=12&ver=11")).await;
+    assert_eq!(status, 200, "{made}");
+    let carol = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    let (status, answer) = put(
+        format!(
+            "{}?omit_members=true",
+            send_join(&room, carol.event_id.as_str())
+        ),
+        serde_json::to_value(&carol.json).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["members_omitted"], true, "{answer}");
+    let state = answer["state"].as_array().unwrap();
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.power_levels"),
+        "{answer}"
+    );
+    assert!(
+        state.iter().all(|e| e["type"] != "m.room.member"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["servers_in_room"],
+        json!(["a.test", "b.test"]),
+        "{answer}"
+    );
+
+    // make_leave and send_leave v2, checked the same way.
+    let make_leave = |user: &str| {
+        format!(
+            "/_matrix/federation/v1/make_leave/{}/{}",
+            enc(&room),
+            enc(user)
+        )
+    };
+    common::assert_error(&get(make_leave("@carol:c.test")).await, 403, "M_FORBIDDEN");
+    common::assert_error(&get(make_leave("@dave:b.test")).await, 403, "M_FORBIDDEN");
+    let (status, made) = get(make_leave("@bob:b.test")).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["event"]["content"]["membership"], "leave");
+    let send_leave = |id: &str| {
+        format!(
+            "/_matrix/federation/v2/send_leave/{}/{}",
+            enc(&room),
+            enc(id)
+        )
+    };
+    let not_leave = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    common::assert_error(
+        &put(
+            send_leave(not_leave.event_id.as_str()),
+            serde_json::to_value(&not_leave.json).unwrap(),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    let bob_leave = signed_join(&made, "b.test", &b_key, json!({"membership": "leave"}));
+    let (status, answer) = put(
+        send_leave(bob_leave.event_id.as_str()),
+        serde_json::to_value(&bob_leave.json).unwrap(),
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({})));
+    assert_eq!(
+        joined_members(&a, &alice_token, &room).await,
+        ["@alice:a.test", "@carol:b.test"]
+    );
 
     // invite: a version we lack, a sender not of the origin, an invitee not of a.
     let alice = "@alice:a.test";
@@ -1046,6 +1116,55 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
         &put(invite_path(id.as_str()), elsewhere).await,
         403,
         "M_FORBIDDEN",
+    );
+    // An invite signed by B (accepted and signed by A) and one signed with another key.
+    let invite_of = |key: &SigningKey| {
+        let hash = |c: char| {
+            ruma::OwnedEventId::try_from(format!("${}", c.to_string().repeat(43))).unwrap()
+        };
+        let pdu = myelin::pdu::PduBuilder {
+            room_version: "12".try_into().unwrap(),
+            room_id: Some("!r:b.test".try_into().unwrap()),
+            sender: "@bob:b.test".try_into().unwrap(),
+            event_type: ruma::events::TimelineEventType::RoomMember,
+            state_key: Some(alice.to_owned()),
+            content: json!({"membership": "invite"}),
+            redacts: None,
+            prev_events: vec![hash('P')],
+            auth_events: vec![hash('A')],
+            reference_hashes: Default::default(),
+            depth: 3u32.into(),
+            origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+        }
+        .build(key, server("b.test"))
+        .unwrap();
+        let body = json!({
+            "room_version": "12",
+            "event": pdu.json,
+            "invite_room_state": [{"type": "m.room.name", "state_key": "", "sender": "@bob:b.test", "content": {"name": "B's"}}],
+        });
+        (invite_path(pdu.event_id.as_str()), body)
+    };
+    let (path, body) = invite_of(&other);
+    common::assert_error(&put(path, body).await, 400, "M_INVALID_PARAM");
+    let (path, body) = invite_of(&b_key);
+    let (status, answer) = put(path, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["event"]["signatures"]["a.test"].is_object(),
+        "{answer}"
+    );
+    assert!(
+        answer["event"]["signatures"]["b.test"].is_object(),
+        "{answer}"
+    );
+    let synced = sync(&a, &alice_token).await;
+    let invited = &synced["rooms"]["invite"]["!r:b.test"]["invite_state"]["events"];
+    assert!(
+        invited
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["content"]["name"] == "B's")),
+        "{synced}"
     );
     a.stop().await;
     b.stop().await;

@@ -294,6 +294,22 @@ fn room_id_of_create(create_id: &EventId) -> Result<OwnedRoomId, RoomserverError
 /// [`InputJoinedRoom`]: checks the resident server's answer and stores the room with our
 /// join on top. Runs in the room's actor.
 pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent, RoomserverError> {
+    // Another of our users got in first (two joins at once): this server follows the room
+    // already, so the join is an event like any other from elsewhere.
+    let ours = joined_servers(&deps.db, &msg.room_id)
+        .await?
+        .is_some_and(|s| s.iter().any(|s| s == deps.server_name.as_str()));
+    if ours {
+        return match super::input_events::input(deps, &msg.room_id, msg.join_event).await? {
+            InputOutcome::Accepted { event_id } => Ok(SentEvent {
+                event_id,
+                room_id: msg.room_id,
+            }),
+            InputOutcome::Rejected { reason, .. } | InputOutcome::SoftFailed { reason, .. } => {
+                Err(RoomserverError::NotAllowed(reason))
+            }
+        };
+    }
     let version = msg.room_version.as_str();
     let (_, rules) = pdu::rules(version)?;
     let room_id = OwnedRoomId::try_from(msg.room_id.as_str()).map_err(|e| bad(e.to_string()))?;
