@@ -702,6 +702,29 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
         .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
         .await;
     assert_eq!(body["joined_rooms"], json!([]));
+    // Joining again goes through the servers the room had (B no longer follows it).
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&b, &bob_token, &room, &bob).await, "join");
+    let (_, body) = b
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
+        .await;
+    assert_eq!(body["joined_rooms"], json!([room]));
+    assert_eq!(joined_members(&b, &bob_token, &room).await, both);
+    // Another server's alias is asked of that server: A has none of that name.
+    let missing = b
+        .get(
+            &format!("/_matrix/client/v3/directory/room/{}", enc("#nope:a.test")),
+            Some(&bob_token),
+        )
+        .await;
+    common::assert_error(&missing, 404, "M_NOT_FOUND");
     a.stop().await;
     b.stop().await;
 }
@@ -818,7 +841,8 @@ async fn remote_invite_rejected(backend: Backend, topology: Topology) {
         .await;
     common::assert_error(&again, 404, "M_NOT_FOUND");
 
-    // An invite whose server is gone is still cleared here.
+    // An invite the inviting server no longer lets the user leave (A banned bob since, and
+    // B does not know) is still cleared here, by a leave made here.
     let room2 = common::create(&a, &alice_token, json!({"preset": "private_chat"})).await;
     let (status, body) = a
         .post(
@@ -828,7 +852,16 @@ async fn remote_invite_rejected(backend: Backend, topology: Topology) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    a.stop().await;
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/ban", enc(&room2)),
+            Some(&alice_token),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let since = sync(&b, &bob_token).await;
+    assert!(since["rooms"]["invite"][&room2].is_object(), "{since}");
     let (status, body) = b
         .post(
             &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room2)),
@@ -837,8 +870,27 @@ async fn remote_invite_rejected(backend: Backend, topology: Topology) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room2, &bob).await, "ban");
+    let (status, synced) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?timeout=0&since={}",
+                since["next_batch"].as_str().unwrap()
+            ),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let left = &synced["rooms"]["leave"][&room2]["timeline"]["events"];
+    let leave = left
+        .as_array()
+        .and_then(|l| l.last())
+        .unwrap_or_else(|| panic!("{synced}"));
+    assert_eq!(leave["content"]["membership"], "leave", "{synced}");
+    assert_eq!(leave["sender"], bob, "{synced}");
     let synced = sync(&b, &bob_token).await;
     assert!(synced["rooms"]["invite"].get(&room2).is_none(), "{synced}");
+    a.stop().await;
     b.stop().await;
 }
 

@@ -4,8 +4,11 @@
 //!
 //! Called by routing: the key endpoints (`QueryLocalServerKeys` for
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`) and the
-//! `X-Matrix` check of every signed federation request (`QueryServerKeys`). It emits no
-//! stream yet. Outgoing queues, incoming transactions and the rest of issue 11 come here.
+//! `X-Matrix` check of every signed federation request (`QueryServerKeys`), and the client
+//! API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`,
+//! `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
+//! only it can make; the roomserver checks the events). It emits no stream yet. Outgoing
+//! queues, incoming transactions and the rest of issue 11 come here.
 
 mod actor;
 pub mod error;

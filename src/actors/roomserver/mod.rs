@@ -7,7 +7,9 @@
 //! current state and events, per-room ordering (one actor per active room), the `roomserver`
 //! output stream, and the storage (rooms, interned types and keys, events, state snapshots
 //! of shared blocks; see `README.md`). State resolution of forks and events from other
-//! servers come with federation's input; the client room API is next.
+//! servers come with federation's input; the client room API is next. Rooms shared with
+//! other servers (`remote.rs`): join templates, other servers' joins and leaves, a room
+//! imported from our own `send_join`, invites of our users into rooms not held here.
 //!
 //! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 

@@ -837,6 +837,7 @@ mod tests {
     const ROOM: &str = "!imported:test.local";
 
     /// An event of the room `ROOM` (version 11) signed with `key` as `test.local`: (ID, PDU).
+    #[allow(clippy::too_many_arguments)]
     fn build(
         key: &SigningKey,
         sender: &str,

@@ -336,12 +336,13 @@ pub async fn leave_room(
     .await
     {
         Ok(()) => {}
-        Err(e) if e.errcode == "M_NOT_FOUND" => {
+        // A room not held here (or held but no longer followed, where the stale state
+        // refuses the leave): the remote invite, if there is one, is what to reject.
+        Err(e) => {
             reject_remote_invite(&state, room_id, &me, req.body.reason)
                 .await?
                 .ok_or(e)?;
         }
-        Err(e) => return Err(e),
     }
     Ok(RumaResponse(leave_room::v3::Response::new()))
 }
