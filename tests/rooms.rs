@@ -879,10 +879,11 @@ async fn aliases_and_directory(b: Backend, t: Topology) {
         404,
         "M_NOT_FOUND",
     );
+    // Another server's alias is asked of that server, which cannot be reached here.
     assert_error(
         &s.get(&dir("#hall:elsewhere.org"), None).await,
-        404,
-        "M_NOT_FOUND",
+        502,
+        "M_UNKNOWN",
     );
 
     // Creating aliases: members only, once, on this server.
@@ -1763,8 +1764,9 @@ async fn create_room_fails_whole(b: Backend, t: Topology) {
     s.stop().await;
 }
 
-/// Work that needs federation answers an error, never a success for work not done: invites
-/// of other servers' users (no invite event is made) and to-device messages for them.
+/// Work that needs another server answers an error, never a success for work not done: an
+/// invite of a user whose server cannot be reached (no invite event is made) and to-device
+/// messages for other servers' users.
 async fn remote_work_is_refused(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &[]).await;
     let (_, tok, _) = s.register("alice", "pw").await;
