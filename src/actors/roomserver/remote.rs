@@ -45,12 +45,14 @@ async fn verify_pdu(
 }
 
 /// Checks an event from elsewhere on its own ([`verify_pdu`]); a content hash mismatch gives
-/// the redacted event, as the spec says. Returns the event ID and the event.
+/// the redacted event, as the spec says. `unsigned` (which no signature covers) is dropped.
+/// Returns the event ID and the event.
 async fn verified(
     deps: &Deps,
-    json: CanonicalJsonObject,
+    mut json: CanonicalJsonObject,
     version: &str,
 ) -> Result<(OwnedEventId, CanonicalJsonObject), RoomserverError> {
+    json.remove("unsigned");
     let event_id = pdu::event_id_of(&json, version).map_err(|e| bad(e.to_string()))?;
     match verify_pdu(deps, &json, version).await? {
         Verified::All => Ok((event_id, json)),
@@ -653,8 +655,10 @@ pub async fn check_and_sign_invite(
     msg: &InputRemoteInvite,
 ) -> Result<(OwnedEventId, CanonicalJsonObject), RoomserverError> {
     let (_, rules) = pdu::rules(&msg.room_version)?;
-    let object: CanonicalJsonObject =
+    let mut object: CanonicalJsonObject =
         serde_json::from_value(msg.event.clone()).map_err(|e| bad(format!("not a PDU: {e}")))?;
+    // Nothing signs `unsigned`: the stripped state travels beside the event.
+    object.remove("unsigned");
     let event_id = pdu::event_id_of(&object, &msg.room_version).map_err(|e| bad(e.to_string()))?;
     if event_id.as_str() != msg.event_id {
         return Err(bad(format!(
@@ -689,7 +693,6 @@ pub async fn check_and_sign_invite(
     if verify_pdu(deps, &object, &msg.room_version).await? != Verified::All {
         return Err(bad("the invite's content hash is wrong"));
     }
-    let mut object = object;
     ruma::signatures::sign_event(
         deps.server_name.as_str(),
         deps.key.key_pair(),
