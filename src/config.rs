@@ -281,6 +281,9 @@ pub struct ServerConfig {
     /// TLS-terminating proxy).
     pub tls_cert: String,
     pub tls_key: String,
+    /// A plain-HTTP listener serving the client API only (no federation), beside the HTTPS
+    /// `server.listen`: for local clients or a proxy on the same host. Empty: none.
+    pub http_listen: String,
     /// CIDR ranges no outbound request of this server may connect to (federation, identity
     /// servers, ...), see `crate::net`. Default: private, loopback, link-local, CGNAT,
     /// multicast, unspecified and reserved ranges. `[]` allows everything (tests).
@@ -301,6 +304,7 @@ impl Default for ServerConfig {
             ip_range_denylist: crate::net::IpDenylist::default_ranges(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            http_listen: String::new(),
         }
     }
 }
@@ -683,6 +687,9 @@ impl Config {
         let f = &self.federation;
         if !f.listen.is_empty() {
             parse_addr("federation.listen", &f.listen)?;
+        }
+        if !self.server.http_listen.is_empty() {
+            parse_addr("server.http_listen", &self.server.http_listen)?;
         }
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return Err(ConfigError(

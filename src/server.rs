@@ -46,6 +46,8 @@ pub enum StartError {
 pub struct Node {
     /// The client listener (`server.listen`), which serves federation too.
     pub client_addr: SocketAddr,
+    /// The plain-HTTP client listener (`server.http_listen`), if any.
+    pub http_addr: Option<SocketAddr>,
     /// The federation-only listener (`federation.listen`), if any.
     pub federation_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
@@ -53,6 +55,17 @@ pub struct Node {
     servers: Vec<ServerHandle>,
     /// The threads of this node's actors (none on a node that hosts no component).
     exec: Option<Executors>,
+}
+
+/// What a listener serves.
+#[derive(Clone, Copy)]
+enum Routes {
+    /// The client API and the federation API (`server.listen`).
+    All,
+    /// The federation API (`federation.listen`).
+    Federation,
+    /// The client API (`server.http_listen`).
+    Client,
 }
 
 fn bind(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
@@ -422,9 +435,9 @@ impl Node {
             federationapi,
             denylist,
         ));
-        // One app for both listeners: the client listener serves every route, the federation
-        // listener only the federation API.
-        let app = move |federation_only: bool| {
+        // One app for every listener: the client listener serves every route, the federation
+        // listener only the federation API, the plain-HTTP listener only the client API.
+        let app = move |routes: Routes| {
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(|req, srv| {
@@ -453,12 +466,10 @@ impl Node {
                         })
                     }))
                 })
-                .configure(move |cfg| {
-                    if federation_only {
-                        crate::routing::federation::router().mount(cfg)
-                    } else {
-                        client::router().mount(cfg)
-                    }
+                .configure(move |cfg| match routes {
+                    Routes::All => client::router().mount(cfg),
+                    Routes::Federation => crate::routing::federation::router().mount(cfg),
+                    Routes::Client => client::router_with(false).mount(cfg),
                 })
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(MatrixError::unrecognized())
@@ -469,18 +480,18 @@ impl Node {
         } else {
             Some(server_tls(&config.server.tls_cert, &config.server.tls_key)?)
         };
-        // Starts an HTTP server for `$factory` on `$listener` (HTTPS when `server.tls_cert` is
-        // set) and keeps its handle for `Node::stop`.
+        // Starts an HTTP server for `$factory` on `$listener` (HTTPS with `$tls`) and keeps
+        // its handle for `Node::stop`.
         macro_rules! start_listener {
-            ($factory:expr, $listener:expr, $key:expr, $addr:expr) => {{
+            ($factory:expr, $listener:expr, $key:expr, $addr:expr, $tls:expr) => {{
                 let server = HttpServer::new($factory)
                     .workers(workers)
                     .disable_signals()
                     // Long polls may wait minutes: a stop gives requests in flight 5 s, then
                     // closes them.
                     .shutdown_timeout(5);
-                let server = match &tls {
-                    Some(tls) => server.listen_rustls_0_23($listener, tls.clone()),
+                let server = match $tls {
+                    Some(tls) => server.listen_rustls_0_23($listener, tls),
                     None => server.listen($listener),
                 }
                 .map_err(|error| StartError::Listen {
@@ -495,11 +506,30 @@ impl Node {
         }
         let client_app = app.clone();
         start_listener!(
-            move || client_app(false),
+            move || client_app(Routes::All),
             listener,
             "server.listen",
-            config.server.listen.clone()
+            config.server.listen.clone(),
+            tls.clone()
         );
+
+        // The plain-HTTP client listener beside an HTTPS one, when asked for.
+        let http_addr = if config.server.http_listen.is_empty() {
+            None
+        } else {
+            let listen = config.server.http_listen.as_str();
+            let listener = bind("server.http_listen", listen)?;
+            let bound = listener.local_addr().ok();
+            let http_app = app.clone();
+            start_listener!(
+                move || http_app(Routes::Client),
+                listener,
+                "server.http_listen",
+                listen.into(),
+                None
+            );
+            bound
+        };
 
         // Federation listener, when asked for.
         let federation_addr = if config.federation.listen.is_empty() {
@@ -509,10 +539,11 @@ impl Node {
             let listener = bind("federation.listen", listen)?;
             let bound = listener.local_addr().ok();
             start_listener!(
-                move || app(true),
+                move || app(Routes::Federation),
                 listener,
                 "federation.listen",
-                listen.into()
+                listen.into(),
+                tls
             );
             bound
         };
@@ -520,7 +551,7 @@ impl Node {
         tracing::info!(
             server_name = %config.server.name,
             client = %client_addr,
-            tls = tls.is_some(),
+            http = ?http_addr,
             federation = ?federation_addr,
             metrics = ?metrics_addr,
             internal = ?internal_addr,
@@ -528,6 +559,7 @@ impl Node {
         );
         Ok(Node {
             client_addr,
+            http_addr,
             federation_addr,
             metrics_addr,
             internal_addr,

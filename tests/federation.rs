@@ -1,11 +1,13 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
 //! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
-//! and refused), `/version`, and the HTTPS listeners (a test CA made with openssl). Each server is a `TestServer` (both databases, local and
+//! and refused), `/version`, the HTTPS listeners (a test CA made with openssl), and remote
+//! rooms (joins, invites, leaves over federation, and bad membership requests refused). Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
 
 mod common;
 
+use common::certs::test_certificates;
 use common::{enc, Backend, TestServer, Topology};
 use myelin::federation::client::{ClientSettings, FederationClient, FederationError};
 use myelin::federation::keys;
@@ -429,66 +431,6 @@ async fn signed_requests_are_checked(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
-/// A test CA and a certificate for `localhost` and `127.0.0.1` signed by it, made with the
-/// openssl command (the test fails, never skips, without it): (CA file, chain file, key file).
-fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
-    let path = |name: &str| dir.join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl must be installed for the TLS tests");
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
-    let (leaf, key) = (path("leaf.pem"), path("leaf.key"));
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=myelin test CA",
-    ]);
-    openssl(&args);
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        &key,
-        "-out",
-        &leaf,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-    ]);
-    openssl(&args);
-    let chain = path("chain.pem");
-    let text = std::fs::read_to_string(&leaf).unwrap() + &std::fs::read_to_string(&ca).unwrap();
-    std::fs::write(&chain, text).unwrap();
-    (ca, chain, key)
-}
-
 async fn tls_listeners_serve_federation(backend: Backend, topology: Topology) {
     let dir = tempfile::tempdir().unwrap();
     let (ca, chain, key) = test_certificates(dir.path());
@@ -504,10 +446,26 @@ async fn tls_listeners_serve_federation(backend: Backend, topology: Topology) {
             format!("server.tls_cert={chain}"),
             format!("server.tls_key={key}"),
             format!("federation.listen=127.0.0.1:{pfa}"),
+            "server.http_listen=127.0.0.1:0".to_owned(),
         ],
     )
     .await;
     let a_key = key_of(&a);
+    // Beside HTTPS, a plain-HTTP listener serves the client API, never federation.
+    let http = a.node.as_ref().unwrap().http_addr.expect("http listener");
+    for (path, want) in [
+        ("/_matrix/client/versions", 200),
+        ("/_matrix/key/v2/server", 404),
+        ("/_matrix/federation/v1/version", 404),
+    ] {
+        let res = a
+            .client
+            .get(format!("http://{http}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), want, "{path}");
+    }
     // B reaches A's federation listener over HTTPS, trusting the test CA, and so serves A's
     // keys as a notary.
     let b = start(

@@ -2,7 +2,9 @@
 //! in-process or on a second node behind the HTTP bridge.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod child;
+pub mod synapse;
 
 use myelin::config::Config;
 use myelin::server::Node;
@@ -146,6 +148,12 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> 
 }
 
 /// A running test server: the client-facing node, plus the userapi node when bridged.
+/// The URL the tests reach a node's client API at: its plain-HTTP listener (the client
+/// listener, or `server.http_listen` beside an HTTPS one).
+fn base_of(node: &Node) -> String {
+    format!("http://{}", node.http_addr.unwrap_or(node.client_addr))
+}
+
 pub struct TestServer {
     pub node: Option<Node>,
     pub userapi_node: Option<Node>,
@@ -163,7 +171,7 @@ impl TestServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (node, userapi_node) = Self::start_nodes(&db, topology, &extra).await;
         TestServer {
-            base: format!("http://{}", node.client_addr),
+            base: base_of(&node),
             node: Some(node),
             userapi_node,
             db,
@@ -232,7 +240,7 @@ impl TestServer {
             n.stop().await;
         }
         let (node, unode) = Self::start_nodes(&self.db, self.topology, &self.extra).await;
-        self.base = format!("http://{}", node.client_addr);
+        self.base = base_of(&node);
         self.node = Some(node);
         self.userapi_node = unode;
     }

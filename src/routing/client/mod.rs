@@ -26,8 +26,15 @@ use actix_web::web;
 use ruma::api::client as c;
 use ruma::UserId;
 
-/// Every client endpoint myelin serves.
+/// Every client endpoint myelin serves, and the federation API beside them (one port for
+/// clients and other servers, as Synapse's).
 pub fn router() -> Router {
+    router_with(true)
+}
+
+/// The client endpoints, with the federation API when `federation` (the plain-HTTP
+/// `server.http_listen` serves the client API only: federation is HTTPS).
+pub fn router_with(federation: bool) -> Router {
     let mut r = Router::default();
     r.add::<c::discovery::get_supported_versions::Request, _, _>(discovery::get_supported_versions)
         .add::<c::discovery::discover_homeserver::Request, _, _>(discovery::discover_homeserver)
@@ -160,7 +167,9 @@ pub fn router() -> Router {
         .add::<c::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_pushrule_enabled)
         .add::<c::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_pushrule_actions)
         .add::<c::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_pushrule_actions);
-    crate::routing::federation::add_routes(&mut r);
+    if federation {
+        crate::routing::federation::add_routes(&mut r);
+    }
     // Sending without a transaction ID: an old form clients and bridges still use.
     for version in ["r0", "v3"] {
         r.add_raw(
