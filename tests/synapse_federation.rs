@@ -13,7 +13,9 @@
 //! (Synapse's profile query to myelin, and one signed with myelin's key to Synapse), and
 //! remote rooms both ways: a myelin user joins a Synapse room (`make_join`/`send_join` v2 to
 //! Synapse, its answer checked and imported), a Synapse user is invited into a myelin room
-//! (`invite` v2 to Synapse) and joins it (Synapse's `make_join`/`send_join` to myelin).
+//! (`invite` v2 to Synapse) and joins it (Synapse's `make_join`/`send_join` to myelin), and
+//! Synapse's invites of a myelin user (`invite` v2 from Synapse) show in its `/sync`, one
+//! accepted (a join through Synapse) and one rejected (`make_leave`/`send_leave` to Synapse).
 //! The test fails, never skips, when Synapse, Python or openssl cannot be had.
 
 mod common;
@@ -336,6 +338,65 @@ async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
         )
         .await;
     assert_eq!(members(&body), both, "{body}");
+
+    // Synapse's invites of the myelin user: one accepted, one rejected.
+    let mut invited = Vec::new();
+    for name in ["accepted", "rejected"] {
+        let (status, body) = peer
+            .call(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                Some(&dave_token),
+                Some(json!({"preset": "private_chat", "name": name, "invite": [carol_id]})),
+            )
+            .await;
+        assert_eq!(status, 200, "Synapse inviting myelin's user: {body}");
+        invited.push(body["room_id"].as_str().unwrap().to_owned());
+    }
+    let (status, synced) = s
+        .get("/_matrix/client/v3/sync?timeout=0", Some(&carol_token))
+        .await;
+    assert_eq!(status, 200);
+    for (room, name) in invited.iter().zip(["accepted", "rejected"]) {
+        let events = &synced["rooms"]["invite"][room]["invite_state"]["events"];
+        assert!(
+            events
+                .as_array()
+                .is_some_and(|l| l.iter().any(|e| e["content"]["name"] == name)),
+            "{synced}"
+        );
+    }
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&invited[0])),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "accepting Synapse's invite: {body}");
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&invited[1])),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "rejecting Synapse's invite: {body}");
+    let state_of = |room: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(room),
+            enc(&carol_id)
+        )
+    };
+    let (_, body) = peer
+        .call("GET", &state_of(&invited[0]), Some(&dave_token), None)
+        .await;
+    assert_eq!(body["membership"], "join", "Synapse's view: {body}");
+    let (_, body) = peer
+        .call("GET", &state_of(&invited[1]), Some(&dave_token), None)
+        .await;
+    assert_eq!(body["membership"], "leave", "Synapse's view: {body}");
 }
 
 #[actix_web::test]
