@@ -687,6 +687,56 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
     b.stop().await;
 }
 
+/// Rooms of older versions are joined the same way (event format v1 in versions 1 and 2:
+/// references with their hashes, event IDs chosen by the sender), through the server their
+/// room ID names.
+async fn remote_joins_of_every_event_format(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let mut both = vec![alice.clone(), bob.clone()];
+    both.sort();
+    for version in ["1", "2", "3", "6", "11"] {
+        let room = common::create(
+            &a,
+            &alice_token,
+            json!({"preset": "public_chat", "room_version": version}),
+        )
+        .await;
+        let (status, body) = b
+            .post(
+                &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+                Some(&bob_token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "version {version}: {body}");
+        assert_eq!(
+            joined_members(&a, &alice_token, &room).await,
+            both,
+            "{version}"
+        );
+        assert_eq!(
+            joined_members(&b, &bob_token, &room).await,
+            both,
+            "{version}"
+        );
+        let (status, body) = b
+            .get(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/m.room.create",
+                    enc(&room)
+                ),
+                Some(&bob_token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["room_version"], version, "{body}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 async fn remote_invite_accepted(backend: Backend, topology: Topology) {
     let (a, b) = pair(backend, topology).await;
     let (alice, alice_token, _) = a.register("alice", "password").await;
@@ -1187,6 +1237,7 @@ scenarios!(
     signed_requests_are_checked,
     tls_listeners_serve_federation,
     remote_user_joins_by_room_id_with_via,
+    remote_joins_of_every_event_format,
     remote_invite_accepted,
     remote_invite_rejected,
     membership_requests_are_checked,

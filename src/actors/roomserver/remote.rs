@@ -377,6 +377,16 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
             "the room's create event says version {create_version}, not {version}"
         )));
     }
+    let create_id = create.event_id.clone();
+    let creates = state_ids
+        .iter()
+        .filter(|id| pdus[*id].kind == TimelineEventType::RoomCreate)
+        .count();
+    if creates != 1 {
+        return Err(bad(
+            "the returned state has more than one m.room.create event",
+        ));
+    }
 
     // 3. Each event authorized by its auth events, auth events first. An event whose auth
     //    events are missing or rejected is rejected.
@@ -397,7 +407,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
                 continue;
             }
             let ok = ev.auth_events.iter().all(|a| decided.get(a) == Some(&true))
-                && authorized(&rules, ev, &pdus).is_ok();
+                && authorized(&rules, ev, &pdus, &create_id).is_ok();
             if !ok {
                 tracing::info!(event_id = %id, "rejected a returned event");
             }
@@ -444,7 +454,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
             "the join event is not a join of one of our users into this room",
         ));
     }
-    authorized(&rules, &join, &pdus).map_err(RoomserverError::NotAllowed)?;
+    authorized(&rules, &join, &pdus, &create_id).map_err(RoomserverError::NotAllowed)?;
     {
         let lookup = |t: &StateEventType, k: &str| {
             state_map
@@ -618,11 +628,13 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
     })
 }
 
-/// The auth rules for an event against its own auth events (all in `pdus`).
+/// The auth rules for an event against its own auth events (all in `pdus`) and the room's
+/// create event (`create_id`, the one of the returned state).
 fn authorized(
     rules: &RoomVersionRules,
     ev: &PduEvent,
     pdus: &HashMap<OwnedEventId, PduEvent>,
+    create_id: &EventId,
 ) -> Result<(), String> {
     let fetch = |id: &EventId| pdus.get(id);
     state_res::check_state_independent_auth_rules(&rules.authorization, ev, fetch)?;
@@ -635,10 +647,7 @@ fn authorized(
         }
     }
     // The create event authorizes everything, named in auth_events or not (version 12).
-    if let Some(create) = pdus
-        .values()
-        .find(|e| e.kind == TimelineEventType::RoomCreate && !e.rejected)
-    {
+    if let Some(create) = pdus.get(create_id) {
         auth_state
             .entry(("m.room.create".to_owned(), String::new()))
             .or_insert(create);
