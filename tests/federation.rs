@@ -796,6 +796,26 @@ async fn remote_invite_accepted(backend: Backend, topology: Topology) {
     assert!(synced["rooms"]["join"][&room].is_object(), "{synced}");
     assert!(synced["rooms"]["invite"].get(&room).is_none(), "{synced}");
     assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "join");
+
+    // createRoom's invites of other servers' users go out once the room exists.
+    let direct = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob]}),
+    )
+    .await;
+    let synced = sync(&b, &bob_token).await;
+    let events = &synced["rooms"]["invite"][&direct]["invite_state"]["events"];
+    let own = events
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["state_key"] == bob))
+        .unwrap_or_else(|| panic!("{synced}"));
+    assert_eq!(own["content"]["membership"], "invite", "{own}");
+    assert_eq!(own["content"]["is_direct"], true, "{own}");
+    assert_eq!(
+        membership_on(&a, &alice_token, &direct, &bob).await,
+        "invite"
+    );
     a.stop().await;
     b.stop().await;
 }

@@ -1737,7 +1737,7 @@ async fn create_room_fails_whole(b: Backend, t: Topology) {
             "nothing listed: {v}"
         );
     }
-    // An invitee on another server: refused before anything is built.
+    // An invitee on a server that cannot be reached: the room made for it is abandoned.
     let got = s
         .post(
             &format!("{C}/createRoom"),

@@ -433,6 +433,7 @@ pub async fn invite_user(
                     room_id,
                     &invitee.user_id,
                     invitee.reason,
+                    false,
                 )
                 .await?
             }
@@ -479,16 +480,20 @@ async fn invite_room_state(
 /// Invites another server's user: the invite built here (and authorized against the room's
 /// state), signed by the invitee's server (`PUT /invite` v2, through the federationapi),
 /// then input as any event from elsewhere.
-async fn invite_remote(
+pub async fn invite_remote(
     state: &AppState,
     sender: &Authed,
     room_id: &str,
     invitee: &ruma::UserId,
     reason: Option<String>,
+    is_direct: bool,
 ) -> Result<(), MatrixError> {
     let mut content = json!({"membership": "invite"});
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
+    }
+    if is_direct {
+        content["is_direct"] = json!(true);
     }
     let template = state
         .roomserver
@@ -521,16 +526,6 @@ async fn invite_remote(
         InputOutcome::Rejected { reason, .. } | InputOutcome::SoftFailed { reason, .. } => {
             Err(MatrixError::forbidden(reason))
         }
-    }
-}
-
-/// Refuses an invite of a user of another server (502 `M_UNKNOWN`) until federation exists.
-pub fn ensure_local_invitee(state: &AppState, invitee: &ruma::UserId) -> Result<(), MatrixError> {
-    match super::local_part(state.server_name(), invitee) {
-        Some(_) => Ok(()),
-        None => Err(MatrixError::federation_unavailable(format!(
-            "Cannot invite {invitee}"
-        ))),
     }
 }
 
