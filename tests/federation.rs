@@ -660,6 +660,30 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
         .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
         .await;
     assert_eq!(body["joined_rooms"], json!([]));
+    // B no longer follows the room: it lets nobody in through its stale copy.
+    let as_a = client_of(
+        key_of(&a),
+        "a.test",
+        &[("b.test", b.base.clone())],
+        "",
+        true,
+    );
+    let raw = as_a
+        .request(
+            http::Method::GET,
+            server("b.test"),
+            &format!(
+                "/_matrix/federation/v1/make_join/{}/{}?ver=12",
+                enc(&room),
+                enc("@carol:a.test")
+            ),
+            None,
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.status, 404, "{:?}", raw.body);
     // Joining again goes through the servers the room had (B no longer follows it).
     let (status, body) = b
         .post(

@@ -89,6 +89,13 @@ pub async fn joined_servers(
     Ok(Some(servers.into_iter().collect()))
 }
 
+/// Whether one of our users is joined to the room (this server follows it).
+async fn in_room(deps: &Deps, room_id: &str) -> Result<bool, RoomserverError> {
+    Ok(joined_servers(&deps.db, room_id)
+        .await?
+        .is_some_and(|s| s.iter().any(|s| s == deps.server_name.as_str())))
+}
+
 /// [`QueryMembershipTemplate`]: the event as this server would build it, unsigned.
 pub async fn membership_template(
     deps: &Deps,
@@ -102,6 +109,11 @@ pub async fn membership_template(
         if !versions.contains(&room.room_version) {
             return Err(RoomserverError::IncompatibleRoomVersion(room.room_version));
         }
+    }
+    // A room we no longer follow (every user of ours left) is not ours to let others into:
+    // our copy of it is stale.
+    if !in_room(deps, &msg.room_id).await? {
+        return Err(RoomserverError::NoRoom);
     }
     let (_, rules) = pdu::rules(&room.room_version)?;
     let snapshot = room
@@ -186,6 +198,9 @@ pub async fn check_remote_membership(
     let room = rooms::select(&deps.db, &msg.room_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
+    if !in_room(deps, &msg.room_id).await? {
+        return Err(RoomserverError::NoRoom);
+    }
     let json: CanonicalJsonObject =
         serde_json::from_value(msg.event.clone()).map_err(|e| bad(format!("not a PDU: {e}")))?;
     let event_id = pdu::event_id_of(&json, &room.room_version).map_err(|e| bad(e.to_string()))?;
@@ -298,10 +313,7 @@ fn room_id_of_create(create_id: &EventId) -> Result<OwnedRoomId, RoomserverError
 pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent, RoomserverError> {
     // Another of our users got in first (two joins at once): this server follows the room
     // already, so the join is an event like any other from elsewhere.
-    let ours = joined_servers(&deps.db, &msg.room_id)
-        .await?
-        .is_some_and(|s| s.iter().any(|s| s == deps.server_name.as_str()));
-    if ours {
+    if in_room(deps, &msg.room_id).await? {
         return match super::input_events::input(deps, &msg.room_id, msg.join_event).await? {
             InputOutcome::Accepted { event_id } => Ok(SentEvent {
                 event_id,
