@@ -6,7 +6,8 @@
 //!
 //! Stored data that cannot be read fails closed: an `m.room.history_visibility` event whose
 //! setting is unreadable counts as `joined`, a member event whose membership is unreadable as
-//! no membership. An unknown setting is `shared`, as the spec says.
+//! no membership. An unknown setting is `shared`, as the spec says. [`allows_server`] is the
+//! rule for other servers (the federation API's reads).
 
 use serde_json::Value;
 
@@ -84,6 +85,27 @@ pub fn allows(
         HistoryVisibility::Shared => joined || joined_later,
         HistoryVisibility::Invited => joined || membership_at_event == Some("invite"),
         HistoryVisibility::Joined => joined,
+    }
+}
+
+/// Whether another server may see an event unredacted (the spec's history visibility for
+/// servers; Synapse's `filter_events_for_server`):
+/// - `setting`: the room's history visibility at the event (the state after it);
+/// - `memberships`: the memberships, at the event, of that server's users (one per user with
+///   a member event in that state).
+///
+/// `world_readable` and `shared`: any server (the caller has checked that it may read the
+/// room at all); `invited`: one of its users invited or joined; `joined`: one joined.
+pub fn allows_server<'a>(
+    setting: HistoryVisibility,
+    memberships: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    match setting {
+        HistoryVisibility::WorldReadable | HistoryVisibility::Shared => true,
+        HistoryVisibility::Invited => memberships
+            .into_iter()
+            .any(|m| m == "join" || m == "invite"),
+        HistoryVisibility::Joined => memberships.into_iter().any(|m| m == "join"),
     }
 }
 
@@ -196,5 +218,19 @@ mod tests {
             false,
             false
         ));
+    }
+
+    #[test]
+    fn servers_see_by_their_users_memberships() {
+        for setting in [WorldReadable, Shared] {
+            assert!(allows_server(setting, []), "{setting:?}");
+        }
+        assert!(!allows_server(Invited, []));
+        assert!(!allows_server(Invited, ["leave", "ban", "knock"]));
+        assert!(allows_server(Invited, ["leave", "invite"]));
+        assert!(allows_server(Invited, ["join"]));
+        assert!(!allows_server(Joined, []));
+        assert!(!allows_server(Joined, ["invite", "leave"]));
+        assert!(allows_server(Joined, ["leave", "join"]));
     }
 }

@@ -1,7 +1,9 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
 //! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
-//! and refused), `/version`, the HTTPS listeners (a test CA made with openssl), and remote
-//! rooms (joins, invites, leaves over federation, and bad membership requests refused). Each server is a `TestServer` (both databases, local and
+//! and refused), `/version`, the HTTPS listeners (a test CA made with openssl), the read
+//! side other servers use (`/event`, `/state`, `/backfill`, ..., the directory, OpenID), and
+//! remote rooms (joins, invites, leaves over federation, and bad membership requests refused).
+//! Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
 
@@ -532,6 +534,966 @@ async fn tls_listeners_serve_federation(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
+/// A request from `origin` to `to` signed with `key` (its JSON body signed too); status and
+/// JSON answer.
+async fn signed(
+    to: &TestServer,
+    origin: &str,
+    key: &SigningKey,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let bytes = body
+        .map(|b| serde_json::to_vec(&b).unwrap())
+        .unwrap_or_default();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(bytes.clone())
+        .unwrap();
+    let sig = XMatrix::sign_http_request(
+        &request,
+        XMatrixSigningInput::new(
+            origin.try_into().unwrap(),
+            "a.test".try_into().unwrap(),
+            key.key_pair(),
+        ),
+    )
+    .unwrap()
+    .sig;
+    let header = XMatrix::new(
+        origin.try_into().unwrap(),
+        "a.test".try_into().unwrap(),
+        key.key_id().to_string().as_str().try_into().unwrap(),
+        sig,
+    )
+    .to_string();
+    let req = to
+        .client
+        .request(method.parse().unwrap(), format!("{}{uri}", to.base))
+        .insert_header(("Authorization", header));
+    let mut resp = if bytes.is_empty() {
+        req.send().await
+    } else {
+        req.insert_header(("Content-Type", "application/json"))
+            .send_body(bytes)
+            .await
+    }
+    .unwrap_or_else(|e| panic!("{method} {uri}: {e}"));
+    let bytes = resp.body().limit(16 << 20).await.unwrap();
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The internal listener of a test server (`components.internal_listen` in `Local`, the
+/// component node in `Bridged`) and the deployment's secret.
+fn internal_of(s: &TestServer) -> (String, String) {
+    let internal = [&s.userapi_node, &s.node]
+        .into_iter()
+        .find_map(|n| n.as_ref().and_then(|n| n.internal_addr))
+        .expect("an internal listener");
+    let secret = common::INTERNAL_SECRET.split_once('=').unwrap().1;
+    (format!("http://{internal}"), secret.to_owned())
+}
+
+/// Sends a roomserver message on the internal listener; its `Ok` answer.
+async fn roomserver(s: &TestServer, message: &str, body: Value) -> Value {
+    let (base, secret) = internal_of(s);
+    let mut res = s
+        .client
+        .post(format!("{base}/_myelin/internal/roomserver/{message}"))
+        .insert_header(("Authorization", format!("Bearer {secret}")))
+        .send_json(&body)
+        .await
+        .unwrap();
+    let v: Value = res.json().limit(16 << 20).await.unwrap();
+    assert!(v.get("Ok").is_some(), "{message}: {v}");
+    v["Ok"].clone()
+}
+
+/// Extra settings that give a `Local` test server an internal listener.
+fn with_internal(topology: Topology) -> Vec<String> {
+    match topology {
+        Topology::Local => vec![
+            "components.internal_listen=127.0.0.1:0".to_owned(),
+            common::INTERNAL_SECRET.to_owned(),
+        ],
+        Topology::Bridged => Vec::new(),
+    }
+}
+
+const C: &str = "/_matrix/client/v3";
+const F: &str = "/_matrix/federation/v1";
+
+/// Sends a message as `token`; its event ID.
+async fn say(s: &TestServer, token: &str, room: &str, body: &str) -> String {
+    let txn = format!("t{}", rand_suffix());
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/send/m.room.message/{txn}"),
+            Some(token),
+            json!({"msgtype": "m.text", "body": body}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["event_id"].as_str().unwrap().to_owned()
+}
+
+/// Sets a state event as `token`; its event ID.
+async fn set_state(s: &TestServer, token: &str, room: &str, kind: &str, content: Value) -> String {
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{room}/state/{kind}/"),
+            Some(token),
+            content,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["event_id"].as_str().unwrap().to_owned()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// What a PDU says, for comparing answers: its body (messages), else its type and the
+/// history visibility it sets.
+fn said(pdu: &Value) -> String {
+    match pdu["content"]["body"].as_str() {
+        Some(body) => body.to_owned(),
+        None => match pdu["content"]["history_visibility"].as_str() {
+            Some(v) => format!("hv:{v}"),
+            None => pdu["type"].as_str().unwrap_or("?").to_owned(),
+        },
+    }
+}
+
+/// The read side of the federation API, as b.test reads a.test: `/event`, `/state`,
+/// `/state_ids`, `/event_auth`, `/backfill`, `/get_missing_events`, with the history
+/// visibility for servers (events b.test may not see come redacted), the "in the room"
+/// check (403 until the room is world-readable; b.test has no joined user), unknown rooms
+/// and events (404) and the room's server ACL (403 when it denies b.test).
+async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &with_internal(topology),
+    )
+    .await;
+    let b = start(backend, topology, "b.test", pb, &[("a.test", url(pa))], &[]).await;
+    let b_key = key_of(&b);
+    let (alice, tok, _) = a.register("alice", "pw").await;
+    let room = common::create(
+        &a,
+        &tok,
+        json!({"preset": "public_chat", "room_version": "11", "initial_state": [
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}
+        ]}),
+    )
+    .await;
+    let hv = |v: &str| json!({ "history_visibility": v });
+    let m1 = say(&a, &tok, &room, "one").await;
+    // Bob of b.test is invited (through the roomserver: inviting a remote user needs
+    // federation's invite, which is not this test's).
+    roomserver(
+        &a,
+        "PerformRoomEvent",
+        json!({"room_id": room, "room_version": null, "sender": alice,
+            "event_type": "m.room.member", "state_key": "@bob:b.test",
+            "content": {"membership": "invite"}, "txn": null, "redacts": null}),
+    )
+    .await;
+    set_state(&a, &tok, &room, "m.room.history_visibility", hv("invited")).await;
+    let m2 = say(&a, &tok, &room, "two").await;
+    set_state(&a, &tok, &room, "m.room.history_visibility", hv("joined")).await;
+    let m3 = say(&a, &tok, &room, "three").await;
+    set_state(&a, &tok, &room, "m.room.history_visibility", hv("shared")).await;
+    let m4 = say(&a, &tok, &room, "four").await;
+    let get = |path: String| {
+        let (a, b_key) = (&a, &b_key);
+        async move { signed(a, "b.test", b_key, "GET", &path, None).await }
+    };
+    let event = |id: &str| format!("{F}/event/{}", common::enc(id));
+    // Not in the room yet (no joined user, not world-readable): 403 for every read.
+    let r = common::enc(&room);
+    for path in [
+        event(&m4),
+        format!("{F}/state/{r}?event_id={}", common::enc(&m4)),
+        format!("{F}/state_ids/{r}?event_id={}", common::enc(&m4)),
+        format!("{F}/event_auth/{r}/{}", common::enc(&m4)),
+        format!("{F}/backfill/{r}?v={}&limit=5", common::enc(&m4)),
+        format!("{F}/timestamp_to_event/{r}?ts=1&dir=f"),
+    ] {
+        common::assert_error(&get(path).await, 403, "M_FORBIDDEN");
+    }
+    let gme = |body: Value| {
+        let (a, b_key, r) = (&a, &b_key, &r);
+        async move {
+            signed(
+                a,
+                "b.test",
+                b_key,
+                "POST",
+                &format!("{F}/get_missing_events/{r}"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    common::assert_error(
+        &gme(json!({"earliest_events": [], "latest_events": [m4]})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let hv_wr = set_state(
+        &a,
+        &tok,
+        &room,
+        "m.room.history_visibility",
+        hv("world_readable"),
+    )
+    .await;
+    let m5 = say(&a, &tok, &room, "five").await;
+
+    // /event: transaction-shaped; the joined-only events redacted, the invited one whole
+    // (Bob was invited then), shared and world-readable ones whole.
+    for (id, body) in [
+        (&m1, None),
+        (&m2, Some("two")),
+        (&m3, None),
+        (&m4, Some("four")),
+        (&m5, Some("five")),
+    ] {
+        let (st, v) = get(event(id)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["origin"], "a.test", "{v}");
+        assert!(v["origin_server_ts"].is_u64(), "{v}");
+        let pdus = v["pdus"].as_array().unwrap();
+        assert_eq!(pdus.len(), 1, "{v}");
+        assert_eq!(pdus[0]["room_id"], room.as_str());
+        assert_eq!(pdus[0]["type"], "m.room.message");
+        match body {
+            Some(body) => assert_eq!(
+                pdus[0]["content"]["body"], body,
+                "{backend:?} {topology:?} {v}"
+            ),
+            None => assert_eq!(
+                pdus[0]["content"],
+                json!({}),
+                "{backend:?} {topology:?} {id} redacted: {v}"
+            ),
+        }
+        // Served as stored: the signatures and hashes stay, so it still verifies.
+        assert!(pdus[0]["signatures"]["a.test"].is_object(), "{v}");
+    }
+    common::assert_error(&get(event("$nope")).await, 404, "M_NOT_FOUND");
+
+    // /state and /state_ids: the state before m5 (the world-readable setting, Bob's invite)
+    // and its auth chain.
+    let (st, state) = get(format!("{F}/state/{r}?event_id={}", common::enc(&m5))).await;
+    assert_eq!(st, 200, "{state}");
+    let pdus = state["pdus"].as_array().unwrap();
+    let has = |kind: &str, key: &str| {
+        pdus.iter()
+            .find(|e| e["type"] == kind && e["state_key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{kind} {key} in {state}"))
+    };
+    assert_eq!(
+        has("m.room.history_visibility", "")["content"],
+        hv("world_readable")
+    );
+    assert_eq!(
+        has("m.room.member", "@bob:b.test")["content"]["membership"],
+        "invite"
+    );
+    has("m.room.create", "");
+    assert!(
+        pdus.iter().all(|e| e["type"] != "m.room.message"),
+        "{state}"
+    );
+    let chain = state["auth_chain"].as_array().unwrap();
+    assert!(
+        chain.iter().any(|e| e["type"] == "m.room.create"),
+        "{state}"
+    );
+    let (st, ids) = get(format!("{F}/state_ids/{r}?event_id={}", common::enc(&m5))).await;
+    assert_eq!(st, 200, "{ids}");
+    let pdu_ids = ids["pdu_ids"].as_array().unwrap();
+    assert_eq!(pdu_ids.len(), pdus.len(), "{ids}");
+    assert!(pdu_ids.contains(&json!(hv_wr)), "{ids}");
+    assert_eq!(
+        ids["auth_chain_ids"].as_array().unwrap().len(),
+        chain.len(),
+        "{ids}"
+    );
+    // The state before a state event leaves the event out.
+    let (_, before) = get(format!(
+        "{F}/state_ids/{r}?event_id={}",
+        common::enc(&hv_wr)
+    ))
+    .await;
+    assert!(
+        !before["pdu_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(hv_wr)),
+        "{before}"
+    );
+    for path in [
+        format!("{F}/state/{r}?event_id=%24nope"),
+        format!("{F}/state_ids/{r}?event_id=%24nope"),
+        format!("{F}/event_auth/{r}/%24nope"),
+        format!(
+            "{F}/state/{}?event_id={}",
+            common::enc("!nope:a.test"),
+            common::enc(&m5)
+        ),
+        format!(
+            "{F}/backfill/{}?v={}&limit=5",
+            common::enc("!nope:a.test"),
+            common::enc(&m5)
+        ),
+    ] {
+        common::assert_error(&get(path).await, 404, "M_NOT_FOUND");
+    }
+
+    // /timestamp_to_event: the nearest event either way of a time, 404 past the ends.
+    let ts_of = |v: &Value| v["pdus"][0]["origin_server_ts"].as_i64().unwrap();
+    let (t4, t5) = (
+        ts_of(&get(event(&m4)).await.1),
+        ts_of(&get(event(&m5)).await.1),
+    );
+    let (st, v) = get(format!("{F}/timestamp_to_event/{r}?ts={t4}&dir=f")).await;
+    assert_eq!(st, 200, "{v}");
+    // m4, or an event sent in the same millisecond just before it.
+    assert_eq!(v["origin_server_ts"].as_i64(), Some(t4), "{v}");
+    assert!(v["event_id"].is_string(), "{v}");
+    let (_, v) = get(format!(
+        "{F}/timestamp_to_event/{r}?ts={}&dir=b",
+        t5 + 100_000
+    ))
+    .await;
+    assert!(v["origin_server_ts"].as_i64().unwrap() >= t5, "{v}");
+    common::assert_error(
+        &get(format!(
+            "{F}/timestamp_to_event/{r}?ts={}&dir=f",
+            t5 + 10_000_000
+        ))
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    common::assert_error(
+        &get(format!("{F}/timestamp_to_event/{r}?ts=1&dir=b")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // Bad requests: 400 with an errcode, nothing served.
+    for path in [
+        format!("{F}/state/{r}"),
+        format!("{F}/backfill/{r}?v={}", common::enc(&m5)),
+        format!("{F}/backfill/{r}?v={}&limit=many", common::enc(&m5)),
+        format!("{F}/event_auth/{r}/not-an-event-id"),
+    ] {
+        let (st, v) = get(path.clone()).await;
+        assert_eq!(st, 400, "{path}: {v}");
+        assert!(
+            v["errcode"].as_str().is_some_and(|c| c.starts_with("M_")),
+            "{path}: {v}"
+        );
+    }
+    for body in [
+        json!({"latest_events": "nope", "earliest_events": []}),
+        json!({"earliest_events": []}),
+        json!({"latest_events": [m5], "earliest_events": [], "limit": -1}),
+    ] {
+        let (st, v) = gme(body.clone()).await;
+        assert_eq!(st, 400, "{body}: {v}");
+        assert!(v["errcode"].is_string(), "{body}: {v}");
+    }
+
+    // /event_auth: the create event, the power levels and Alice's join.
+    let (st, auth) = get(format!("{F}/event_auth/{r}/{}", common::enc(&m5))).await;
+    assert_eq!(st, 200, "{auth}");
+    let mut kinds: Vec<String> = auth["auth_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["state_key"].as_str().unwrap()
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "m.room.create ".to_owned(),
+            format!("m.room.member {alice}"),
+            "m.room.power_levels ".to_owned(),
+        ]
+    );
+
+    // /backfill: from m5, deepest first, at most `limit`, the events given included.
+    let backfill = |from: &str, limit: u32| {
+        get(format!(
+            "{F}/backfill/{r}?v={}&limit={limit}",
+            common::enc(from)
+        ))
+    };
+    let (st, v) = backfill(&m5, 3).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["origin"], "a.test");
+    let got: Vec<String> = v["pdus"].as_array().unwrap().iter().map(said).collect();
+    assert_eq!(got, ["five", "hv:world_readable", "four"], "{v}");
+    // A large limit: the whole room down to its create event (capped at 100), by depth,
+    // the joined-only messages redacted.
+    let (_, v) = backfill(&m5, 1000).await;
+    let all = v["pdus"].as_array().unwrap();
+    assert!(all.len() > 10 && all.len() <= 100, "{v}");
+    assert_eq!(all.last().unwrap()["type"], "m.room.create", "{v}");
+    let depths: Vec<u64> = all.iter().map(|e| e["depth"].as_u64().unwrap()).collect();
+    assert!(depths.windows(2).all(|w| w[0] > w[1]), "{depths:?}");
+    let messages: Vec<String> = all
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| {
+            e["content"]["body"]
+                .as_str()
+                .unwrap_or("(redacted)")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        ["five", "four", "(redacted)", "two", "(redacted)"]
+    );
+    let (_, none) = get(format!("{F}/backfill/{r}?v=%24nope&limit=5")).await;
+    assert_eq!(none["pdus"], json!([]), "{none}");
+    // Several starting points: one walk, deepest first.
+    let (_, v) = get(format!(
+        "{F}/backfill/{r}?v={}&v={}&limit=4",
+        common::enc(&m2),
+        common::enc(&m4)
+    ))
+    .await;
+    let got: Vec<String> = v["pdus"].as_array().unwrap().iter().map(said).collect();
+    assert_eq!(
+        got,
+        ["four", "hv:shared", "m.room.message", "hv:joined"],
+        "{v}"
+    );
+    // Unsigned: 401.
+    let (st, _) = a.get(&event(&m5), None).await;
+    assert_eq!(st, 401);
+    let (st, none) = backfill(&m5, 0).await;
+    assert_eq!((st, &none["pdus"]), (200, &json!([])), "{none}");
+
+    // /get_missing_events: between m2 and m5, oldest first; the limit keeps the nearest.
+    let (st, v) = gme(json!({"earliest_events": [m2], "latest_events": [m5]})).await;
+    assert_eq!(st, 200, "{v}");
+    let got: Vec<String> = v["events"].as_array().unwrap().iter().map(said).collect();
+    assert_eq!(
+        got,
+        [
+            "hv:joined",
+            "m.room.message",
+            "hv:shared",
+            "four",
+            "hv:world_readable"
+        ],
+        "{v}"
+    );
+    assert_eq!(v["events"][1]["content"], json!({}), "m3 redacted: {v}");
+    let (_, v) = gme(json!({"earliest_events": [m2], "latest_events": [m5], "limit": 2})).await;
+    let got: Vec<String> = v["events"].as_array().unwrap().iter().map(said).collect();
+    assert_eq!(got, ["four", "hv:world_readable"], "{v}");
+    let (_, four) = get(event(&m4)).await;
+    let depth = four["pdus"][0]["depth"].as_u64().unwrap();
+    let (_, v) =
+        gme(json!({"earliest_events": [m1], "latest_events": [m5], "min_depth": depth})).await;
+    let got: Vec<String> = v["events"].as_array().unwrap().iter().map(said).collect();
+    assert_eq!(got, ["four", "hv:world_readable"], "{v}");
+    // At most 20 (as Synapse), however many are asked for.
+    for _ in 0..22 {
+        say(&a, &tok, &room, "more").await;
+    }
+    let (_, last) = backfill(&m5, 1).await;
+    assert_eq!(last["pdus"].as_array().unwrap().len(), 1);
+    let (_, head) = get(format!(
+        "{F}/backfill/{r}?v={}&limit=1",
+        common::enc(&say(&a, &tok, &room, "head").await)
+    ))
+    .await;
+    assert_eq!(said(&head["pdus"][0]), "head");
+    let head_id = {
+        let (_, s) = a
+            .get(
+                &format!("{C}/rooms/{room}/messages?dir=b&limit=1"),
+                Some(&tok),
+            )
+            .await;
+        s["chunk"][0]["event_id"].as_str().unwrap().to_owned()
+    };
+    let (_, v) =
+        gme(json!({"earliest_events": [m5], "latest_events": [head_id], "limit": 50})).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 20, "{v}");
+
+    // An account erased here: its events are served redacted to other servers (once the
+    // syncapi has the erasure from the userapi's stream).
+    let (_, carol_tok, _) = a.register("carol", "pw").await;
+    let (st, _) = a
+        .post(
+            &format!("{C}/rooms/{room}/join"),
+            Some(&carol_tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let carols = say(&a, &carol_tok, &room, "carol's words").await;
+    let (_, v) = get(event(&carols)).await;
+    assert_eq!(v["pdus"][0]["content"]["body"], "carol's words", "{v}");
+    let deactivate = format!("{C}/account/deactivate");
+    let (st, v) = a
+        .post(&deactivate, Some(&carol_tok), json!({"erase": true}))
+        .await;
+    assert_eq!(st, 401, "{v}");
+    let (st, v) = a
+        .post(
+            &deactivate,
+            Some(&carol_tok),
+            json!({"erase": true, "auth": {"type": "m.login.password",
+                "session": v["session"], "password": "pw",
+                "identifier": {"type": "m.id.user", "user": "carol"}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let mut erased = Value::Null;
+    for _ in 0..100 {
+        erased = get(event(&carols)).await.1;
+        if erased["pdus"][0]["content"] == json!({}) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(erased["pdus"][0]["content"], json!({}), "{erased}");
+    assert_eq!(erased["pdus"][0]["sender"], "@carol:a.test");
+    let (_, v) = backfill(&carols, 1).await;
+    assert_eq!(v["pdus"][0]["content"], json!({}), "{v}");
+    // Alice's events stay whole.
+    assert_eq!(
+        get(event(&m5)).await.1["pdus"][0]["content"]["body"],
+        "five"
+    );
+
+    // A room b.test has nobody in and cannot read: 403.
+    let private = common::create(&a, &tok, json!({"preset": "private_chat"})).await;
+    let p1 = say(&a, &tok, &private, "private").await;
+    common::assert_error(&get(event(&p1)).await, 403, "M_FORBIDDEN");
+    common::assert_error(
+        &get(format!(
+            "{F}/backfill/{}?v={}&limit=5",
+            common::enc(&private),
+            common::enc(&p1)
+        ))
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // The server ACL: denying b.test closes every read of the room to it, deny winning over
+    // allow; allowing it again opens them.
+    set_state(
+        &a,
+        &tok,
+        &room,
+        "m.room.server_acl",
+        json!({"allow": ["*"], "deny": ["b.test"]}),
+    )
+    .await;
+    for path in [
+        event(&m5),
+        format!("{F}/state/{r}?event_id={}", common::enc(&m5)),
+        format!("{F}/state_ids/{r}?event_id={}", common::enc(&m5)),
+        format!("{F}/event_auth/{r}/{}", common::enc(&m5)),
+        format!("{F}/backfill/{r}?v={}&limit=5", common::enc(&m5)),
+        format!("{F}/timestamp_to_event/{r}?ts=1&dir=f"),
+    ] {
+        let refused = get(path).await;
+        common::assert_error(&refused, 403, "M_FORBIDDEN");
+        assert!(
+            refused.1["error"].as_str().unwrap().contains("banned"),
+            "{}",
+            refused.1
+        );
+    }
+    common::assert_error(
+        &gme(json!({"earliest_events": [], "latest_events": [m5]})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    set_state(
+        &a,
+        &tok,
+        &room,
+        "m.room.server_acl",
+        json!({"allow": ["a.test", "b.*"]}),
+    )
+    .await;
+    assert_eq!(get(event(&m5)).await.0, 200);
+    set_state(
+        &a,
+        &tok,
+        &room,
+        "m.room.server_acl",
+        json!({"allow": ["a.test"]}),
+    )
+    .await;
+    common::assert_error(&get(event(&m5)).await, 403, "M_FORBIDDEN");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `/query/directory` (our aliases only), `/publicRooms` GET and POST (paging, search,
+/// third-party networks) for another server, and `/openid/userinfo` on the federation-only
+/// listener (valid, unknown and missing tokens).
+async fn directory_and_openid_for_other_servers(backend: Backend, topology: Topology) {
+    let (pa, pfa, pb) = (reserve_port(), reserve_port(), reserve_port());
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &[format!("federation.listen=127.0.0.1:{pfa}")],
+    )
+    .await;
+    let b = start(backend, topology, "b.test", pb, &[("a.test", url(pa))], &[]).await;
+    let b_key = key_of(&b);
+    let (alice, tok, _) = a.register("alice", "pw").await;
+    let mut rooms = Vec::new();
+    for (name, alias) in [("Alpha", "alpha"), ("Beta", "beta"), ("Gamma", "gamma")] {
+        // Gamma is a space.
+        let creation = if name == "Gamma" {
+            json!({"type": "m.space"})
+        } else {
+            json!({})
+        };
+        rooms.push(
+            common::create(
+                &a,
+                &tok,
+                json!({"preset": "public_chat", "visibility": "public", "name": name,
+                    "room_alias_name": alias, "creation_content": creation}),
+            )
+            .await,
+        );
+    }
+    let get = |path: String| {
+        let (a, b_key) = (&a, &b_key);
+        async move { signed(a, "b.test", b_key, "GET", &path, None).await }
+    };
+    let post = |body: Value| {
+        let (a, b_key) = (&a, &b_key);
+        async move {
+            signed(
+                a,
+                "b.test",
+                b_key,
+                "POST",
+                &format!("{F}/publicRooms"),
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // /query/directory.
+    let (st, v) = get(format!(
+        "{F}/query/directory?room_alias={}",
+        common::enc("#beta:a.test")
+    ))
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["room_id"], rooms[1].as_str());
+    assert_eq!(v["servers"], json!(["a.test"]), "{v}");
+    common::assert_error(
+        &get(format!(
+            "{F}/query/directory?room_alias={}",
+            common::enc("#nope:a.test")
+        ))
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    common::assert_error(
+        &get(format!(
+            "{F}/query/directory?room_alias={}",
+            common::enc("#beta:b.test")
+        ))
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    // Signed requests only.
+    let (st, _) = a
+        .get(
+            &format!(
+                "{F}/query/directory?room_alias={}",
+                common::enc("#beta:a.test")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, 401);
+
+    // /publicRooms GET: paged.
+    let names = |v: &Value| -> Vec<String> {
+        v["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (st, page1) = get(format!("{F}/publicRooms?limit=2")).await;
+    assert_eq!(st, 200, "{page1}");
+    assert_eq!(names(&page1).len(), 2, "{page1}");
+    assert_eq!(page1["total_room_count_estimate"], 3);
+    let next = page1["next_batch"].as_str().expect("next_batch").to_owned();
+    let (_, page2) = get(format!("{F}/publicRooms?limit=2&since={next}")).await;
+    assert_eq!(names(&page2).len(), 1, "{page2}");
+    assert!(page2.get("next_batch").is_none(), "{page2}");
+    assert!(page2["prev_batch"].is_string(), "{page2}");
+    let mut all = names(&page1);
+    all.extend(names(&page2));
+    all.sort();
+    assert_eq!(all, ["Alpha", "Beta", "Gamma"]);
+    // limit=0 is no limit (as Synapse).
+    let (_, v) = get(format!("{F}/publicRooms?limit=0")).await;
+    assert_eq!(names(&v).len(), 3, "{v}");
+    // POST: search, paging, networks.
+    let (st, v) = post(json!({"filter": {"generic_search_term": "bet"}})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(names(&v), ["Beta"]);
+    let (_, v) = post(json!({"filter": {"room_types": ["m.space"]}})).await;
+    assert_eq!(names(&v), ["Gamma"], "{v}");
+    let (_, v) = post(json!({"filter": {"room_types": [null]}})).await;
+    let mut plain = names(&v);
+    plain.sort();
+    assert_eq!(plain, ["Alpha", "Beta"], "{v}");
+    let (_, v) = post(json!({"filter": {"room_types": []}})).await;
+    assert_eq!(names(&v).len(), 3, "{v}");
+    let (_, v) = post(json!({"limit": 1})).await;
+    assert_eq!(names(&v).len(), 1);
+    assert!(v["next_batch"].is_string(), "{v}");
+    let (_, v) = post(json!({"include_all_networks": true})).await;
+    assert_eq!(names(&v).len(), 3, "{v}");
+    let (st, v) = post(json!({"third_party_instance_id": "irc|libera"})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["chunk"], json!([]));
+    let (st, _) = post(json!({"third_party_instance_id": "irc"})).await;
+    assert_eq!(st, 400);
+    let (st, _) = get(format!("{F}/publicRooms?since=bogus")).await;
+    assert_eq!(st, 400);
+
+    // /openid/userinfo, on the federation-only listener as well as the client one.
+    let (st, v) = a
+        .post(
+            &format!("{C}/user/{}/openid/request_token", common::enc(&alice)),
+            Some(&tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let fed_addr = a
+        .node
+        .as_ref()
+        .unwrap()
+        .federation_addr
+        .expect("federation listener");
+    for base in [format!("http://{fed_addr}"), a.base.clone()] {
+        let ask = |query: String| {
+            let (client, base) = (&a.client, &base);
+            async move {
+                let mut resp = client
+                    .get(format!("{base}{F}/openid/userinfo{query}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                (resp.status().as_u16(), body)
+            }
+        };
+        let (st, v) = ask(format!("?access_token={token}")).await;
+        assert_eq!(st, 200, "{base}: {v}");
+        assert_eq!(v["sub"], alice.as_str());
+        common::assert_error(
+            &ask("?access_token=bogus".into()).await,
+            401,
+            "M_UNKNOWN_TOKEN",
+        );
+        common::assert_error(&ask(String::new()).await, 401, "M_MISSING_TOKEN");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A server with a user joined to the room (a join of `@bob:b.test` built and signed by
+/// b.test's key, fed to a.test's roomserver as federation's join will) reads the room without
+/// it being world-readable, and sees whole the events of `joined` history from when Bob was
+/// joined, redacted the ones from before; a third server with nobody in the room gets 403;
+/// `/query/directory` lists b.test among the room's servers.
+async fn a_joined_server_reads_what_its_users_saw(backend: Backend, topology: Topology) {
+    let (pa, pb, pc) = (reserve_port(), reserve_port(), reserve_port());
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb)), ("c.test", url(pc))],
+        &with_internal(topology),
+    )
+    .await;
+    let b = start(backend, topology, "b.test", pb, &[("a.test", url(pa))], &[]).await;
+    let c = start(backend, topology, "c.test", pc, &[("a.test", url(pa))], &[]).await;
+    let (b_key, c_key) = (key_of(&b), key_of(&c));
+    let (_, tok, _) = a.register("alice", "pw").await;
+    let room = common::create(
+        &a,
+        &tok,
+        json!({"preset": "public_chat", "room_version": "11", "room_alias_name": "joined",
+            "initial_state": [{"type": "m.room.history_visibility", "state_key": "",
+                "content": {"history_visibility": "joined"}}]}),
+    )
+    .await;
+    let before = say(&a, &tok, &room, "before bob").await;
+    // Bob's join, from b.test.
+    let (_, state) = a.get(&format!("{C}/rooms/{room}/state"), Some(&tok)).await;
+    let id_of = |kind: &str| -> ruma::OwnedEventId {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let (_, last) = a
+        .get(
+            &format!("{C}/rooms/{room}/messages?dir=b&limit=1"),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(last["chunk"][0]["event_id"], before.as_str());
+    let join = myelin::pdu::PduBuilder {
+        room_version: ruma::RoomVersionId::V11,
+        room_id: Some(room.as_str().try_into().unwrap()),
+        sender: "@bob:b.test".try_into().unwrap(),
+        event_type: "m.room.member".into(),
+        state_key: Some("@bob:b.test".into()),
+        content: json!({"membership": "join"}),
+        redacts: None,
+        prev_events: vec![before.as_str().try_into().unwrap()],
+        auth_events: vec![
+            id_of("m.room.create"),
+            id_of("m.room.power_levels"),
+            id_of("m.room.join_rules"),
+        ],
+        reference_hashes: Default::default(),
+        depth: 50u32.into(),
+        origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+    }
+    .build(&b_key, "b.test".try_into().unwrap())
+    .unwrap();
+    let outcome = roomserver(
+        &a,
+        "InputRoomEvent",
+        json!({"room_id": room, "event": join.json}),
+    )
+    .await;
+    assert_eq!(
+        outcome["Accepted"]["event_id"],
+        join.event_id.as_str(),
+        "{outcome}"
+    );
+    let after = say(&a, &tok, &room, "after bob").await;
+    let event = |id: &str| format!("{F}/event/{}", common::enc(id));
+    let (st, v) = signed(&a, "b.test", &b_key, "GET", &event(&after), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pdus"][0]["content"]["body"], "after bob", "{v}");
+    let (st, v) = signed(&a, "b.test", &b_key, "GET", &event(&before), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pdus"][0]["content"], json!({}), "before Bob joined: {v}");
+    // Bob's own join is seen (the state after it has him joined).
+    let (_, v) = signed(
+        &a,
+        "b.test",
+        &b_key,
+        "GET",
+        &event(join.event_id.as_str()),
+        None,
+    )
+    .await;
+    assert_eq!(v["pdus"][0]["content"]["membership"], "join", "{v}");
+    let r = common::enc(&room);
+    let (st, v) = signed(
+        &a,
+        "b.test",
+        &b_key,
+        "GET",
+        &format!("{F}/state_ids/{r}?event_id={}", common::enc(&after)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["pdu_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(join.event_id.as_str())),
+        "{v}"
+    );
+    // c.test has nobody in the room.
+    let refused = signed(&a, "c.test", &c_key, "GET", &event(&after), None).await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    let (st, v) = signed(
+        &a,
+        "c.test",
+        &c_key,
+        "GET",
+        &format!(
+            "{F}/query/directory?room_alias={}",
+            common::enc("#joined:a.test")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["servers"], json!(["a.test", "b.test"]), "{v}");
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}
+
 /// Two servers that reach each other: (a, b).
 async fn pair(backend: Backend, topology: Topology) -> (TestServer, TestServer) {
     let (pa, pb) = (reserve_port(), reserve_port());
@@ -707,6 +1669,35 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
         )
         .await;
     common::assert_error(&missing, 404, "M_NOT_FOUND");
+    // One it has: looked up, then joined by alias (through the servers the lookup gives).
+    let hall = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "public_chat", "room_alias_name": "hall"}),
+    )
+    .await;
+    let (status, body) = b
+        .get(
+            &format!("/_matrix/client/v3/directory/room/{}", enc("#hall:a.test")),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], hall, "{body}");
+    assert_eq!(body["servers"], json!(["a.test"]), "{body}");
+    let (carol, carol_token, _) = b.register("carol", "password").await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#hall:a.test")),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], hall, "{body}");
+    let mut members = vec![alice.clone(), carol];
+    members.sort();
+    assert_eq!(joined_members(&a, &alice_token, &hall).await, members);
     a.stop().await;
     b.stop().await;
 }
@@ -1270,6 +2261,28 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
             .is_some_and(|l| l.iter().any(|e| e["content"]["name"] == "B's")),
         "{synced}"
     );
+    // A room whose server ACL denies B: its membership endpoints refuse B first.
+    let (status, body) = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.server_acl/",
+                enc(&other_room)
+            ),
+            Some(&alice_token),
+            json!({"allow": ["*"], "deny": ["b.test"], "allow_ip_literals": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::assert_error(
+        &get(make_join(&other_room, "@bob:b.test", "?ver=12&ver=11")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &put(send_join(&other_room, good.event_id.as_str()), json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -1280,6 +2293,9 @@ scenarios!(
     keys_are_fetched_through_a_notary,
     signed_requests_are_checked,
     tls_listeners_serve_federation,
+    the_dag_is_served_to_other_servers,
+    directory_and_openid_for_other_servers,
+    a_joined_server_reads_what_its_users_saw,
     remote_user_joins_by_room_id_with_via,
     remote_joins_of_every_event_format,
     remote_invite_accepted,

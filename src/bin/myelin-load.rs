@@ -12,6 +12,8 @@
 //! - `matrix`: the API calls (register, login, createRoom, join, send, sync).
 //! - `run`: the run's state and the `register`, `create_join` and `send` scenarios.
 //! - `sync`: the `send_to_sync`, `initial_sync` and `idle_sync` scenarios.
+//! - `remote`: the `remote_join`, `to_remote_sync` and `from_remote_sync` scenarios (with
+//!   `--remote-url`, a second server federating with the first).
 //! - `report`: percentiles, the JSON lines and the table.
 //! - `proc`: RSS and CPU time from `/proc`.
 //! - `progress`: the one-line progress display.
@@ -26,6 +28,8 @@ mod matrix;
 mod proc;
 #[path = "myelin-load/progress.rs"]
 mod progress;
+#[path = "myelin-load/remote.rs"]
+mod remote;
 #[path = "myelin-load/report.rs"]
 mod report;
 #[path = "myelin-load/run.rs"]
@@ -107,6 +111,9 @@ async fn run(args: Args) -> Vec<Report> {
                     Scenario::SendToSync => sync::send_to_sync(&run).await,
                     Scenario::InitialSync => sync::initial_sync(&run).await,
                     Scenario::IdleSync => sync::idle_sync(&run).await,
+                    Scenario::RemoteJoin => remote::remote_join(&mut run).await,
+                    Scenario::ToRemoteSync => remote::to_remote_sync(&run).await,
+                    Scenario::FromRemoteSync => remote::from_remote_sync(&run).await,
                 };
                 let server_after = server_pid.as_deref().and_then(proc::sample);
                 if let (Some(b), Some(a)) = (server_before, server_after) {

@@ -8,10 +8,12 @@
 //!   and `X-Matrix` request signatures.
 //! - [`keys`]: server key objects: ours (self-signed) and the checks on other servers' and
 //!   notaries' answers.
+//! - [`acl`]: server ACLs (`m.room.server_acl`): whether a room lets a server take part.
 //!
 //! The federationapi component (`actors::federationapi`) owns the key cache and uses the
 //! client; routing checks incoming `X-Matrix` signatures (`routing::federation::auth`).
 
+pub mod acl;
 pub mod client;
 pub mod discovery;
 pub mod keys;

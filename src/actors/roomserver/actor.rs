@@ -318,7 +318,14 @@ directory_handler!(QueryPublishedRoom, Option<bool>, |db, m| {
     super::directory::is_published(&db, &m.room_id).await
 });
 directory_handler!(QueryPublicRooms, PublicRoomsPage, |db, m| {
-    super::directory::public_rooms(&db, m.limit, m.since.as_deref(), m.search.as_deref()).await
+    super::directory::public_rooms(
+        &db,
+        m.limit,
+        m.since.as_deref(),
+        m.search.as_deref(),
+        m.room_types.as_deref(),
+    )
+    .await
 });
 
 directory_handler!(PerformReport, (), |db, m| {
@@ -347,9 +354,6 @@ directory_handler!(QueryMaySendState, bool, |db, m| {
 
 directory_handler!(QueryRemoteInvite, Option<RemoteInvite>, |db, m| {
     super::remote::remote_invite(&db, &m.room_id, &m.user_id).await
-});
-directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
-    super::remote::joined_servers(&db, &m.room_id).await
 });
 
 impl Handler<QueryMembershipTemplate> for RoomserverActor {
@@ -411,7 +415,7 @@ impl Handler<PerformRemoteMembership> for RoomserverActor {
                 }
                 return Err(e);
             }
-            let servers = super::remote::joined_servers(&deps.db, &msg.room_id)
+            let servers = super::server_reads::joined_servers(&deps.db, &msg.room_id)
                 .await?
                 .unwrap_or_default();
             input_accepted(room, msg.room_id.clone(), msg.event.clone()).await?;
@@ -490,6 +494,34 @@ impl Handler<InRoomImport> for RoomActor {
         ))
     }
 }
+
+// Reads for other servers (`server_reads.rs`).
+directory_handler!(QueryEventForServer, Option<ServerEvent>, |db, m| {
+    super::server_reads::event(&db, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryStateForServer, ServerState, |db, m| {
+    super::server_reads::state_at(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryStateIdsForServer, ServerStateIds, |db, m| {
+    super::server_reads::state_ids_at(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryEventAuthForServer, Vec<serde_json::Value>, |db, m| {
+    super::server_reads::event_auth(&db, &m.room_id, &m.event_id, &m.server_name).await
+});
+directory_handler!(QueryBackfillForServer, ServerPdus, |db, m| {
+    super::server_reads::backfill(&db, &m.room_id, &m.event_ids, m.limit, &m.server_name).await
+});
+directory_handler!(QueryMissingEventsForServer, ServerPdus, |db, msg| {
+    super::server_reads::missing_events(&db, &msg).await
+});
+directory_handler!(
+    QueryEventByTimestampForServer,
+    Option<(String, i64)>,
+    |db, m| super::server_reads::event_by_timestamp(&db, &m).await
+);
+directory_handler!(QueryJoinedServers, Option<Vec<String>>, |db, m| {
+    super::server_reads::joined_servers(&db, &m.room_id).await
+});
 
 /// The input of one room.
 pub struct RoomActor {

@@ -164,7 +164,9 @@ pub async fn public_rooms(
     limit: Option<u32>,
     since: Option<&str>,
     search: Option<&str>,
+    room_types: Option<&[Option<String>]>,
 ) -> Result<PublicRoomsPage, RoomserverError> {
+    let room_types = room_types.filter(|types| !types.is_empty());
     let offset = match since {
         None => 0,
         Some(token) => token
@@ -183,9 +185,11 @@ pub async fn public_rooms(
                 .filter_map(|v| v.as_deref())
                 .map(str::to_lowercase)
                 .collect::<Vec<_>>();
-            if needle
-                .as_ref()
-                .is_none_or(|n| hay.iter().any(|h| h.contains(n.as_str())))
+            let of_type = room_types.is_none_or(|types| types.contains(&room.room_type));
+            if of_type
+                && needle
+                    .as_ref()
+                    .is_none_or(|n| hay.iter().any(|h| h.contains(n.as_str())))
             {
                 all.push(room);
             }

@@ -707,7 +707,7 @@ pub async fn current_state(
     Ok(Some(out))
 }
 
-async fn stored(
+pub(super) async fn stored(
     db: &impl Conn,
     room_id: &str,
     version: &str,

@@ -185,6 +185,10 @@ pub struct QueryPublicRooms {
     pub since: Option<String>,
     /// Matches names, topics and aliases, case-insensitively.
     pub search: Option<String>,
+    /// Only rooms of these types (`None` in the list: rooms without a type); `None` or an
+    /// empty list: every room.
+    #[serde(default)]
+    pub room_types: Option<Vec<Option<String>>>,
 }
 
 /// Records a report of a room (`event_id: None`) or of one of its events. An event report
@@ -435,11 +439,158 @@ pub struct PerformRetireRemoteInvite {
 
 /// The servers with joined members in a room's current state, sorted; `None` for a room not
 /// known here.
+/// What the roomserver answers other servers (the federation API's reads, `server_reads.rs`).
+/// Each names the asking server (`server_name`, the verified origin of the request) and
+/// checks that it may read the room: one of its users is joined to the room now, or the
+/// room's current history visibility is `world_readable` (`NotAllowed` otherwise). Events
+/// the server may not see by the history visibility for servers
+/// (`history_visibility::allows_server`, at the state after each event) are served
+/// redacted, as Synapse does. Unknown room: `NoRoom`; an event not in the room: `NoEvent`.
+///
+/// One event by ID (any room), rejected ones included as Synapse serves them; `None` when
+/// it is not stored. The room's server ACL is the caller's to check, with the answer's room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<ServerEvent>, RoomserverError>")]
+pub struct QueryEventForServer {
+    pub event_id: String,
+    pub server_name: String,
+}
+
+/// An event as another server may see it (`QueryEventForServer`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerEvent {
+    pub room_id: String,
+    /// The room's version (the rules to redact by).
+    pub room_version: String,
+    /// The PDU in federation format, redacted when the server may not see it (or when a
+    /// redaction applies to it).
+    pub pdu: serde_json::Value,
+}
+
+/// The room's state just before one of its events (the spec's `/state`: not including the
+/// event itself) and the full auth chain of those state events, as PDUs (state events are
+/// served whole, as Synapse does). `NoEvent` also for a rejected event and for an event whose
+/// state is not known here.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ServerState, RoomserverError>")]
+pub struct QueryStateForServer {
+    pub room_id: String,
+    pub event_id: String,
+    pub server_name: String,
+}
+
+/// `QueryStateForServer`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerState {
+    /// The state events, by (type, state key) order of no significance.
+    pub pdus: Vec<serde_json::Value>,
+    /// Every event reachable from them by `auth_events`, oldest (least deep) first.
+    pub auth_chain: Vec<serde_json::Value>,
+}
+
+/// [`QueryStateForServer`] by event IDs only (the spec's `/state_ids`).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ServerStateIds, RoomserverError>")]
+pub struct QueryStateIdsForServer {
+    pub room_id: String,
+    pub event_id: String,
+    pub server_name: String,
+}
+
+/// `QueryStateIdsForServer`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStateIds {
+    pub pdu_ids: Vec<String>,
+    pub auth_chain_ids: Vec<String>,
+}
+
+/// The full auth chain of one of the room's events: its auth events and everything
+/// reachable from them by `auth_events` (the spec's `/event_auth`), least deep first.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<serde_json::Value>, RoomserverError>")]
+pub struct QueryEventAuthForServer {
+    pub room_id: String,
+    pub event_id: String,
+    pub server_name: String,
+}
+
+/// History before some of the room's events (the spec's `/backfill`): those events and
+/// their ancestors by `prev_events`, deepest first (a walk that always takes the deepest
+/// event not yet taken, as Synapse's), at most `limit` (capped at [`MAX_BACKFILL`]). Event
+/// IDs not in the room are ignored; rejected events are walked through but not served.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ServerPdus, RoomserverError>")]
+pub struct QueryBackfillForServer {
+    pub room_id: String,
+    pub event_ids: Vec<String>,
+    pub limit: u64,
+    pub server_name: String,
+}
+
+/// Events of one room for another server (`QueryBackfillForServer`,
+/// `QueryMissingEventsForServer`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerPdus {
+    /// The room's version (the rules to redact by).
+    pub room_version: String,
+    /// The PDUs in federation format, in the order the message describes.
+    pub pdus: Vec<serde_json::Value>,
+}
+
+/// The most `/backfill` serves at once (Synapse: 100).
+pub const MAX_BACKFILL: u64 = 100;
+
+/// Events missing between what another server has and what it heard of (the spec's
+/// `/get_missing_events`): a breadth-first walk back from `latest_events` by `prev_events`
+/// that does not return or pass `earliest_events` (nor the latest events themselves) or
+/// events less deep than `min_depth`, at most `limit` (capped at [`MAX_MISSING_EVENTS`]),
+/// returned oldest first. Latest events not in the room are ignored; rejected events are
+/// neither served nor walked through.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ServerPdus, RoomserverError>")]
+pub struct QueryMissingEventsForServer {
+    pub room_id: String,
+    pub earliest_events: Vec<String>,
+    pub latest_events: Vec<String>,
+    pub limit: u64,
+    pub min_depth: u64,
+    pub server_name: String,
+}
+
+/// The most `/get_missing_events` serves at once (Synapse: 20).
+pub const MAX_MISSING_EVENTS: u64 = 20;
+
+/// The room's event closest to `ts` (the spec's `/timestamp_to_event` for servers): the
+/// first at or after it (`forward`), or the last at or before it, as (event ID,
+/// origin_server_ts); `None` when there is none. Rejected and soft-failed events are passed
+/// over; as Synapse, no event is judged by its history visibility (only IDs and times are
+/// told), but the server must be able to read the room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<(String, i64)>, RoomserverError>")]
+pub struct QueryEventByTimestampForServer {
+    pub room_id: String,
+    pub ts: i64,
+    pub forward: bool,
+    pub server_name: String,
+}
+
+/// The servers with a user joined to a room now, sorted; `None` for an unknown room.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Option<Vec<String>>, RoomserverError>")]
 pub struct QueryJoinedServers {
     pub room_id: String,
 }
+
+crate::remote_messages!("roomserver":
+    QueryEventForServer,
+    QueryStateForServer,
+    QueryStateIdsForServer,
+    QueryEventAuthForServer,
+    QueryBackfillForServer,
+    QueryMissingEventsForServer,
+    QueryEventByTimestampForServer,
+    QueryJoinedServers,
+);
 
 /// What the roomserver publishes on its stream (`roomserver`), keyed by room ID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -505,7 +656,6 @@ crate::remote_messages!("roomserver":
     InputRemoteInvite,
     QueryRemoteInvite,
     PerformRetireRemoteInvite,
-    QueryJoinedServers,
 );
 
 #[cfg(test)]

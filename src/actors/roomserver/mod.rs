@@ -24,6 +24,7 @@ pub mod membership;
 pub mod messages;
 pub mod remote;
 pub mod retention;
+mod server_reads;
 pub mod state;
 mod state_res_v1;
 pub(crate) mod storage;
@@ -72,6 +73,14 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<InputRemoteInvite, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteInvite, _, _, _>(cfg, addr.clone());
     serve::<PerformRetireRemoteInvite, _, _, _>(cfg, addr.clone());
+    // Reads for other servers.
+    serve::<QueryEventForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryStateForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryStateIdsForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryEventAuthForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryBackfillForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryMissingEventsForServer, _, _, _>(cfg, addr.clone());
+    serve::<QueryEventByTimestampForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryJoinedServers, _, _, _>(cfg, addr);
 }
 
@@ -80,4 +89,82 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
 pub fn start(deps: input::Deps, exec: &Executors) -> Addr<RoomserverActor> {
     let exec = exec.clone();
     RoomserverActor::start_in_arbiter(&exec.next(), move |_| RoomserverActor::new(deps, exec))
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::messages::*;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use serde_json::json;
+
+    fn round_trip<M: Serialize + DeserializeOwned + std::fmt::Debug>(m: M) {
+        let json = serde_json::to_string(&m).unwrap();
+        let back: M = serde_json::from_str(&json).unwrap();
+        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    }
+
+    /// The messages that serve other servers (the others' round trips are covered by the
+    /// bridged integration tests).
+    #[test]
+    fn server_read_messages_survive_serde() {
+        let (room, event, server) = ("!r:a.test".to_owned(), "$e".to_owned(), "b.test".to_owned());
+        round_trip(QueryEventForServer {
+            event_id: event.clone(),
+            server_name: server.clone(),
+        });
+        round_trip(ServerEvent {
+            room_id: room.clone(),
+            room_version: "11".into(),
+            pdu: json!({"type": "m.room.message"}),
+        });
+        round_trip(QueryStateForServer {
+            room_id: room.clone(),
+            event_id: event.clone(),
+            server_name: server.clone(),
+        });
+        round_trip(ServerState {
+            pdus: vec![json!({"a": 1})],
+            auth_chain: vec![json!({"b": 2})],
+        });
+        round_trip(QueryStateIdsForServer {
+            room_id: room.clone(),
+            event_id: event.clone(),
+            server_name: server.clone(),
+        });
+        round_trip(ServerStateIds {
+            pdu_ids: vec![event.clone()],
+            auth_chain_ids: vec!["$f".into()],
+        });
+        round_trip(QueryEventAuthForServer {
+            room_id: room.clone(),
+            event_id: event.clone(),
+            server_name: server.clone(),
+        });
+        round_trip(QueryBackfillForServer {
+            room_id: room.clone(),
+            event_ids: vec![event.clone()],
+            limit: 5,
+            server_name: server.clone(),
+        });
+        round_trip(QueryMissingEventsForServer {
+            room_id: room.clone(),
+            earliest_events: vec!["$x".into()],
+            latest_events: vec![event],
+            limit: 10,
+            min_depth: 2,
+            server_name: server,
+        });
+        round_trip(ServerPdus {
+            room_version: "11".into(),
+            pdus: vec![json!({"c": 3})],
+        });
+        round_trip(QueryEventByTimestampForServer {
+            room_id: room.clone(),
+            ts: 12,
+            forward: true,
+            server_name: "b.test".into(),
+        });
+        round_trip(QueryJoinedServers { room_id: room });
+    }
 }

@@ -17,7 +17,7 @@ use ruma::room_version_rules::{EventsReferenceFormatVersion, RoomVersionRules};
 use ruma::state_res;
 use ruma::{CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, UInt};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 #[track_caller]
 fn internal(e: impl std::fmt::Display) -> RoomserverError {
@@ -69,29 +69,9 @@ fn membership_of(ev: &PduEvent) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn server_of(user: &str) -> Option<&str> {
-    user.split_once(':').map(|(_, s)| s)
-}
-
-/// The servers of the users joined to a room, sorted; `None` for an unknown room.
-pub async fn joined_servers(
-    db: &impl Conn,
-    room_id: &str,
-) -> Result<Option<Vec<String>>, RoomserverError> {
-    if rooms::select(db, room_id).await?.is_none() {
-        return Ok(None);
-    }
-    let servers: BTreeSet<String> = memberships::select_users(db, room_id, "join")
-        .await?
-        .iter()
-        .filter_map(|u| server_of(u).map(str::to_owned))
-        .collect();
-    Ok(Some(servers.into_iter().collect()))
-}
-
 /// Whether one of our users is joined to the room (this server follows it).
 async fn in_room(deps: &Deps, room_id: &str) -> Result<bool, RoomserverError> {
-    Ok(joined_servers(&deps.db, room_id)
+    Ok(super::server_reads::joined_servers(&deps.db, room_id)
         .await?
         .is_some_and(|s| s.iter().any(|s| s == deps.server_name.as_str())))
 }

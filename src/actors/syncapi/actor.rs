@@ -5,7 +5,7 @@
 use super::messages::*;
 use super::notifier::Notifier;
 use super::typing::Typing;
-use super::{ephemeral, events, history, initial_sync, sync};
+use super::{ephemeral, events, history, initial_sync, sync, visibility};
 use crate::bus::Bus;
 use crate::storage::Db;
 use actix::prelude::*;
@@ -105,4 +105,5 @@ delegate!(
     QueryRoomInitialSync => initial_sync::query_room_initial_sync,
     QueryEvents => events::query_events,
     QueryClientEvent => events::query_client_event,
+    QueryErasedUsers => visibility::query_erased_users,
 );

@@ -184,6 +184,15 @@ pub struct QueryClientEvent {
     pub device_id: String,
 }
 
+/// Which of these users' accounts were erased (the spec's account erasure, as the syncapi
+/// learned it from the userapi stream): for other servers' reads, which serve an erased
+/// sender's events redacted, as Synapse does.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<String>, SyncApiError>")]
+pub struct QueryErasedUsers {
+    pub user_ids: Vec<String>,
+}
+
 /// The longest a `/sync` waits for something to change.
 pub const MAX_SYNC_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 
@@ -215,4 +224,5 @@ crate::remote_messages!("syncapi":
     QueryInitialSync,
     QueryRoomInitialSync,
     QueryClientEvent,
+    QueryErasedUsers,
 );

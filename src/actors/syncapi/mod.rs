@@ -130,7 +130,8 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<SyncApiA
     serve::<QueryInitialSync, _, _, _>(cfg, addr.clone());
     serve::<QueryRoomInitialSync, _, _, _>(cfg, addr.clone());
     serve::<QueryEvents, _, _, _>(cfg, addr.clone());
-    serve::<QueryClientEvent, _, _, _>(cfg, addr);
+    serve::<QueryClientEvent, _, _, _>(cfg, addr.clone());
+    serve::<QueryErasedUsers, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]
@@ -159,6 +160,9 @@ mod serde_tests {
             full_state: false,
             filter: json!({"room": {}}),
             set_presence: None,
+        });
+        round_trip(QueryErasedUsers {
+            user_ids: vec![u()],
         });
         round_trip(PerformTyping {
             room_id: r(),

@@ -13,6 +13,19 @@ use crate::storage::{Conn, StorageError};
 /// visibility check costs no statement for them.
 pub type ErasedUsers = std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
 
+/// `QueryErasedUsers`: the erased ones among `user_ids`, in their order (from memory).
+pub async fn query_erased_users(
+    deps: &super::actor::Deps,
+    msg: super::messages::QueryErasedUsers,
+) -> Result<Vec<String>, super::error::SyncApiError> {
+    let erased = deps.erased.read().unwrap_or_else(|e| e.into_inner());
+    Ok(msg
+        .user_ids
+        .into_iter()
+        .filter(|u| erased.contains(u))
+        .collect())
+}
+
 /// What decides visibility in one room for one user.
 #[derive(Debug, Default)]
 pub struct Visibility {

@@ -22,9 +22,14 @@ on stdout, then a table on stderr.
   --scenarios a,b,c            scenarios to run (default: all; idle_sync only with --idle-clients)
   --timeout-secs S             per-request timeout in seconds, 1 to 86400 (default 60)
   --prefix P                   username prefix (default: load plus 6 random hex digits)
+  --remote-url URL             a second homeserver federating with the first, http only: runs
+                               remote_join, to_remote_sync and from_remote_sync
   --help                       this text
 
-Scenarios: register, create_join, send, send_to_sync, initial_sync, idle_sync.
+Scenarios: register, create_join, send, send_to_sync, initial_sync, idle_sync, and with
+--remote-url: remote_join (a user of the remote server joins rooms of user 0, --rounds of
+them, at most 20), to_remote_sync and from_remote_sync (send_to_sync between a user of each
+server, both ways).
 A scenario that needs users or the test room sets them up first, unmeasured, when the
 scenario that measures that step is not selected.";
 
@@ -43,18 +48,35 @@ pub enum Scenario {
     InitialSync,
     /// `--idle-clients` long polls held open.
     IdleSync,
+    /// A user of `--remote-url` joins rooms of user 0 (time to join a remote room).
+    RemoteJoin,
+    /// send_to_sync from user 0 to the remote user.
+    ToRemoteSync,
+    /// send_to_sync from the remote user to user 0.
+    FromRemoteSync,
 }
 
 impl Scenario {
     /// Every scenario, in running order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Register,
         Scenario::CreateJoin,
         Scenario::Send,
         Scenario::SendToSync,
         Scenario::InitialSync,
         Scenario::IdleSync,
+        Scenario::RemoteJoin,
+        Scenario::ToRemoteSync,
+        Scenario::FromRemoteSync,
     ];
+
+    /// Whether the scenario needs a second server (`--remote-url`).
+    pub fn is_remote(self) -> bool {
+        matches!(
+            self,
+            Scenario::RemoteJoin | Scenario::ToRemoteSync | Scenario::FromRemoteSync
+        )
+    }
 
     /// The name used on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -65,6 +87,9 @@ impl Scenario {
             Scenario::SendToSync => "send_to_sync",
             Scenario::InitialSync => "initial_sync",
             Scenario::IdleSync => "idle_sync",
+            Scenario::RemoteJoin => "remote_join",
+            Scenario::ToRemoteSync => "to_remote_sync",
+            Scenario::FromRemoteSync => "from_remote_sync",
         }
     }
 
@@ -109,6 +134,8 @@ pub struct Args {
     pub timeout_secs: u64,
     /// Username prefix; user `i` is `<prefix>-<i>`.
     pub prefix: String,
+    /// A second homeserver federating with the first (the remote scenarios).
+    pub remote_url: Option<String>,
 }
 
 /// What the command line asks for.
@@ -139,6 +166,7 @@ where
     let mut scenarios = None;
     let mut timeout_secs = 60;
     let mut prefix = None;
+    let mut remote_url = None;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -170,6 +198,7 @@ where
             "server-pid" => server_pid = Some(number(&key, &value)?),
             "timeout-secs" => timeout_secs = number(&key, &value)?,
             "prefix" => prefix = Some(value),
+            "remote-url" => remote_url = Some(value.trim_end_matches('/').to_owned()),
             "scenarios" => {
                 let mut list = Vec::new();
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -192,6 +221,13 @@ where
         return Err(format!(
             "--url must be an http:// URL (no TLS), got {url:?}"
         ));
+    }
+    if let Some(remote) = &remote_url {
+        if !remote.starts_with("http://") {
+            return Err(format!(
+                "--remote-url must be an http:// URL (no TLS), got {remote:?}"
+            ));
+        }
     }
     if users == 0 {
         return Err("--users must be at least 1".into());
@@ -223,12 +259,20 @@ where
         .into_iter()
         .filter(|s| requested.contains(s))
         .filter(|s| *s != Scenario::IdleSync || idle_clients > 0 || explicit)
+        .filter(|s| !s.is_remote() || remote_url.is_some() || explicit)
         .collect();
     if scenarios.is_empty() {
         return Err("--scenarios names no scenario".into());
     }
     if scenarios.contains(&Scenario::IdleSync) && idle_clients == 0 {
         return Err("idle_sync needs --idle-clients N with N > 0".into());
+    }
+    if let Some(s) = scenarios.iter().find(|s| s.is_remote()) {
+        if remote_url.is_none() {
+            return Err(format!(
+                "{s} needs --remote-url (a second, federating server)"
+            ));
+        }
     }
     if scenarios.contains(&Scenario::SendToSync) && users < 2 {
         return Err("send_to_sync needs --users 2 or more (a sender and a receiver)".into());
@@ -248,6 +292,7 @@ where
         scenarios,
         timeout_secs,
         prefix,
+        remote_url,
     }))
 }
 
@@ -284,8 +329,9 @@ mod tests {
             (0, None, 60)
         );
         assert_eq!(a.prefix, "loadabc123");
-        // idle_sync only runs with --idle-clients.
+        // idle_sync only runs with --idle-clients, the remote scenarios with --remote-url.
         assert_eq!(a.scenarios, Scenario::ALL[..5].to_vec());
+        assert_eq!(a.remote_url, None);
     }
 
     #[test]
@@ -317,7 +363,19 @@ mod tests {
         assert_eq!((a.server_pid, a.idle_clients), (Some(42), 7));
         assert_eq!(a.prefix, "x-1");
         assert_eq!(a.server_name.as_deref(), Some("example.org"));
-        assert_eq!(a.scenarios, Scenario::ALL.to_vec());
+        assert_eq!(a.scenarios, Scenario::ALL[..6].to_vec());
+    }
+
+    #[test]
+    fn remote_scenarios_need_a_remote_server() {
+        let a = run(&["--remote-url", "http://127.0.0.1:9009/"]).unwrap();
+        assert_eq!(a.remote_url.as_deref(), Some("http://127.0.0.1:9009"));
+        assert!(a.scenarios.contains(&Scenario::RemoteJoin));
+        assert!(a.scenarios.contains(&Scenario::FromRemoteSync));
+        let e = run(&["--scenarios", "to_remote_sync"]).unwrap_err();
+        assert!(e.contains("--remote-url"), "{e}");
+        let e = run(&["--remote-url", "https://x.example"]).unwrap_err();
+        assert!(e.contains("http://"), "{e}");
     }
 
     #[test]

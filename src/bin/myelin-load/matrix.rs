@@ -120,6 +120,13 @@ pub async fn join(http: &Http, token: &str, room_id: &str) -> Result<(), ReqErro
     Ok(())
 }
 
+/// `POST /join/{roomId}?server_name={via}`: a room of another server, joined through `via`.
+pub async fn join_via(http: &Http, token: &str, room_id: &str, via: &str) -> Result<(), ReqError> {
+    let path = format!("{V3}/join/{}?server_name={}", encode(room_id), encode(via));
+    http.call(Req::post(path, json!({})).token(token)).await?;
+    Ok(())
+}
+
 /// `PUT /rooms/{roomId}/send/m.room.message/{txnId}` of an `m.text` message; returns the
 /// event ID.
 pub async fn send_text(

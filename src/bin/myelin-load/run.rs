@@ -45,6 +45,14 @@ pub struct Run {
     pub server_name: Option<String>,
     /// The set-up of initial_sync, once done (see `sync.rs`).
     pub initial_sync_setup: Option<crate::sync::InitialSyncSetup>,
+    /// The client of `--remote-url`, if given.
+    pub remote_http: Option<Http>,
+    /// The remote scenarios' user on the remote server, once registered.
+    pub remote_user: Option<Session>,
+    /// Whether registering the remote user was attempted.
+    remote_user_attempted: bool,
+    /// A room of user 0 the remote user has joined, once joined.
+    pub remote_room: Option<String>,
     /// Error kinds already explained on stderr (the first error of each kind is).
     explained: RefCell<BTreeSet<String>>,
 }
@@ -53,6 +61,10 @@ impl Run {
     /// A run with these flags; nothing is sent yet.
     pub fn new(args: Args, nonce: String) -> Run {
         let http = Http::new(&args.url, Duration::from_secs(args.timeout_secs));
+        let remote_http = args
+            .remote_url
+            .as_deref()
+            .map(|url| Http::new(url, Duration::from_secs(args.timeout_secs)));
         Run {
             password: format!("myelin-load-{}", args.prefix),
             users: vec![None; args.users],
@@ -64,6 +76,10 @@ impl Run {
             room: None,
             room_attempted: false,
             initial_sync_setup: None,
+            remote_http,
+            remote_user: None,
+            remote_user_attempted: false,
+            remote_room: None,
             explained: RefCell::new(BTreeSet::new()),
         }
     }
@@ -98,6 +114,39 @@ impl Run {
                 self.need_member(name, 1).await
             }
             Scenario::InitialSync => crate::sync::prepare_initial_sync(self).await,
+            Scenario::RemoteJoin => {
+                self.need_users(name, &[0]).await?;
+                self.need_remote_user(name).await
+            }
+            Scenario::ToRemoteSync | Scenario::FromRemoteSync => {
+                self.need_users(name, &[0]).await?;
+                self.need_remote_user(name).await?;
+                crate::remote::need_remote_room(self, name).await
+            }
+        }
+    }
+
+    /// Registers the remote scenarios' user on the remote server unless done already.
+    async fn need_remote_user(&mut self, scenario: &str) -> Result<(), Report> {
+        let mut errors = Errors::default();
+        if !self.remote_user_attempted {
+            self.remote_user_attempted = true;
+            let Some(http) = &self.remote_http else {
+                return Err(Report::skipped(scenario, "no --remote-url", errors));
+            };
+            let localpart = format!("{}-remote", self.args.prefix);
+            match matrix::register(http, &localpart, &self.password).await {
+                Ok(user) => self.remote_user = Some(user),
+                Err(e) => self.count_error(scenario, &mut errors, &e),
+            }
+        }
+        match self.remote_user {
+            Some(_) => Ok(()),
+            None => Err(Report::skipped(
+                scenario,
+                "the remote user could not be registered",
+                errors,
+            )),
         }
     }
 

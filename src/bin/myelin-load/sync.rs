@@ -3,7 +3,7 @@
 //! idle long polls the server holds, and what they cost it).
 
 use crate::args::Scenario;
-use crate::http::ReqError;
+use crate::http::{Http, ReqError};
 use crate::matrix::{self, Session, SMALL_FILTER};
 use crate::proc;
 use crate::progress::Progress;
@@ -42,7 +42,7 @@ fn long_poll_timeout(run: &Run, poll_ms: u64) -> Duration {
     Duration::from_millis(poll_ms + 10_000).max(Duration::from_secs(run.args.timeout_secs))
 }
 
-/// What the receiver of send_to_sync has seen, shared with the sending side.
+/// What the receiver of a latency measurement has seen, shared with the sending side.
 struct Inbox {
     /// When each marked message body was parsed out of a sync response.
     arrivals: RefCell<HashMap<String, Instant>>,
@@ -56,11 +56,14 @@ struct Inbox {
     errors: RefCell<Errors>,
 }
 
-/// The `send_to_sync` scenario. User 1 keeps a long poll outstanding (filtered to one
-/// timeline event per room); each round waits until the poll has been under way for 5 ms,
-/// then user 0 sends a message with a unique body. The latency runs from starting the send
-/// to parsing the sync response that holds the body; a sync without it is followed by
-/// another from its `next_batch`, for at most 10 s per round.
+/// One side of a latency measurement: a user and the server it talks to.
+#[derive(Clone, Copy)]
+pub struct Side<'a> {
+    pub http: &'a Http,
+    pub user: &'a Session,
+}
+
+/// The `send_to_sync` scenario: [`latency_rounds`] from user 0 to user 1 in the test room.
 pub async fn send_to_sync(run: &Run) -> Report {
     let label = Scenario::SendToSync.name();
     let (Some(room), Some(Some(sender)), Some(Some(receiver))) =
@@ -72,10 +75,34 @@ pub async fn send_to_sync(run: &Run) -> Report {
             Errors::default(),
         );
     };
+    let sender = Side {
+        http: &run.http,
+        user: sender,
+    };
+    let receiver = Side {
+        http: &run.http,
+        user: receiver,
+    };
+    latency_rounds(run, label, sender, &room.id, receiver).await
+}
+
+/// `--rounds` rounds of: the receiver keeps a long poll outstanding (filtered to one
+/// timeline event per room); each round waits until the poll has been under way for 5 ms,
+/// then the sender sends a message with a unique body. The latency runs from starting the send
+/// to parsing the sync response that holds the body; a sync without it is followed by
+/// another from its `next_batch`, for at most 10 s per round. Sender and receiver may be on
+/// different servers (the remote scenarios).
+pub async fn latency_rounds(
+    run: &Run,
+    label: &str,
+    sender: Side<'_>,
+    room_id: &str,
+    receiver: Side<'_>,
+) -> Report {
     let mut report = Report::new(label);
     let first = matrix::sync(
-        &run.http,
-        &receiver.token,
+        receiver.http,
+        &receiver.user.token,
         None,
         0,
         Some(SMALL_FILTER),
@@ -91,7 +118,7 @@ pub async fn send_to_sync(run: &Run) -> Report {
         }
     };
 
-    let marker = format!("{}-sync-", run.nonce);
+    let marker = format!("{}-{label}-", run.nonce);
     let inbox = Inbox {
         arrivals: RefCell::new(HashMap::new()),
         polling_since: Cell::new(None),
@@ -104,13 +131,14 @@ pub async fn send_to_sync(run: &Run) -> Report {
     let receive_limit = ROUND_LIMIT * u32::try_from(rounds).unwrap_or(u32::MAX).saturating_add(6);
     let receiving = pin!(receive(
         run,
+        label,
         receiver,
         since,
         &marker,
         &inbox,
         receive_limit
     ));
-    let mut sending = pin!(send_rounds(run, sender, &room.id, &marker, &inbox));
+    let mut sending = pin!(send_rounds(run, label, sender, room_id, &marker, &inbox));
     let start = Instant::now();
     // The receiver runs until the rounds are done, then its outstanding poll is dropped.
     let (latencies, round_errors) = tokio::select! {
@@ -130,21 +158,21 @@ pub async fn send_to_sync(run: &Run) -> Report {
 /// passed, or [`MAX_POLL_FAILURES`] polls in a row failed.
 async fn receive(
     run: &Run,
-    receiver: &Session,
+    label: &str,
+    receiver: Side<'_>,
     mut since: String,
     marker: &str,
     inbox: &Inbox,
     limit: Duration,
 ) {
-    let label = Scenario::SendToSync.name();
     let deadline = Instant::now() + limit;
     let request_timeout = long_poll_timeout(run, POLL_MS);
     let mut failures = 0;
     while Instant::now() < deadline && failures < MAX_POLL_FAILURES {
         inbox.polling_since.set(Some(Instant::now()));
         let result = matrix::sync(
-            &run.http,
-            &receiver.token,
+            receiver.http,
+            &receiver.user.token,
             Some(&since),
             POLL_MS,
             Some(SMALL_FILTER),
@@ -180,12 +208,12 @@ async fn receive(
 /// saw its message, and the errors of the others.
 async fn send_rounds(
     run: &Run,
-    sender: &Session,
+    label: &str,
+    sender: Side<'_>,
     room_id: &str,
     marker: &str,
     inbox: &Inbox,
 ) -> (Vec<f64>, Errors) {
-    let label = Scenario::SendToSync.name();
     let progress = Progress::new(label, run.args.rounds as u64);
     let mut latencies = Vec::new();
     let mut errors = Errors::default();
@@ -206,9 +234,11 @@ async fn send_rounds(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let body = format!("{marker}{round}");
-        let txn = format!("{}-s2s-{round}", run.nonce);
+        let txn = format!("{}-{label}-{round}", run.nonce);
         let start = Instant::now();
-        if let Err(e) = matrix::send_text(&run.http, &sender.token, room_id, &txn, &body).await {
+        if let Err(e) =
+            matrix::send_text(sender.http, &sender.user.token, room_id, &txn, &body).await
+        {
             run.count_error(label, &mut errors, &e);
             progress.tick(false);
             continue;

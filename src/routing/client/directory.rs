@@ -272,18 +272,27 @@ fn page_json(page: PublicRoomsPage) -> Value {
     out
 }
 
-async fn public_rooms(
+/// A page of this server's public room directory, as the client and federation APIs answer.
+pub(crate) async fn public_rooms(
     state: &AppState,
     limit: Option<ruma::UInt>,
     since: Option<String>,
     search: Option<String>,
+    room_types: &[ruma::directory::RoomTypeFilter],
 ) -> Result<HttpResponse, MatrixError> {
+    let room_types = (!room_types.is_empty()).then(|| {
+        room_types
+            .iter()
+            .map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    });
     let page = state
         .roomserver
         .send(QueryPublicRooms {
             limit: limit.map(|l| u32::try_from(u64::from(l)).unwrap_or(u32::MAX)),
             since,
             search,
+            room_types,
         })
         .await
         .map_err(|e| match e {
@@ -302,7 +311,7 @@ pub async fn get_public_rooms(
 ) -> Result<HttpResponse, MatrixError> {
     let b = req.body;
     ensure_our_directory(&state, b.server.as_deref())?;
-    public_rooms(&state, b.limit, b.since, None).await
+    public_rooms(&state, b.limit, b.since, None, &[]).await
 }
 
 /// # `POST /_matrix/client/v3/publicRooms`
@@ -312,5 +321,12 @@ pub async fn get_public_rooms_filtered(
 ) -> Result<HttpResponse, MatrixError> {
     let b = req.body;
     ensure_our_directory(&state, b.server.as_deref())?;
-    public_rooms(&state, b.limit, b.since, b.filter.generic_search_term).await
+    public_rooms(
+        &state,
+        b.limit,
+        b.since,
+        b.filter.generic_search_term,
+        &b.filter.room_types,
+    )
+    .await
 }

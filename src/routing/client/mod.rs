@@ -3,7 +3,7 @@
 mod account;
 mod account_data;
 mod devices;
-mod directory;
+pub(crate) mod directory;
 mod discovery;
 mod filter;
 mod history;
@@ -151,11 +151,6 @@ pub fn router_with(federation: bool) -> Router {
         .add::<c::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server_info)
         .add::<c::thirdparty::get_protocols::v3::Request, _, _>(voip::get_protocols)
         .add::<c::account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
-        .add_raw(
-            "/_matrix/federation/v1/openid/userinfo",
-            Method::GET,
-            web::get().to(openid::get_openid_userinfo),
-        )
         .add::<c::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_pushrules_all)
         .add::<c::push::get_pushrules_global_scope::v3::Request, _, _>(
             push_rules::get_pushrules_global_scope,

@@ -1,12 +1,13 @@
 //! OpenID: `POST /user/{userId}/openid/request_token` issues a token a third party (an
-//! integration manager, a widget) can check with `GET /_matrix/federation/v1/openid/userinfo`.
+//! integration manager, a widget) can check with `GET /_matrix/federation/v1/openid/userinfo`
+//! (served with the federation routes, `routing::federation::openid`).
 
 use super::ensure_self;
-use crate::actors::userapi::messages::{PerformOpenIdTokenCreation, QueryOpenIdToken};
+use crate::actors::userapi::messages::PerformOpenIdTokenCreation;
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::web;
 use ruma::api::client::account::request_openid_token;
 use std::time::Duration;
 
@@ -34,24 +35,4 @@ pub async fn request_openid_token(
         server,
         OPENID_TOKEN_LIFETIME,
     )))
-}
-
-/// # `GET /_matrix/federation/v1/openid/userinfo`
-///
-/// Served without request signatures, as the spec says: the token is the credential. A raw
-/// route, so that a missing token is 401 `M_MISSING_TOKEN` as from Synapse (ruma's parser
-/// would call it a bad query).
-pub async fn get_openid_userinfo(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, MatrixError> {
-    let token = crate::routing::ruma::access_token(&req)
-        .ok_or_else(|| MatrixError::new("M_MISSING_TOKEN", "Missing access token"))?;
-    let localpart = state
-        .userapi
-        .send(QueryOpenIdToken { token })
-        .await?
-        .ok_or_else(|| MatrixError::new("M_UNKNOWN_TOKEN", "Access Token unknown or expired"))?;
-    let user = format!("@{localpart}:{}", state.server_name());
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "sub": user })))
 }

@@ -2,8 +2,11 @@
 //! `send_join` v2, `make_leave`, `send_leave` v2 for our rooms, and `invite` v2 of our users.
 //! The checks of the events are the roomserver's (`QueryMembershipTemplate`,
 //! `PerformRemoteMembership`, `InputRemoteInvite`); here the request's origin is matched
-//! against the user it speaks for and the answers are shaped.
+//! against the user it speaks for, the room's server ACL is asked about it
+//! ([`super::acl::ensure_allowed`], 403 before anything else about the room), and the answers
+//! are shaped.
 
+use super::acl;
 use crate::actors::roomserver::messages::{
     InputRemoteInvite, PerformRemoteMembership, QueryMembershipTemplate,
 };
@@ -78,6 +81,7 @@ pub async fn make_join(
     req: Ruma<prepare_join_event::v1::Request>,
 ) -> RumaResult<prepare_join_event::v1::Response> {
     ensure_origin(&req.body.user_id, &req.sender)?;
+    acl::ensure_allowed(&state, req.body.room_id.as_str(), req.sender.as_str()).await?;
     let versions: Vec<String> = if req.body.ver.is_empty() {
         vec!["1".to_owned()]
     } else {
@@ -104,6 +108,7 @@ pub async fn send_join(
     state: web::Data<AppState>,
     req: Ruma<create_join_event::v2::Request>,
 ) -> RumaResult<create_join_event::v2::Response> {
+    acl::ensure_allowed(&state, req.body.room_id.as_str(), req.sender.as_str()).await?;
     let event: Value = serde_json::from_str(req.body.pdu.get())
         .map_err(|e| MatrixError::bad_json(format!("The join event is not JSON: {e}")))?;
     let answer = state
@@ -139,6 +144,7 @@ pub async fn make_leave(
     req: Ruma<prepare_leave_event::v1::Request>,
 ) -> RumaResult<prepare_leave_event::v1::Response> {
     ensure_origin(&req.body.user_id, &req.sender)?;
+    acl::ensure_allowed(&state, req.body.room_id.as_str(), req.sender.as_str()).await?;
     let (version, event) = template(
         &state,
         req.body.room_id.as_str(),
@@ -158,6 +164,7 @@ pub async fn send_leave(
     state: web::Data<AppState>,
     req: Ruma<create_leave_event::v2::Request>,
 ) -> RumaResult<create_leave_event::v2::Response> {
+    acl::ensure_allowed(&state, req.body.room_id.as_str(), req.sender.as_str()).await?;
     let event: Value = serde_json::from_str(req.body.pdu.get())
         .map_err(|e| MatrixError::bad_json(format!("The leave event is not JSON: {e}")))?;
     state
@@ -193,6 +200,8 @@ pub async fn invite(
         )
         .with("room_version", version));
     }
+    // A room known here judges the inviting server by its ACL (one not known here has none).
+    acl::ensure_allowed(&state, req.body.room_id.as_str(), req.sender.as_str()).await?;
     let event: Value = serde_json::from_str(req.body.event.get())
         .map_err(|e| MatrixError::bad_json(format!("The invite event is not JSON: {e}")))?;
     if let Some(sender) = event["sender"]

@@ -9,10 +9,19 @@
 //! - `membership`: `make_join`, `send_join` v2, `make_leave`, `send_leave` v2 and `invite`
 //!   v2 (signed).
 //! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
+//! - `acl`: the server ACL check of every endpoint that names a room.
+//! - `events`: the room DAG as other servers read it: `/event`, `/state`, `/state_ids`,
+//!   `/event_auth`, `/backfill`, `/get_missing_events`, `/timestamp_to_event` (signed).
+//! - `directory`: `/query/directory` and `/publicRooms` GET and POST (signed).
+//! - `openid`: `/openid/userinfo` (unsigned: the token is the credential).
 
+pub mod acl;
 pub mod auth;
+pub mod directory;
+pub mod events;
 pub mod keys;
 pub mod membership;
+pub mod openid;
 pub mod query;
 pub mod thirdparty;
 pub mod version;
@@ -55,4 +64,24 @@ pub fn add_routes(r: &mut Router) {
     r.add::<f::membership::prepare_leave_event::v1::Request, _, _>(membership::make_leave);
     r.add::<f::membership::create_leave_event::v2::Request, _, _>(membership::send_leave);
     r.add::<f::membership::create_invite::v2::Request, _, _>(membership::invite);
+    r.add::<f::query::get_room_information::v1::Request, _, _>(directory::get_room_information);
+    r.add::<f::directory::get_public_rooms::v1::Request, _, _>(directory::get_public_rooms);
+    r.add::<f::directory::get_public_rooms_filtered::v1::Request, _, _>(
+        directory::get_public_rooms_filtered,
+    );
+    r.add::<f::event::get_event::v1::Request, _, _>(events::get_event);
+    r.add::<f::event::get_room_state::v1::Request, _, _>(events::get_room_state);
+    r.add::<f::event::get_room_state_ids::v1::Request, _, _>(events::get_room_state_ids);
+    r.add::<f::authorization::get_event_authorization::v1::Request, _, _>(
+        events::get_event_authorization,
+    );
+    r.add::<f::backfill::get_backfill::v1::Request, _, _>(events::get_backfill);
+    r.add::<f::event::get_missing_events::v1::Request, _, _>(events::get_missing_events);
+    r.add::<f::event::get_event_by_timestamp::v1::Request, _, _>(events::get_event_by_timestamp);
+    // A raw route: a missing token is 401 M_MISSING_TOKEN (see `openid`).
+    r.add_raw(
+        "/_matrix/federation/v1/openid/userinfo",
+        Method::GET,
+        web::get().to(openid::get_openid_userinfo),
+    );
 }

@@ -39,6 +39,9 @@ const SELECT_BEFORE_TS: &str = "SELECT {COLUMNS}, origin_server_ts FROM roomserv
 const SELECT_OF_STATE_KEY: &str = "SELECT {COLUMNS} FROM roomserver_events
     WHERE room_nid = $1 AND type_nid = $2 AND state_key_nid = $3 AND rejected = 0
     AND soft_failed = 0 ORDER BY event_nid";
+const SELECT_KEYS_OF_SERVER: &str = "SELECT DISTINCT k.state_key_nid, k.state_key
+    FROM roomserver_events e JOIN roomserver_state_keys k ON k.state_key_nid = e.state_key_nid
+    WHERE e.room_nid = $1 AND e.type_nid = $2 AND k.state_key LIKE $3 ESCAPE '\\'";
 const SET_AFTER: &str =
     "UPDATE roomserver_events SET state_after_snapshot_nid = $2 WHERE event_nid = $1";
 const SELECT_AFTER: &str =
@@ -174,6 +177,23 @@ pub async fn select_by_nids(db: &impl Conn, nids: &[i64]) -> Result<Vec<EventRow
         }
     }
     Ok(out)
+}
+
+/// Finds a room's events by ID, in no particular order; IDs unknown or of other rooms are
+/// left out. Large lists are read in chunks.
+pub async fn select_by_ids_in_room(
+    db: &impl Conn,
+    room_nid: i64,
+    event_ids: &[String],
+) -> Result<Vec<EventRow>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM roomserver_events WHERE room_nid = $1 AND event_id IN {{ids}}"
+    );
+    crate::storage::query_chunked(db, &sql, &[&room_nid], event_ids)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
 }
 
 /// Records the state before an event.
@@ -347,6 +367,30 @@ pub async fn set_pruned(db: &impl Conn, event_nid: i64, json: &str) -> Result<()
     Ok(())
 }
 
+/// The state keys of `type_nid` events in a room that name a user of `server_name`
+/// (`@user:<server_name>`), as (state_key_nid, state key): for `m.room.member`, every user
+/// of that server who ever had a membership of the room.
+pub async fn select_keys_of_server(
+    db: &impl Conn,
+    room_nid: i64,
+    type_nid: i64,
+    server_name: &str,
+) -> Result<Vec<(i64, String)>, StorageError> {
+    let pattern = super::memberships::like_suffix(server_name);
+    let mut out = Vec::new();
+    for r in db
+        .query(SELECT_KEYS_OF_SERVER, &[&room_nid, &type_nid, &pattern])
+        .await?
+    {
+        let key = r.string(1)?;
+        // LIKE is case-insensitive on SQLite: keep exact matches only.
+        if super::memberships::server_of(&key) == Some(server_name) {
+            out.push((r.i64(0)?, key));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +484,67 @@ mod tests {
             // A state key's events, oldest first.
             assert_eq!(ids(select_of_state_key(db, 1, 2, 5).await.unwrap()), ["$a"]);
             assert!(select_of_state_key(db, 1, 2, 6).await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_of_a_server() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = &t.db;
+            let mut n = 0;
+            for (room, kind, key) in [
+                (1, 7, "@a:b.test"),
+                (1, 7, "@a:b.test"),
+                (1, 7, "@c:b.test"),
+                (1, 7, "@d:xb.test"),
+                (1, 7, "@e:a.test"),
+                (1, 8, "@f:b.test"),
+                (2, 7, "@g:b.test"),
+            ] {
+                n += 1;
+                let nid = super::super::state_keys::intern(db, key).await.unwrap();
+                let id = format!("$e{n}");
+                insert(
+                    db,
+                    &NewEvent {
+                        room_nid: room,
+                        event_id: &id,
+                        type_nid: kind,
+                        state_key_nid: Some(nid),
+                        depth: n,
+                        json: "{}",
+                        rejected: false,
+                        state_snapshot_nid: None,
+                        state_after_snapshot_nid: None,
+                        stream_position: None,
+                        origin_server_ts: n,
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            let mut keys: Vec<String> = select_keys_of_server(db, 1, 7, "b.test")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect();
+            keys.sort();
+            assert_eq!(keys, ["@a:b.test", "@c:b.test"], "{backend}");
+            let mut found: Vec<String> =
+                select_by_ids_in_room(db, 1, &["$e1".into(), "$e7".into(), "$x".into()])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.event_id)
+                    .collect();
+            found.sort();
+            assert_eq!(found, ["$e1"], "$e7 is in another room");
+            assert!(select_keys_of_server(db, 1, 7, "z.test")
+                .await
+                .unwrap()
+                .is_empty());
         }
     }
 }

@@ -17,9 +17,10 @@ const SELECT_ONE: &str = "SELECT m.membership, m.forgotten FROM roomserver_membe
 const COUNT: &str = "SELECT COUNT(*) FROM roomserver_memberships m
     JOIN roomserver_rooms r ON r.room_nid = m.room_nid
     WHERE r.room_id = $1 AND m.membership = $2";
-const SELECT_USERS: &str = "SELECT m.user_id FROM roomserver_memberships m
-    JOIN roomserver_rooms r ON r.room_nid = m.room_nid
-    WHERE r.room_id = $1 AND m.membership = $2 ORDER BY m.user_id";
+const SELECT_WITH: &str = "SELECT user_id FROM roomserver_memberships
+    WHERE room_nid = $1 AND membership = $2 ORDER BY user_id";
+const SELECT_OF_SERVER: &str = "SELECT user_id FROM roomserver_memberships
+    WHERE room_nid = $1 AND membership = $2 AND user_id LIKE $3 ESCAPE '\\'";
 const DELETE: &str = "DELETE FROM roomserver_memberships WHERE room_nid = $1 AND user_id = $2";
 const FORGET: &str = "UPDATE roomserver_memberships SET forgotten = 1
     WHERE user_id = $2 AND room_nid = (SELECT room_nid FROM roomserver_rooms WHERE room_id = $1)
@@ -77,23 +78,64 @@ pub async fn count(db: &impl Conn, room_id: &str, membership: &str) -> Result<i6
         .map_or(Ok(0), |r| r.i64(0))
 }
 
-/// The users of a room with the given membership, sorted.
-pub async fn select_users(
+/// Marks a room forgotten by a user who is no longer in it; `false` when nothing changed
+/// (already forgotten, or in the room again).
+pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<bool, StorageError> {
+    Ok(db.execute(FORGET, &[&room_id, &user_id]).await? == 1)
+}
+
+/// The users of a room whose current membership is `membership`, sorted.
+pub async fn select_with(
     db: &impl Conn,
-    room_id: &str,
+    room_nid: i64,
     membership: &str,
 ) -> Result<Vec<String>, StorageError> {
-    db.query(SELECT_USERS, &[&room_id, &membership])
+    db.query(SELECT_WITH, &[&room_nid, &membership])
         .await?
         .iter()
         .map(|r| r.string(0))
         .collect()
 }
 
-/// Marks a room forgotten by a user who is no longer in it; `false` when nothing changed
-/// (already forgotten, or in the room again).
-pub async fn forget(db: &impl Conn, room_id: &str, user_id: &str) -> Result<bool, StorageError> {
-    Ok(db.execute(FORGET, &[&room_id, &user_id]).await? == 1)
+/// The users of server `server_name` whose current membership of a room is `membership`.
+pub async fn select_of_server(
+    db: &impl Conn,
+    room_nid: i64,
+    membership: &str,
+    server_name: &str,
+) -> Result<Vec<String>, StorageError> {
+    let rows = db
+        .query(
+            SELECT_OF_SERVER,
+            &[&room_nid, &membership, &like_suffix(server_name)],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let user = r.string(0)?;
+        // LIKE is case-insensitive on SQLite: keep exact matches only.
+        if server_of(&user) == Some(server_name) {
+            out.push(user);
+        }
+    }
+    Ok(out)
+}
+
+/// The server part of a user ID (`@user:server` -> `server`).
+pub fn server_of(user_id: &str) -> Option<&str> {
+    user_id.split_once(':').map(|(_, server)| server)
+}
+
+/// A LIKE pattern (with `ESCAPE '\'`) for user IDs of `server_name`: `%:<server>`.
+pub(crate) fn like_suffix(server_name: &str) -> String {
+    let mut pattern = String::from("%:");
+    for c in server_name.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
 }
 
 #[cfg(test)]
@@ -120,12 +162,6 @@ mod tests {
             assert_eq!(select_rooms(db, "@u:x", "join").await.unwrap().len(), 2);
             assert_eq!(count(db, "!b:x", "join").await.unwrap(), 1);
             assert_eq!(count(db, "!b:x", "ban").await.unwrap(), 0);
-            upsert(db, b, "@w:y", "join", 6).await.unwrap();
-            assert_eq!(
-                select_users(db, "!b:x", "join").await.unwrap(),
-                vec!["@u:x".to_string(), "@w:y".to_string()]
-            );
-            delete(db, b, "@w:y").await.unwrap();
             assert!(!forget(db, "!a:x", "@u:x").await.unwrap(), "joined");
             upsert(db, a, "@u:x", "leave", 4).await.unwrap();
             assert!(forget(db, "!a:x", "@u:x").await.unwrap());
@@ -145,6 +181,33 @@ mod tests {
             assert_eq!(
                 select_rooms(db, "@u:x", "join").await.unwrap(),
                 Vec::<String>::new()
+            );
+            // By server: exact server names only (LIKE's wildcards escaped).
+            upsert(db, b, "@v:y.org", "join", 6).await.unwrap();
+            upsert(db, b, "@w:y_org", "join", 7).await.unwrap();
+            upsert(db, b, "@z:x.y.org", "join", 8).await.unwrap();
+            upsert(db, b, "@i:y.org", "invite", 9).await.unwrap();
+            upsert(db, b, "@c:Y.ORG", "join", 10).await.unwrap();
+            assert_eq!(
+                select_of_server(db, b, "join", "y.org").await.unwrap(),
+                ["@v:y.org"],
+                "{backend}"
+            );
+            assert_eq!(
+                select_of_server(db, b, "join", "y_org").await.unwrap(),
+                ["@w:y_org"]
+            );
+            assert_eq!(
+                select_of_server(db, b, "invite", "y.org").await.unwrap(),
+                ["@i:y.org"]
+            );
+            assert!(select_of_server(db, b, "join", "z.org")
+                .await
+                .unwrap()
+                .is_empty());
+            assert_eq!(
+                select_with(db, b, "join").await.unwrap(),
+                ["@c:Y.ORG", "@v:y.org", "@w:y_org", "@z:x.y.org"]
             );
         }
     }
