@@ -1,9 +1,11 @@
 //! Federation's foundation between real nodes on loopback: server keys (published, fetched
 //! directly and through a notary, served as a notary), `X-Matrix` request signatures (accepted
-//! and refused), `/version`, the HTTPS listeners (a test CA made with openssl), and the read
-//! side other servers use (`/event`, `/state`, `/backfill`, ..., the directory, OpenID); and
-//! transactions both ways against a fake remote server (`Fake`: publishes its key, records
-//! the transactions it receives, can be told to fail, serves `/get_missing_events`).
+//! and refused), `/version`, the HTTPS listeners (a test CA made with openssl), the read
+//! side other servers use (`/event`, `/state`, `/backfill`, ..., the directory, OpenID),
+//! remote rooms (joins, invites, leaves over federation, and bad membership requests
+//! refused), and transactions both ways against a fake remote server
+//! (`common::remote::Fake`: publishes its key, records the transactions it receives, can be
+//! told to fail, serves `/get_missing_events`).
 //! Each server is a `TestServer` (both databases, local and
 //! bridged) named `<x>.test`, reached by the others through `federation.test_destinations` on a
 //! port reserved before any of them starts, with `server.ip_range_denylist = []`.
@@ -12,7 +14,7 @@ mod common;
 
 use common::certs::test_certificates;
 use common::remote::{auth_of, eventually, put_txn, put_txn_with, remote_event, room_tip, Fake};
-use common::{Backend, TestServer, Topology};
+use common::{enc, Backend, TestServer, Topology};
 use myelin::federation::client::{ClientSettings, FederationClient, FederationError};
 use myelin::federation::keys;
 use myelin::net::IpDenylist;
@@ -1496,6 +1498,799 @@ async fn a_joined_server_reads_what_its_users_saw(backend: Backend, topology: To
     }
 }
 
+/// Two servers that reach each other: (a, b).
+async fn pair(backend: Backend, topology: Topology) -> (TestServer, TestServer) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let b = start(backend, topology, "b.test", pb, &[("a.test", url(pa))], &[]).await;
+    (a, b)
+}
+
+/// `user`'s membership of a room as `s` holds it (by `token`'s reading of the state).
+async fn membership_on(s: &TestServer, token: &str, room: &str, user: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(room),
+                enc(user)
+            ),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["membership"].clone()
+}
+
+/// The joined members of a room as `s` lists them.
+async fn joined_members(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut users: Vec<String> = body["joined"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    users.sort();
+    users
+}
+
+async fn sync(s: &TestServer, token: &str) -> Value {
+    let (status, body) = s
+        .get("/_matrix/client/v3/sync?timeout=0", Some(token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let room = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "public_chat", "name": "Over there", "topic": "federation"}),
+    )
+    .await;
+    // Without a server to ask, b does not know the room (v12 room IDs name no server).
+    let path = format!("/_matrix/client/v3/join/{}", enc(&room));
+    let refused = b.post(&path, Some(&bob_token), json!({})).await;
+    common::assert_error(&refused, 404, "M_NOT_FOUND");
+    let (status, body) = b
+        .post(&format!("{path}?via=a.test"), Some(&bob_token), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room);
+
+    // B's sync shows the room with its whole state and the join in its timeline.
+    let synced = sync(&b, &bob_token).await;
+    let joined = &synced["rooms"]["join"][&room];
+    let mut events: Vec<&Value> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    events.extend(joined["timeline"]["events"].as_array().unwrap());
+    let has = |t: &str, k: &str| events.iter().any(|e| e["type"] == t && e["state_key"] == k);
+    for (t, k) in [
+        ("m.room.create", ""),
+        ("m.room.power_levels", ""),
+        ("m.room.join_rules", ""),
+        ("m.room.name", ""),
+        ("m.room.topic", ""),
+        ("m.room.member", alice.as_str()),
+    ] {
+        assert!(has(t, k), "{t} {k} missing: {joined}");
+    }
+    let timeline = joined["timeline"]["events"].as_array().unwrap();
+    let last = timeline.last().unwrap();
+    assert_eq!(last["type"], "m.room.member", "{joined}");
+    assert_eq!(last["state_key"], bob, "{joined}");
+    assert_eq!(last["content"]["membership"], "join", "{joined}");
+    assert_eq!(last["content"]["displayname"], "bob", "{joined}");
+    // Both servers list both members.
+    let both = {
+        let mut v = vec![alice.clone(), bob.clone()];
+        v.sort();
+        v
+    };
+    assert_eq!(joined_members(&a, &alice_token, &room).await, both);
+    assert_eq!(joined_members(&b, &bob_token, &room).await, both);
+    let (status, body) = b
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["joined_rooms"], json!([room]));
+    // B holds the room now: a second join is answered here.
+    let (status, body) = b.post(&path, Some(&bob_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Leaving the room: B's copy follows (A hears of it once outgoing queues exist).
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&b, &bob_token, &room, &bob).await, "leave");
+    let (_, body) = b
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
+        .await;
+    assert_eq!(body["joined_rooms"], json!([]));
+    // B no longer follows the room: it lets nobody in through its stale copy.
+    let as_a = client_of(
+        key_of(&a),
+        "a.test",
+        &[("b.test", b.base.clone())],
+        "",
+        true,
+    );
+    let raw = as_a
+        .request(
+            http::Method::GET,
+            server("b.test"),
+            &format!(
+                "/_matrix/federation/v1/make_join/{}/{}?ver=12",
+                enc(&room),
+                enc("@carol:a.test")
+            ),
+            None,
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.status, 404, "{:?}", raw.body);
+    // Joining again goes through the servers the room had (B no longer follows it).
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&b, &bob_token, &room, &bob).await, "join");
+    let (_, body) = b
+        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
+        .await;
+    assert_eq!(body["joined_rooms"], json!([room]));
+    assert_eq!(joined_members(&b, &bob_token, &room).await, both);
+    // Another server's alias is asked of that server: A has none of that name.
+    let missing = b
+        .get(
+            &format!("/_matrix/client/v3/directory/room/{}", enc("#nope:a.test")),
+            Some(&bob_token),
+        )
+        .await;
+    common::assert_error(&missing, 404, "M_NOT_FOUND");
+    // One it has: looked up, then joined by alias (through the servers the lookup gives).
+    let hall = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "public_chat", "room_alias_name": "hall"}),
+    )
+    .await;
+    let (status, body) = b
+        .get(
+            &format!("/_matrix/client/v3/directory/room/{}", enc("#hall:a.test")),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], hall, "{body}");
+    assert_eq!(body["servers"], json!(["a.test"]), "{body}");
+    let (carol, carol_token, _) = b.register("carol", "password").await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#hall:a.test")),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], hall, "{body}");
+    let mut members = vec![alice.clone(), carol];
+    members.sort();
+    assert_eq!(joined_members(&a, &alice_token, &hall).await, members);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Rooms of older versions are joined the same way (event format v1 in versions 1 and 2:
+/// references with their hashes, event IDs chosen by the sender), through the server their
+/// room ID names.
+async fn remote_joins_of_every_event_format(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let mut both = vec![alice.clone(), bob.clone()];
+    both.sort();
+    for version in ["1", "2", "3", "6", "11"] {
+        let room = common::create(
+            &a,
+            &alice_token,
+            json!({"preset": "public_chat", "room_version": version}),
+        )
+        .await;
+        let (status, body) = b
+            .post(
+                &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+                Some(&bob_token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "version {version}: {body}");
+        assert_eq!(
+            joined_members(&a, &alice_token, &room).await,
+            both,
+            "{version}"
+        );
+        assert_eq!(
+            joined_members(&b, &bob_token, &room).await,
+            both,
+            "{version}"
+        );
+        let (status, body) = b
+            .get(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/m.room.create",
+                    enc(&room)
+                ),
+                Some(&bob_token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["room_version"], version, "{body}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn remote_invite_accepted(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let room = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "private_chat", "name": "Invitation only"}),
+    )
+    .await;
+    // A private room: no join without the invite.
+    let path = format!("/_matrix/client/v3/join/{}?via=a.test", enc(&room));
+    let refused = b.post(&path, Some(&bob_token), json!({})).await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice_token),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "invite");
+
+    // B's sync shows the invite with the room's stripped state.
+    let synced = sync(&b, &bob_token).await;
+    let invite = &synced["rooms"]["invite"][&room]["invite_state"]["events"];
+    let events = invite.as_array().unwrap_or_else(|| panic!("{synced}"));
+    let find = |t: &str| events.iter().find(|e| e["type"] == t);
+    assert_eq!(
+        find("m.room.name").unwrap()["content"]["name"],
+        "Invitation only"
+    );
+    assert!(find("m.room.create").is_some(), "{invite}");
+    assert!(find("m.room.join_rules").is_some(), "{invite}");
+    let own = events
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob)
+        .unwrap();
+    assert_eq!(own["content"]["membership"], "invite");
+    assert_eq!(own["sender"], alice);
+    assert!(
+        events.iter().all(|e| e.get("signatures").is_none()),
+        "stripped: {invite}"
+    );
+
+    // Accepting is a join through the inviter's server (no via needed).
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let synced = sync(&b, &bob_token).await;
+    assert!(synced["rooms"]["join"][&room].is_object(), "{synced}");
+    assert!(synced["rooms"]["invite"].get(&room).is_none(), "{synced}");
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "join");
+
+    // createRoom's invites of other servers' users go out once the room exists.
+    let direct = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob]}),
+    )
+    .await;
+    let synced = sync(&b, &bob_token).await;
+    let events = &synced["rooms"]["invite"][&direct]["invite_state"]["events"];
+    let own = events
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["state_key"] == bob))
+        .unwrap_or_else(|| panic!("{synced}"));
+    assert_eq!(own["content"]["membership"], "invite", "{own}");
+    assert_eq!(own["content"]["is_direct"], true, "{own}");
+    assert_eq!(
+        membership_on(&a, &alice_token, &direct, &bob).await,
+        "invite"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn remote_invite_rejected(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let room = common::create(&a, &alice_token, json!({"preset": "private_chat"})).await;
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice_token),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let since = sync(&b, &bob_token).await;
+    assert!(since["rooms"]["invite"][&room].is_object(), "{since}");
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({"reason": "no thanks"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A has the rejection (send_leave), and B's sync moves the room to `leave`.
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "leave");
+    let (status, synced) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?timeout=0&since={}",
+                since["next_batch"].as_str().unwrap()
+            ),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(synced["rooms"]["leave"][&room].is_object(), "{synced}");
+    assert!(synced["rooms"]["invite"].get(&room).is_none(), "{synced}");
+    let initial = sync(&b, &bob_token).await;
+    assert!(initial["rooms"]["invite"].get(&room).is_none(), "{initial}");
+    // Nothing is left to reject.
+    let again = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    common::assert_error(&again, 404, "M_NOT_FOUND");
+
+    // An invite the inviting server no longer lets the user leave (A banned bob since, and
+    // B does not know) is still cleared here, by a leave made here.
+    let room2 = common::create(&a, &alice_token, json!({"preset": "private_chat"})).await;
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room2)),
+            Some(&alice_token),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/ban", enc(&room2)),
+            Some(&alice_token),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let since = sync(&b, &bob_token).await;
+    assert!(since["rooms"]["invite"][&room2].is_object(), "{since}");
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room2)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room2, &bob).await, "ban");
+    let (status, synced) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?timeout=0&since={}",
+                since["next_batch"].as_str().unwrap()
+            ),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let left = &synced["rooms"]["leave"][&room2]["timeline"]["events"];
+    let leave = left
+        .as_array()
+        .and_then(|l| l.last())
+        .unwrap_or_else(|| panic!("{synced}"));
+    assert_eq!(leave["content"]["membership"], "leave", "{synced}");
+    assert_eq!(leave["sender"], bob, "{synced}");
+    let synced = sync(&b, &bob_token).await;
+    assert!(synced["rooms"]["invite"].get(&room2).is_none(), "{synced}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A `b.test` request to `a`, signed with B's key: (status, body).
+async fn call_as_b(
+    client: &FederationClient,
+    method: http::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let raw = client
+        .request(method, server("a.test"), path, body, true, None)
+        .await
+        .unwrap();
+    (
+        raw.status,
+        serde_json::from_slice(&raw.body).unwrap_or(Value::Null),
+    )
+}
+
+/// A join template from `a` for `user`, filled in and signed by `key` as `origin`.
+fn signed_join(made: &Value, origin: &str, key: &SigningKey, content: Value) -> myelin::pdu::Pdu {
+    let t = &made["event"];
+    let ids = |k: &str| -> Vec<ruma::OwnedEventId> {
+        t[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().try_into().unwrap())
+            .collect()
+    };
+    myelin::pdu::PduBuilder {
+        room_version: made["room_version"].as_str().unwrap().try_into().unwrap(),
+        room_id: Some(t["room_id"].as_str().unwrap().try_into().unwrap()),
+        sender: t["sender"].as_str().unwrap().try_into().unwrap(),
+        event_type: ruma::events::TimelineEventType::RoomMember,
+        state_key: Some(t["state_key"].as_str().unwrap().to_owned()),
+        content,
+        redacts: None,
+        prev_events: ids("prev_events"),
+        auth_events: ids("auth_events"),
+        reference_hashes: Default::default(),
+        depth: ruma::UInt::try_from(t["depth"].as_u64().unwrap()).unwrap(),
+        origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+    }
+    .build(key, server(origin))
+    .unwrap()
+}
+
+async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let room = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let other_room = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let private = common::create(&a, &alice_token, json!({"preset": "private_chat"})).await;
+    let b_key = key_of(&b);
+    let client = client_of(
+        key_of(&b),
+        "b.test",
+        &[("a.test", a.base.clone())],
+        "",
+        true,
+    );
+    let make_join = |room: &str, user: &str, ver: &str| {
+        format!(
+            "/_matrix/federation/v1/make_join/{}/{}{ver}",
+            enc(room),
+            enc(user)
+        )
+    };
+    let get = |path: String| {
+        let client = client.clone();
+        async move { call_as_b(&client, http::Method::GET, &path, None).await }
+    };
+    // make_join: the user must be the origin's, the room known, the version offered, the
+    // join allowed.
+    common::assert_error(
+        &get(make_join(&room, "@carol:c.test", "?ver=12")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &get(make_join("!nowhere:a.test", "@bob:b.test", "?ver=12")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let old = get(make_join(&room, "@bob:b.test", "?ver=1&ver=2")).await;
+    common::assert_error(&old, 400, "M_INCOMPATIBLE_ROOM_VERSION");
+    assert!(old.1["room_version"].is_string(), "{}", old.1);
+    common::assert_error(
+        &get(make_join(&room, "@bob:b.test", "")).await,
+        400,
+        "M_INCOMPATIBLE_ROOM_VERSION",
+    );
+    common::assert_error(
+        &get(make_join(&private, "@bob:b.test", "?ver=12&ver=11")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, made) = get(make_join(&room, "@bob:b.test", "?ver=11&ver=12")).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["event"]["content"]["membership"], "join");
+    assert_eq!(made["event"]["state_key"], "@bob:b.test");
+
+    // send_join: each bad event refused with M_INVALID_PARAM, nothing stored.
+    let send_join = |room: &str, id: &str| {
+        format!("/_matrix/federation/v2/send_join/{}/{}", enc(room), enc(id))
+    };
+    let put = |path: String, body: Value| {
+        let client = client.clone();
+        async move { call_as_b(&client, http::Method::PUT, &path, Some(&body)).await }
+    };
+    let good = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    let good_json = serde_json::to_value(&good.json).unwrap();
+    let other = SigningKey::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap();
+    let forged = signed_join(&made, "b.test", &other, json!({"membership": "join"}));
+    let leave = signed_join(&made, "b.test", &b_key, json!({"membership": "leave"}));
+    let cases = [
+        (
+            "another room",
+            send_join(&other_room, good.event_id.as_str()),
+            good_json.clone(),
+        ),
+        (
+            "another event ID",
+            send_join(&room, "$nope"),
+            good_json.clone(),
+        ),
+        (
+            "bad signature",
+            send_join(&room, forged.event_id.as_str()),
+            serde_json::to_value(&forged.json).unwrap(),
+        ),
+        (
+            "not a join",
+            send_join(&room, leave.event_id.as_str()),
+            serde_json::to_value(&leave.json).unwrap(),
+        ),
+    ];
+    for (case, path, body) in cases {
+        let got = put(path, body).await;
+        assert_eq!(got.0, 400, "{case}: {}", got.1);
+        assert_eq!(got.1["errcode"], "M_INVALID_PARAM", "{case}: {}", got.1);
+    }
+    let unknown = put(
+        send_join("!nowhere:a.test", good.event_id.as_str()),
+        good_json.clone(),
+    )
+    .await;
+    common::assert_error(&unknown, 404, "M_NOT_FOUND");
+    assert_eq!(joined_members(&a, &alice_token, &room).await.len(), 1);
+    // The good one is accepted: the state before it and the auth chain come back.
+    let (status, answer) = put(send_join(&room, good.event_id.as_str()), good_json).await;
+    assert_eq!(status, 200, "{answer}");
+    let state = answer["state"].as_array().unwrap();
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.create"),
+        "{answer}"
+    );
+    assert!(
+        !state.iter().any(|e| e["state_key"] == "@bob:b.test"),
+        "before the join"
+    );
+    assert!(
+        !answer["auth_chain"].as_array().unwrap().is_empty(),
+        "{answer}"
+    );
+    assert_eq!(answer["servers_in_room"], json!(["a.test"]), "{answer}");
+    assert_eq!(joined_members(&a, &alice_token, &room).await.len(), 2);
+    // With omit_members: no member events in the state; B is in the room now.
+    let (status, made) = get(make_join(&room, "@carol:b.test", "?ver=12&ver=11")).await;
+    assert_eq!(status, 200, "{made}");
+    let carol = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    let (status, answer) = put(
+        format!(
+            "{}?omit_members=true",
+            send_join(&room, carol.event_id.as_str())
+        ),
+        serde_json::to_value(&carol.json).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["members_omitted"], true, "{answer}");
+    let state = answer["state"].as_array().unwrap();
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.power_levels"),
+        "{answer}"
+    );
+    assert!(
+        state.iter().all(|e| e["type"] != "m.room.member"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["servers_in_room"],
+        json!(["a.test", "b.test"]),
+        "{answer}"
+    );
+
+    // make_leave and send_leave v2, checked the same way.
+    let make_leave = |user: &str| {
+        format!(
+            "/_matrix/federation/v1/make_leave/{}/{}",
+            enc(&room),
+            enc(user)
+        )
+    };
+    common::assert_error(&get(make_leave("@carol:c.test")).await, 403, "M_FORBIDDEN");
+    common::assert_error(&get(make_leave("@dave:b.test")).await, 403, "M_FORBIDDEN");
+    let (status, made) = get(make_leave("@bob:b.test")).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["event"]["content"]["membership"], "leave");
+    let send_leave = |id: &str| {
+        format!(
+            "/_matrix/federation/v2/send_leave/{}/{}",
+            enc(&room),
+            enc(id)
+        )
+    };
+    let not_leave = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    common::assert_error(
+        &put(
+            send_leave(not_leave.event_id.as_str()),
+            serde_json::to_value(&not_leave.json).unwrap(),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    let bob_leave = signed_join(&made, "b.test", &b_key, json!({"membership": "leave"}));
+    let (status, answer) = put(
+        send_leave(bob_leave.event_id.as_str()),
+        serde_json::to_value(&bob_leave.json).unwrap(),
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({})));
+    assert_eq!(
+        joined_members(&a, &alice_token, &room).await,
+        ["@alice:a.test", "@carol:b.test"]
+    );
+
+    // invite: a version we lack, a sender not of the origin, an invitee not of a.
+    let alice = "@alice:a.test";
+    let invite_path = |id: &str| {
+        format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            enc("!r:b.test"),
+            enc(id)
+        )
+    };
+    let invite = |sender: &str, invitee: &str, version: &str| {
+        json!({
+            "room_version": version,
+            "event": {
+                "type": "m.room.member", "room_id": "!r:b.test", "sender": sender,
+                "state_key": invitee, "content": {"membership": "invite"},
+                "prev_events": [], "auth_events": [], "depth": 3, "origin_server_ts": 1,
+            },
+            "invite_room_state": [],
+        })
+    };
+    common::assert_error(
+        &put(invite_path("$x"), invite("@bob:b.test", alice, "99")).await,
+        400,
+        "M_INCOMPATIBLE_ROOM_VERSION",
+    );
+    common::assert_error(
+        &put(invite_path("$x"), invite("@carol:c.test", alice, "12")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let elsewhere = invite("@bob:b.test", "@carol:c.test", "12");
+    let object: ruma::CanonicalJsonObject =
+        serde_json::from_value(elsewhere["event"].clone()).unwrap();
+    let id = myelin::pdu::event_id_of(&object, "12").unwrap();
+    common::assert_error(
+        &put(invite_path(id.as_str()), elsewhere).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // An invite signed by B (accepted and signed by A) and one signed with another key.
+    let invite_of = |key: &SigningKey| {
+        let hash = |c: char| {
+            ruma::OwnedEventId::try_from(format!("${}", c.to_string().repeat(43))).unwrap()
+        };
+        let pdu = myelin::pdu::PduBuilder {
+            room_version: "12".try_into().unwrap(),
+            room_id: Some("!r:b.test".try_into().unwrap()),
+            sender: "@bob:b.test".try_into().unwrap(),
+            event_type: ruma::events::TimelineEventType::RoomMember,
+            state_key: Some(alice.to_owned()),
+            content: json!({"membership": "invite"}),
+            redacts: None,
+            prev_events: vec![hash('P')],
+            auth_events: vec![hash('A')],
+            reference_hashes: Default::default(),
+            depth: 3u32.into(),
+            origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+        }
+        .build(key, server("b.test"))
+        .unwrap();
+        let body = json!({
+            "room_version": "12",
+            "event": pdu.json,
+            "invite_room_state": [{"type": "m.room.name", "state_key": "", "sender": "@bob:b.test", "content": {"name": "B's"}}],
+        });
+        (invite_path(pdu.event_id.as_str()), body)
+    };
+    let (path, body) = invite_of(&other);
+    common::assert_error(&put(path, body).await, 400, "M_INVALID_PARAM");
+    let (path, body) = invite_of(&b_key);
+    let (status, answer) = put(path, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["event"]["signatures"]["a.test"].is_object(),
+        "{answer}"
+    );
+    assert!(
+        answer["event"]["signatures"]["b.test"].is_object(),
+        "{answer}"
+    );
+    let synced = sync(&a, &alice_token).await;
+    let invited = &synced["rooms"]["invite"]["!r:b.test"]["invite_state"]["events"];
+    assert!(
+        invited
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["content"]["name"] == "B's")),
+        "{synced}"
+    );
+    // A room whose server ACL denies B: its membership endpoints refuse B first.
+    let (status, body) = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.server_acl/",
+                enc(&other_room)
+            ),
+            Some(&alice_token),
+            json!({"allow": ["*"], "deny": ["b.test"], "allow_ip_literals": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::assert_error(
+        &get(make_join(&other_room, "@bob:b.test", "?ver=12&ver=11")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &put(send_join(&other_room, good.event_id.as_str()), json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 scenarios!(
     published_keys_are_self_signed,
     keys_are_fetched_directly_and_served_as_notary,
@@ -1505,6 +2300,11 @@ scenarios!(
     the_dag_is_served_to_other_servers,
     directory_and_openid_for_other_servers,
     a_joined_server_reads_what_its_users_saw,
+    remote_user_joins_by_room_id_with_via,
+    remote_joins_of_every_event_format,
+    remote_invite_accepted,
+    remote_invite_rejected,
+    membership_requests_are_checked,
     events_are_queued_and_sent_to_remote_servers,
     incoming_transactions_are_checked,
 );

@@ -879,10 +879,11 @@ async fn aliases_and_directory(b: Backend, t: Topology) {
         404,
         "M_NOT_FOUND",
     );
+    // Another server's alias is asked of that server, which cannot be reached here.
     assert_error(
         &s.get(&dir("#hall:elsewhere.org"), None).await,
-        404,
-        "M_NOT_FOUND",
+        502,
+        "M_UNKNOWN",
     );
 
     // Creating aliases: members only, once, on this server.
@@ -1736,7 +1737,7 @@ async fn create_room_fails_whole(b: Backend, t: Topology) {
             "nothing listed: {v}"
         );
     }
-    // An invitee on another server: refused before anything is built.
+    // An invitee on a server that cannot be reached: the room made for it is abandoned.
     let got = s
         .post(
             &format!("{C}/createRoom"),
@@ -1763,8 +1764,9 @@ async fn create_room_fails_whole(b: Backend, t: Topology) {
     s.stop().await;
 }
 
-/// Work that needs federation answers an error, never a success for work not done: invites
-/// of other servers' users (no invite event is made). To-device messages for them are queued.
+/// Work that needs another server answers an error, never a success for work not done: an
+/// invite of a user whose server cannot be reached (no invite event is made). To-device
+/// messages for other servers' users are queued for them.
 async fn remote_work_is_refused(b: Backend, t: Topology) {
     let s = TestServer::start(b, t, &[]).await;
     let (_, tok, _) = s.register("alice", "pw").await;

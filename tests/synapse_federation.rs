@@ -10,7 +10,12 @@
 //!
 //! What it proves so far: each server fetches the other's keys over TLS (directly, and each
 //! serves the other's as a notary), and each accepts the other's `X-Matrix` signed requests
-//! (Synapse's profile query to myelin, and one signed with myelin's key to Synapse).
+//! (Synapse's profile query to myelin, and one signed with myelin's key to Synapse), and
+//! remote rooms both ways: a myelin user joins a Synapse room (`make_join`/`send_join` v2 to
+//! Synapse, its answer checked and imported), a Synapse user is invited into a myelin room
+//! (`invite` v2 to Synapse) and joins it (Synapse's `make_join`/`send_join` to myelin), and
+//! Synapse's invites of a myelin user (`invite` v2 from Synapse) show in its `/sync`, one
+//! accepted (a join through Synapse) and one rejected (`make_leave`/`send_leave` to Synapse).
 //! The test fails, never skips, when Synapse, Python or openssl cannot be had.
 
 mod common;
@@ -239,6 +244,161 @@ async fn signed_requests_cross(peer: &Peer, s: &TestServer, name: &str, round: u
     assert_eq!(profile["displayname"], bob.as_str(), "{profile}");
 }
 
+/// Remote rooms both ways: a myelin user joins a Synapse user's public room, and a Synapse
+/// user is invited into a myelin room and joins it; each side then lists both members.
+async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
+    let carol = format!("carol{round}");
+    let (carol_id, carol_token, _) = s.register(&carol, "secret-pass-1").await;
+    let dave = format!("dave{round}");
+    let dave_token = peer.register(&dave).await;
+    let dave_id = format!("@{dave}:{}", peer.name);
+
+    // myelin joins Synapse's room.
+    let (status, body) = peer
+        .call(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            Some(&dave_token),
+            Some(json!({"preset": "public_chat", "name": "Synapse's"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().unwrap().to_owned();
+    let (status, body) = s
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?via={}",
+                enc(&room),
+                enc(&peer.name)
+            ),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "myelin joining Synapse's room: {body}");
+    let members = |body: &Value| {
+        let mut m: Vec<String> = body["joined"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        m.sort();
+        m
+    };
+    let mut both = vec![carol_id.clone(), dave_id.clone()];
+    both.sort();
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+            Some(&carol_token),
+        )
+        .await;
+    assert_eq!(members(&body), both, "{body}");
+    let (_, body) = peer
+        .call(
+            "GET",
+            &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+            Some(&dave_token),
+            None,
+        )
+        .await;
+    assert_eq!(members(&body), both, "Synapse's members: {body}");
+
+    // Synapse's user is invited into a myelin room and joins it.
+    let mine = common::create(
+        s,
+        &carol_token,
+        json!({"preset": "private_chat", "name": "myelin's"}),
+    )
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&mine)),
+            Some(&carol_token),
+            json!({"user_id": dave_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "myelin inviting Synapse's user: {body}");
+    let (status, body) = peer
+        .call(
+            "POST",
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&mine),
+                enc(name)
+            ),
+            Some(&dave_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "Synapse joining myelin's room: {body}");
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&mine)),
+            Some(&carol_token),
+        )
+        .await;
+    assert_eq!(members(&body), both, "{body}");
+
+    // Synapse's invites of the myelin user: one accepted, one rejected.
+    let mut invited = Vec::new();
+    for name in ["accepted", "rejected"] {
+        let (status, body) = peer
+            .call(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                Some(&dave_token),
+                Some(json!({"preset": "private_chat", "name": name, "invite": [carol_id]})),
+            )
+            .await;
+        assert_eq!(status, 200, "Synapse inviting myelin's user: {body}");
+        invited.push(body["room_id"].as_str().unwrap().to_owned());
+    }
+    let (status, synced) = s
+        .get("/_matrix/client/v3/sync?timeout=0", Some(&carol_token))
+        .await;
+    assert_eq!(status, 200);
+    for (room, name) in invited.iter().zip(["accepted", "rejected"]) {
+        let events = &synced["rooms"]["invite"][room]["invite_state"]["events"];
+        assert!(
+            events
+                .as_array()
+                .is_some_and(|l| l.iter().any(|e| e["content"]["name"] == name)),
+            "{synced}"
+        );
+    }
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&invited[0])),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "accepting Synapse's invite: {body}");
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&invited[1])),
+            Some(&carol_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "rejecting Synapse's invite: {body}");
+    let state_of = |room: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(room),
+            enc(&carol_id)
+        )
+    };
+    let (_, body) = peer
+        .call("GET", &state_of(&invited[0]), Some(&dave_token), None)
+        .await;
+    assert_eq!(body["membership"], "join", "Synapse's view: {body}");
+    let (_, body) = peer
+        .call("GET", &state_of(&invited[1]), Some(&dave_token), None)
+        .await;
+    assert_eq!(body["membership"], "leave", "Synapse's view: {body}");
+}
+
 #[actix_web::test]
 async fn myelin_and_synapse_federate() {
     let started = Instant::now();
@@ -287,6 +447,7 @@ async fn myelin_and_synapse_federate() {
             let t = Instant::now();
             keys_cross_over_tls(&peer, &s, &name).await;
             signed_requests_cross(&peer, &s, &name, round).await;
+            rooms_cross(&peer, &s, &name, round).await;
             println!("{what}: federates with Synapse ({:.1?})", t.elapsed());
             s.stop().await;
         }

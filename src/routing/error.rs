@@ -167,6 +167,34 @@ impl From<FederationApiError> for MatrixError {
     fn from(e: FederationApiError) -> Self {
         match e {
             FederationApiError::BadRequest(why) => MatrixError::invalid_param(why),
+            // Another server's refusal, as Synapse relays it: a refusal of the user (403,
+            // 404, an incompatible room version) is theirs; anything else is the gateway's.
+            FederationApiError::Remote {
+                server,
+                status,
+                errcode,
+                error,
+            } => match (status, errcode.as_str()) {
+                (403, _) => MatrixError::forbidden(format!("{server}: {error}")),
+                (404, _) => MatrixError::not_found(format!("{server}: {error}")),
+                (400, "M_INCOMPATIBLE_ROOM_VERSION") => {
+                    MatrixError::new("M_INCOMPATIBLE_ROOM_VERSION", format!("{server}: {error}"))
+                }
+                _ => {
+                    tracing::warn!(
+                        server,
+                        status,
+                        errcode,
+                        error,
+                        "another server failed a request"
+                    );
+                    MatrixError::new(
+                        "M_UNKNOWN",
+                        format!("{server} could not be used ({status} {errcode}: {error})"),
+                    )
+                    .with_status(StatusCode::BAD_GATEWAY)
+                }
+            },
             // The detail was logged where it happened; the client gets a sanitized body.
             FederationApiError::Internal(_) => MatrixError::sanitized_internal(),
             FederationApiError::Busy => MatrixError::busy(),
@@ -229,6 +257,11 @@ impl From<RoomserverError> for MatrixError {
                 "M_UNSUPPORTED_ROOM_VERSION",
                 format!("This server does not support room version {v}"),
             ),
+            RoomserverError::IncompatibleRoomVersion(v) => MatrixError::new(
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                format!("Your homeserver does not support the features required to join this room (room version {v})"),
+            )
+            .with("room_version", v),
             RoomserverError::TooLarge => MatrixError::new("M_TOO_LARGE", "Event is too large"),
             RoomserverError::BadRequest(why) => MatrixError::bad_json(why),
             RoomserverError::BadState(why) => MatrixError::new("M_BAD_STATE", why),

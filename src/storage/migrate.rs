@@ -126,6 +126,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/024_federationapi_server_keys.sql"),
     ),
     (
+        25,
+        "025_roomserver_outliers",
+        include_str!("../../sql/025_roomserver_outliers.sql"),
+    ),
+    (
+        26,
+        "026_roomserver_remote_invites",
+        include_str!("../../sql/026_roomserver_remote_invites.sql"),
+    ),
+    (
         27,
         "027_federationapi_received_transactions",
         include_str!("../../sql/027_federationapi_received_transactions.sql"),

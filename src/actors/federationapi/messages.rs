@@ -1,5 +1,7 @@
 //! The federationapi's whole public API. Callers: routing (the key endpoints, the
-//! `X-Matrix` check of every signed federation request, and incoming transactions).
+//! `X-Matrix` check of every signed federation request, incoming transactions), the client
+//! API's joins, leaves, invites and alias lookups that need another server, and its typing
+//! and to-device messages for other servers.
 
 use super::FederationApiError;
 use actix::Message;
@@ -66,6 +68,79 @@ pub struct KeyQuery {
     pub key_ids: Vec<OwnedServerSigningKeyId>,
     /// ms since the epoch: the cache answers when the keys are valid until then.
     pub minimum_valid_until_ts: i64,
+}
+
+/// Joins a room on another server: `make_join` (offering the room versions we support) to
+/// each of `servers` in turn until one answers, the template filled in (our user's
+/// `content`, `membership: join`) and signed, then `send_join` v2 to that server. The answer
+/// is not checked here: the roomserver checks it as it imports the room
+/// (`InputJoinedRoom`). `Remote` with the last server's refusal when none can be used.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<JoinedRoom, FederationApiError>")]
+pub struct PerformJoin {
+    pub room_id: String,
+    /// Our user who joins.
+    pub user_id: String,
+    /// Servers to ask, in order (our own name is skipped).
+    pub servers: Vec<String>,
+    /// Content keys for the member event besides `membership` (display name, avatar,
+    /// reason): a JSON object.
+    pub content: Value,
+}
+
+/// What [`PerformJoin`] answers: the resident server's `send_join` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinedRoom {
+    /// The server that let us in.
+    pub server: String,
+    pub room_version: String,
+    /// Our join: the resident server's copy (`event`) when it gave one with the same ID,
+    /// else ours as we signed it.
+    pub join_event: Value,
+    pub state: Vec<Value>,
+    pub auth_chain: Vec<Value>,
+}
+
+/// Leaves a room through another server (`make_leave`, filled in and signed, `send_leave`
+/// v2), to each of `servers` in turn: how an invite into a room not held here is rejected.
+/// Returns our leave event as that server accepted it.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, FederationApiError>")]
+pub struct PerformLeave {
+    pub room_id: String,
+    pub user_id: String,
+    pub servers: Vec<String>,
+    /// Content keys besides `membership` (`reason`): a JSON object.
+    pub content: Value,
+}
+
+/// Invites another server's user: `template` (the roomserver's
+/// `QueryMembershipTemplate` of the invite, sent by our user) is signed and sent to the
+/// invitee's server (`PUT /_matrix/federation/v2/invite`). Returns the event as that server
+/// signed it, after checking that its signature verifies and the event is ours.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Value, FederationApiError>")]
+pub struct PerformInvite {
+    pub room_version: String,
+    pub template: Value,
+    /// Stripped state events of the room for the invitee.
+    pub invite_room_state: Vec<Value>,
+}
+
+/// Another server's alias (`GET /_matrix/federation/v1/query/directory` to the alias's
+/// server); `None` when that server has no such alias.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<RemoteAlias>, FederationApiError>")]
+pub struct QueryRemoteAlias {
+    pub alias: String,
+}
+
+/// What [`QueryRemoteAlias`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteAlias {
+    pub room_id: String,
+    /// Servers in the room, to join through.
+    pub servers: Vec<String>,
 }
 
 /// A transaction another server sent (`PUT /_matrix/federation/v1/send/{txnId}`), already
@@ -137,6 +212,10 @@ crate::remote_messages!("federationapi":
     QueryServerKeys,
     QueryLocalServerKeys,
     QueryNotaryKeys,
+    PerformJoin,
+    PerformLeave,
+    PerformInvite,
+    QueryRemoteAlias,
     InputTransaction,
     InputTyping,
     InputSendToDevice,

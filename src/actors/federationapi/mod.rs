@@ -8,12 +8,14 @@
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
 //! check of every signed federation request (`QueryServerKeys`) and `PUT /send/{txnId}`
 //! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
-//! typing, receipt and to-device EDUs through the syncapi), `/typing` (`InputTyping`) and
-//! `/sendToDevice` to other servers' users (`InputSendToDevice`). Reads the
-//! roomserver's stream (`consumers::roomserver`) and the syncapi's receipts and presence
-//! (`consumers::receipts`, `consumers::presence`), and sends this server's events, typing,
-//! receipts, to-device messages and presence to the other servers (`sender`). It emits no
-//! stream.
+//! typing, receipt, to-device and presence EDUs through the syncapi), `/typing`
+//! (`InputTyping`), `/sendToDevice` to other servers' users (`InputSendToDevice`), and the
+//! client API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`,
+//! `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
+//! only it can make; the roomserver checks the events). Reads the roomserver's stream
+//! (`consumers::roomserver`) and the syncapi's receipts and presence (`consumers::receipts`,
+//! `consumers::presence`), and sends this server's events, typing, receipts, to-device
+//! messages and presence to the other servers (`sender`). It emits no stream.
 
 mod actor;
 mod consumers;
@@ -162,6 +164,10 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<QueryServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryLocalServerKeys, _, _, _>(cfg, addr.clone());
     serve::<QueryNotaryKeys, _, _, _>(cfg, addr.clone());
+    serve::<PerformJoin, _, _, _>(cfg, addr.clone());
+    serve::<PerformLeave, _, _, _>(cfg, addr.clone());
+    serve::<PerformInvite, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemoteAlias, _, _, _>(cfg, addr.clone());
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
     serve::<InputTyping, _, _, _>(cfg, addr.clone());
     serve::<InputSendToDevice, _, _, _>(cfg, addr);
@@ -198,6 +204,37 @@ mod tests {
                     minimum_valid_until_ts: 7,
                 },
             )]),
+        });
+        round_trip(PerformJoin {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            servers: vec!["a.test".into()],
+            content: serde_json::json!({"displayname": "U"}),
+        });
+        round_trip(JoinedRoom {
+            server: "a.test".into(),
+            room_version: "11".into(),
+            join_event: serde_json::json!({"type": "m.room.member"}),
+            state: vec![serde_json::json!({})],
+            auth_chain: vec![],
+        });
+        round_trip(PerformLeave {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            servers: vec!["a.test".into()],
+            content: serde_json::json!({}),
+        });
+        round_trip(PerformInvite {
+            room_version: "12".into(),
+            template: serde_json::json!({"type": "m.room.member"}),
+            invite_room_state: vec![serde_json::json!({"type": "m.room.name"})],
+        });
+        round_trip(QueryRemoteAlias {
+            alias: "#a:a.test".into(),
+        });
+        round_trip(RemoteAlias {
+            room_id: "!r:a.test".into(),
+            servers: vec!["a.test".into()],
         });
         round_trip(InputTransaction {
             origin: "b.test".try_into().unwrap(),

@@ -355,6 +355,149 @@ directory_handler!(QueryMaySendState, bool, |db, m| {
     super::directory::may_send_state(&db, &m.room_id, &m.user_id, &m.event_type).await
 });
 
+directory_handler!(QueryRemoteInvite, Option<RemoteInvite>, |db, m| {
+    super::remote::remote_invite(&db, &m.room_id, &m.user_id).await
+});
+
+impl Handler<QueryMembershipTemplate> for RoomserverActor {
+    type Result = ResponseFuture<Result<MembershipTemplate, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryMembershipTemplate, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            self.exec
+                .run(move || async move { super::remote::membership_template(&deps, msg).await }),
+        )
+    }
+}
+
+impl Handler<PerformRetireRemoteInvite> for RoomserverActor {
+    type Result = ResponseFuture<Result<(), RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformRetireRemoteInvite, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            self.exec
+                .run(move || async move { super::remote::retire_remote_invite(&deps, msg).await }),
+        )
+    }
+}
+
+/// An event from elsewhere into its room's actor; an outcome other than accepted is
+/// `NotAllowed`.
+async fn input_accepted(
+    room: Lease,
+    room_id: String,
+    event: serde_json::Value,
+) -> Result<(), RoomserverError> {
+    let outcome = room
+        .addr
+        .send(InRoomInput(InputRoomEvent { room_id, event }))
+        .await
+        .map_err(|e| RoomserverError::internal(e))??;
+    match outcome {
+        InputOutcome::Accepted { .. } => Ok(()),
+        InputOutcome::Rejected { reason, .. } | InputOutcome::SoftFailed { reason, .. } => {
+            Err(RoomserverError::NotAllowed(reason))
+        }
+    }
+}
+
+impl Handler<PerformRemoteMembership> for RoomserverActor {
+    type Result = ResponseFuture<Result<MembershipAnswer, RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformRemoteMembership, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let room = self.room(&msg.room_id);
+        let me = ctx.address();
+        Box::pin(async move {
+            if let Err(e) = super::remote::check_remote_membership(&deps, &msg).await {
+                if matches!(e, RoomserverError::NoRoom) {
+                    drop(room);
+                    me.do_send(ForgetUnknownRoom(msg.room_id));
+                }
+                return Err(e);
+            }
+            let servers = super::server_reads::joined_servers(&deps.db, &msg.room_id)
+                .await?
+                .unwrap_or_default();
+            input_accepted(room, msg.room_id.clone(), msg.event.clone()).await?;
+            super::remote::membership_answer(&deps, &msg, servers).await
+        })
+    }
+}
+
+impl Handler<InputRemoteInvite> for RoomserverActor {
+    type Result = ResponseFuture<Result<serde_json::Value, RoomserverError>>;
+
+    fn handle(&mut self, msg: InputRemoteInvite, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let room = self.room(&msg.room_id);
+        let me = ctx.address();
+        Box::pin(async move {
+            let (event_id, signed) = super::remote::check_and_sign_invite(&deps, &msg).await?;
+            let value = serde_json::to_value(&signed).map_err(|e| RoomserverError::internal(e))?;
+            let known = super::storage::rooms::select(&deps.db, &msg.room_id)
+                .await?
+                .is_some();
+            // In a room known here the invite is an event like any other; one whose place
+            // in the DAG is unknown (or a room not here) is kept as a remote invite.
+            let input = if known {
+                input_accepted(room, msg.room_id.clone(), value.clone()).await
+            } else {
+                drop(room);
+                me.do_send(ForgetUnknownRoom(msg.room_id.clone()));
+                Err(RoomserverError::NoRoom)
+            };
+            match input {
+                Ok(()) => {}
+                Err(RoomserverError::NoRoom | RoomserverError::BadRequest(_)) => {
+                    super::remote::store_remote_invite(&deps, &msg, &event_id, &signed).await?
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(value)
+        })
+    }
+}
+
+impl Handler<InputJoinedRoom> for RoomserverActor {
+    type Result = ResponseFuture<Result<SentEvent, RoomserverError>>;
+
+    fn handle(&mut self, msg: InputJoinedRoom, _: &mut Context<Self>) -> Self::Result {
+        let room = self.room(&msg.room_id);
+        Box::pin(async move {
+            room.addr
+                .send(InRoomImport(msg))
+                .await
+                .map_err(|e| RoomserverError::internal(e))?
+        })
+    }
+}
+
+/// A room joined through another server, into its (new) room actor (internal).
+#[derive(Message)]
+#[rtype(result = "Result<SentEvent, RoomserverError>")]
+struct InRoomImport(InputJoinedRoom);
+
+impl Handler<InRoomImport> for RoomActor {
+    type Result = AtomicResponse<Self, Result<SentEvent, RoomserverError>>;
+
+    fn handle(&mut self, msg: InRoomImport, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        self.cache.borrow_mut().clear();
+        let cache = self.cache.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let result = super::remote::import_room(&deps, msg.0).await;
+                cache.borrow_mut().clear();
+                result
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
 // Reads for other servers (`server_reads.rs`).
 directory_handler!(QueryEventForServer, Option<ServerEvent>, |db, m| {
     super::server_reads::event(&db, &m.event_id, &m.server_name).await

@@ -25,6 +25,9 @@ pub enum RoomserverError {
     /// A room version this server does not support.
     #[error("unsupported room version {0}")]
     UnsupportedRoomVersion(String),
+    /// The room's version is not among those the asking server supports (`make_join`).
+    #[error("incompatible room version {0}")]
+    IncompatibleRoomVersion(String),
     /// The event is larger than a PDU may be.
     #[error("event too large")]
     TooLarge,

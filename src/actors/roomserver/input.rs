@@ -400,7 +400,7 @@ pub async fn in_room(
 
 /// Room versions 1 and 2: the reference hashes of the events a new event refers to, written
 /// next to their IDs. Empty in later versions, whose references are plain IDs.
-async fn reference_hashes(
+pub(super) async fn reference_hashes(
     db: &Db,
     version: &str,
     rules: &ruma::room_version_rules::RoomVersionRules,

@@ -332,6 +332,139 @@ pub enum InputOutcome {
     SoftFailed { event_id: String, reason: String },
 }
 
+/// A membership event for a user to fill in, sign and send back (`make_join`/`make_leave`
+/// of another server, and our own invites of other servers' users): `type`, `room_id`,
+/// `sender`, `state_key`, `content`, `prev_events` (the room's forward extremities),
+/// `auth_events`, `depth`, `origin` and `origin_server_ts`, unsigned. The event must pass
+/// the auth rules against the room's current state as it would be sent (`NotAllowed`
+/// otherwise). `NoRoom` for a room not known here.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<MembershipTemplate, RoomserverError>")]
+pub struct QueryMembershipTemplate {
+    pub room_id: String,
+    pub sender: String,
+    pub state_key: String,
+    /// A JSON object with `membership`.
+    pub content: serde_json::Value,
+    /// The room versions the asking server supports; `None`: any. When the room's version
+    /// is not among them: `IncompatibleRoomVersion` (before the auth rules are asked).
+    pub supported_versions: Option<Vec<String>>,
+}
+
+/// What [`QueryMembershipTemplate`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipTemplate {
+    pub room_version: String,
+    /// The unsigned event (federation format, without hashes and signatures).
+    pub event: serde_json::Value,
+}
+
+/// Another server's `send_join` or `send_leave` (v2): its user's signed membership event for
+/// one of our rooms. Checked first (`BadRequest`: the event ID is not the event's, another
+/// room, not an `m.room.member` event of `membership`, a sender other than its state key or
+/// not of `origin`), then input as [`InputRoomEvent`] (signatures verified there); an event
+/// the auth rules refuse (rejected or soft-failed) is `NotAllowed`. For a join, the answer
+/// holds the state before the event and the auth chain of that state and the event.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<MembershipAnswer, RoomserverError>")]
+pub struct PerformRemoteMembership {
+    pub room_id: String,
+    pub event_id: String,
+    /// The server that sent the request (checked with its signature by routing).
+    pub origin: String,
+    /// `join` or `leave`.
+    pub membership: String,
+    /// The event in federation format.
+    pub event: serde_json::Value,
+    /// `omit_members` of `send_join`: leave `m.room.member` events out of `state` (and the
+    /// state's events out of `auth_chain`).
+    pub omit_members: bool,
+}
+
+/// What [`PerformRemoteMembership`] answers. Empty lists for a leave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipAnswer {
+    /// The event as stored here.
+    pub event: serde_json::Value,
+    /// The room's state before the event (federation format).
+    pub state: Vec<serde_json::Value>,
+    /// Every event in the auth chains of `state` and of the event.
+    pub auth_chain: Vec<serde_json::Value>,
+    /// Member events were left out of `state`.
+    pub members_omitted: bool,
+    /// The servers with joined members before the event.
+    pub servers_in_room: Vec<String>,
+}
+
+/// A room this server joins through another server (the answer of its `send_join`): the
+/// state before our join and its auth chain are checked (each event's format for
+/// `room_version`, its signatures, the create event against the room ID, each event
+/// against its auth events; events that fail are dropped or stored rejected, and never
+/// enter the state) and stored as outliers; the room's state before our join is the
+/// returned state, and `join_event` (our user's, signed by us and maybe by the resident
+/// server) is stored on top of it as the room's only forward extremity. The new state
+/// events, then the join, are output. A remote invite of the user into the room is
+/// removed. Returns the join.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<SentEvent, RoomserverError>")]
+pub struct InputJoinedRoom {
+    pub room_id: String,
+    pub room_version: String,
+    pub join_event: serde_json::Value,
+    pub state: Vec<serde_json::Value>,
+    pub auth_chain: Vec<serde_json::Value>,
+}
+
+/// Another server's invite (`PUT /_matrix/federation/v2/invite`) of one of our users. The
+/// event is checked (`BadRequest`: the event ID is not the event's, another room, not an
+/// `m.room.member` invite, a sender not of `origin`, a bad signature; `NotAllowed`: the
+/// invitee is not a user of this server) and signed by us. In a room known here it is
+/// input as any event from elsewhere; otherwise it is kept as a remote invite and output
+/// (with `unsigned.invite_room_state`) so the user sees it. Returns the event with our
+/// signature.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<serde_json::Value, RoomserverError>")]
+pub struct InputRemoteInvite {
+    pub room_id: String,
+    pub event_id: String,
+    pub origin: String,
+    pub room_version: String,
+    pub event: serde_json::Value,
+    /// Stripped state events of the room, as the inviting server sent them.
+    pub invite_room_state: Vec<serde_json::Value>,
+}
+
+/// The remote invite of a user into a room not known here; `None` when there is none.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<RemoteInvite>, RoomserverError>")]
+pub struct QueryRemoteInvite {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// What [`QueryRemoteInvite`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteInvite {
+    pub event_id: String,
+    pub room_version: String,
+    /// The invite event (federation format, signed by both servers).
+    pub event: serde_json::Value,
+}
+
+/// Ends a remote invite (rejected by the user): removes it and outputs a leave that replaces
+/// it for the syncapi: `leave_event`, the user's leave as the inviting server accepted it
+/// (`send_leave`), or when that failed (`None`) a leave made here on top of the invite and
+/// known to nobody else, as Synapse does. `NoRoom` when there is no such invite.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformRetireRemoteInvite {
+    pub room_id: String,
+    pub user_id: String,
+    pub leave_event: Option<serde_json::Value>,
+}
+
+/// The servers with joined members in a room's current state, sorted; `None` for a room not
+/// known here.
 /// What the roomserver answers other servers (the federation API's reads, `server_reads.rs`).
 /// Each names the asking server (`server_name`, the verified origin of the request) and
 /// checks that it may read the room: one of its users is joined to the room now, or the
@@ -544,4 +677,86 @@ crate::remote_messages!("roomserver":
     QueryRoomHead,
     QueryStateAtPosition,
     QueryStateAfterEvent,
+    QueryMembershipTemplate,
+    PerformRemoteMembership,
+    InputJoinedRoom,
+    InputRemoteInvite,
+    QueryRemoteInvite,
+    PerformRetireRemoteInvite,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    fn round_trip<M: Serialize + DeserializeOwned + std::fmt::Debug>(m: M) {
+        let json = serde_json::to_string(&m).unwrap();
+        let back: M = serde_json::from_str(&json).unwrap();
+        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    }
+
+    /// The messages of joins, leaves and invites with other servers survive the bridge.
+    #[test]
+    fn federation_membership_messages_survive_serde() {
+        round_trip(QueryMembershipTemplate {
+            room_id: "!r:a.test".into(),
+            sender: "@u:b.test".into(),
+            state_key: "@u:b.test".into(),
+            content: json!({"membership": "join"}),
+            supported_versions: Some(vec!["12".into()]),
+        });
+        round_trip(MembershipTemplate {
+            room_version: "12".into(),
+            event: json!({"type": "m.room.member"}),
+        });
+        round_trip(PerformRemoteMembership {
+            room_id: "!r:a.test".into(),
+            event_id: "$e".into(),
+            origin: "b.test".into(),
+            membership: "join".into(),
+            event: json!({}),
+            omit_members: true,
+        });
+        round_trip(MembershipAnswer {
+            event: json!({}),
+            state: vec![json!({"type": "m.room.create"})],
+            auth_chain: vec![],
+            members_omitted: true,
+            servers_in_room: vec!["a.test".into()],
+        });
+        round_trip(InputJoinedRoom {
+            room_id: "!r:a.test".into(),
+            room_version: "11".into(),
+            join_event: json!({}),
+            state: vec![json!({})],
+            auth_chain: vec![json!({})],
+        });
+        round_trip(InputRemoteInvite {
+            room_id: "!r:a.test".into(),
+            event_id: "$e".into(),
+            origin: "a.test".into(),
+            room_version: "12".into(),
+            event: json!({}),
+            invite_room_state: vec![json!({"type": "m.room.name"})],
+        });
+        round_trip(QueryRemoteInvite {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+        });
+        round_trip(RemoteInvite {
+            event_id: "$e".into(),
+            room_version: "12".into(),
+            event: json!({}),
+        });
+        round_trip(PerformRetireRemoteInvite {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            leave_event: Some(json!({})),
+        });
+        round_trip(QueryJoinedServers {
+            room_id: "!r:a.test".into(),
+        });
+    }
+}

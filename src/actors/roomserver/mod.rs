@@ -7,7 +7,9 @@
 //! current state and events, per-room ordering (one actor per active room), the `roomserver`
 //! output stream, and the storage (rooms, interned types and keys, events, state snapshots
 //! of shared blocks; see `README.md`). State resolution of forks and events from other
-//! servers come with federation's input; the client room API is next.
+//! servers come with federation's input; the client room API is next. Rooms shared with
+//! other servers (`remote.rs`): join templates, other servers' joins and leaves, a room
+//! imported from our own `send_join`, invites of our users into rooms not held here.
 //!
 //! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 
@@ -20,6 +22,7 @@ mod input_events;
 pub mod keyring;
 pub mod membership;
 pub mod messages;
+pub mod remote;
 pub mod retention;
 mod room_head;
 mod server_reads;
@@ -66,6 +69,12 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryRoomHead, _, _, _>(cfg, addr.clone());
     serve::<QueryStateAtPosition, _, _, _>(cfg, addr.clone());
     serve::<QueryStateAfterEvent, _, _, _>(cfg, addr.clone());
+    serve::<QueryMembershipTemplate, _, _, _>(cfg, addr.clone());
+    serve::<PerformRemoteMembership, _, _, _>(cfg, addr.clone());
+    serve::<InputJoinedRoom, _, _, _>(cfg, addr.clone());
+    serve::<InputRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<PerformRetireRemoteInvite, _, _, _>(cfg, addr.clone());
     // Reads for other servers.
     serve::<QueryEventForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryStateForServer, _, _, _>(cfg, addr.clone());

@@ -303,7 +303,25 @@ async fn build(
                 {
                     continue;
                 }
-                let events = s.stripped_state(&m.room_id, user).await?;
+                // An invite from another server into a room not held here carries the
+                // stripped state its server sent (`unsigned.invite_room_state`), plus the
+                // invite itself.
+                let remote = event.as_ref().and_then(|e| {
+                    let j: Value = serde_json::from_str(&e.json).ok()?;
+                    let strip = |e: &Value| json!({"type": e["type"], "state_key": e["state_key"], "content": e["content"], "sender": e["sender"]});
+                    let given = j["unsigned"]["invite_room_state"].as_array()?;
+                    let mut list: Vec<Value> = given
+                        .iter()
+                        .filter(|e| e["type"] != "m.room.member" || e["state_key"] != user)
+                        .map(strip)
+                        .collect();
+                    list.push(strip(&j));
+                    Some(list)
+                });
+                let events = match remote {
+                    Some(events) => events,
+                    None => s.stripped_state(&m.room_id, user).await?,
+                };
                 invite.insert(
                     m.room_id.clone(),
                     json!({"invite_state": {"events": events}}),

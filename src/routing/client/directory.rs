@@ -1,6 +1,7 @@
 //! Room aliases and the public room directory of this server.
 
 use super::rooms::ensure_can_read;
+use crate::actors::federationapi::messages::QueryRemoteAlias;
 use crate::actors::roomserver::messages::{
     PerformPublishRoom, PerformRemoveRoomAlias, PerformSetRoomAlias, PublicRoomsPage,
     QueryAliasesForRoom, QueryPublicRooms, QueryPublishedRoom, QueryRoomIdForAlias,
@@ -14,7 +15,7 @@ use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
 use ruma::api::client::room::{aliases, Visibility};
-use ruma::{OwnedRoomId, RoomAliasId, ServerName};
+use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, ServerName};
 use serde_json::{json, Value};
 
 /// Refuses aliases of other servers: they are resolved over federation, which comes later.
@@ -28,17 +29,45 @@ fn ensure_local(state: &AppState, alias: &RoomAliasId) -> Result<(), MatrixError
     }
 }
 
-/// The room an alias of this server points at.
+/// The room an alias points at (this server's, or another's asked over federation).
 pub async fn resolve(state: &AppState, alias: &RoomAliasId) -> Result<OwnedRoomId, MatrixError> {
-    ensure_local(state, alias)?;
+    Ok(resolve_with_servers(state, alias).await?.0)
+}
+
+/// The room an alias points at, with servers to join it through: ours for our aliases, the
+/// alias's server's answer (`QueryRemoteAlias`, `/query/directory`) for another server's.
+pub async fn resolve_with_servers(
+    state: &AppState,
+    alias: &RoomAliasId,
+) -> Result<(OwnedRoomId, Vec<String>), MatrixError> {
+    let not_found = || MatrixError::not_found(format!("Room alias {alias} not found"));
+    if alias.server_name().as_str() != state.server_name() {
+        let remote = state
+            .federationapi
+            .send(QueryRemoteAlias {
+                alias: alias.to_string(),
+            })
+            .await?
+            .ok_or_else(not_found)?;
+        let room_id =
+            OwnedRoomId::try_from(remote.room_id).map_err(|e| MatrixError::internal(e))?;
+        let mut servers = remote.servers;
+        // The alias's own server knows the room, whatever it listed.
+        let own = alias.server_name().to_string();
+        if !servers.contains(&own) {
+            servers.push(own);
+        }
+        return Ok((room_id, servers));
+    }
     let room = state
         .roomserver
         .send(QueryRoomIdForAlias {
             alias: alias.to_string(),
         })
         .await?
-        .ok_or_else(|| MatrixError::not_found(format!("Room alias {alias} not found")))?;
-    OwnedRoomId::try_from(room).map_err(|e| MatrixError::internal(e))
+        .ok_or_else(not_found)?;
+    let room_id = OwnedRoomId::try_from(room).map_err(|e| MatrixError::internal(e))?;
+    Ok((room_id, vec![state.server_name().to_owned()]))
 }
 
 /// # `PUT /_matrix/client/v3/directory/room/{roomAlias}`
@@ -66,12 +95,12 @@ pub async fn get_alias(
     state: web::Data<AppState>,
     req: Ruma<get_alias::v3::Request>,
 ) -> RumaResult<get_alias::v3::Response> {
-    let room_id = resolve(&state, &req.body.room_alias).await?;
-    let server = ServerName::parse(state.server_name()).map_err(|e| MatrixError::internal(e))?;
-    Ok(RumaResponse(get_alias::v3::Response::new(
-        room_id,
-        vec![server],
-    )))
+    let (room_id, servers) = resolve_with_servers(&state, &req.body.room_alias).await?;
+    let servers = servers
+        .iter()
+        .filter_map(|s| OwnedServerName::try_from(s.as_str()).ok())
+        .collect();
+    Ok(RumaResponse(get_alias::v3::Response::new(room_id, servers)))
 }
 
 /// # `DELETE /_matrix/client/v3/directory/room/{roomAlias}`

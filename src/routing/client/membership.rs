@@ -5,7 +5,12 @@ use super::rooms::{
     add_profile, client_event, current_state, current_state_if_known, ensure_can_read,
     readable_state, send, send_event,
 };
-use crate::actors::roomserver::messages::{PerformForget, QueryJoinedRooms, QueryStateAtPosition};
+use crate::actors::federationapi::messages::{PerformInvite, PerformJoin, PerformLeave};
+use crate::actors::roomserver::messages::{
+    InputJoinedRoom, InputOutcome, InputRoomEvent, PerformForget, PerformRetireRemoteInvite,
+    QueryJoinedRooms, QueryJoinedServers, QueryMembershipTemplate, QueryRemoteInvite,
+    QueryStateAtPosition,
+};
 use crate::actors::roomserver::RoomserverError;
 use crate::identity::InviteDetails;
 use crate::routing::error::MatrixError;
@@ -122,8 +127,105 @@ async fn membership_of(
     .and_then(|e| e.json["content"]["membership"].as_str().map(str::to_owned)))
 }
 
-/// Joins a room known to this server; rooms elsewhere need federation.
+/// Joins a room: here when this server is in it (or no other server is known to ask), else
+/// through other servers (`via`, then the server of the user's invite, the servers the room
+/// had joined when we last held it, and the room ID's server for room IDs that name one).
 async fn join(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    reason: Option<String>,
+    extra: Map<String, Value>,
+    via: Vec<String>,
+) -> Result<(), MatrixError> {
+    let ours = state.server_name();
+    let known = state
+        .roomserver
+        .send(QueryJoinedServers {
+            room_id: room_id.to_owned(),
+        })
+        .await?;
+    let in_room = known
+        .as_ref()
+        .is_some_and(|servers| servers.iter().any(|s| s == ours));
+    let mut servers = via;
+    if !in_room {
+        let invite = state
+            .roomserver
+            .send(QueryRemoteInvite {
+                room_id: room_id.to_owned(),
+                user_id: sender.user_id.to_string(),
+            })
+            .await?;
+        servers.extend(
+            invite
+                .as_ref()
+                .and_then(|i| i.event["sender"].as_str())
+                .and_then(|s| s.split_once(':'))
+                .map(|(_, server)| server.to_owned()),
+        );
+        servers.extend(known.clone().unwrap_or_default());
+        servers.extend(
+            OwnedRoomId::try_from(room_id)
+                .ok()
+                .and_then(|r| r.server_name().map(|s| s.to_string())),
+        );
+        servers.retain(|s| s != ours);
+    }
+    if in_room || (known.is_some() && servers.is_empty()) {
+        return join_here(state, sender, room_id, reason, extra).await;
+    }
+    if servers.is_empty() {
+        return Err(MatrixError::not_found(
+            "Unknown room, and no server to join it through",
+        ));
+    }
+    if sender.is_guest {
+        return Err(MatrixError::forbidden(
+            "Guests cannot join rooms on other servers",
+        ));
+    }
+    let mut content = Value::Object(extra);
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    add_profile(state, sender, &mut content).await?;
+    let joined = state
+        .federationapi
+        .send(PerformJoin {
+            room_id: room_id.to_owned(),
+            user_id: sender.user_id.to_string(),
+            servers,
+            content,
+        })
+        .await?;
+    state
+        .roomserver
+        .send(InputJoinedRoom {
+            room_id: room_id.to_owned(),
+            room_version: joined.room_version,
+            join_event: joined.join_event,
+            state: joined.state,
+            auth_chain: joined.auth_chain,
+        })
+        .await
+        .map_err(|e| match e {
+            // The resident server's answer did not check: its fault, not the client's.
+            RoomserverError::BadRequest(why) => MatrixError::new(
+                "M_UNKNOWN",
+                format!(
+                    "{} gave an answer that does not check: {why}",
+                    joined.server
+                ),
+            )
+            .with_status(actix_web::http::StatusCode::BAD_GATEWAY),
+            e => e.into(),
+        })?;
+    Ok(())
+}
+
+/// Joins a room this server is in.
+async fn join_here(
     state: &AppState,
     sender: &Authed,
     room_id: &str,
@@ -155,7 +257,7 @@ async fn join(
         "join",
         reason,
         extra,
-        "Unknown room: joining rooms on other servers is not supported yet",
+        "Unknown room",
     )
     .await
 }
@@ -171,6 +273,7 @@ pub async fn join_room_by_id(
         req.body.room_id.as_str(),
         req.body.reason,
         extra_content(&req.raw),
+        Vec::new(),
     )
     .await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(
@@ -179,13 +282,21 @@ pub async fn join_room_by_id(
 }
 
 /// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+///
+/// `via` (and the older `server_name`) name servers to join through; an alias adds the
+/// servers its lookup gives.
 pub async fn join_room_by_id_or_alias(
     state: web::Data<AppState>,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> RumaResult<join_room_by_id_or_alias::v3::Response> {
     let target: &RoomOrAliasId = &req.body.room_id_or_alias;
+    let mut via: Vec<String> = req.body.via.iter().map(|s| s.to_string()).collect();
     let room_id: OwnedRoomId = match <&ruma::RoomAliasId>::try_from(target.as_str()) {
-        Ok(alias) => super::directory::resolve(&state, alias).await?,
+        Ok(alias) => {
+            let (room_id, servers) = super::directory::resolve_with_servers(&state, alias).await?;
+            via.extend(servers);
+            room_id
+        }
         Err(_) => OwnedRoomId::try_from(target.as_str())
             .map_err(|_| MatrixError::invalid_param("Not a room ID or alias"))?,
     };
@@ -195,6 +306,7 @@ pub async fn join_room_by_id_or_alias(
         room_id.as_str(),
         req.body.reason,
         extra_content(&req.raw),
+        via,
     )
     .await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(
@@ -203,21 +315,94 @@ pub async fn join_room_by_id_or_alias(
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/leave`
+///
+/// In a room this server does not hold, where the user only has an invite from another
+/// server, the invite is rejected through that server (`make_leave`/`send_leave`); when it
+/// cannot be reached the invite is still cleared here, as Synapse does.
 pub async fn leave_room(
     state: web::Data<AppState>,
     req: Ruma<leave_room::v3::Request>,
 ) -> RumaResult<leave_room::v3::Response> {
     let me = req.sender.user_id.to_string();
-    set_membership(
+    let room_id = req.body.room_id.as_str();
+    match set_membership(
         &state,
         &req.sender,
-        req.body.room_id.as_str(),
+        room_id,
         &me,
         "leave",
-        req.body.reason,
+        req.body.reason.clone(),
     )
-    .await?;
+    .await
+    {
+        Ok(()) => {}
+        // A room not held here (or held but no longer followed, where the stale state
+        // refuses the leave): the remote invite, if there is one, is what to reject.
+        Err(e) => {
+            reject_remote_invite(&state, room_id, &me, req.body.reason)
+                .await?
+                .ok_or(e)?;
+        }
+    }
     Ok(RumaResponse(leave_room::v3::Response::new()))
+}
+
+/// Rejects the user's invite into a room not held here; `None` when there is none.
+async fn reject_remote_invite(
+    state: &AppState,
+    room_id: &str,
+    user_id: &str,
+    reason: Option<String>,
+) -> Result<Option<()>, MatrixError> {
+    let Some(invite) = state
+        .roomserver
+        .send(QueryRemoteInvite {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+        })
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut servers: Vec<String> = invite.event["sender"]
+        .as_str()
+        .and_then(|s| s.split_once(':'))
+        .map(|(_, server)| vec![server.to_owned()])
+        .unwrap_or_default();
+    servers.extend(
+        OwnedRoomId::try_from(room_id)
+            .ok()
+            .and_then(|r| r.server_name().map(|s| s.to_string())),
+    );
+    let mut content = json!({});
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    let leave_event = match state
+        .federationapi
+        .send(PerformLeave {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+            servers,
+            content,
+        })
+        .await
+    {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::warn!(room_id, error = %e, "rejecting an invite through its server failed; clearing it here");
+            None
+        }
+    };
+    state
+        .roomserver
+        .send(PerformRetireRemoteInvite {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+            leave_event,
+        })
+        .await?;
+    Ok(Some(()))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
@@ -231,18 +416,27 @@ pub async fn invite_user(
     let room_id = req.body.room_id.as_str();
     match req.body.recipient {
         invite_user::v3::InvitationRecipient::UserId(invitee) => {
-            // An invite of another server's user is sent to that server (`/invite` over
-            // federation), which is not built yet: no invite event that nobody receives.
-            ensure_local_invitee(&state, &invitee.user_id)?;
-            set_membership(
-                &state,
-                &req.sender,
-                room_id,
-                invitee.user_id.as_str(),
-                "invite",
-                invitee.reason,
-            )
-            .await?
+            if super::local_part(state.server_name(), &invitee.user_id).is_some() {
+                set_membership(
+                    &state,
+                    &req.sender,
+                    room_id,
+                    invitee.user_id.as_str(),
+                    "invite",
+                    invitee.reason,
+                )
+                .await?
+            } else {
+                invite_remote(
+                    &state,
+                    &req.sender,
+                    room_id,
+                    &invitee.user_id,
+                    invitee.reason,
+                    false,
+                )
+                .await?
+            }
         }
         invite_user::v3::InvitationRecipient::ThirdPartyId(invite) => {
             let medium = check_3pid(&state, &invite)?;
@@ -253,13 +447,85 @@ pub async fn invite_user(
     Ok(RumaResponse(invite_user::v3::Response::new()))
 }
 
-/// Refuses an invite of a user of another server (502 `M_UNKNOWN`) until federation exists.
-pub fn ensure_local_invitee(state: &AppState, invitee: &ruma::UserId) -> Result<(), MatrixError> {
-    match super::local_part(state.server_name(), invitee) {
-        Some(_) => Ok(()),
-        None => Err(MatrixError::federation_unavailable(format!(
-            "Cannot invite {invitee}"
-        ))),
+/// The state events an invitee of another server is sent with the invite
+/// (`invite_room_state`, full PDUs as the spec asks since v1.16): the room's create event,
+/// join rules, name, avatar, canonical alias, encryption, type-defining events and the
+/// inviter's membership.
+async fn invite_room_state(
+    state: &AppState,
+    room_id: &str,
+    inviter: &str,
+) -> Result<Vec<Value>, MatrixError> {
+    let keys = [
+        "m.room.create",
+        "m.room.join_rules",
+        "m.room.name",
+        "m.room.avatar",
+        "m.room.canonical_alias",
+        "m.room.encryption",
+        "m.room.topic",
+    ];
+    let mut wanted: Vec<(String, String)> = keys
+        .iter()
+        .map(|t| ((*t).to_owned(), String::new()))
+        .collect();
+    wanted.push(("m.room.member".to_owned(), inviter.to_owned()));
+    Ok(current_state(state, room_id, wanted)
+        .await?
+        .into_iter()
+        .map(|e| e.json)
+        .collect())
+}
+
+/// Invites another server's user: the invite built here (and authorized against the room's
+/// state), signed by the invitee's server (`PUT /invite` v2, through the federationapi),
+/// then input as any event from elsewhere.
+pub async fn invite_remote(
+    state: &AppState,
+    sender: &Authed,
+    room_id: &str,
+    invitee: &ruma::UserId,
+    reason: Option<String>,
+    is_direct: bool,
+) -> Result<(), MatrixError> {
+    let mut content = json!({"membership": "invite"});
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    if is_direct {
+        content["is_direct"] = json!(true);
+    }
+    let template = state
+        .roomserver
+        .send(QueryMembershipTemplate {
+            room_id: room_id.to_owned(),
+            sender: sender.user_id.to_string(),
+            state_key: invitee.to_string(),
+            content,
+            supported_versions: None,
+        })
+        .await?;
+    let invite_room_state = invite_room_state(state, room_id, sender.user_id.as_str()).await?;
+    let signed = state
+        .federationapi
+        .send(PerformInvite {
+            room_version: template.room_version,
+            template: template.event,
+            invite_room_state,
+        })
+        .await?;
+    match state
+        .roomserver
+        .send(InputRoomEvent {
+            room_id: room_id.to_owned(),
+            event: signed,
+        })
+        .await?
+    {
+        InputOutcome::Accepted { .. } => Ok(()),
+        InputOutcome::Rejected { reason, .. } | InputOutcome::SoftFailed { reason, .. } => {
+            Err(MatrixError::forbidden(reason))
+        }
     }
 }
 

@@ -332,10 +332,12 @@ pub async fn create_room(
         initial_state.push((kind, key, content));
     }
     let creators_privileged = rules.authorization.explicitly_privilege_room_creators;
-    // Invites of other servers' users need federation: refused before the room exists.
-    for invitee in &body.invite {
-        super::membership::ensure_local_invitee(&state, invitee)?;
-    }
+    // Invites of other servers' users need their servers' signatures: sent once the room
+    // exists (see `finish_room`).
+    let (local_invites, remote_invites): (Vec<&ruma::OwnedUserId>, Vec<&ruma::OwnedUserId>) = body
+        .invite
+        .iter()
+        .partition(|u| super::local_part(state.server_name(), u).is_some());
     let me = sender.user_id.to_string();
     let mut initial: Vec<InitialEvent> = Vec::new();
     let mut add = |event_type: &str, state_key: Option<&str>, content: Value| {
@@ -427,7 +429,7 @@ pub async fn create_room(
     }
 
     // 5. Invitations of local users.
-    for invitee in &body.invite {
+    for invitee in &local_invites {
         let mut content = json!({ "membership": "invite" });
         if body.is_direct {
             content["is_direct"] = json!(true);
@@ -458,6 +460,7 @@ pub async fn create_room(
         alias.as_ref(),
         &mut alias_set,
         invites_3pid,
+        (&remote_invites, body.is_direct),
         body.visibility,
     )
     .await
@@ -471,7 +474,9 @@ pub async fn create_room(
 }
 
 /// The steps of `createRoom` after the room's events: the alias (`alias_set` says whether
-/// it was made), third-party invites (which call identity servers) and the directory listing.
+/// it was made), invites of other servers' users (each signed by the invitee's server; with
+/// `is_direct`), third-party invites (which call identity servers) and the directory listing.
+#[allow(clippy::too_many_arguments)]
 async fn finish_room(
     state: &AppState,
     sender: &Authed,
@@ -479,6 +484,7 @@ async fn finish_room(
     alias: Option<&ruma::OwnedRoomAliasId>,
     alias_set: &mut bool,
     invites_3pid: Vec<(&ruma::api::client::membership::Invite3pid, &'static str)>,
+    (remote_invites, is_direct): (&[&ruma::OwnedUserId], bool),
     visibility: Visibility,
 ) -> Result<(), MatrixError> {
     let me = sender.user_id.to_string();
@@ -492,6 +498,9 @@ async fn finish_room(
             })
             .await?;
         *alias_set = true;
+    }
+    for invitee in remote_invites {
+        super::membership::invite_remote(state, sender, room, invitee, None, is_direct).await?;
     }
     for (invite, medium) in invites_3pid {
         super::membership::invite_3pid(state, sender, room, invite, medium).await?;

@@ -3,6 +3,11 @@
 pub mod input_send_to_device;
 pub mod input_transaction;
 pub mod input_typing;
+pub mod membership;
+pub mod perform_invite;
+pub mod perform_join;
+pub mod perform_leave;
 pub mod query_local_server_keys;
 pub mod query_notary_keys;
+pub mod query_remote_alias;
 pub mod query_server_keys;

@@ -9,6 +9,11 @@ const INSERT: &str = "INSERT INTO roomserver_events
      state_snapshot_nid, state_after_snapshot_nid, stream_position)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
+const INSERT_OUTLIER: &str = "INSERT INTO roomserver_events
+    (room_nid, event_id, type_nid, state_key_nid, depth, json, rejected, origin_server_ts,
+     outlier)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)
+    ON CONFLICT (event_id) DO NOTHING RETURNING event_nid";
 const COLUMNS: &str = "event_nid, room_nid, event_id, type_nid, state_key_nid, depth,
     state_snapshot_nid, json, rejected, redacted_by, soft_failed";
 const SET_SOFT_FAILED: &str = "UPDATE roomserver_events SET soft_failed = $2 WHERE event_nid = $1";
@@ -27,10 +32,10 @@ const SET_PRUNED: &str =
 /// Ordered by (origin_server_ts, event_nid), from just past ($2, $3); `{COLUMNS}` is filled in.
 const SELECT_AFTER_TS: &str = "SELECT {COLUMNS}, origin_server_ts FROM roomserver_events
     WHERE room_nid = $1 AND origin_server_ts >= $2 AND (origin_server_ts > $2 OR event_nid > $3)
-    AND rejected = 0 AND soft_failed = 0 ORDER BY origin_server_ts ASC, event_nid ASC LIMIT $4";
+    AND rejected = 0 AND soft_failed = 0 AND outlier = 0 ORDER BY origin_server_ts ASC, event_nid ASC LIMIT $4";
 const SELECT_BEFORE_TS: &str = "SELECT {COLUMNS}, origin_server_ts FROM roomserver_events
     WHERE room_nid = $1 AND origin_server_ts <= $2 AND (origin_server_ts < $2 OR event_nid < $3)
-    AND rejected = 0 AND soft_failed = 0 ORDER BY origin_server_ts DESC, event_nid DESC LIMIT $4";
+    AND rejected = 0 AND soft_failed = 0 AND outlier = 0 ORDER BY origin_server_ts DESC, event_nid DESC LIMIT $4";
 const SELECT_OF_STATE_KEY: &str = "SELECT {COLUMNS} FROM roomserver_events
     WHERE room_nid = $1 AND type_nid = $2 AND state_key_nid = $3 AND rejected = 0
     AND soft_failed = 0 ORDER BY event_nid";
@@ -112,6 +117,28 @@ pub async fn insert(db: &impl Conn, e: &NewEvent<'_>) -> Result<Option<i64>, Sto
             &e.state_snapshot_nid,
             &e.state_after_snapshot_nid,
             &e.stream_position,
+        ],
+    )
+    .await?
+    .map(|r| r.i64(0))
+    .transpose()
+}
+
+/// Stores an outlier (see `sql/025_roomserver_outliers.sql`): an event checked on its own,
+/// without the state before it; `state_snapshot_nid`, `state_after_snapshot_nid` and
+/// `stream_position` stay NULL. `None` when an event with that ID is already stored.
+pub async fn insert_outlier(db: &impl Conn, e: &NewEvent<'_>) -> Result<Option<i64>, StorageError> {
+    db.query_opt(
+        INSERT_OUTLIER,
+        &[
+            &e.room_nid,
+            &e.event_id,
+            &e.type_nid,
+            &e.state_key_nid,
+            &e.depth,
+            &e.json,
+            &e.rejected,
+            &e.origin_server_ts,
         ],
     )
     .await?

@@ -5,6 +5,7 @@ pub mod events;
 pub mod memberships;
 pub mod pending_redactions;
 pub mod published_rooms;
+pub mod remote_invites;
 pub mod reports;
 pub mod room_aliases;
 pub mod rooms;
