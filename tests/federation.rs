@@ -1549,6 +1549,90 @@ async fn sync(s: &TestServer, token: &str) -> Value {
     body
 }
 
+/// Whether `s`'s timeline of `room` (a full sync as `token`) has a message with `body`.
+async fn sees_message(s: &TestServer, token: &str, room: &str, body: &str) -> bool {
+    let synced = sync(s, token).await;
+    synced["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|e| e["content"]["body"] == body))
+}
+
+/// Polls `check` (up to 30 s) until it holds.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Two myelin servers in one room: messages, typing and a leave travel both ways through
+/// the outgoing queues and incoming transactions.
+async fn two_servers_talk_both_ways(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let room = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=a.test", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    say(&a, &alice_token, &room, "hello from a").await;
+    until("b sees a's message", || {
+        sees_message(&b, &bob_token, &room, "hello from a")
+    })
+    .await;
+    say(&b, &bob_token, &room, "hello from b").await;
+    until("a sees b's message", || {
+        sees_message(&a, &alice_token, &room, "hello from b")
+    })
+    .await;
+    // b's typing reaches a.
+    let (st, v) = b
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                enc(&room),
+                enc(&bob)
+            ),
+            Some(&bob_token),
+            json!({"typing": true, "timeout": 20000}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    until("a sees b typing", || async {
+        let synced = sync(&a, &alice_token).await;
+        synced["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([bob]))
+            })
+    })
+    .await;
+    // b leaves: a hears of it.
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    until("a sees b leave", || async {
+        membership_on(&a, &alice_token, &room, &bob).await == "leave"
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
 async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topology) {
     let (a, b) = pair(backend, topology).await;
     let (alice, alice_token, _) = a.register("alice", "password").await;
@@ -2307,6 +2391,7 @@ scenarios!(
     membership_requests_are_checked,
     events_are_queued_and_sent_to_remote_servers,
     incoming_transactions_are_checked,
+    two_servers_talk_both_ways,
 );
 
 // ---------------------------------------------------------------------------------------
