@@ -1696,7 +1696,8 @@ async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topol
     let (status, body) = b.post(&path, Some(&bob_token), json!({})).await;
     assert_eq!(status, 200, "{body}");
 
-    // Leaving the room: B's copy follows (A hears of it once outgoing queues exist).
+    // Leaving the room: B's copy follows (A hears of it through B's outgoing queue; see
+    // `two_servers_talk_both_ways`).
     let (status, body) = b
         .post(
             &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
