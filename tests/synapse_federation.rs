@@ -303,6 +303,75 @@ async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
         .await;
     assert_eq!(members(&body), both, "Synapse's members: {body}");
 
+    // Messages both ways in Synapse's room: myelin's outgoing queue to Synapse, Synapse's
+    // transactions to myelin's /send.
+    let from_myelin = format!("from myelin {round}");
+    let (status, body) = s
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/m{round}",
+                enc(&room)
+            ),
+            Some(&carol_token),
+            json!({"msgtype": "m.text", "body": from_myelin}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut seen = Value::Null;
+    for _ in 0..300 {
+        let (_, body) = peer
+            .call(
+                "GET",
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20",
+                    enc(&room)
+                ),
+                Some(&dave_token),
+                None,
+            )
+            .await;
+        if body["chunk"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|e| e["content"]["body"] == from_myelin.as_str())
+        }) {
+            seen = body;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!seen.is_null(), "Synapse never showed myelin's message");
+    let from_synapse = format!("from Synapse {round}");
+    let (status, body) = peer
+        .call(
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/s{round}",
+                enc(&room)
+            ),
+            Some(&dave_token),
+            Some(json!({"msgtype": "m.text", "body": from_synapse})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut arrived = false;
+    for _ in 0..300 {
+        let (_, synced) = s
+            .get("/_matrix/client/v3/sync?timeout=0", Some(&carol_token))
+            .await;
+        if synced["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|e| e["content"]["body"] == from_synapse.as_str())
+            })
+        {
+            arrived = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(arrived, "myelin never showed Synapse's message");
+
     // Synapse's user is invited into a myelin room and joins it.
     let mine = common::create(
         s,
