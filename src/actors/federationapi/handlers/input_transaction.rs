@@ -387,6 +387,9 @@ async fn fetch_missing(
             .filter(|(_, (_, _, prevs))| prevs.iter().any(|p| gap.contains(p)))
             .map(|(id, _)| id.clone())
             .collect();
+        if prev_events(pdu).iter().any(|p| gap.contains(p)) {
+            latest.push(event_id.to_owned());
+        }
     }
     if !unknown.is_empty() {
         return Err(format!(
