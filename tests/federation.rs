@@ -1633,6 +1633,57 @@ async fn two_servers_talk_both_ways(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
+/// Three servers: c joins a's room after b. a sends c's join on to b (on c's behalf, as
+/// only the resident server can), so b knows c is in the room and sends it its messages; c
+/// learned of b from the state a gave it, and sends to b directly.
+async fn a_join_through_one_server_reaches_the_others(backend: Backend, topology: Topology) {
+    let (pa, pb, pc) = (reserve_port(), reserve_port(), reserve_port());
+    let others = |me: &str| -> Vec<(&'static str, String)> {
+        [
+            ("a.test", url(pa)),
+            ("b.test", url(pb)),
+            ("c.test", url(pc)),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n != me)
+        .collect()
+    };
+    let a = start(backend, topology, "a.test", pa, &others("a.test"), &[]).await;
+    let b = start(backend, topology, "b.test", pb, &others("b.test"), &[]).await;
+    let c = start(backend, topology, "c.test", pc, &others("c.test"), &[]).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let (_, bob_token, _) = b.register("bob", "password").await;
+    let (carol, carol_token, _) = c.register("carol", "password").await;
+    let room = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    for (s, token) in [(&b, &bob_token), (&c, &carol_token)] {
+        let (status, body) = s
+            .post(
+                &format!("/_matrix/client/v3/join/{}?via=a.test", enc(&room)),
+                Some(token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    until("b hears of c's join from a", || async {
+        membership_on(&b, &bob_token, &room, &carol).await == "join"
+    })
+    .await;
+    say(&b, &bob_token, &room, "hello from b").await;
+    until("c sees b's message", || {
+        sees_message(&c, &carol_token, &room, "hello from b")
+    })
+    .await;
+    say(&c, &carol_token, &room, "hello from c").await;
+    until("b sees c's message", || {
+        sees_message(&b, &bob_token, &room, "hello from c")
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+}
+
 async fn remote_user_joins_by_room_id_with_via(backend: Backend, topology: Topology) {
     let (a, b) = pair(backend, topology).await;
     let (alice, alice_token, _) = a.register("alice", "password").await;
@@ -2393,6 +2444,7 @@ scenarios!(
     events_are_queued_and_sent_to_remote_servers,
     incoming_transactions_are_checked,
     two_servers_talk_both_ways,
+    a_join_through_one_server_reaches_the_others,
 );
 
 // ---------------------------------------------------------------------------------------

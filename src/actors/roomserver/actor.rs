@@ -384,15 +384,20 @@ impl Handler<PerformRetireRemoteInvite> for RoomserverActor {
 }
 
 /// An event from elsewhere into its room's actor; an outcome other than accepted is
-/// `NotAllowed`.
+/// `NotAllowed`. `send_on_behalf_of`: see [`InputRoomEvent`].
 async fn input_accepted(
     room: Lease,
     room_id: String,
     event: serde_json::Value,
+    send_on_behalf_of: Option<String>,
 ) -> Result<(), RoomserverError> {
     let outcome = room
         .addr
-        .send(InRoomInput(InputRoomEvent { room_id, event }))
+        .send(InRoomInput(InputRoomEvent {
+            room_id,
+            event,
+            send_on_behalf_of,
+        }))
         .await
         .map_err(|e| RoomserverError::internal(e))??;
     match outcome {
@@ -421,7 +426,15 @@ impl Handler<PerformRemoteMembership> for RoomserverActor {
             let servers = super::server_reads::joined_servers(&deps.db, &msg.room_id)
                 .await?
                 .unwrap_or_default();
-            input_accepted(room, msg.room_id.clone(), msg.event.clone()).await?;
+            // The joining (or leaving) server cannot send its event to the room's other
+            // servers: this server does, on its behalf.
+            input_accepted(
+                room,
+                msg.room_id.clone(),
+                msg.event.clone(),
+                Some(msg.origin.clone()),
+            )
+            .await?;
             super::remote::membership_answer(&deps, &msg, servers).await
         })
     }
@@ -443,7 +456,7 @@ impl Handler<InputRemoteInvite> for RoomserverActor {
             // In a room known here the invite is an event like any other; one whose place
             // in the DAG is unknown (or a room not here) is kept as a remote invite.
             let input = if known {
-                input_accepted(room, msg.room_id.clone(), value.clone()).await
+                input_accepted(room, msg.room_id.clone(), value.clone(), None).await
             } else {
                 drop(room);
                 me.do_send(ForgetUnknownRoom(msg.room_id.clone()));
@@ -572,7 +585,13 @@ impl Handler<InRoomInput> for RoomActor {
         let cache = self.cache.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let result = super::input_events::input(&deps, &room_id, msg.0.event).await;
+                let result = super::input_events::input(
+                    &deps,
+                    &room_id,
+                    msg.0.event,
+                    msg.0.send_on_behalf_of,
+                )
+                .await;
                 cache.borrow_mut().clear();
                 result
             }

@@ -599,6 +599,7 @@ pub(super) async fn store(
         redacts: redacts.map(|(_, id)| id.to_owned()),
         redacted_by: None,
         transaction: client_txn.map(|(device, txn_id, _)| (device.to_owned(), txn_id.to_owned())),
+        send_on_behalf_of: None,
     };
     let appended = bus::append(txn, STREAM, pdu.room_id.as_str(), &output).await?;
     let after_if_not_state = match key_nid {

@@ -257,6 +257,7 @@ pub async fn input(
     deps: &Deps,
     room_id: &str,
     event: serde_json::Value,
+    send_on_behalf_of: Option<String>,
 ) -> Result<InputOutcome, RoomserverError> {
     let db = &deps.db;
     let room = rooms::select(db, room_id)
@@ -598,6 +599,7 @@ pub async fn input(
             redacts: None,
             redacted_by: row.redacted_by.clone(),
             transaction: None,
+            send_on_behalf_of: None,
         };
         let out = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
         events::set_stream_position(&txn, row.event_nid, out.position).await?;
@@ -613,6 +615,7 @@ pub async fn input(
         redacts,
         redacted_by,
         transaction: None,
+        send_on_behalf_of,
     };
     let last = bus::append(&txn, super::input::STREAM, room_id, &output).await?;
     events::set_stream_position(&txn, nid, last.position).await?;

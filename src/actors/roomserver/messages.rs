@@ -291,6 +291,11 @@ pub struct InputRoomEvent {
     pub room_id: String,
     /// The event in federation format.
     pub event: serde_json::Value,
+    /// The server this server passes the event on for: the origin of a `send_join` or
+    /// `send_leave`, whose event only the resident server can send to the room's other
+    /// servers (as Synapse's `send_on_behalf_of`). Carried into the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_on_behalf_of: Option<String>,
 }
 
 /// What the federationapi needs before it inputs an event from another server: the room's
@@ -647,6 +652,11 @@ pub enum RoomserverOutput {
         /// For an event a local client sent: its (device ID, transaction ID).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transaction: Option<(String, String)>,
+        /// For another server's event this server accepted through `send_join` or
+        /// `send_leave`: that server. The federationapi sends the event to the room's other
+        /// servers, as it does this server's own events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        send_on_behalf_of: Option<String>,
     },
     /// A user forgot a room they had left (`PerformForget`): reads of the room as a former
     /// member stop for them until their membership changes again. Keyed by the room ID, so

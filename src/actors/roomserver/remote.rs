@@ -294,7 +294,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
     // Another of our users got in first (two joins at once): this server follows the room
     // already, so the join is an event like any other from elsewhere.
     if in_room(deps, &msg.room_id).await? {
-        return match super::input_events::input(deps, &msg.room_id, msg.join_event).await? {
+        return match super::input_events::input(deps, &msg.room_id, msg.join_event, None).await? {
             InputOutcome::Accepted { event_id } => Ok(SentEvent {
                 event_id,
                 room_id: msg.room_id,
@@ -594,6 +594,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
             redacts: None,
             redacted_by: None,
             transaction: None,
+            send_on_behalf_of: None,
         };
         appended.push(bus::append(&txn, input::STREAM, room_id.as_str(), &output).await?);
     }
@@ -608,6 +609,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
         redacts: None,
         redacted_by: None,
         transaction: None,
+        send_on_behalf_of: None,
     };
     let last = bus::append(&txn, input::STREAM, room_id.as_str(), &output).await?;
     events::set_stream_position(&txn, join_nid, last.position).await?;
@@ -736,6 +738,7 @@ pub async fn store_remote_invite(
         redacts: None,
         redacted_by: None,
         transaction: None,
+        send_on_behalf_of: None,
     };
     let out = bus::append(&txn, input::STREAM, &msg.room_id, &output).await?;
     deps.bus.commit(txn, &[out]).await?;
@@ -820,6 +823,7 @@ pub async fn retire_remote_invite(
         redacts: None,
         redacted_by: None,
         transaction: None,
+        send_on_behalf_of: None,
     };
     let out = bus::append(&txn, input::STREAM, &msg.room_id, &output).await?;
     deps.bus.commit(txn, &[out]).await?;

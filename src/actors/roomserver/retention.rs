@@ -70,6 +70,7 @@ async fn prune_output(db: &impl Conn, position: i64, redacted: &str) -> Result<(
         redacts,
         redacted_by,
         transaction,
+        send_on_behalf_of,
         ..
     }) = serde_json::from_str(&payload)
     else {
@@ -89,6 +90,7 @@ async fn prune_output(db: &impl Conn, position: i64, redacted: &str) -> Result<(
         redacts,
         redacted_by,
         transaction,
+        send_on_behalf_of,
     };
     let text = serde_json::to_string(&output).map_err(|e| StorageError::Decode {
         column: 0,

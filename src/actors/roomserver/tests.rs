@@ -566,6 +566,7 @@ async fn forks_are_resolved_with_state_resolution_v2() {
             let input = |event: &Value| InputRoomEvent {
                 room_id: room.clone(),
                 event: event.clone(),
+                send_on_behalf_of: None,
             };
             let a = f.rs.send(input(&join)).await.unwrap();
             assert!(
@@ -744,6 +745,7 @@ async fn room_version_1_forks_are_resolved_with_state_resolution_v1() {
         let input = |event: &Value| InputRoomEvent {
             room_id: room.clone(),
             event: event.clone(),
+            send_on_behalf_of: None,
         };
         let id = |e: &Value| e["event_id"].as_str().unwrap().to_owned();
         // Fork A: alice gives bob 50, then bans carol. Fork B: alice gives carol 50, then
@@ -1327,6 +1329,7 @@ async fn memberships_follow_the_resolved_state() {
             let input = |event: Value| InputRoomEvent {
                 room_id: room.clone(),
                 event,
+                send_on_behalf_of: None,
             };
             // Bob joins on one branch...
             let join = foreign(
@@ -1466,6 +1469,7 @@ async fn events_the_current_state_refuses_are_soft_failed() {
                     f.rs.send(InputRoomEvent {
                         room_id: room.clone(),
                         event: event.clone(),
+                        send_on_behalf_of: None,
                     })
                     .await
                     .unwrap();
@@ -1477,6 +1481,7 @@ async fn events_the_current_state_refuses_are_soft_failed() {
                     f.rs.send(InputRoomEvent {
                         room_id: room.clone(),
                         event,
+                        send_on_behalf_of: None,
                     })
                     .await
                     .unwrap();
@@ -1585,6 +1590,7 @@ async fn a_soft_failed_event_a_resolution_brings_into_the_state_is_output_then()
             let input = |event: &Value| InputRoomEvent {
                 room_id: room.clone(),
                 event: event.clone(),
+                send_on_behalf_of: None,
             };
             // Three branches from the moderator's promotion: carol bans bob; bob renames
             // himself; alice demotes carol.
@@ -1746,6 +1752,7 @@ async fn redactions_from_elsewhere_apply() {
                 f.rs.send(InputRoomEvent {
                     room_id: room.clone(),
                     event: redaction,
+                    send_on_behalf_of: None,
                 })
                 .await
                 .unwrap();
@@ -1799,6 +1806,7 @@ async fn redactions_from_elsewhere_wait_for_their_target() {
             let input = |room: &str, event: &Value| InputRoomEvent {
                 room_id: room.to_owned(),
                 event: event.clone(),
+                send_on_behalf_of: None,
             };
             // Bob's message, and his redaction of it, which arrives first (both on his join).
             let said = foreign(
@@ -2196,6 +2204,7 @@ async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
         let input = |event: &Value| InputRoomEvent {
             room_id: room.clone(),
             event: event.clone(),
+            send_on_behalf_of: None,
         };
 
         // Without a federationapi, another server's keys cannot be had.

@@ -519,6 +519,7 @@ pub async fn invite_remote(
         .send(InputRoomEvent {
             room_id: room_id.to_owned(),
             event: signed,
+            send_on_behalf_of: None,
         })
         .await?
     {

@@ -1,6 +1,8 @@
 //! Reads the roomserver's stream (offset `federationapi.roomserver`): keeps who is joined to
 //! each room (`federationapi_joined_members`, in stream order) and queues every event this
-//! server originated (its sender is one of our users) for each other server in the room at
+//! server originated (its sender is one of our users), or accepted on another server's behalf
+//! (`send_on_behalf_of`: a `send_join`/`send_leave`, sent on to everyone but that server), for
+//! each other server in the room at
 //! the event: the servers with joined members before it, plus, for a membership change of
 //! another server's user, that user's server (so a kicked, banned or uninvited server hears
 //! of it). Queued items commit with the consumer's offset; after each batch the senders of
@@ -92,6 +94,7 @@ impl Consumer for RoomserverConsumer {
             event,
             adds_state,
             removes_state,
+            send_on_behalf_of,
             ..
         } = output
         else {
@@ -118,7 +121,7 @@ impl Consumer for RoomserverConsumer {
             }
         }
         let sender = event.get("sender").and_then(Value::as_str).unwrap_or("");
-        if server_of(sender) != Some(self.server_name.as_str()) {
+        if server_of(sender) != Some(self.server_name.as_str()) && send_on_behalf_of.is_none() {
             return Ok(());
         }
         let mut targets: BTreeSet<String> = before.into_iter().collect();
@@ -132,6 +135,10 @@ impl Consumer for RoomserverConsumer {
             }
         }
         targets.remove(&self.server_name);
+        // A join or leave sent on another server's behalf: that server has it already.
+        if let Some(origin) = &send_on_behalf_of {
+            targets.remove(origin);
+        }
         if targets.is_empty() {
             return Ok(());
         }

@@ -260,6 +260,7 @@ async fn one_pdu(
         .send(InputRoomEvent {
             room_id: room_id.to_owned(),
             event: pdu,
+            send_on_behalf_of: None,
         })
         .await;
     match outcome {
@@ -405,6 +406,7 @@ async fn fetch_missing(
             .send(InputRoomEvent {
                 room_id: room_id.to_owned(),
                 event: ev,
+                send_on_behalf_of: None,
             })
             .await;
         match outcome {

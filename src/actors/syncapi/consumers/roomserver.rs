@@ -116,6 +116,7 @@ impl Consumer for RoomserverConsumer {
                 redacts,
                 redacted_by,
                 transaction,
+                ..
             } => (
                 room_id,
                 event_id,
