@@ -108,6 +108,25 @@ fn glob_matches(glob: &str, text: &str) -> bool {
     g[gi..].iter().all(|c| *c == '*')
 }
 
+/// Whether the room's current server ACL lets `server_name` take part; `true` for a room
+/// without an ACL, and for a room unknown here (the caller answers for that). For every
+/// component that judges another server's part in a room (routing's endpoints through
+/// `routing::federation::acl::ensure_allowed`, the federationapi's transactions).
+pub async fn server_allowed(
+    roomserver: &crate::actors::roomserver::RoomserverHandle,
+    room_id: &str,
+    server_name: &str,
+) -> Result<bool, crate::actors::roomserver::RoomserverError> {
+    let acl = roomserver
+        .send(crate::actors::roomserver::messages::QueryCurrentState {
+            room_id: room_id.to_owned(),
+            types: vec![("m.room.server_acl".to_owned(), String::new())],
+        })
+        .await?
+        .and_then(|events| events.into_iter().next());
+    Ok(acl.is_none_or(|event| ServerAcl::from_content(&event.json["content"]).allows(server_name)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,7 @@ use crate::actors::syncapi::messages::{
     PerformPresence, PerformReceipt, PerformSendToDevice, PerformTyping,
 };
 use crate::actors::userapi::messages::QueryDevices;
-use crate::routing::federation::acl::server_allowed;
+use crate::federation::acl::server_allowed;
 use crate::storage::now_ms;
 use ruma::{CanonicalJsonObject, ServerName};
 use serde_json::{json, Value};
