@@ -14,7 +14,7 @@ mod common;
 
 use common::certs::test_certificates;
 use common::remote::{auth_of, eventually, put_txn, put_txn_with, remote_event, room_tip, Fake};
-use common::{enc, Backend, TestServer, Topology};
+use common::{enc, reserve_port, Backend, TestServer, Topology};
 use myelin::federation::client::{ClientSettings, FederationClient, FederationError};
 use myelin::federation::keys;
 use myelin::net::IpDenylist;
@@ -24,15 +24,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A free loopback port (bound and released: the node binds it a moment later).
-fn reserve_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -1633,6 +1624,55 @@ async fn two_servers_talk_both_ways(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
+/// Profiles of another server's users, asked of that server through the client API.
+async fn remote_profiles_are_asked_of_their_server(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let down = [("a.test", url(pa)), ("down.test", url(reserve_port()))];
+    let b = start(backend, topology, "b.test", pb, &down, &[]).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (_, bob_token, _) = b.register("bob", "password").await;
+    let (status, body) = a
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice)),
+            Some(&alice_token),
+            json!({"displayname": "Alice of A"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let profile = |path: String| {
+        let (b, token) = (&b, bob_token.clone());
+        async move { b.get(&path, Some(&token)).await }
+    };
+    let (status, body) = profile(format!("/_matrix/client/v3/profile/{}", enc(&alice))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayname"], "Alice of A", "{body}");
+    assert!(body.get("avatar_url").is_none(), "{body}");
+    let (status, body) = profile(format!(
+        "/_matrix/client/v3/profile/{}/displayname",
+        enc(&alice)
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayname"], "Alice of A", "{body}");
+    // A user a.test does not have: its 404, relayed.
+    let missing = profile(format!(
+        "/_matrix/client/v3/profile/{}",
+        enc("@nobody:a.test")
+    ))
+    .await;
+    common::assert_error(&missing, 404, "M_NOT_FOUND");
+    // A server that does not answer: 502.
+    let (status, body) = profile(format!(
+        "/_matrix/client/v3/profile/{}",
+        enc("@someone:down.test")
+    ))
+    .await;
+    assert_eq!(status, 502, "{body}");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Three servers: c joins a's room after b. a sends c's join on to b (on c's behalf, as
 /// only the resident server can), so b knows c is in the room and sends it its messages; c
 /// learned of b from the state a gave it, and sends to b directly.
@@ -2445,6 +2485,7 @@ scenarios!(
     incoming_transactions_are_checked,
     two_servers_talk_both_ways,
     a_join_through_one_server_reaches_the_others,
+    remote_profiles_are_asked_of_their_server,
 );
 
 // ---------------------------------------------------------------------------------------

@@ -242,6 +242,15 @@ async fn signed_requests_cross(peer: &Peer, s: &TestServer, name: &str, round: u
         .await
         .unwrap_or_else(|e| panic!("a request signed as myelin, to Synapse: {e}"));
     assert_eq!(profile["displayname"], bob.as_str(), "{profile}");
+    // And through myelin's client API: myelin asks Synapse.
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v3/profile/{}", enc(&bob_id)),
+            Some(&alice_token),
+        )
+        .await;
+    assert_eq!(status, 200, "myelin's profile query to Synapse: {body}");
+    assert_eq!(body["displayname"], bob.as_str(), "{body}");
 }
 
 /// Remote rooms both ways: a myelin user joins a Synapse user's public room, and a Synapse

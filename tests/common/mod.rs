@@ -26,6 +26,28 @@ pub enum Topology {
     Bridged,
 }
 
+/// A free loopback port for a server that must know its port before it starts (a server
+/// name, another server's destination table, Synapse). Taken below Linux's ephemeral range
+/// (32768 and up), where the nodes' own port-0 listeners never land, so a port reserved here
+/// and bound a moment later cannot be taken in between by one of them; a counter keeps this
+/// process's reservations apart, and each is checked free by binding it.
+pub fn reserve_port() -> u16 {
+    use std::sync::atomic::AtomicU16;
+    const LOW: u16 = 10_000;
+    const SPAN: u16 = 22_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries run one after another: each starts elsewhere in the range.
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start.wrapping_add(n) % SPAN);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {}", LOW + SPAN);
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("MYELIN_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())

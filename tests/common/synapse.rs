@@ -83,10 +83,7 @@ pub fn synapse_python() -> Result<PathBuf, String> {
 
 /// A free loopback port: Synapse cannot listen on port 0 and report the port it got.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0 for a free port")
+    super::reserve_port()
 }
 
 /// A running Synapse; killed (and waited for) when dropped, whatever happened.

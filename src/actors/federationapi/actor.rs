@@ -120,6 +120,7 @@ delegate!(
     PerformLeave => perform_leave,
     PerformInvite => perform_invite,
     QueryRemoteAlias => query_remote_alias,
+    QueryRemoteProfile => query_remote_profile,
     InputTransaction => input_transaction,
     InputTyping => input_typing,
     InputSendToDevice => input_send_to_device,

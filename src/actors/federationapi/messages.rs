@@ -135,6 +135,25 @@ pub struct QueryRemoteAlias {
     pub alias: String,
 }
 
+/// Another server's user's profile (`GET /_matrix/federation/v1/query/profile` to the
+/// user's server): `displayname` and `avatar_url` when set (only `field` when given). A user
+/// that server does not know is `Remote` 404.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<RemoteProfile, FederationApiError>")]
+pub struct QueryRemoteProfile {
+    pub user_id: ruma::OwnedUserId,
+    /// `displayname` or `avatar_url`; `None` for both.
+    pub field: Option<String>,
+}
+
+/// What [`QueryRemoteProfile`] answers (fields the other server left out, or gave as other
+/// than strings, are `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteProfile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
 /// What [`QueryRemoteAlias`] answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteAlias {
@@ -216,6 +235,7 @@ crate::remote_messages!("federationapi":
     PerformLeave,
     PerformInvite,
     QueryRemoteAlias,
+    QueryRemoteProfile,
     InputTransaction,
     InputTyping,
     InputSendToDevice,

@@ -168,6 +168,7 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<PerformLeave, _, _, _>(cfg, addr.clone());
     serve::<PerformInvite, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteAlias, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemoteProfile, _, _, _>(cfg, addr.clone());
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
     serve::<InputTyping, _, _, _>(cfg, addr.clone());
     serve::<InputSendToDevice, _, _, _>(cfg, addr);
@@ -228,6 +229,14 @@ mod tests {
             room_version: "12".into(),
             template: serde_json::json!({"type": "m.room.member"}),
             invite_room_state: vec![serde_json::json!({"type": "m.room.name"})],
+        });
+        round_trip(QueryRemoteProfile {
+            user_id: "@u:b.test".try_into().unwrap(),
+            field: Some("displayname".into()),
+        });
+        round_trip(RemoteProfile {
+            displayname: Some("U".into()),
+            avatar_url: None,
         });
         round_trip(QueryRemoteAlias {
             alias: "#a:a.test".into(),

@@ -2,6 +2,7 @@
 
 use super::rooms::{current_state, send};
 use super::{ensure_self, local_part};
+use crate::actors::federationapi::messages::QueryRemoteProfile;
 use crate::actors::roomserver::messages::QueryJoinedRooms;
 use crate::actors::userapi::messages::{PerformProfileUpdate, Profile, ProfileField, QueryProfile};
 use crate::routing::error::MatrixError;
@@ -19,13 +20,26 @@ const MAX_DISPLAYNAME_LEN: usize = 256;
 /// The longest avatar URL accepted (as Synapse).
 const MAX_AVATAR_URL_LEN: usize = 1000;
 
-/// A local user's profile, or 404 M_NOT_FOUND.
-async fn profile_of(state: &AppState, user_id: &UserId) -> Result<Profile, MatrixError> {
+/// A user's profile, or 404 M_NOT_FOUND: a local user's from the userapi, another server's
+/// user's asked of that server (`field` narrows the question; its refusals relayed as
+/// Synapse does, 502 when it cannot be reached).
+async fn profile_of(
+    state: &AppState,
+    user_id: &UserId,
+    field: Option<&str>,
+) -> Result<Profile, MatrixError> {
     let Some(localpart) = local_part(state.server_name(), user_id) else {
-        // Remote profiles arrive with federation.
-        return Err(MatrixError::not_found(
-            "Profile lookup over federation is not supported yet",
-        ));
+        let remote = state
+            .federationapi
+            .send(QueryRemoteProfile {
+                user_id: user_id.to_owned(),
+                field: field.map(str::to_owned),
+            })
+            .await?;
+        return Ok(Profile {
+            displayname: remote.displayname,
+            avatar_url: remote.avatar_url,
+        });
     };
     state
         .userapi
@@ -41,7 +55,7 @@ pub async fn get_profile(
     state: web::Data<AppState>,
     req: Ruma<get_profile::v3::Request>,
 ) -> RumaResult<get_profile::v3::Response> {
-    let profile = profile_of(&state, &req.body.user_id).await?;
+    let profile = profile_of(&state, &req.body.user_id, None).await?;
     let mut response = get_profile::v3::Response::new();
     if let Some(name) = profile.displayname {
         response.set("displayname".into(), json!(name));
@@ -57,7 +71,7 @@ pub async fn get_display_name(
     state: web::Data<AppState>,
     req: Ruma<get_display_name::v3::Request>,
 ) -> RumaResult<get_display_name::v3::Response> {
-    let profile = profile_of(&state, &req.body.user_id).await?;
+    let profile = profile_of(&state, &req.body.user_id, Some("displayname")).await?;
     Ok(RumaResponse(get_display_name::v3::Response::new(
         profile.displayname,
     )))
@@ -68,7 +82,7 @@ pub async fn get_avatar_url(
     state: web::Data<AppState>,
     req: Ruma<get_avatar_url::v3::Request>,
 ) -> RumaResult<get_avatar_url::v3::Response> {
-    let profile = profile_of(&state, &req.body.user_id).await?;
+    let profile = profile_of(&state, &req.body.user_id, Some("avatar_url")).await?;
     Ok(RumaResponse(get_avatar_url::v3::Response::new(
         profile.avatar_url.map(OwnedMxcUri::from),
     )))

@@ -10,4 +10,5 @@ pub mod perform_leave;
 pub mod query_local_server_keys;
 pub mod query_notary_keys;
 pub mod query_remote_alias;
+pub mod query_remote_profile;
 pub mod query_server_keys;
