@@ -11,7 +11,8 @@
 # remote_join: a user of the remote server joins ROUNDS (at most 20) rooms of a local user;
 # to_remote_sync / from_remote_sync: ROUNDS messages each way, from the send to the other
 # server's long-poll /sync response that holds it. The JSON lines go to
-# benches/results/federation.jsonl and a table (p50 and p95 of each) to stdout.
+# benches/results/federation.jsonl, a table (p50 and p95 of each) to stdout and, with the
+# run's details, to benches/FEDERATION.md.
 #
 # Servers: a release myelin (SQLite in its data directory, rate limits off) and Synapse from
 # PyPI in $HOME/.cache/myelin/venv-synapse (SQLite, rc_* limits raised, its IP blocklist
@@ -223,8 +224,9 @@ for line in sys.stdin:
     stop_servers
 done
 
-python3 - "$RESULTS" <<'EOF'
-import json, sys
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 - "$RESULTS" "$ROOT/benches/FEDERATION.md" "$COMMIT" "$ROUNDS" <<'EOF'
+import json, os, sys, time
 rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
@@ -234,8 +236,28 @@ for line in open(sys.argv[1]):
         cell += f' errors {r["errors"]}'
     rows.setdefault(r["pair"], {})[r["scenario"]] = cell
 cols = ["remote_join", "to_remote_sync", "from_remote_sync"]
-print("| local:remote | " + " | ".join(f"{c} p50 / p95" for c in cols) + " |")
-print("|---|" + "---|" * len(cols))
+table = ["| local:remote | " + " | ".join(f"{c} p50 / p95" for c in cols) + " |",
+         "|---|" + "---|" * len(cols)]
 for pair, cells in rows.items():
-    print(f"| {pair} | " + " | ".join(cells.get(c, "-") for c in cols) + " |")
+    table.append(f"| {pair} | " + " | ".join(cells.get(c, "-") for c in cols) + " |")
+print("\n".join(table))
+load = os.getloadavg()[0]
+with open(sys.argv[2], "w") as out:
+    out.write(f"""# Federation: myelin and Synapse
+
+Written by `benches/federation.sh`; rerun it rather than editing this file.
+
+- date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+- myelin {sys.argv[3]} (release build); Synapse from PyPI; both on SQLite, one pair at a time
+- {os.cpu_count()} CPUs; 1-minute load average at the end: {load:.2f}
+- load: `myelin-load --users 1 --rounds {sys.argv[4]} --scenarios remote_join,to_remote_sync,from_remote_sync`
+
+Each pair is two fresh servers on loopback federating over HTTPS (a throwaway test CA, each
+checking the other's certificate), named `127.0.0.1:<port>`. `remote_join`: a user of the
+remote server joins a room of the local server's user (the client's `/join` call: make_join,
+send_join, the state checked and stored). `to_remote_sync` / `from_remote_sync`: from the
+start of a send on one server to the other server's long-poll `/sync` response holding the
+message. Figures are p50 / p95.
+
+""" + "\n".join(table) + "\n")
 EOF
