@@ -4,6 +4,7 @@
 use crate::actors::federationapi::actor::Deps;
 use crate::actors::federationapi::FederationApiError;
 use crate::pdu::{Pdu, PduBuilder};
+use crate::room_versions::STABLE;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ruma::events::TimelineEventType;
 use ruma::{
@@ -118,6 +119,68 @@ pub fn fill_template(
     }
     .build(&deps.key, &deps.server_name)
     .map_err(|e| bad_answer(server, format!("cannot build the event: {e}")))
+}
+
+/// What one membership exchange with a resident server gave: the room's version, our
+/// signed event, it as JSON (what was sent), and the `send_*` answer.
+pub struct Exchanged {
+    pub room_version: String,
+    pub pdu: Pdu,
+    pub sent: Value,
+    pub answer: Value,
+}
+
+/// One `make_{membership}` / `send_{membership}` v2 exchange with `server` for `user_id`
+/// in `room_id` (`query`: the make call's query string, e.g. the room versions offered):
+/// the template asked for, its room version checked against the ones this server supports,
+/// filled and signed ([`fill_template`]), and sent.
+pub async fn make_and_send(
+    deps: &Deps,
+    server: &ruma::ServerName,
+    (room_id, user_id): (&str, &str),
+    membership: &str,
+    query: &str,
+    content: &Value,
+) -> Result<Exchanged, FederationApiError> {
+    let name = server.as_str();
+    let path = format!(
+        "/_matrix/federation/v1/make_{membership}/{}/{}{query}",
+        enc(room_id),
+        enc(user_id),
+    );
+    let made = deps.client.get(server, &path).await?;
+    let room_version = made["room_version"].as_str().unwrap_or("1").to_owned();
+    if !STABLE.contains(&room_version.as_str()) {
+        return Err(bad_answer(
+            name,
+            format!("room version {room_version} is not one this server supports"),
+        ));
+    }
+    let pdu = fill_template(
+        deps,
+        name,
+        &room_version,
+        &made["event"],
+        (room_id, user_id, user_id),
+        membership,
+        content,
+    )?;
+    let path = format!(
+        "/_matrix/federation/v2/send_{membership}/{}/{}",
+        enc(room_id),
+        enc(pdu.event_id.as_str())
+    );
+    let sent = serde_json::to_value(&pdu.json).map_err(|e| FederationApiError::internal(e))?;
+    let answer = deps
+        .client
+        .json(http::Method::PUT, server, &path, Some(&sent), true, None)
+        .await?;
+    Ok(Exchanged {
+        room_version,
+        pdu,
+        sent,
+        answer,
+    })
 }
 
 /// The servers to ask, in order, once each, without ours.

@@ -1,6 +1,6 @@
 //! `PerformJoin`: joins a room on another server (`make_join`, then `send_join` v2).
 
-use super::membership::{bad_answer, candidates, enc, fill_template, no_server};
+use super::membership::{bad_answer, candidates, enc, make_and_send, no_server, Exchanged};
 use crate::actors::federationapi::actor::Deps;
 use crate::actors::federationapi::messages::{JoinedRoom, PerformJoin};
 use crate::actors::federationapi::FederationApiError;
@@ -28,39 +28,20 @@ async fn join_through(
 ) -> Result<JoinedRoom, FederationApiError> {
     let name = server.as_str();
     let versions: Vec<String> = STABLE.iter().map(|v| format!("ver={}", enc(v))).collect();
-    let path = format!(
-        "/_matrix/federation/v1/make_join/{}/{}?{}",
-        enc(&msg.room_id),
-        enc(&msg.user_id),
-        versions.join("&")
-    );
-    let made = deps.client.get(server, &path).await?;
-    let room_version = made["room_version"].as_str().unwrap_or("1").to_owned();
-    if !STABLE.contains(&room_version.as_str()) {
-        return Err(bad_answer(
-            name,
-            format!("room version {room_version}, which we did not offer"),
-        ));
-    }
-    let pdu = fill_template(
+    let Exchanged {
+        room_version,
+        pdu,
+        sent: body,
+        answer,
+    } = make_and_send(
         deps,
-        name,
-        &room_version,
-        &made["event"],
-        (&msg.room_id, &msg.user_id, &msg.user_id),
+        server,
+        (&msg.room_id, &msg.user_id),
         "join",
+        &format!("?{}", versions.join("&")),
         &msg.content,
-    )?;
-    let path = format!(
-        "/_matrix/federation/v2/send_join/{}/{}",
-        enc(&msg.room_id),
-        enc(pdu.event_id.as_str())
-    );
-    let body = serde_json::to_value(&pdu.json).map_err(|e| FederationApiError::internal(e))?;
-    let answer = deps
-        .client
-        .json(http::Method::PUT, server, &path, Some(&body), true, None)
-        .await?;
+    )
+    .await?;
     let list = |k: &str| -> Result<Vec<Value>, FederationApiError> {
         answer[k]
             .as_array()
