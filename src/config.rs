@@ -89,6 +89,11 @@ pub struct FederationConfig {
     /// 1 week).
     #[serde(deserialize_with = "duration")]
     pub retry_max_interval: std::time::Duration,
+    /// A destination whose transactions have failed for this long is in catch-up: its queue
+    /// keeps only the newest item of each kind (a room's newest event, a user's newest
+    /// presence, typing or receipt), so a dead server's queue stays bounded. 1 hour.
+    #[serde(deserialize_with = "duration")]
+    pub catch_up_after: std::time::Duration,
 }
 
 /// One entry of `federation.old_signing_keys`.
@@ -127,6 +132,7 @@ impl Default for FederationConfig {
             retry_min_interval: std::time::Duration::from_secs(10 * 60),
             retry_multiplier: 2,
             retry_max_interval: std::time::Duration::from_secs(7 * 24 * 60 * 60),
+            catch_up_after: std::time::Duration::from_secs(60 * 60),
         }
     }
 }

@@ -296,6 +296,7 @@ impl Node {
                             min: f.retry_min_interval,
                             multiplier: f.retry_multiplier,
                             max: f.retry_max_interval,
+                            catch_up_after: f.catch_up_after,
                         },
                         default_room_version: config.rooms.default_version.clone(),
                     },

@@ -2482,6 +2482,7 @@ scenarios!(
     remote_invite_rejected,
     membership_requests_are_checked,
     events_are_queued_and_sent_to_remote_servers,
+    a_dead_destination_is_caught_up,
     incoming_transactions_are_checked,
     two_servers_talk_both_ways,
     a_join_through_one_server_reaches_the_others,
@@ -2812,6 +2813,144 @@ async fn events_are_queued_and_sent_to_remote_servers(backend: Backend, topology
             && metrics.contains("myelin_federation_queue_items"),
         "{metrics}"
     );
+    a.stop().await;
+    fake.handle.stop(true).await;
+}
+
+/// A destination failing for `federation.catch_up_after` (0 here: from its first failure)
+/// is caught up: its queue keeps the newest PDU of each room and the newest typing and
+/// presence of each user, but every to-device message.
+async fn a_dead_destination_is_caught_up(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let fake = Fake::start("b.test", pb).await;
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &[
+            "federation.retry_min_interval=100ms".to_owned(),
+            "federation.retry_max_interval=300ms".to_owned(),
+            "federation.catch_up_after=0s".to_owned(),
+        ],
+    )
+    .await;
+    let client = fake.client(url(pa));
+    let (alice, room) = room_with_remote_member(&a, &fake, &client).await;
+    send_messages(&a, &alice, &room, ["before".to_owned()].into_iter()).await;
+    eventually("the first message arrived", || bodies(&fake).len() == 1).await;
+    let edus_before = edus(&fake).len();
+
+    // b.test goes down: c0 is in the transaction in flight when it first fails.
+    fake.state
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let tried_before = fake.state.attempts.lock().unwrap().len();
+    send_messages(&a, &alice, &room, ["c0".to_owned()].into_iter()).await;
+    eventually("a failed attempt", || {
+        fake.state.attempts.lock().unwrap().len() > tried_before
+    })
+    .await;
+    // Queued in catch-up: each newer message, typing or presence replaces the older one.
+    send_messages(&a, &alice, &room, (1..=5).map(|i| format!("c{i}"))).await;
+    for typing in [true, false] {
+        let (st, v) = a
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/typing/{}",
+                    common::enc(&room),
+                    common::enc("@alice:a.test")
+                ),
+                Some(&alice),
+                json!({"typing": typing, "timeout": 10000}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    for (i, status) in ["first", "second"].into_iter().enumerate() {
+        let (st, v) = a
+            .put(
+                &format!(
+                    "/_matrix/client/v3/presence/{}/status",
+                    common::enc("@alice:a.test")
+                ),
+                Some(&alice),
+                json!({"presence": "unavailable", "status_msg": status}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        let (st, v) = a
+            .put(
+                &format!("/_matrix/client/v3/sendToDevice/m.test/catch-up-{i}"),
+                Some(&alice),
+                json!({"messages": {"@bob:b.test": {"BOBDEV": {"n": i}}}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    // Presence goes out through a consumer: wait until it is queued (the queue gauge only
+    // grows while b.test is down, so one more failed attempt after the last change is
+    // enough to know it was compacted too).
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let tried = fake.state.attempts.lock().unwrap().len();
+    eventually("another failed attempt", || {
+        fake.state.attempts.lock().unwrap().len() > tried
+    })
+    .await;
+
+    fake.state
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually("c5 arrived", || bodies(&fake).contains(&"c5".to_owned())).await;
+    eventually("the to-device messages arrived", || {
+        edus(&fake)[edus_before..]
+            .iter()
+            .filter(|e| e["edu_type"] == "m.direct_to_device")
+            .count()
+            == 2
+    })
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bodies(&fake),
+        ["before", "c0", "c5"],
+        "the transaction in flight, then the room's newest event"
+    );
+    let after = edus(&fake)[edus_before..].to_vec();
+    let of = |kind: &str| -> Vec<Value> {
+        after
+            .iter()
+            .filter(|e| e["edu_type"] == kind)
+            .cloned()
+            .collect()
+    };
+    let typing = of("m.typing");
+    assert_eq!(typing.len(), 1, "{after:?}");
+    assert_eq!(typing[0]["content"]["typing"], false, "{after:?}");
+    let presence = of("m.presence");
+    assert_eq!(presence.len(), 1, "{after:?}");
+    assert_eq!(presence[0]["content"]["push"][0]["status_msg"], "second");
+    let to_device: Vec<Value> = of("m.direct_to_device")
+        .iter()
+        .map(|e| e["content"]["messages"]["@bob:b.test"]["BOBDEV"]["n"].clone())
+        .collect();
+    assert_eq!(
+        to_device,
+        [json!(0), json!(1)],
+        "every to-device message, in order"
+    );
+
+    // Back to normal: every message is sent again.
+    send_messages(
+        &a,
+        &alice,
+        &room,
+        ["d1".to_owned(), "d2".to_owned()].into_iter(),
+    )
+    .await;
+    eventually("d2 arrived", || bodies(&fake).contains(&"d2".to_owned())).await;
+    assert_eq!(bodies(&fake), ["before", "c0", "c5", "d1", "d2"]);
     a.stop().await;
     fake.handle.stop(true).await;
 }

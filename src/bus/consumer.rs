@@ -80,8 +80,33 @@ pub trait Consumer: 'static {
         output: Self::Output,
     ) -> Result<(), ConsumerError>;
 
+    /// Whether `output` may be passed over because applying it would change nothing: no
+    /// write, no in-memory effect. Asked in order, only while the batch has written nothing
+    /// yet (the first output not passed over opens the transaction, and every later one in
+    /// the batch is applied), with `db` for reads of what is committed. A batch passed over
+    /// whole opens no transaction: its offset is stored with the next batch that writes, or
+    /// after [`QUIET_OFFSET_DELAY`] of quiet. Read again after a crash, such outputs are
+    /// passed over again, as nothing after them was committed either.
+    async fn skip(&mut self, _db: &Db, _output: &Self::Output) -> Result<bool, ConsumerError> {
+        Ok(false)
+    }
+
     /// Called after a batch up to `position` committed (e.g. to wake waiting requests).
     fn applied(&mut self, _position: i64) {}
+
+    /// Called when a batch failed and rolled back: in-memory state `apply` changed while
+    /// applying it must be forgotten (it is applied again).
+    fn rolled_back(&mut self) {}
+}
+
+/// How long a consumer whose last batches were all passed over ([`Consumer::skip`]) waits,
+/// idle, before it stores its offset anyway.
+pub const QUIET_OFFSET_DELAY: Duration = Duration::from_secs(1);
+
+/// Where a consumer stands: `applied` is in memory, `stored` in `bus_offsets`.
+struct Offsets {
+    applied: Option<i64>,
+    stored: i64,
 }
 
 /// A running consumer; dropping the handle leaves it running, [`ConsumerHandle::stop`]
@@ -139,18 +164,37 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 async fn consume<C: Consumer>(db: Db, bus: Bus, mut consumer: C) {
     crate::metrics::observe_consumer_stalled(C::NAME, false);
     let mut heads = bus.watch(C::STREAM);
-    let mut offset = None;
+    let mut offsets = Offsets {
+        applied: None,
+        stored: 0,
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
-        match step(&db, &mut consumer, &mut offset).await {
+        match step(&db, &mut consumer, &mut offsets).await {
             Ok(Some(position)) => {
                 backoff = Duration::from_millis(50);
                 crate::metrics::observe_consumer(C::NAME, position);
                 consumer.applied(position);
             }
             Ok(None) => {
-                // Caught up: sleep until a writer announces something newer.
-                let at = offset.unwrap_or(0);
+                // Caught up: sleep until a writer announces something newer, storing an
+                // offset only held in memory once things are quiet.
+                let at = offsets.applied.unwrap_or(0);
+                if at > offsets.stored {
+                    let newer = heads.wait_for(|head| *head > at);
+                    match tokio::time::timeout(QUIET_OFFSET_DELAY, newer).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            if let Err(e) = store_quiet_offset::<C>(&db, at).await {
+                                tracing::warn!(consumer = C::NAME, error = %e, "storing the offset failed");
+                            } else {
+                                offsets.stored = at;
+                            }
+                            continue;
+                        }
+                    }
+                }
                 if heads.wait_for(|head| *head > at).await.is_err() {
                     return;
                 }
@@ -168,6 +212,7 @@ async fn consume<C: Consumer>(db: Db, bus: Bus, mut consumer: C) {
                 return;
             }
             Err(e) => {
+                consumer.rolled_back();
                 tracing::error!(consumer = C::NAME, error = %e, "consumer batch failed; retrying");
                 // Bounded backoff for a failing database or consumer, not a polling loop.
                 actix_web::rt::time::sleep(backoff).await;
@@ -177,17 +222,25 @@ async fn consume<C: Consumer>(db: Db, bus: Bus, mut consumer: C) {
     }
 }
 
+/// Stores the offset of outputs that were all passed over.
+async fn store_quiet_offset<C: Consumer>(db: &Db, position: i64) -> Result<(), StorageError> {
+    let txn = db.begin_relaxed().await?;
+    store_offset(&txn, C::NAME, C::STREAM, position).await?;
+    txn.commit().await
+}
+
 /// Applies the next batch; `Some(last position)` when there was one.
 async fn step<C: Consumer>(
     db: &Db,
     consumer: &mut C,
-    offset: &mut Option<i64>,
+    offsets: &mut Offsets,
 ) -> Result<Option<i64>, ConsumerError> {
-    let from = match *offset {
+    let from = match offsets.applied {
         Some(o) => o,
         None => {
             let o = offset_of(db, C::NAME).await?;
-            *offset = Some(o);
+            offsets.applied = Some(o);
+            offsets.stored = o;
             o
         }
     };
@@ -212,14 +265,25 @@ async fn step<C: Consumer>(
     };
     // What a consumer writes is derived from the durable outbox, with its offset in the same
     // transaction: a commit lost to a power failure is applied again, so it need not wait
-    // for the disk.
-    let txn = db.begin_relaxed().await?;
+    // for the disk. The transaction opens at the first output that is not passed over.
+    let mut txn = None;
     for (position, output) in outputs {
-        consumer.apply(&txn, position, output).await?;
+        if txn.is_none() {
+            if consumer.skip(db, &output).await? {
+                continue;
+            }
+            txn = Some(db.begin_relaxed().await?);
+        }
+        if let Some(txn) = &txn {
+            consumer.apply(txn, position, output).await?;
+        }
     }
-    store_offset(&txn, C::NAME, C::STREAM, last).await?;
-    txn.commit().await?;
-    *offset = Some(last);
+    if let Some(txn) = txn {
+        store_offset(&txn, C::NAME, C::STREAM, last).await?;
+        txn.commit().await?;
+        offsets.stored = last;
+    }
+    offsets.applied = Some(last);
     Ok(Some(last))
 }
 
@@ -356,6 +420,135 @@ mod tests {
             applied(&up_to, 120).await;
             handle.stop();
             check_exactly_once_in_order(&db, 120).await;
+        }
+    }
+
+    /// Applies only the outputs whose `n` is a multiple of 10, passing over the others;
+    /// counts the rollbacks it is told of.
+    struct Skipper {
+        inner: Recorder,
+        rolled_back: Rc<Cell<u32>>,
+    }
+
+    impl Consumer for Skipper {
+        type Output = Item;
+        const STREAM: &'static str = "test";
+        const NAME: &'static str = "test.skipper";
+
+        async fn skip(&mut self, _db: &Db, item: &Item) -> Result<bool, ConsumerError> {
+            Ok(item.n % 10 != 0)
+        }
+
+        async fn apply(
+            &mut self,
+            txn: &Txn,
+            position: i64,
+            item: Item,
+        ) -> Result<(), ConsumerError> {
+            // Applied in a batch that writes, an output it would pass over changes nothing.
+            if item.n % 10 != 0 {
+                return Ok(());
+            }
+            self.inner.apply(txn, position, item).await
+        }
+
+        fn applied(&mut self, position: i64) {
+            self.inner.applied(position)
+        }
+
+        fn rolled_back(&mut self) {
+            self.rolled_back.set(self.rolled_back.get() + 1);
+        }
+    }
+
+    /// Produces outputs `n` in `from..from + count` one at a time, in order.
+    async fn produce_in_order(db: &Db, bus: &Bus, from: i64, count: i64) {
+        for n in from..from + count {
+            let txn = db.begin().await.unwrap();
+            let a = append(&txn, "test", "k", &Item { n }).await.unwrap();
+            bus.commit(txn, &[a]).await.unwrap();
+        }
+    }
+
+    #[actix_web::test]
+    async fn passed_over_outputs_write_nothing_and_their_offset_is_stored_when_quiet() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let db = t.db.clone();
+            db.execute(
+                "CREATE TABLE t_applied (position BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap();
+            let bus = Bus::new();
+            let up_to = Rc::new(Cell::new(0));
+            let rolled_back = Rc::new(Cell::new(0));
+            let handle = run_consumer(
+                db.clone(),
+                bus.clone(),
+                Skipper {
+                    inner: Recorder {
+                        fail_at: Some(21),
+                        applied_up_to: up_to.clone(),
+                    },
+                    rolled_back: rolled_back.clone(),
+                },
+            );
+            // Outputs 0..=25 (positions 1..=26): only n = 0, 10, 20 are applied; the one at
+            // position 21 (n = 20) fails once and is applied again.
+            produce_in_order(&db, &bus, 0, 26).await;
+            applied(&up_to, 26).await;
+            let rows = db
+                .query("SELECT position, n FROM t_applied ORDER BY position", &[])
+                .await
+                .unwrap();
+            let got: Vec<(i64, i64)> = rows
+                .iter()
+                .map(|r| (r.i64(0).unwrap(), r.i64(1).unwrap()))
+                .collect();
+            assert_eq!(got, [(1, 0), (11, 10), (21, 20)], "{backend}");
+            assert_eq!(rolled_back.get(), 1, "{backend}: told of the rollback");
+            // The outputs after the last one applied (positions 22..=26) wrote nothing: the
+            // stored offset is behind until the consumer has been quiet for a while.
+            let stored = offset_of(&db, "test.skipper").await.unwrap();
+            assert!((21..=26).contains(&stored), "{backend}: {stored}");
+            let mut stored = 0;
+            for _ in 0..100 {
+                stored = offset_of(&db, "test.skipper").await.unwrap();
+                if stored == 26 {
+                    break;
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(stored, 26, "{backend}: stored once quiet");
+            handle.stop();
+            // Started again, the consumer goes on after the stored offset.
+            produce_in_order(&db, &bus, 26, 10).await;
+            let bus = Bus::new();
+            bus.load_head(&db, "test").await.unwrap();
+            let up_to = Rc::new(Cell::new(0));
+            let handle = run_consumer(
+                db.clone(),
+                bus.clone(),
+                Skipper {
+                    inner: Recorder {
+                        fail_at: None,
+                        applied_up_to: up_to.clone(),
+                    },
+                    rolled_back: Rc::new(Cell::new(0)),
+                },
+            );
+            applied(&up_to, 36).await;
+            handle.stop();
+            let count = db
+                .query("SELECT n FROM t_applied ORDER BY position", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.i64(0).unwrap())
+                .collect::<Vec<_>>();
+            assert_eq!(count, [0, 10, 20, 30], "{backend}");
         }
     }
 

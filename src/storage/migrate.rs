@@ -145,6 +145,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "028_federationapi_queues",
         include_str!("../../sql/028_federationapi_queues.sql"),
     ),
+    (
+        33,
+        "033_federationapi_queue_catch_up",
+        include_str!("../../sql/033_federationapi_queue_catch_up.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

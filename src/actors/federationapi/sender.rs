@@ -40,12 +40,22 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// How long a sender waits after a database failure before it tries again.
 const STORAGE_RETRY: Duration = Duration::from_secs(5);
 
-/// The backoff settings (`federation.retry_*`).
+/// The backoff settings (`federation.retry_*`, `federation.catch_up_after`).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub min: Duration,
     pub multiplier: u32,
     pub max: Duration,
+    /// A destination failing for this long is in catch-up (see [`Queues::enqueue`]).
+    pub catch_up_after: Duration,
+}
+
+impl RetryPolicy {
+    /// Whether a destination failing since `failing_since` (ms since the epoch) is in
+    /// catch-up at `now`.
+    fn catching_up(&self, failing_since: Option<i64>, now: i64) -> bool {
+        failing_since.is_some_and(|since| now - since >= self.catch_up_after.as_millis() as i64)
+    }
 }
 
 impl RetryPolicy {
@@ -84,7 +94,13 @@ struct Inner {
     /// Where the senders run (a thread of their own).
     arbiter: ArbiterHandle,
     senders: Mutex<HashMap<String, SenderState>>,
+    /// When the queue gauge was last counted.
+    counted_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// The queue gauge is counted (a `COUNT(*)` over every queue) at most this often while
+/// transactions flow, and whenever a sender runs out of work.
+const COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What is known of a destination's sender.
 struct SenderState {
@@ -112,6 +128,7 @@ impl Queues {
                 retry,
                 arbiter,
                 senders: Mutex::new(HashMap::new()),
+                counted_at: Mutex::new(None),
             }),
         }
     }
@@ -119,7 +136,7 @@ impl Queues {
     /// Starts the sender of every destination with something queued (at start).
     pub async fn resume(&self) -> Result<(), StorageError> {
         let db = &self.inner.db;
-        crate::metrics::observe_federation_queue(queue::count(db).await?);
+        self.count_queued(true).await?;
         for destination in queue::select_destinations(db).await? {
             self.wake(&destination);
         }
@@ -148,6 +165,38 @@ impl Queues {
         self.inner.arbiter.spawn_fn(move || {
             actix_web::rt::spawn(async move { queues.run(destination).await });
         });
+    }
+
+    /// Queues one PDU or EDU (JSON text) for each destination, inside the caller's database
+    /// transaction; wake the destinations' senders after it commits ([`Queues::wake`]).
+    ///
+    /// `collapse_key` names what this item says again of older ones (a room's events, a
+    /// user's presence, typing or receipt in a room), if anything. A destination whose
+    /// transactions have failed for `federation.catch_up_after` is in catch-up: the older
+    /// items with the same key leave its queue (not those of the transaction in flight), so
+    /// the queue of a server that stays down does not grow without bound. Once back, the
+    /// destination gets each room's newest event and fetches the ones before it with
+    /// `/get_missing_events` (Synapse's catch-up also sends a room's newest event only).
+    pub async fn enqueue<'a>(
+        &self,
+        txn: &impl crate::storage::Conn,
+        destinations: impl IntoIterator<Item = &'a String>,
+        is_pdu: bool,
+        json: &str,
+        collapse_key: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let now = now_ms();
+        for destination in destinations {
+            let next = destinations::next_position(txn, destination).await?;
+            if let Some(key) = collapse_key {
+                if self.inner.retry.catching_up(next.failing_since, now) {
+                    let after = next.in_flight_up_to.unwrap_or(0);
+                    queue::collapse(txn, destination, key, after).await?;
+                }
+            }
+            queue::insert(txn, destination, next.position, is_pdu, json, collapse_key).await?;
+        }
+        Ok(())
     }
 
     /// `destination` just reached us, so it is up: its backoff is cleared and its sender
@@ -185,6 +234,9 @@ impl Queues {
             match self.step(&destination).await {
                 Ok(Step::Again) => {}
                 Ok(Step::Idle) => {
+                    if let Err(e) = self.count_queued(true).await {
+                        tracing::warn!(destination, error = %e, "counting the federation queues failed");
+                    }
                     let Ok(mut s) = self.inner.senders.lock() else {
                         return;
                     };
@@ -236,7 +288,6 @@ impl Queues {
             }
         };
         let items = queue::select_up_to(db, destination, last).await?;
-        crate::metrics::observe_federation_queue(queue::count(db).await?);
         if items.is_empty() {
             // Nothing left of it (never the case after a proper answer): no empty sends.
             destinations::clear_txn(db, destination, &txn_id).await?;
@@ -309,7 +360,21 @@ impl Queues {
                 let failures = state.failures + 1;
                 let wait = self.inner.retry.jittered(failures);
                 let retry_at = now_ms() + wait.as_millis() as i64;
-                destinations::set_backoff(db, destination, failures, retry_at).await?;
+                let now = now_ms();
+                destinations::set_backoff(db, destination, failures, retry_at, now).await?;
+                let since = state.failing_since.or(Some(now));
+                if self.inner.retry.catching_up(since, now) {
+                    // Newer items replace older ones as they are queued; the queue so far
+                    // is brought down the same way.
+                    let dropped = queue::compact(db, destination, last).await?;
+                    if dropped > 0 {
+                        tracing::info!(
+                            destination,
+                            dropped,
+                            "destination in catch-up: queue compacted"
+                        );
+                    }
+                }
                 crate::metrics::observe_federation_transaction("failed", sent_pdus);
                 tracing::info!(
                     destination,
@@ -331,24 +396,24 @@ impl Queues {
         queue::delete_up_to(&txn, destination, last).await?;
         destinations::clear_txn(&txn, destination, txn_id).await?;
         txn.commit().await?;
+        self.count_queued(false).await
+    }
+
+    /// Sets the queue gauge from a count of every queue: when `now`, or when the last count
+    /// is older than [`COUNT_INTERVAL`].
+    async fn count_queued(&self, now: bool) -> Result<(), StorageError> {
+        {
+            let Ok(mut at) = self.inner.counted_at.lock() else {
+                return Ok(());
+            };
+            if !now && at.is_some_and(|t| t.elapsed() < COUNT_INTERVAL) {
+                return Ok(());
+            }
+            *at = Some(std::time::Instant::now());
+        }
         crate::metrics::observe_federation_queue(queue::count(&self.inner.db).await?);
         Ok(())
     }
-}
-
-/// Queues one PDU or EDU (JSON text) for each destination, inside the caller's database
-/// transaction; wake the destinations' senders after it commits ([`Queues::wake`]).
-pub async fn enqueue<'a>(
-    txn: &impl crate::storage::Conn,
-    destinations: impl IntoIterator<Item = &'a String>,
-    is_pdu: bool,
-    json: &str,
-) -> Result<(), StorageError> {
-    for destination in destinations {
-        let at = destinations::next_position(txn, destination).await?;
-        queue::insert(txn, destination, at, is_pdu, json).await?;
-    }
-    Ok(())
 }
 
 /// What a sender does next.
@@ -449,6 +514,7 @@ mod tests {
             min: Duration::from_secs(600),
             multiplier: 2,
             max: Duration::from_secs(3000),
+            catch_up_after: Duration::from_secs(3600),
         };
         assert_eq!(p.interval(1), Duration::from_secs(600));
         assert_eq!(p.interval(2), Duration::from_secs(1200));

@@ -2273,6 +2273,7 @@ async fn events_of_other_servers_verify_with_keys_from_the_federationapi() {
                     min: std::time::Duration::from_secs(600),
                     multiplier: 2,
                     max: std::time::Duration::from_secs(3600),
+                    catch_up_after: std::time::Duration::from_secs(3600),
                 },
                 default_room_version: "11".into(),
             },

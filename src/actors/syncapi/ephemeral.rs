@@ -69,6 +69,7 @@ pub async fn perform_receipt(deps: &Deps, msg: PerformReceipt) -> Result<(), Syn
         .await?
         .filter(|e| e.room_id == msg.room_id)
         .ok_or_else(|| SyncApiError::NotFound(format!("Unknown event {}", msg.event_id)))?;
+    let ts = now_ms();
     let txn = deps.db.begin().await?;
     let appended = bus::append(
         &txn,
@@ -78,7 +79,7 @@ pub async fn perform_receipt(deps: &Deps, msg: PerformReceipt) -> Result<(), Syn
         &json!({
             "room_id": msg.room_id, "receipt_type": msg.receipt_type, "user_id": msg.user_id,
             "event_id": msg.event_id, "thread_id": msg.thread_id,
-            "private": msg.receipt_type == "m.read.private",
+            "private": msg.receipt_type == "m.read.private", "ts": ts,
         }),
     )
     .await?;
@@ -90,7 +91,7 @@ pub async fn perform_receipt(deps: &Deps, msg: PerformReceipt) -> Result<(), Syn
             user_id: msg.user_id.clone(),
             thread_id: msg.thread_id.unwrap_or_default(),
             event_id: msg.event_id,
-            ts: now_ms(),
+            ts,
             position: appended.position,
         },
     )

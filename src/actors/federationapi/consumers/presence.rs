@@ -2,11 +2,11 @@
 //! presence change of one of our users as an `m.presence` EDU for the other servers that
 //! share a room with them.
 
-use super::super::sender::{enqueue, Queues};
+use super::super::sender::Queues;
 use super::super::storage::joined_members;
 use super::roomserver::server_of;
 use crate::bus::{Consumer, ConsumerError};
-use crate::storage::Txn;
+use crate::storage::{Conn, Db, Txn};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,10 +28,40 @@ impl PresenceConsumer {
     }
 }
 
+impl PresenceConsumer {
+    /// The servers a presence change goes to: those sharing a room with the user, for one
+    /// of our users; none otherwise.
+    async fn destinations(
+        &self,
+        db: &impl Conn,
+        change: &Value,
+    ) -> Result<BTreeSet<String>, ConsumerError> {
+        let (Some(user_id), Some(_)) = (
+            change.get("user_id").and_then(Value::as_str),
+            change.get("presence").and_then(Value::as_str),
+        ) else {
+            return Ok(BTreeSet::new());
+        };
+        if server_of(user_id) != Some(self.server_name.as_str()) {
+            return Ok(BTreeSet::new());
+        }
+        let mut targets: BTreeSet<String> = joined_members::select_servers_sharing(db, user_id)
+            .await?
+            .into_iter()
+            .collect();
+        targets.remove(&self.server_name);
+        Ok(targets)
+    }
+}
+
 impl Consumer for PresenceConsumer {
     type Output = Value;
     const STREAM: &'static str = crate::actors::syncapi::PRESENCE_STREAM;
     const NAME: &'static str = "federationapi.presence";
+
+    async fn skip(&mut self, db: &Db, change: &Value) -> Result<bool, ConsumerError> {
+        Ok(self.destinations(db, change).await?.is_empty())
+    }
 
     async fn apply(
         &mut self,
@@ -39,23 +69,12 @@ impl Consumer for PresenceConsumer {
         position: i64,
         change: Value,
     ) -> Result<(), ConsumerError> {
-        let (Some(user_id), Some(presence)) = (
-            change.get("user_id").and_then(Value::as_str),
-            change.get("presence").and_then(Value::as_str),
-        ) else {
-            return Ok(());
-        };
-        if server_of(user_id) != Some(self.server_name.as_str()) {
-            return Ok(());
-        }
-        let mut targets: BTreeSet<String> = joined_members::select_servers_sharing(txn, user_id)
-            .await?
-            .into_iter()
-            .collect();
-        targets.remove(&self.server_name);
+        let targets = self.destinations(txn, &change).await?;
         if targets.is_empty() {
             return Ok(());
         }
+        let text = |k: &str| change.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (user_id, presence) = (text("user_id"), text("presence"));
         let mut update = json!({
             "user_id": user_id,
             "presence": presence,
@@ -66,7 +85,15 @@ impl Consumer for PresenceConsumer {
             update["status_msg"] = json!(msg);
         }
         let edu = json!({"edu_type": "m.presence", "content": {"push": [update]}});
-        enqueue(txn, &targets, false, &edu.to_string()).await?;
+        self.queues
+            .enqueue(
+                txn,
+                &targets,
+                false,
+                &edu.to_string(),
+                Some(format!("m.presence|{user_id}").as_str()),
+            )
+            .await?;
         self.touched.insert(position, targets);
         Ok(())
     }

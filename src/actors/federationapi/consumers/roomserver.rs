@@ -11,15 +11,67 @@
 //! The membership table follows the output's `adds_state` and `removes_state`: the event
 //! itself when it is a member event that entered the state, and the other member events a
 //! fork resolution brought in (read with `QueryEvent`) or pushed out.
+//!
+//! The joined members of the rooms it has met are kept in memory too ([`Members`], loaded
+//! from the table on first use, forgotten when a batch rolls back), so an event that changes
+//! no membership and goes to no other server (every event of a room with only local
+//! members) is passed over without touching the database ([`Consumer::skip`]).
 
-use super::super::sender::{enqueue, Queues};
+use super::super::sender::Queues;
 use super::super::storage::joined_members;
 use crate::actors::roomserver::messages::{QueryEvent, RoomserverOutput};
 use crate::actors::roomserver::RoomserverHandle;
 use crate::bus::{Consumer, ConsumerError};
-use crate::storage::Txn;
+use crate::storage::{Conn, Db, Txn};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Past this many rooms in memory, the consumer forgets them all and loads again on use.
+const MAX_ROOMS_IN_MEMORY: usize = 20_000;
+
+/// A room's joined members as the table holds them.
+#[derive(Default)]
+struct Members {
+    /// User ID to (server, join event ID).
+    users: HashMap<String, (String, String)>,
+    /// Join event ID to user ID.
+    by_event: HashMap<String, String>,
+    /// Server name to its number of joined users.
+    servers: HashMap<String, usize>,
+}
+
+impl Members {
+    fn join(&mut self, user: &str, server: &str, event_id: &str) {
+        self.leave(user);
+        self.users
+            .insert(user.to_owned(), (server.to_owned(), event_id.to_owned()));
+        self.by_event.insert(event_id.to_owned(), user.to_owned());
+        *self.servers.entry(server.to_owned()).or_default() += 1;
+    }
+
+    fn leave(&mut self, user: &str) {
+        let Some((server, event_id)) = self.users.remove(user) else {
+            return;
+        };
+        self.by_event.remove(&event_id);
+        if let Some(n) = self.servers.get_mut(&server) {
+            *n -= 1;
+            if *n == 0 {
+                self.servers.remove(&server);
+            }
+        }
+    }
+
+    /// The servers with a joined member.
+    fn servers(&self) -> BTreeSet<String> {
+        self.servers.keys().cloned().collect()
+    }
+
+    /// The user whose join `event_id` is, if it is one of the joins held.
+    fn joined_by(&self, event_id: &str) -> Option<String> {
+        self.by_event.get(event_id).cloned()
+    }
+}
 
 /// The federationapi's consumer of the `roomserver` stream.
 pub struct RoomserverConsumer {
@@ -30,6 +82,8 @@ pub struct RoomserverConsumer {
     /// Per stream position in the batch being applied, the destinations it queued for
     /// (a rolled-back batch applied again writes the same entries).
     touched: BTreeMap<i64, BTreeSet<String>>,
+    /// The joined members of the rooms met so far, as of the last output applied.
+    rooms: HashMap<String, Members>,
 }
 
 impl RoomserverConsumer {
@@ -39,12 +93,32 @@ impl RoomserverConsumer {
             roomserver,
             queues,
             touched: BTreeMap::new(),
+            rooms: HashMap::new(),
         }
+    }
+
+    /// The room's members, read from `db` the first time.
+    async fn members(
+        &mut self,
+        db: &impl Conn,
+        room_id: &str,
+    ) -> Result<&mut Members, ConsumerError> {
+        if !self.rooms.contains_key(room_id) {
+            if self.rooms.len() >= MAX_ROOMS_IN_MEMORY {
+                self.rooms.clear();
+            }
+            let mut members = Members::default();
+            for (user, server, event_id) in joined_members::select_members(db, room_id).await? {
+                members.join(&user, &server, &event_id);
+            }
+            self.rooms.insert(room_id.to_owned(), members);
+        }
+        Ok(self.rooms.get_mut(room_id).expect("inserted above"))
     }
 
     /// A member event's effect on the joined members: the user joined, or not any more.
     async fn apply_member(
-        &self,
+        &mut self,
         txn: &Txn,
         room_id: &str,
         event_id: &str,
@@ -65,10 +139,44 @@ impl RoomserverConsumer {
             .and_then(Value::as_str);
         if membership == Some("join") {
             joined_members::upsert(txn, room_id, user_id, server, event_id).await?;
+            self.members(txn, room_id)
+                .await?
+                .join(user_id, server, event_id);
         } else {
             joined_members::delete(txn, room_id, user_id).await?;
+            self.members(txn, room_id).await?.leave(user_id);
         }
         Ok(())
+    }
+
+    /// The servers an event goes to, given the servers joined before it; empty for an event
+    /// that is neither ours nor one we accepted on another server's behalf.
+    fn destinations(
+        &self,
+        before: BTreeSet<String>,
+        event: &Value,
+        send_on_behalf_of: Option<&str>,
+    ) -> BTreeSet<String> {
+        let sender = event.get("sender").and_then(Value::as_str).unwrap_or("");
+        if server_of(sender) != Some(self.server_name.as_str()) && send_on_behalf_of.is_none() {
+            return BTreeSet::new();
+        }
+        let mut targets = before;
+        if event.get("type").and_then(Value::as_str) == Some("m.room.member") {
+            if let Some(server) = event
+                .get("state_key")
+                .and_then(Value::as_str)
+                .and_then(server_of)
+            {
+                targets.insert(server.to_owned());
+            }
+        }
+        targets.remove(&self.server_name);
+        // A join or leave sent on another server's behalf: that server has it already.
+        if let Some(origin) = send_on_behalf_of {
+            targets.remove(origin);
+        }
+        targets
     }
 }
 
@@ -81,6 +189,41 @@ impl Consumer for RoomserverConsumer {
     type Output = RoomserverOutput;
     const STREAM: &'static str = crate::actors::roomserver::input::STREAM;
     const NAME: &'static str = "federationapi.roomserver";
+
+    async fn skip(&mut self, db: &Db, output: &RoomserverOutput) -> Result<bool, ConsumerError> {
+        let RoomserverOutput::NewRoomEvent {
+            room_id,
+            event_id,
+            event,
+            adds_state,
+            removes_state,
+            send_on_behalf_of,
+            ..
+        } = output
+        else {
+            return Ok(true);
+        };
+        // State a fork resolution brought in may hold member events.
+        if adds_state.iter().any(|id| id != event_id) {
+            return Ok(false);
+        }
+        if !adds_state.is_empty()
+            && event.get("type").and_then(Value::as_str) == Some("m.room.member")
+        {
+            return Ok(false);
+        }
+        let members = self.members(db, room_id).await?;
+        if removes_state
+            .iter()
+            .any(|id| members.joined_by(id).is_some())
+        {
+            return Ok(false);
+        }
+        let before = members.servers();
+        Ok(self
+            .destinations(before, event, send_on_behalf_of.as_deref())
+            .is_empty())
+    }
 
     async fn apply(
         &mut self,
@@ -100,9 +243,14 @@ impl Consumer for RoomserverConsumer {
         else {
             return Ok(());
         };
-        let before = joined_members::select_servers(txn, &room_id).await?;
+        let members = self.members(txn, &room_id).await?;
+        let before = members.servers();
         for id in &removes_state {
-            joined_members::delete_by_event(txn, &room_id, id).await?;
+            let members = self.members(txn, &room_id).await?;
+            if let Some(user) = members.joined_by(id) {
+                members.leave(&user);
+                joined_members::delete_by_event(txn, &room_id, id).await?;
+            }
         }
         for id in &adds_state {
             if *id == event_id {
@@ -120,31 +268,21 @@ impl Consumer for RoomserverConsumer {
                 self.apply_member(txn, &room_id, id, &stored.json).await?;
             }
         }
-        let sender = event.get("sender").and_then(Value::as_str).unwrap_or("");
-        if server_of(sender) != Some(self.server_name.as_str()) && send_on_behalf_of.is_none() {
-            return Ok(());
-        }
-        let mut targets: BTreeSet<String> = before.into_iter().collect();
-        if event.get("type").and_then(Value::as_str) == Some("m.room.member") {
-            if let Some(server) = event
-                .get("state_key")
-                .and_then(Value::as_str)
-                .and_then(server_of)
-            {
-                targets.insert(server.to_owned());
-            }
-        }
-        targets.remove(&self.server_name);
-        // A join or leave sent on another server's behalf: that server has it already.
-        if let Some(origin) = &send_on_behalf_of {
-            targets.remove(origin);
-        }
+        let targets = self.destinations(before, &event, send_on_behalf_of.as_deref());
         if targets.is_empty() {
             return Ok(());
         }
         let json = serde_json::to_string(&event)
             .map_err(|e| ConsumerError::Apply(format!("event {event_id}: {e}")))?;
-        enqueue(txn, &targets, true, &json).await?;
+        self.queues
+            .enqueue(
+                txn,
+                &targets,
+                true,
+                &json,
+                Some(format!("pdu|{room_id}").as_str()),
+            )
+            .await?;
         self.touched.insert(position, targets);
         Ok(())
     }
@@ -156,5 +294,10 @@ impl Consumer for RoomserverConsumer {
         for destination in woken {
             self.queues.wake(&destination);
         }
+    }
+
+    fn rolled_back(&mut self) {
+        self.rooms.clear();
+        self.touched.clear();
     }
 }

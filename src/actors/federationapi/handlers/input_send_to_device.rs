@@ -4,7 +4,6 @@
 use super::super::actor::Deps;
 use super::super::consumers::roomserver::server_of;
 use super::super::messages::InputSendToDevice;
-use super::super::sender::enqueue;
 use super::super::FederationApiError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -40,7 +39,9 @@ pub async fn handle(deps: &Deps, msg: InputSendToDevice) -> Result<(), Federatio
                 "messages": messages,
             },
         });
-        enqueue(&txn, [server], false, &edu.to_string()).await?;
+        deps.queues
+            .enqueue(&txn, [server], false, &edu.to_string(), None)
+            .await?;
     }
     txn.commit().await?;
     for server in by_server.keys() {

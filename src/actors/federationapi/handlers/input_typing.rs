@@ -4,7 +4,6 @@
 use super::super::actor::Deps;
 use super::super::consumers::roomserver::server_of;
 use super::super::messages::InputTyping;
-use super::super::sender::enqueue;
 use super::super::storage::joined_members;
 use super::super::FederationApiError;
 use serde_json::json;
@@ -29,8 +28,11 @@ pub async fn handle(deps: &Deps, msg: InputTyping) -> Result<(), FederationApiEr
         "edu_type": "m.typing",
         "content": { "room_id": msg.room_id, "user_id": msg.user_id, "typing": msg.typing },
     });
+    let key = format!("m.typing|{}|{}", msg.room_id, msg.user_id);
     let txn = deps.db.begin().await?;
-    enqueue(&txn, &targets, false, &edu.to_string()).await?;
+    deps.queues
+        .enqueue(&txn, &targets, false, &edu.to_string(), Some(&key))
+        .await?;
     txn.commit().await?;
     for destination in &targets {
         deps.queues.wake(destination);

@@ -12,6 +12,9 @@ const DELETE_BY_EVENT: &str =
 const SELECT_SERVERS_SHARING: &str = "SELECT DISTINCT server_name FROM federationapi_joined_members
     WHERE room_id IN (SELECT room_id FROM federationapi_joined_members WHERE user_id = $1)
     ORDER BY server_name";
+const SELECT_MEMBERS: &str =
+    "SELECT user_id, server_name, event_id FROM federationapi_joined_members
+    WHERE room_id = $1";
 const SELECT_SERVERS: &str = "SELECT DISTINCT server_name FROM federationapi_joined_members
     WHERE room_id = $1 ORDER BY server_name";
 
@@ -42,6 +45,18 @@ pub async fn delete_by_event(
 ) -> Result<(), StorageError> {
     db.execute(DELETE_BY_EVENT, &[&room_id, &event_id]).await?;
     Ok(())
+}
+
+/// The joined members of `room_id`: (user ID, server name, the join's event ID).
+pub async fn select_members(
+    db: &impl Conn,
+    room_id: &str,
+) -> Result<Vec<(String, String, String)>, StorageError> {
+    db.query(SELECT_MEMBERS, &[&room_id])
+        .await?
+        .iter()
+        .map(|r| Ok((r.string(0)?, r.string(1)?, r.string(2)?)))
+        .collect()
 }
 
 /// The servers with at least one joined member in `room_id`, sorted.
@@ -100,6 +115,13 @@ mod tests {
                 .await
                 .unwrap()
                 .is_empty());
+            let mut members = select_members(&db.db, r).await.unwrap();
+            members.sort();
+            assert_eq!(
+                members[1],
+                ("@b:b.test".into(), "b.test".into(), "$2".into())
+            );
+            assert_eq!(members.len(), 3);
             delete(&db.db, r, "@b:b.test").await.unwrap();
             assert_eq!(
                 select_servers(&db.db, r).await.unwrap(),
