@@ -3131,7 +3131,8 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
     .await
     .unwrap();
     let results = answer["pdus"].as_object().unwrap();
-    assert_eq!(results.len(), 4, "{answer}");
+    // A PDU of a room unknown here is left out of the answer, as Synapse leaves it out.
+    assert_eq!(results.len(), 3, "{answer}");
     assert!(
         answer["pdus"][&bad_sig_id]["error"]
             .as_str()
@@ -3170,12 +3171,6 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
         )
         .await;
     assert_eq!(st, 404);
-    assert!(
-        results
-            .values()
-            .any(|r| r["error"].as_str().is_some_and(|e| e.contains("not known"))),
-        "{answer}"
-    );
 
     // A missing prev event is fetched from the origin with /get_missing_events.
     let (_, last2, depth2, _) = room_tip(&a.client, &a.base, &alice, &room).await;

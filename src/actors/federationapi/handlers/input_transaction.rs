@@ -133,22 +133,10 @@ async fn room_pdus(
     let version = match head {
         Ok(Some(head)) => head.room_version,
         Ok(None) => {
-            // The sender knows the room's version; we do not. The ID is derived as in the
-            // server's default version (v1/v2 events carry theirs).
-            return pdus
-                .iter()
-                .filter_map(|pdu| {
-                    let id = pdu
-                        .get("event_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .or_else(|| event_id_of(pdu, &deps.default_room_version))?;
-                    Some(error(
-                        id,
-                        format!("Room {room_id} is not known to this server"),
-                    ))
-                })
-                .collect();
+            // Without the room's version the PDUs' IDs cannot even be derived: they are left
+            // out of the answer, as Synapse leaves them ("Ignoring PDU for unknown room_id").
+            tracing::info!(room_id, %origin, pdus = pdus.len(), "ignoring PDUs of a room unknown here");
+            return Vec::new();
         }
         Err(e) => {
             tracing::warn!(room_id, error = %e, "room head unavailable; PDUs not processed");
