@@ -10,7 +10,9 @@
 //!
 //! The membership table follows the output's `adds_state` and `removes_state`: the event
 //! itself when it is a member event that entered the state, and the other member events a
-//! fork resolution brought in (read with `QueryEvent`) or pushed out.
+//! fork resolution or a join over federation brought in, or pushed out. Those events were
+//! output earlier (a room joined over federation outputs its state before the join), and the
+//! consumer keeps the member events among them until then; others it reads with `QueryEvent`.
 //!
 //! The joined members of the rooms it has met are kept in memory too ([`Members`], loaded
 //! from the table on first use, forgotten when a batch rolls back), so an event that changes
@@ -28,6 +30,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Past this many rooms in memory, the consumer forgets them all and loads again on use.
 const MAX_ROOMS_IN_MEMORY: usize = 20_000;
+/// Past this many state events seen before entering the state, the consumer forgets them
+/// (and reads them with `QueryEvent` when they do).
+const MAX_SEEN: usize = 100_000;
 
 /// A room's joined members as the table holds them.
 #[derive(Default)]
@@ -84,6 +89,10 @@ pub struct RoomserverConsumer {
     touched: BTreeMap<i64, BTreeSet<String>>,
     /// The joined members of the rooms met so far, as of the last output applied.
     rooms: HashMap<String, Members>,
+    /// State events output before a later output's `adds_state` names them (a room joined
+    /// over federation outputs its state first, then the join that adds it all): the member
+    /// events, and `None` for the others, so the join needs no `QueryEvent` per state event.
+    seen: HashMap<String, Option<Value>>,
 }
 
 impl RoomserverConsumer {
@@ -94,7 +103,30 @@ impl RoomserverConsumer {
             queues,
             touched: BTreeMap::new(),
             rooms: HashMap::new(),
+            seen: HashMap::new(),
         }
+    }
+
+    /// Keeps a state event output without entering the state, for the output that adds it.
+    fn remember(&mut self, output: &RoomserverOutput) {
+        let RoomserverOutput::NewRoomEvent {
+            event_id,
+            event,
+            adds_state,
+            ..
+        } = output
+        else {
+            return;
+        };
+        if event.get("state_key").is_none() || adds_state.contains(event_id) {
+            return;
+        }
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
+        }
+        let member = event.get("type").and_then(Value::as_str) == Some("m.room.member");
+        self.seen
+            .insert(event_id.clone(), member.then(|| event.clone()));
     }
 
     /// The room's members, read from `db` the first time.
@@ -191,6 +223,7 @@ impl Consumer for RoomserverConsumer {
     const NAME: &'static str = "federationapi.roomserver";
 
     async fn skip(&mut self, db: &Db, output: &RoomserverOutput) -> Result<bool, ConsumerError> {
+        self.remember(output);
         let RoomserverOutput::NewRoomEvent {
             room_id,
             event_id,
@@ -231,6 +264,7 @@ impl Consumer for RoomserverConsumer {
         position: i64,
         output: RoomserverOutput,
     ) -> Result<(), ConsumerError> {
+        self.remember(&output);
         let RoomserverOutput::NewRoomEvent {
             room_id,
             event_id,
@@ -255,6 +289,12 @@ impl Consumer for RoomserverConsumer {
         for id in &adds_state {
             if *id == event_id {
                 self.apply_member(txn, &room_id, id, &event).await?;
+                continue;
+            }
+            if let Some(seen) = self.seen.remove(id) {
+                if let Some(event) = seen {
+                    self.apply_member(txn, &room_id, id, &event).await?;
+                }
                 continue;
             }
             let stored = self
