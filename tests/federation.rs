@@ -671,7 +671,7 @@ fn said(pdu: &Value) -> String {
 /// The read side of the federation API, as b.test reads a.test: `/event`, `/state`,
 /// `/state_ids`, `/event_auth`, `/backfill`, `/get_missing_events`, with the history
 /// visibility for servers (events b.test may not see come redacted), the "in the room"
-/// check (403 until the room is world-readable; b.test has no joined user), unknown rooms
+/// check (403 until Bob of b.test joins, world-readable or not), unknown rooms
 /// and events (404) and the room's server ACL (403 when it denies b.test).
 async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology) {
     let (pa, pb) = (reserve_port(), reserve_port());
@@ -758,6 +758,39 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
     )
     .await;
     let m5 = say(&a, &tok, &room, "five").await;
+    // World-readable, and still nobody of b.test joined: 403 for every read, as Synapse
+    // (`assert_host_in_room`) and the spec ("the requesting host is not in the room").
+    for path in [
+        event(&m5),
+        format!("{F}/state/{r}?event_id={}", common::enc(&m5)),
+        format!("{F}/state_ids/{r}?event_id={}", common::enc(&m5)),
+        format!("{F}/event_auth/{r}/{}", common::enc(&m5)),
+        format!("{F}/backfill/{r}?v={}&limit=5", common::enc(&m5)),
+        format!("{F}/timestamp_to_event/{r}?ts=1&dir=f"),
+    ] {
+        let refused = get(path.clone()).await;
+        common::assert_error(&refused, 403, "M_FORBIDDEN");
+        assert!(
+            refused.1["error"].as_str().unwrap().contains("not in room"),
+            "{path}: {}",
+            refused.1
+        );
+    }
+    common::assert_error(
+        &gme(json!({"earliest_events": [], "latest_events": [m5]})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // Bob joins from b.test (after m5: what he may see of m1..m5 is as it was).
+    let (_, bob_tok, _) = b.register("bob", "pw").await;
+    let (st, v) = b
+        .post(
+            &format!("{C}/join/{r}?via=a.test"),
+            Some(&bob_tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
 
     // /event: transaction-shaped; the joined-only events redacted, the invited one whole
     // (Bob was invited then), shared and world-readable ones whole.
