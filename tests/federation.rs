@@ -2519,6 +2519,9 @@ scenarios!(
     two_servers_talk_both_ways,
     a_join_through_one_server_reaches_the_others,
     remote_profiles_are_asked_of_their_server,
+    kicks_and_bans_across_servers,
+    receipts_presence_and_typing_between_servers,
+    a_fork_made_on_purpose_is_resolved_alike,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -3190,4 +3193,541 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
     );
     a.stop().await;
     fake.handle.stop(true).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Two real servers: kicks and bans across them, receipts, presence and typing, and a fork
+// made on purpose.
+// ---------------------------------------------------------------------------------------
+
+/// An incremental sync as `token` from `since`.
+async fn sync_since(s: &TestServer, token: &str, since: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!("{C}/sync?timeout=0&since={}", enc(since)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The `next_batch` of a sync as `token` now.
+async fn position(s: &TestServer, token: &str) -> String {
+    sync(s, token).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether a sync from `since` shows `room` left with `user`'s member event of `membership`
+/// (sent by `by`) in its timeline.
+async fn sees_left(
+    s: &TestServer,
+    token: &str,
+    since: &str,
+    room: &str,
+    user: &str,
+    membership: &str,
+    by: &str,
+) -> bool {
+    let synced = sync_since(s, token, since).await;
+    synced["rooms"]["leave"][room]["timeline"]["events"]
+        .as_array()
+        .is_some_and(|t| {
+            t.iter().any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == user
+                    && e["content"]["membership"] == membership
+                    && e["sender"] == by
+            })
+        })
+}
+
+/// Joins `room` through a.test as `token` on `s`: the answer.
+async fn join_via_a(s: &TestServer, token: &str, room: &str) -> (u16, Value) {
+    s.post(
+        &format!("{C}/join/{}?via=a.test", enc(room)),
+        Some(token),
+        json!({}),
+    )
+    .await
+}
+
+/// Kicks and bans across servers: a.test's admin kicks b.test's user (who sees the leave in
+/// `/sync` and rejoins), bans him (his server's join is refused: 403 through `make_join`,
+/// asked directly too), unbans him (he rejoins); then b.test's user, given power by a.test's
+/// admin, kicks a user of a.test, who sees it in her `/sync`.
+async fn kicks_and_bans_across_servers(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (carol, carol_tok, _) = a.register("carol", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let r = enc(&room);
+    let (st, v) = a
+        .post(&format!("{C}/join/{r}"), Some(&carol_tok), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    until("b hears of nothing new but holds the room", || async {
+        membership_on(&b, &bob_tok, &room, &carol).await == "join"
+    })
+    .await;
+
+    // The kick: bob sees the leave (sent by alice) in his /sync, and can rejoin.
+    let since = position(&b, &bob_tok).await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/kick"),
+            Some(&alice_tok),
+            json!({"user_id": bob, "reason": "out"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    until("b's bob sees his kick", || {
+        sees_left(&b, &bob_tok, &since, &room, &bob, "leave", &alice)
+    })
+    .await;
+    assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "leave");
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "rejoin after a kick: {v}");
+    until("a sees bob back", || async {
+        membership_on(&a, &alice_tok, &room, &bob).await == "join"
+    })
+    .await;
+    say(&a, &alice_tok, &room, "welcome back").await;
+    until("b's bob sees messages again", || {
+        sees_message(&b, &bob_tok, &room, "welcome back")
+    })
+    .await;
+
+    // The ban: bob sees it, his server's join is refused by a.test's make_join.
+    let since = position(&b, &bob_tok).await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/ban"),
+            Some(&alice_tok),
+            json!({"user_id": bob, "reason": "gone"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    until("b's bob sees his ban", || {
+        sees_left(&b, &bob_tok, &since, &room, &bob, "ban", &alice)
+    })
+    .await;
+    let refused = join_via_a(&b, &bob_tok, &room).await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    let version = {
+        let (st, v) = a
+            .get(
+                &format!("{C}/rooms/{r}/state/m.room.create/"),
+                Some(&alice_tok),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        v["room_version"].as_str().unwrap_or("1").to_owned()
+    };
+    let make_join = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/make_join/{r}/{}?ver={version}", enc(&bob)),
+        None,
+    )
+    .await;
+    common::assert_error(&make_join, 403, "M_FORBIDDEN");
+    assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "ban");
+
+    // The unban: bob may join again.
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/unban"),
+            Some(&alice_tok),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/make_join/{r}/{}?ver={version}", enc(&bob)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "make_join after the unban: {v}");
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "join after the unban: {v}");
+    until("a sees bob joined again", || async {
+        membership_on(&a, &alice_tok, &room, &bob).await == "join"
+    })
+    .await;
+
+    // Alice gives bob power; bob (on b.test) kicks carol (on a.test).
+    let (st, mut levels) = a
+        .get(
+            &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+            Some(&alice_tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{levels}");
+    levels["users"][&bob] = json!(100);
+    set_state(&a, &alice_tok, &room, "m.room.power_levels", levels).await;
+    until("b knows bob's power", || async {
+        let (st, v) = b
+            .get(
+                &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+                Some(&bob_tok),
+            )
+            .await;
+        st == 200 && v["users"][&bob] == 100
+    })
+    .await;
+    let since = position(&a, &carol_tok).await;
+    let (st, v) = b
+        .post(
+            &format!("{C}/rooms/{r}/kick"),
+            Some(&bob_tok),
+            json!({"user_id": carol}),
+        )
+        .await;
+    assert_eq!(st, 200, "bob kicks carol: {v}");
+    until("a's carol sees bob's kick", || {
+        sees_left(&a, &carol_tok, &since, &room, &carol, "leave", &bob)
+    })
+    .await;
+    assert_eq!(membership_on(&a, &alice_tok, &room, &carol).await, "leave");
+    assert_eq!(membership_on(&b, &bob_tok, &room, &carol).await, "leave");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Whether a sync as `token` has, in `room`'s ephemeral events, one of `kind` that `check`
+/// accepts.
+async fn sees_ephemeral(
+    s: &TestServer,
+    token: &str,
+    room: &str,
+    kind: &str,
+    check: impl Fn(&Value) -> bool,
+) -> bool {
+    let synced = sync(s, token).await;
+    synced["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e["type"] == kind && check(&e["content"])))
+}
+
+/// Sets `user` typing (or not) in `room` on `s`.
+async fn typing(s: &TestServer, token: &str, room: &str, user: &str, on: bool) {
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{}/typing/{}", enc(room), enc(user)),
+            Some(token),
+            json!({"typing": on, "timeout": 120000}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+/// Receipts, presence and typing between two real servers, both ways: a read receipt shows
+/// in the other server's user's `/sync` as an `m.receipt` ephemeral event, presence set on
+/// one server shows in `presence.events` for a user of the other sharing a room, typing
+/// starts and stops.
+async fn receipts_presence_and_typing_between_servers(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let r = enc(&room);
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    let from_a = say(&a, &alice_tok, &room, "from a").await;
+    until("b sees a's message", || {
+        sees_message(&b, &bob_tok, &room, "from a")
+    })
+    .await;
+    let from_b = say(&b, &bob_tok, &room, "from b").await;
+    until("a sees b's message", || {
+        sees_message(&a, &alice_tok, &room, "from b")
+    })
+    .await;
+
+    // Read receipts, each on the other's message.
+    for (s, tok, event, reader, other, other_tok) in [
+        (&b, &bob_tok, &from_a, &bob, &a, &alice_tok),
+        (&a, &alice_tok, &from_b, &alice, &b, &bob_tok),
+    ] {
+        let (st, v) = s
+            .post(
+                &format!("{C}/rooms/{r}/receipt/m.read/{}", enc(event)),
+                Some(tok),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        until(&format!("the other server sees {reader}'s receipt"), || {
+            sees_ephemeral(other, other_tok, &room, "m.receipt", |c| {
+                c[event.as_str()]["m.read"][reader.as_str()]["ts"].is_u64()
+            })
+        })
+        .await;
+    }
+
+    // Presence, both ways.
+    for (s, tok, user, msg, other, other_tok) in [
+        (&b, &bob_tok, &bob, "on b", &a, &alice_tok),
+        (&a, &alice_tok, &alice, "on a", &b, &bob_tok),
+    ] {
+        let (st, v) = s
+            .put(
+                &format!("{C}/presence/{}/status", enc(user)),
+                Some(tok),
+                json!({"presence": "online", "status_msg": msg}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        until(&format!("the other server sees {user} online"), || async {
+            let synced = sync(other, other_tok).await;
+            synced["presence"]["events"].as_array().is_some_and(|e| {
+                e.iter().any(|e| {
+                    e["type"] == "m.presence"
+                        && e["sender"] == user.as_str()
+                        && e["content"]["presence"] == "online"
+                        && e["content"]["status_msg"] == msg
+                })
+            })
+        })
+        .await;
+        // The other server answers the presence endpoint with what it heard.
+        let (st, v) = other
+            .get(
+                &format!("{C}/presence/{}/status", enc(user)),
+                Some(other_tok),
+            )
+            .await;
+        assert_eq!((st, &v["presence"]), (200, &json!("online")), "{v}");
+    }
+
+    // Typing, both ways, on and off.
+    for (s, tok, user, other, other_tok) in [
+        (&a, &alice_tok, &alice, &b, &bob_tok),
+        (&b, &bob_tok, &bob, &a, &alice_tok),
+    ] {
+        typing(s, tok, &room, user, true).await;
+        until(&format!("the other server sees {user} typing"), || {
+            sees_ephemeral(other, other_tok, &room, "m.typing", |c| {
+                c["user_ids"] == json!([user])
+            })
+        })
+        .await;
+        typing(s, tok, &room, user, false).await;
+        // Well before the 120 s timeout: the stop itself travelled.
+        until(
+            &format!("the other server sees {user} stop typing"),
+            || async {
+                !sees_ephemeral(other, other_tok, &room, "m.typing", |c| {
+                    c["user_ids"]
+                        .as_array()
+                        .is_some_and(|u| u.contains(&json!(user)))
+                })
+                .await
+            },
+        )
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The room's current state as `token` reads it on `s`: (type, state key) to event ID.
+async fn state_map(s: &TestServer, token: &str, room: &str) -> BTreeMap<(String, String), String> {
+    let (st, v) = s
+        .get(&format!("{C}/rooms/{}/state", enc(room)), Some(token))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["state_key"].as_str().unwrap().to_owned(),
+                ),
+                e["event_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The event IDs of a room's timeline as `token` pages it on `s` (`/messages`, newest
+/// first, up to 200).
+async fn timeline_ids(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (st, v) = s
+        .get(
+            &format!("{C}/rooms/{}/messages?dir=b&limit=200", enc(room)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A fork made on purpose: while b.test is down, a.test's admin changes the topic and the
+/// power levels and says something; then a.test is down while b.test's user (an admin too)
+/// does the same from b.test's view of the room. Both come back: each receives the other's
+/// branch, and both end with the same current state and every event of both branches.
+async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: Topology) {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    // Short backoffs: both queues retry within seconds once the other is back.
+    let retry = [
+        "federation.retry_min_interval=300ms".to_owned(),
+        "federation.retry_max_interval=1s".to_owned(),
+    ];
+    let mut a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &retry,
+    )
+    .await;
+    let mut b = start(
+        backend,
+        topology,
+        "b.test",
+        pb,
+        &[("a.test", url(pa))],
+        &retry,
+    )
+    .await;
+    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let r = enc(&room);
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, mut levels) = a
+        .get(
+            &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+            Some(&alice_tok),
+        )
+        .await;
+    levels["users"][&bob] = json!(100);
+    set_state(&a, &alice_tok, &room, "m.room.power_levels", levels.clone()).await;
+    let before = say(&a, &alice_tok, &room, "before the fork").await;
+    until("b has the shared start", || {
+        sees_message(&b, &bob_tok, &room, "before the fork")
+    })
+    .await;
+
+    // a's branch, while b is down.
+    b.halt().await;
+    let a_topic = set_state(
+        &a,
+        &alice_tok,
+        &room,
+        "m.room.topic",
+        json!({"topic": "a's"}),
+    )
+    .await;
+    let mut a_levels = levels.clone();
+    a_levels["state_default"] = json!(60);
+    let a_pl = set_state(&a, &alice_tok, &room, "m.room.power_levels", a_levels).await;
+    let a_msg = say(&a, &alice_tok, &room, "a alone").await;
+    // b's branch, while a is down.
+    a.halt().await;
+    b.resume().await;
+    let b_topic = set_state(&b, &bob_tok, &room, "m.room.topic", json!({"topic": "b's"})).await;
+    let mut b_levels = levels.clone();
+    b_levels["events"]["m.room.name"] = json!(70);
+    let b_pl = set_state(&b, &bob_tok, &room, "m.room.power_levels", b_levels).await;
+    let b_msg = say(&b, &bob_tok, &room, "b alone").await;
+    a.resume().await;
+
+    let mine = [&a_topic, &a_pl, &a_msg, &b_topic, &b_pl, &b_msg, &before];
+    until("both servers hold both branches", || async {
+        let (ta, tb) = (
+            timeline_ids(&a, &alice_tok, &room).await,
+            timeline_ids(&b, &bob_tok, &room).await,
+        );
+        mine.iter().all(|id| ta.contains(id) && tb.contains(id))
+    })
+    .await;
+    // b's branch was made without a's: its first event follows the shared start only.
+    let (st, v) = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/event/{}", enc(&b_topic)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let prevs = &v["pdus"][0]["prev_events"];
+    assert!(
+        prevs.as_array().is_some_and(|p| !p.is_empty()
+            && !p
+                .iter()
+                .any(|p| [&a_topic, &a_pl, &a_msg].iter().any(|id| p == id.as_str()))),
+        "{v}"
+    );
+    until("both servers resolve the same current state", || async {
+        state_map(&a, &alice_tok, &room).await == state_map(&b, &bob_tok, &room).await
+    })
+    .await;
+    let state = state_map(&a, &alice_tok, &room).await;
+    let topic = &state[&("m.room.topic".to_owned(), String::new())];
+    assert!(topic == &a_topic || topic == &b_topic, "{state:?}");
+    let pl = &state[&("m.room.power_levels".to_owned(), String::new())];
+    assert!(pl == &a_pl || pl == &b_pl, "{state:?}");
+
+    // The next event joins the branches, and both servers still agree.
+    let after = say(&a, &alice_tok, &room, "after the merge").await;
+    until("b sees the message after the merge", || {
+        sees_message(&b, &bob_tok, &room, "after the merge")
+    })
+    .await;
+    let (_, v) = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/event/{}", enc(&after)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["pdus"][0]["prev_events"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    assert_eq!(
+        state_map(&a, &alice_tok, &room).await,
+        state_map(&b, &bob_tok, &room).await
+    );
+    let (ta, tb) = (
+        timeline_ids(&a, &alice_tok, &room).await,
+        timeline_ids(&b, &bob_tok, &room).await,
+    );
+    let (mut sa, mut sb) = (ta.clone(), tb.clone());
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb, "the same events on both servers");
+    sa.dedup();
+    assert_eq!(sa.len(), ta.len(), "each event once: {ta:?}");
+    let _ = alice;
+    a.stop().await;
+    b.stop().await;
 }
