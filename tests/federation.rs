@@ -2522,6 +2522,7 @@ scenarios!(
     kicks_and_bans_across_servers,
     receipts_presence_and_typing_between_servers,
     a_fork_made_on_purpose_is_resolved_alike,
+    a_fork_with_a_demotion_is_resolved_alike,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -3582,18 +3583,29 @@ async fn timeline_ids(s: &TestServer, token: &str, room: &str) -> Vec<String> {
         .collect()
 }
 
-/// A fork made on purpose: while b.test is down, a.test's admin changes the topic and the
-/// power levels and says something; then a.test is down while b.test's user (an admin too)
-/// does the same from b.test's view of the room. Both come back: each receives the other's
-/// branch, and both end with the same current state and every event of both branches.
-async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: Topology) {
+/// Two servers with short backoffs (both queues retry within a second once the other is
+/// back) in a public room of a.test, where b.test's bob is an admin too and both hold a
+/// first message.
+struct ForkRoom {
+    a: TestServer,
+    b: TestServer,
+    alice_tok: String,
+    bob: String,
+    bob_tok: String,
+    room: String,
+    /// The power levels content both start from.
+    levels: Value,
+    /// The first message, which both servers hold.
+    before: String,
+}
+
+async fn fork_room(backend: Backend, topology: Topology) -> ForkRoom {
     let (pa, pb) = (reserve_port(), reserve_port());
-    // Short backoffs: both queues retry within seconds once the other is back.
     let retry = [
         "federation.retry_min_interval=300ms".to_owned(),
         "federation.retry_max_interval=1s".to_owned(),
     ];
-    let mut a = start(
+    let a = start(
         backend,
         topology,
         "a.test",
@@ -3602,7 +3614,7 @@ async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: To
         &retry,
     )
     .await;
-    let mut b = start(
+    let b = start(
         backend,
         topology,
         "b.test",
@@ -3611,15 +3623,14 @@ async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: To
         &retry,
     )
     .await;
-    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (_, alice_tok, _) = a.register("alice", "pw").await;
     let (bob, bob_tok, _) = b.register("bob", "pw").await;
     let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
-    let r = enc(&room);
     let (st, v) = join_via_a(&b, &bob_tok, &room).await;
     assert_eq!(st, 200, "{v}");
     let (_, mut levels) = a
         .get(
-            &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+            &format!("{C}/rooms/{}/state/m.room.power_levels/", enc(&room)),
             Some(&alice_tok),
         )
         .await;
@@ -3630,6 +3641,54 @@ async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: To
         sees_message(&b, &bob_tok, &room, "before the fork")
     })
     .await;
+    ForkRoom {
+        a,
+        b,
+        alice_tok,
+        bob,
+        bob_tok,
+        room,
+        levels,
+        before,
+    }
+}
+
+/// Asserts that the event `id` (read by b.test from a.test) follows none of `others`.
+async fn follows_none_of(a: &TestServer, b: &TestServer, id: &str, others: &[&String]) {
+    let (st, v) = signed(
+        a,
+        "b.test",
+        &key_of(b),
+        "GET",
+        &format!("{F}/event/{}", enc(id)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let prevs = &v["pdus"][0]["prev_events"];
+    assert!(
+        prevs.as_array().is_some_and(
+            |p| !p.is_empty() && !p.iter().any(|p| others.iter().any(|id| p == id.as_str()))
+        ),
+        "{id} follows the other branch: {v}"
+    );
+}
+
+/// A fork made on purpose: while b.test is down, a.test's admin changes the topic and the
+/// power levels and says something; then a.test is down while b.test's user (an admin too)
+/// does the same from b.test's view of the room. Both come back: each receives the other's
+/// branch, and both end with the same current state and every event of both branches.
+async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: Topology) {
+    let ForkRoom {
+        mut a,
+        mut b,
+        alice_tok,
+        bob: _,
+        bob_tok,
+        room,
+        levels,
+        before,
+    } = fork_room(backend, topology).await;
 
     // a's branch, while b is down.
     b.halt().await;
@@ -3665,24 +3724,7 @@ async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: To
     })
     .await;
     // b's branch was made without a's: its first event follows the shared start only.
-    let (st, v) = signed(
-        &a,
-        "b.test",
-        &key_of(&b),
-        "GET",
-        &format!("{F}/event/{}", enc(&b_topic)),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    let prevs = &v["pdus"][0]["prev_events"];
-    assert!(
-        prevs.as_array().is_some_and(|p| !p.is_empty()
-            && !p
-                .iter()
-                .any(|p| [&a_topic, &a_pl, &a_msg].iter().any(|id| p == id.as_str()))),
-        "{v}"
-    );
+    follows_none_of(&a, &b, &b_topic, &[&a_topic, &a_pl, &a_msg]).await;
     until("both servers resolve the same current state", || async {
         state_map(&a, &alice_tok, &room).await == state_map(&b, &bob_tok, &room).await
     })
@@ -3727,7 +3769,92 @@ async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: To
     assert_eq!(sa, sb, "the same events on both servers");
     sa.dedup();
     assert_eq!(sa.len(), ta.len(), "each event once: {ta:?}");
-    let _ = alice;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A fork where one branch takes the other's power away: while b.test is down, a.test's
+/// admin demotes bob; while a.test is down, bob (still an admin in b.test's view) sets the
+/// topic and the power levels and says something. Once both have both branches they agree
+/// (as Synapse's state resolution v2 has it): alice's power levels stand, bob's state events
+/// are not in the current state (checked against the resolved power levels, they fail),
+/// his message is in both timelines, and b.test now refuses bob's state events.
+async fn a_fork_with_a_demotion_is_resolved_alike(backend: Backend, topology: Topology) {
+    let ForkRoom {
+        mut a,
+        mut b,
+        alice_tok,
+        bob,
+        bob_tok,
+        room,
+        levels,
+        before,
+    } = fork_room(backend, topology).await;
+    b.halt().await;
+    let mut demoted = levels.clone();
+    demoted["users"][&bob] = json!(0);
+    let a_pl = set_state(&a, &alice_tok, &room, "m.room.power_levels", demoted).await;
+    let a_msg = say(&a, &alice_tok, &room, "bob is demoted").await;
+    a.halt().await;
+    b.resume().await;
+    let b_topic = set_state(
+        &b,
+        &bob_tok,
+        &room,
+        "m.room.topic",
+        json!({"topic": "bob's"}),
+    )
+    .await;
+    let mut b_levels = levels.clone();
+    b_levels["events"]["m.room.name"] = json!(70);
+    let b_pl = set_state(&b, &bob_tok, &room, "m.room.power_levels", b_levels).await;
+    let b_msg = say(&b, &bob_tok, &room, "bob alone").await;
+    a.resume().await;
+
+    until("both servers hold both messages", || async {
+        let (ta, tb) = (
+            timeline_ids(&a, &alice_tok, &room).await,
+            timeline_ids(&b, &bob_tok, &room).await,
+        );
+        [&a_pl, &a_msg, &b_msg, &before]
+            .iter()
+            .all(|id| ta.contains(id) && tb.contains(id))
+    })
+    .await;
+    follows_none_of(&a, &b, &b_topic, &[&a_pl, &a_msg]).await;
+    until("both servers resolve the same current state", || async {
+        state_map(&a, &alice_tok, &room).await == state_map(&b, &bob_tok, &room).await
+    })
+    .await;
+    let state = state_map(&b, &bob_tok, &room).await;
+    assert_eq!(
+        state.get(&("m.room.power_levels".to_owned(), String::new())),
+        Some(&a_pl),
+        "{state:?} (bob's power levels {b_pl})"
+    );
+    assert_ne!(
+        state.get(&("m.room.topic".to_owned(), String::new())),
+        Some(&b_topic),
+        "{state:?}"
+    );
+    let refused = b
+        .put(
+            &format!("{C}/rooms/{}/state/m.room.topic/", enc(&room)),
+            Some(&bob_tok),
+            json!({"topic": "again"}),
+        )
+        .await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    // The next event joins the branches, and both servers still agree.
+    say(&a, &alice_tok, &room, "after the merge").await;
+    until("b sees the message after the merge", || {
+        sees_message(&b, &bob_tok, &room, "after the merge")
+    })
+    .await;
+    assert_eq!(
+        state_map(&a, &alice_tok, &room).await,
+        state_map(&b, &bob_tok, &room).await
+    );
     a.stop().await;
     b.stop().await;
 }
