@@ -2523,6 +2523,7 @@ scenarios!(
     receipts_presence_and_typing_between_servers,
     a_fork_made_on_purpose_is_resolved_alike,
     a_fork_with_a_demotion_is_resolved_alike,
+    a_signed_request_ends_the_backoff,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -3857,4 +3858,65 @@ async fn a_fork_with_a_demotion_is_resolved_alike(backend: Backend, topology: To
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// Any signed request of a server ends our backoff from it, not only its transactions (as
+/// Synapse marks an origin up on any authenticated request): b.test (the fake) fails, a.test
+/// backs off (the default 10 minutes), b.test comes back and nothing is sent to it until it
+/// asks a.test for a profile; then the queue goes at once. A request whose signature fails
+/// ends nothing.
+async fn a_signed_request_ends_the_backoff(backend: Backend, topology: Topology) {
+    use std::sync::atomic::Ordering;
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let fake = Fake::start("b.test", pb).await;
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let client = fake.client(a.base.clone());
+    let (alice, room) = room_with_remote_member(&a, &fake, &client).await;
+    fake.state.fail.store(true, Ordering::SeqCst);
+    send_messages(&a, &alice, &room, ["while down".to_owned()].into_iter()).await;
+    eventually("a failed attempt", || {
+        !fake.state.attempts.lock().unwrap().is_empty()
+    })
+    .await;
+    fake.state.fail.store(false, Ordering::SeqCst);
+    let attempts = fake.state.attempts.lock().unwrap().len();
+    // An unsigned and a wrongly signed request: still backing off.
+    let path = "/_matrix/federation/v1/query/profile?user_id=%40alice%3Aa.test";
+    assert_eq!(a.get(path, None).await.0, 401);
+    let other = SigningKey::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap();
+    let forged = x_matrix(
+        "b.test",
+        "a.test",
+        &other,
+        fake.key.key_id().as_str(),
+        "GET",
+        path,
+    );
+    let resp = a
+        .client
+        .get(format!("{}{path}", a.base))
+        .insert_header(("Authorization", forged))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fake.state.attempts.lock().unwrap().len(),
+        attempts,
+        "a.test retried before b.test reached it"
+    );
+    assert!(bodies(&fake).is_empty(), "{:?}", bodies(&fake));
+    // A signed profile query (not a transaction): the queue goes now.
+    let profile = client
+        .get(server("a.test"), path)
+        .await
+        .unwrap_or_else(|e| panic!("profile: {e}"));
+    assert_eq!(profile["displayname"], "alice", "{profile}");
+    eventually("the queued message reached b.test", || {
+        bodies(&fake) == ["while down"]
+    })
+    .await;
+    a.stop().await;
+    fake.handle.stop(true).await;
 }

@@ -591,9 +591,9 @@ async fn register(base: &str, name: &str) -> (String, String) {
 ///
 /// How a.test finds b.test back: its failed attempts put b.test in backoff (the default
 /// `federation.retry_min_interval`, 10 minutes, as Synapse), and b.test coming back does not
-/// end it by itself; anything b.test sends a.test does (an incoming transaction marks the
-/// origin reachable: `Queues::reachable`), here bob's typing, and a.test's queue is sent at
-/// once.
+/// end it by itself; any signed request b.test makes of a.test does (`Queues::reachable`:
+/// an incoming transaction, or routing's `InputServerUp` for any other request), here the
+/// transaction of bob's typing, and a.test's queue is sent at once.
 async fn federation_survives_a_kill_9_of_the_receiver(backend: Backend) {
     let (da, db) = (TestDb::new(backend).await, TestDb::new(backend).await);
     let (pa, pb) = (free_port(), free_port());
