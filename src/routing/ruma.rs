@@ -475,10 +475,7 @@ fn parse_error(e: FromHttpRequestError) -> MatrixError {
         FromHttpRequestError::Deserialization(DeserializationError::Query(e))
             if e.to_string().starts_with("missing field") =>
         {
-            MatrixError::new(
-                "M_MISSING_PARAM",
-                format!("Missing query parameter: {e}"),
-            )
+            MatrixError::new("M_MISSING_PARAM", format!("Missing query parameter: {e}"))
         }
         FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
             MatrixError::invalid_param(format!("Invalid query parameters: {e}"))

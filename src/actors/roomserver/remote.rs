@@ -877,8 +877,7 @@ async fn retire(
     leave_event: Option<Value>,
 ) -> Result<(), RoomserverError> {
     let version = ended.room_version;
-    let mut membership: CanonicalJsonObject =
-        serde_json::from_str(ended.json).map_err(internal)?;
+    let mut membership: CanonicalJsonObject = serde_json::from_str(ended.json).map_err(internal)?;
     membership.remove("unsigned");
     let leave = match leave_event {
         Some(leave) => {
@@ -946,10 +945,7 @@ async fn retire(
 
 /// [`InputRemoteKnock`]: the checks, the remote knock row (replacing an earlier knock) and
 /// its output, in one transaction.
-pub async fn store_remote_knock(
-    deps: &Deps,
-    msg: InputRemoteKnock,
-) -> Result<(), RoomserverError> {
+pub async fn store_remote_knock(deps: &Deps, msg: InputRemoteKnock) -> Result<(), RoomserverError> {
     let version = msg.room_version.as_str();
     let mut object: CanonicalJsonObject =
         serde_json::from_value(msg.event).map_err(|e| bad(format!("not a PDU: {e}")))?;

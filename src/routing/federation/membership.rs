@@ -261,7 +261,9 @@ pub async fn make_knock(
     .map_err(|e| {
         if e.errcode == "M_INCOMPATIBLE_ROOM_VERSION" {
             MatrixError {
-                error: "Your homeserver does not support the features required to knock on this room".to_owned(),
+                error:
+                    "Your homeserver does not support the features required to knock on this room"
+                        .to_owned(),
                 ..e
             }
         } else {

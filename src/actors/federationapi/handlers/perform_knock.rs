@@ -52,10 +52,7 @@ async fn knock_through(
     if !knock_versions().contains(&exchanged.room_version.as_str()) {
         return Err(bad_answer(
             name,
-            format!(
-                "room version {} has no knocking",
-                exchanged.room_version
-            ),
+            format!("room version {} has no knocking", exchanged.room_version),
         ));
     }
     let knock_room_state: Vec<Value> = exchanged.answer["knock_room_state"]
