@@ -10,8 +10,8 @@
 //! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
 //! typing, receipt, to-device and presence EDUs through the syncapi), `/typing`
 //! (`InputTyping`), `/sendToDevice` to other servers' users (`InputSendToDevice`), and the
-//! client API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`, `PerformKnock`,
-//! `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
+//! client API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`,
+//! `PerformKnock`, `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
 //! only it can make; the roomserver checks the events). Reads the roomserver's stream
 //! (`consumers::roomserver`) and the syncapi's receipts and presence (`consumers::receipts`,
 //! `consumers::presence`), and sends this server's events, typing, receipts, to-device

@@ -852,5 +852,42 @@ mod tests {
         round_trip(QueryJoinedServers {
             room_id: "!r:a.test".into(),
         });
+        round_trip(InputRemoteKnock {
+            room_id: "!r:a.test".into(),
+            room_version: "10".into(),
+            event: json!({}),
+            knock_room_state: vec![json!({"type": "m.room.create"})],
+            servers: vec!["a.test".into()],
+        });
+        round_trip(QueryRemoteKnock {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+        });
+        round_trip(RemoteKnock {
+            event_id: "$e".into(),
+            room_version: "10".into(),
+            event: json!({}),
+            servers: vec!["a.test".into()],
+        });
+        round_trip(PerformRetireRemoteKnock {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            leave_event: None,
+        });
+        round_trip(QueryJoinAuthorisation {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+        });
+        for answer in [
+            JoinAuthorisation::NotNeeded,
+            JoinAuthorisation::Authorised {
+                via: "@a:a.test".into(),
+            },
+            JoinAuthorisation::NotAllowed,
+            JoinAuthorisation::CannotCheck,
+            JoinAuthorisation::NoLocalInviter,
+        ] {
+            round_trip(answer);
+        }
     }
 }
