@@ -2675,7 +2675,18 @@ async fn remote_knock_refused_and_rescinded(backend: Backend, topology: Topology
     assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "knock");
     let synced = sync(&b, &bob_token).await;
     assert!(synced["rooms"]["knock"][&room].is_object(), "{synced}");
+    // With the room's server gone, rescinding still clears the knock here.
     a.stop().await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let synced = sync(&b, &bob_token).await;
+    assert!(synced["rooms"]["knock"].get(&room).is_none(), "{synced}");
     b.stop().await;
 }
 
@@ -3047,6 +3058,69 @@ async fn restricted_rooms_are_joined_through_a_resident_server(
     b.stop().await;
 }
 
+/// A restricted room where none of A's members may invite any more, but B's may: A's own
+/// user who is in the allowed room joins through B, which vouches for the join.
+async fn restricted_join_vouched_for_by_another_server(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (_, erin_token, _) = a.register("erin", "password").await;
+    let (dave, dave_token, _) = a.register("dave", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let space = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let room = room_with_join_rule(
+        &a,
+        &alice_token,
+        json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}),
+        json!({"room_version": "10", "power_level_content_override": {
+            "invite": 50, "users": {alice.as_str(): 100, bob.as_str(): 100}}}),
+    )
+    .await;
+    for (s, token) in [(&a, &erin_token), (&b, &bob_token)] {
+        for r in [&space, &room] {
+            let (status, body) = join_via_a(s, token, r).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    // Alice leaves: erin (who may not invite) is A's only member.
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&alice_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = join_via_a(&a, &dave_token, &space).await;
+    assert_eq!(status, 200, "{body}");
+    until("B sees dave in the space", || {
+        let (b, bob_token, space, dave) = (&b, &bob_token, &space, dave.clone());
+        async move { joined_members(b, bob_token, space).await.contains(&dave) }
+    })
+    .await;
+    let (status, body) = join_via_a(&a, &dave_token, &room).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, member) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(&dave)
+            ),
+            Some(&erin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["membership"], "join");
+    assert_eq!(member["join_authorised_via_users_server"], bob, "{member}");
+    assert_eq!(membership_on(&b, &bob_token, &room, &dave).await, "join");
+    assert_eq!(
+        state_ids(&a, &erin_token, &room).await,
+        state_ids(&b, &bob_token, &room).await
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 /// `make_join` and `send_join` of restricted rooms as another server calls them.
 async fn restricted_join_requests_are_checked(backend: Backend, topology: Topology) {
     let (a, b) = pair(backend, topology).await;
@@ -3118,6 +3192,21 @@ async fn restricted_join_requests_are_checked(backend: Backend, topology: Topolo
         &get(make_join(&closed, "@bob:b.test")).await,
         400,
         "M_UNABLE_TO_GRANT_JOIN",
+    );
+    // A's own user, in the space, in the same two rooms: nobody here can vouch, and no
+    // other server is in them to ask.
+    let (_, dave_token, _) = a.register("dave", "password").await;
+    let (status, body) = join_via_a(&a, &dave_token, &space).await;
+    assert_eq!(status, 200, "{body}");
+    common::assert_error(
+        &join_via_a(&a, &dave_token, &elsewhere).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &join_via_a(&a, &dave_token, &closed).await,
+        403,
+        "M_FORBIDDEN",
     );
     let (status, made) = get(make_join(&room, "@bob:b.test")).await;
     assert_eq!(status, 200, "{made}");
@@ -3233,6 +3322,7 @@ scenarios!(
     knock_requests_are_checked,
     restricted_rooms_are_joined_through_a_resident_server,
     restricted_join_requests_are_checked,
+    restricted_join_vouched_for_by_another_server,
 );
 
 // ---------------------------------------------------------------------------------------
