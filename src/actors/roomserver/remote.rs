@@ -1332,4 +1332,95 @@ mod tests {
             );
         }
     }
+
+    #[actix_web::test]
+    async fn remote_knocks_are_kept_and_retired() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let dir = tempfile::tempdir().unwrap();
+            let key = Arc::new(SigningKey::load_or_generate(dir.path()).unwrap());
+            let rs = Handle::Local(super::super::start(
+                Deps {
+                    db: t.db.clone(),
+                    bus: Bus::new(),
+                    key: key.clone(),
+                    server_name: "test.local".try_into().unwrap(),
+                    default_room_version: "12".into(),
+                    keyring: Default::default(),
+                },
+                &crate::actors::executors::Executors::start(2),
+            ));
+            let prev = "$prev".to_owned();
+            let (knock_id, knock) = build(
+                &key,
+                "bob",
+                "m.room.member",
+                "@bob:test.local",
+                json!({"membership": "knock"}),
+                &[&prev],
+                &[&prev],
+                4,
+            );
+            let (_, join) = build(
+                &key,
+                "bob",
+                "m.room.member",
+                "@bob:test.local",
+                json!({"membership": "join"}),
+                &[&prev],
+                &[&prev],
+                4,
+            );
+            let input = |event: Value| InputRemoteKnock {
+                room_id: ROOM.into(),
+                room_version: "11".into(),
+                event,
+                knock_room_state: vec![json!({"type": "m.room.name", "content": {"name": "N"}})],
+                servers: vec!["a.test".into()],
+            };
+            let refused = rs.send(input(join)).await;
+            assert!(
+                matches!(refused, Err(RoomserverError::BadRequest(_))),
+                "{refused:?}"
+            );
+            let mut tampered = knock.clone();
+            tampered["content"]["reason"] = json!("changed after signing");
+            let refused = rs.send(input(tampered)).await;
+            assert!(
+                matches!(refused, Err(RoomserverError::BadRequest(_))),
+                "{refused:?}"
+            );
+            rs.send(input(knock)).await.unwrap();
+            let kept = rs
+                .send(QueryRemoteKnock {
+                    room_id: ROOM.into(),
+                    user_id: "@bob:test.local".into(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept.event_id, knock_id);
+            assert_eq!(kept.servers, vec!["a.test".to_owned()]);
+            assert_eq!(
+                kept.event["unsigned"]["knock_room_state"][0]["type"], "m.room.name",
+                "{backend}"
+            );
+            let retire = || PerformRetireRemoteKnock {
+                room_id: ROOM.into(),
+                user_id: "@bob:test.local".into(),
+                leave_event: None,
+            };
+            rs.send(retire()).await.unwrap();
+            let gone = rs
+                .send(QueryRemoteKnock {
+                    room_id: ROOM.into(),
+                    user_id: "@bob:test.local".into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(gone, None, "{backend}");
+            let again = rs.send(retire()).await;
+            assert!(matches!(again, Err(RoomserverError::NoRoom)), "{again:?}");
+        }
+    }
 }
