@@ -3183,6 +3183,14 @@ async fn restricted_join_requests_are_checked(backend: Backend, topology: Topolo
         403,
         "M_FORBIDDEN",
     );
+    // The room's version is answered first.
+    let unoffered = get(format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=11",
+        enc(&room),
+        enc("@carol:b.test")
+    ))
+    .await;
+    common::assert_error(&unoffered, 400, "M_INCOMPATIBLE_ROOM_VERSION");
     common::assert_error(
         &get(make_join(&elsewhere, "@bob:b.test")).await,
         400,

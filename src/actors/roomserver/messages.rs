@@ -364,12 +364,15 @@ pub struct MembershipTemplate {
     pub event: serde_json::Value,
 }
 
-/// Another server's `send_join` or `send_leave` (v2): its user's signed membership event for
-/// one of our rooms. Checked first (`BadRequest`: the event ID is not the event's, another
-/// room, not an `m.room.member` event of `membership`, a sender other than its state key or
-/// not of `origin`), then input as [`InputRoomEvent`] (signatures verified there); an event
-/// the auth rules refuse (rejected or soft-failed) is `NotAllowed`. For a join, the answer
-/// holds the state before the event and the auth chain of that state and the event.
+/// Another server's `send_join`, `send_leave` (v2) or `send_knock`: its user's signed
+/// membership event for one of our rooms. Checked first (`BadRequest`: the event ID is not
+/// the event's, another room, not an `m.room.member` event of `membership`, a sender other
+/// than its state key or not of `origin`; for a join naming one of our users in
+/// `join_authorised_via_users_server`: `BadRequest` when it names another server's user,
+/// `NotAllowed` when the user satisfies none of the room's allow rules, else our signature is
+/// added), then input as [`InputRoomEvent`] (signatures verified there); an event the auth
+/// rules refuse (rejected or soft-failed) is `NotAllowed`. For a join, the answer holds the
+/// state before the event and the auth chain of that state and the event.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<MembershipAnswer, RoomserverError>")]
 pub struct PerformRemoteMembership {
@@ -377,7 +380,7 @@ pub struct PerformRemoteMembership {
     pub event_id: String,
     /// The server that sent the request (checked with its signature by routing).
     pub origin: String,
-    /// `join` or `leave`.
+    /// `join`, `leave` or `knock`.
     pub membership: String,
     /// The event in federation format.
     pub event: serde_json::Value,

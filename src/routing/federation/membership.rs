@@ -105,28 +105,39 @@ pub async fn make_join(
         .await
         .map_err(refusal)?;
     let mut content = json!({"membership": "join"});
-    match authorisation {
-        JoinAuthorisation::NotNeeded => {}
+    let refused = match authorisation {
+        JoinAuthorisation::NotNeeded => None,
         JoinAuthorisation::Authorised { via } => {
             content["join_authorised_via_users_server"] = json!(via);
+            None
         }
-        JoinAuthorisation::NotAllowed => {
-            return Err(MatrixError::forbidden(
-                "You are not in any of the rooms this room's join rules allow",
-            ))
-        }
-        JoinAuthorisation::CannotCheck => {
-            return Err(MatrixError::new(
-                "M_UNABLE_TO_AUTHORISE_JOIN",
-                "This server is not in the rooms this room's join rules allow, and cannot tell whether the user is",
-            ))
-        }
-        JoinAuthorisation::NoLocalInviter => {
-            return Err(MatrixError::new(
-                "M_UNABLE_TO_GRANT_JOIN",
-                "None of this server's users in the room may invite: try another server",
-            ))
-        }
+        JoinAuthorisation::NotAllowed => Some(MatrixError::forbidden(
+            "You are not in any of the rooms this room's join rules allow",
+        )),
+        JoinAuthorisation::CannotCheck => Some(MatrixError::new(
+            "M_UNABLE_TO_AUTHORISE_JOIN",
+            "This server is not in the rooms this room's join rules allow, and cannot tell whether the user is",
+        )),
+        JoinAuthorisation::NoLocalInviter => Some(MatrixError::new(
+            "M_UNABLE_TO_GRANT_JOIN",
+            "None of this server's users in the room may invite: try another server",
+        )),
+    };
+    if let Some(refused) = refused {
+        // The room's version and whether we follow the room are answered first, as for any
+        // make_join (the auth rules' own refusal of the bare join is this one).
+        return match template(
+            &state,
+            req.body.room_id.as_str(),
+            &req.body.user_id,
+            content,
+            Some(versions),
+        )
+        .await
+        {
+            Err(e) if e.errcode != "M_FORBIDDEN" => Err(e),
+            _ => Err(refused),
+        };
     }
     let (version, event) = template(
         &state,
