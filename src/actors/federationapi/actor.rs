@@ -125,4 +125,5 @@ delegate!(
     InputTransaction => input_transaction,
     InputTyping => input_typing,
     InputSendToDevice => input_send_to_device,
+    InputServerUp => input_server_up,
 );
