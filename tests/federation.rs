@@ -2922,16 +2922,6 @@ async fn knock_requests_are_checked(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
-/// A join as `token` of `s`, through `a.test` when it goes over federation.
-async fn join_via_a(s: &TestServer, token: &str, room: &str) -> (u16, Value) {
-    s.post(
-        &format!("/_matrix/client/v3/join/{}?via=a.test", enc(room)),
-        Some(token),
-        json!({}),
-    )
-    .await
-}
-
 /// The state event IDs of a room as `s` serves them to `token`, sorted.
 async fn state_ids(s: &TestServer, token: &str, room: &str) -> Vec<String> {
     let (status, body) = s
