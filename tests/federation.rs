@@ -3363,6 +3363,7 @@ scenarios!(
     a_fork_made_on_purpose_is_resolved_alike,
     a_fork_with_a_demotion_is_resolved_alike,
     a_signed_request_ends_the_backoff,
+    a_fork_with_a_kick_is_resolved_alike,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -4758,4 +4759,115 @@ async fn a_signed_request_ends_the_backoff(backend: Backend, topology: Topology)
     .await;
     a.stop().await;
     fake.handle.stop(true).await;
+}
+
+/// A fork where one branch kicks the other branch's sender: while b.test is down, a.test's
+/// admin kicks bob (a moderator); while a.test is down, bob (still in the room in b.test's
+/// view) talks and sets the topic. Once both have both branches they agree (the current
+/// state as a.test's alice and b.test's dave, who stays, read it): bob is out on both, his
+/// topic is not the room's, his messages are not relayed to a.test's users (they fail
+/// against a.test's current state: soft-failed, as the spec says), and b.test refuses him
+/// further events.
+async fn a_fork_with_a_kick_is_resolved_alike(backend: Backend, topology: Topology) {
+    let ForkRoom {
+        mut a,
+        mut b,
+        alice_tok,
+        bob,
+        bob_tok,
+        room,
+        mut levels,
+        before,
+    } = fork_room(backend, topology).await;
+    let r = enc(&room);
+    let (_, dave_tok, _) = b.register("dave", "pw").await;
+    let (st, v) = join_via_a(&b, &dave_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    levels["users"][&bob] = json!(50);
+    set_state(&a, &alice_tok, &room, "m.room.power_levels", levels).await;
+    until("b knows bob is a moderator", || async {
+        let (st, v) = b
+            .get(
+                &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+                Some(&bob_tok),
+            )
+            .await;
+        st == 200 && v["users"][&bob] == 50
+    })
+    .await;
+    b.halt().await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/kick"),
+            Some(&alice_tok),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let a_msg = say(&a, &alice_tok, &room, "bob is out").await;
+    a.halt().await;
+    b.resume().await;
+    let b_msg = say(&b, &bob_tok, &room, "bob still talks").await;
+    let b_topic = set_state(
+        &b,
+        &bob_tok,
+        &room,
+        "m.room.topic",
+        json!({"topic": "bob's"}),
+    )
+    .await;
+    a.resume().await;
+
+    until("b hears of the kick", || async {
+        membership_on(&b, &dave_tok, &room, &bob).await == "leave"
+    })
+    .await;
+    until("both servers resolve the same current state", || async {
+        state_map(&a, &alice_tok, &room).await == state_map(&b, &dave_tok, &room).await
+    })
+    .await;
+    let state = state_map(&a, &alice_tok, &room).await;
+    assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "leave");
+    assert_ne!(
+        state.get(&("m.room.topic".to_owned(), String::new())),
+        Some(&b_topic),
+        "{state:?}"
+    );
+    let refused = b
+        .put(
+            &format!("{C}/rooms/{r}/send/m.room.message/after-kick"),
+            Some(&bob_tok),
+            json!({"msgtype": "m.text", "body": "let me in"}),
+        )
+        .await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    // The room goes on, and both still agree.
+    let after = say(&a, &alice_tok, &room, "after the merge").await;
+    until("dave sees the message after the merge", || {
+        sees_message(&b, &dave_tok, &room, "after the merge")
+    })
+    .await;
+    // a.test's timeline (its syncapi takes the roomserver's stream in order: once the last
+    // message is in, all before it were taken): alice's branch, not bob's events after his
+    // kick.
+    until("a's timeline has the message after the merge", || async {
+        timeline_ids(&a, &alice_tok, &room).await.contains(&after)
+    })
+    .await;
+    let ta = timeline_ids(&a, &alice_tok, &room).await;
+    assert!(ta.contains(&a_msg) && ta.contains(&before), "{ta:?}");
+    assert!(
+        !ta.contains(&b_msg) && !ta.contains(&b_topic),
+        "bob's events after his kick relayed to a.test's users: {ta:?}"
+    );
+    assert!(
+        !sees_message(&a, &alice_tok, &room, "bob still talks").await,
+        "in a.test's /sync"
+    );
+    assert_eq!(
+        state_map(&a, &alice_tok, &room).await,
+        state_map(&b, &dave_tok, &room).await
+    );
+    a.stop().await;
+    b.stop().await;
 }
