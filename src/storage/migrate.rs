@@ -145,6 +145,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "028_federationapi_queues",
         include_str!("../../sql/028_federationapi_queues.sql"),
     ),
+    (
+        29,
+        "029_roomserver_remote_knocks",
+        include_str!("../../sql/029_roomserver_remote_knocks.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
