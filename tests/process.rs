@@ -605,7 +605,14 @@ async fn federation_survives_kill_9_of_both_servers(backend: Backend) {
             format!("federation.test_destinations={{\"{other}\" = \"http://127.0.0.1:{port}\"}}"),
         ]
     };
-    let (sets_a, sets_b) = (sets("a.test", "b.test", pb), sets("b.test", "a.test", pa));
+    let (sets_a, mut sets_b) = (sets("a.test", "b.test", pb), sets("b.test", "a.test", pa));
+    // b.test may have a transaction for a.test in flight when it is killed (bob's presence),
+    // retried at its restart while a.test is down: its backoff from a.test is kept short, so
+    // its later transaction still reaches a.test. a.test keeps the default (10 minutes).
+    sets_b.extend([
+        "federation.retry_min_interval=200ms".to_owned(),
+        "federation.retry_max_interval=1s".to_owned(),
+    ]);
     let mut a = spawn_with(&da, pa, &sets_a).await;
     let b = spawn_with(&db, pb, &sets_b).await;
     let (_, alice) = register(&a.base, "alice").await;
@@ -669,26 +676,11 @@ async fn federation_survives_kill_9_of_both_servers(backend: Backend) {
             })
             .unwrap_or_default()
     };
-    // a.test is backing off from b.test: nothing more arrives by itself (read with
-    // `/messages`, which unlike `/sync` sets no presence, so b.test sends a.test nothing).
-    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    let (st, v) = call(
-        &b.base,
-        "GET",
-        &format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1",
-            common::enc(&room)
-        ),
-        Some(&bob),
-        json!({}),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    assert_ne!(
-        v["chunk"][0]["event_id"].as_str(),
-        sent.last().map(String::as_str),
-        "{backend:?}: the last message came without b.test reaching a.test"
-    );
+    // a.test is most likely backing off from b.test now (its attempts failed while b.test
+    // was down; the backoff is stored). Whether anything arrives before b.test reaches
+    // a.test depends on timing (b.test may have had something to send a.test, which ends
+    // the backoff too), so it is not checked here; `a_signed_request_ends_the_backoff`
+    // (tests/federation.rs) checks that path deterministically with the fake.
     // bob types: b.test's transaction to a.test ends a.test's backoff.
     let (st, v) = call(
         &b.base,

@@ -86,7 +86,9 @@ pub trait Consumer: 'static {
     /// the batch is applied), with `db` for reads of what is committed. A batch passed over
     /// whole opens no transaction: its offset is stored with the next batch that writes, or
     /// after [`QUIET_OFFSET_DELAY`] of quiet. Read again after a crash, such outputs are
-    /// passed over again, as nothing after them was committed either.
+    /// passed over again, as nothing after them was committed either: so the answer must
+    /// depend only on the output and on what this consumer itself applied, never on what
+    /// another consumer has done by then.
     async fn skip(&mut self, _db: &Db, _output: &Self::Output) -> Result<bool, ConsumerError> {
         Ok(false)
     }

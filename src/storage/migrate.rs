@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/028_federationapi_queues.sql"),
     ),
     (
+        29,
+        "029_roomserver_remote_knocks",
+        include_str!("../../sql/029_roomserver_remote_knocks.sql"),
+    ),
+    (
         33,
         "033_federationapi_queue_catch_up",
         include_str!("../../sql/033_federationapi_queue_catch_up.sql"),

@@ -1,7 +1,7 @@
 //! Reads the syncapi's receipts stream (offset `federationapi.receipts`) and queues each
 //! public receipt (`m.read`) of one of our users as an `m.receipt` EDU for the other servers
-//! joined to its room. Private receipts (`m.read.private`) never leave the server. A receipt
-//! going nowhere (a room without other servers) is passed over without a write.
+//! joined to its room. Private receipts (`m.read.private`) never leave the server; they and
+//! other servers' receipts are passed over without a write.
 
 use super::super::sender::Queues;
 use super::super::storage::joined_members;
@@ -32,24 +32,31 @@ impl ReceiptsConsumer {
 impl ReceiptsConsumer {
     /// The servers a receipt goes to: the room's other servers, for a public read receipt
     /// of one of our users; none otherwise.
+    /// Whether a receipt may leave this server: a public read receipt of one of our users.
+    fn is_sent(&self, receipt: &Value) -> bool {
+        let text = |k: &str| receipt.get(k).and_then(Value::as_str);
+        let private = receipt.get("private").and_then(Value::as_bool) != Some(false);
+        text("room_id").is_some()
+            && text("event_id").is_some()
+            && !private
+            && text("receipt_type") == Some("m.read")
+            && text("user_id").and_then(server_of) == Some(self.server_name.as_str())
+    }
+
+    /// The servers a receipt goes to: the room's other servers, for a receipt that may leave
+    /// this server; none otherwise.
     async fn destinations(
         &self,
         db: &impl Conn,
         receipt: &Value,
     ) -> Result<BTreeSet<String>, ConsumerError> {
-        let text = |k: &str| receipt.get(k).and_then(Value::as_str);
-        let (Some(room_id), Some(user_id), Some(receipt_type), Some(_)) = (
-            text("room_id"),
-            text("user_id"),
-            text("receipt_type"),
-            text("event_id"),
-        ) else {
-            return Ok(BTreeSet::new());
-        };
-        let private = receipt.get("private").and_then(Value::as_bool) != Some(false);
-        if private || receipt_type != "m.read" || server_of(user_id) != Some(&self.server_name) {
+        if !self.is_sent(receipt) {
             return Ok(BTreeSet::new());
         }
+        let room_id = receipt
+            .get("room_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut targets: BTreeSet<String> = joined_members::select_servers(db, room_id)
             .await?
             .into_iter()
@@ -64,8 +71,11 @@ impl Consumer for ReceiptsConsumer {
     const STREAM: &'static str = crate::actors::syncapi::RECEIPTS_STREAM;
     const NAME: &'static str = "federationapi.receipts";
 
-    async fn skip(&mut self, db: &Db, receipt: &Value) -> Result<bool, ConsumerError> {
-        Ok(self.destinations(db, receipt).await?.is_empty())
+    /// Only what never leaves the server is passed over: whether a room has other servers
+    /// depends on the roomserver consumer's progress, which an output read again after a
+    /// crash would see further on (and send what was not sent before).
+    async fn skip(&mut self, _db: &Db, receipt: &Value) -> Result<bool, ConsumerError> {
+        Ok(!self.is_sent(receipt))
     }
 
     async fn apply(
