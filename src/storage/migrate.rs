@@ -145,6 +145,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "028_federationapi_queues",
         include_str!("../../sql/028_federationapi_queues.sql"),
     ),
+    (
+        30,
+        "030_roomserver_backfill",
+        include_str!("../../sql/030_roomserver_backfill.sql"),
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

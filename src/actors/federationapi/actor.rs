@@ -124,4 +124,5 @@ delegate!(
     InputTransaction => input_transaction,
     InputTyping => input_typing,
     InputSendToDevice => input_send_to_device,
+    QueryBackfill => query_backfill,
 );

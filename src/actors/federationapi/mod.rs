@@ -171,7 +171,8 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<QueryRemoteProfile, _, _, _>(cfg, addr.clone());
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
     serve::<InputTyping, _, _, _>(cfg, addr.clone());
-    serve::<InputSendToDevice, _, _, _>(cfg, addr);
+    serve::<InputSendToDevice, _, _, _>(cfg, addr.clone());
+    serve::<QueryBackfill, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]

@@ -309,7 +309,14 @@ pub async fn input(
     for prev in &ev.prev_events {
         if cache.load(db, prev).await?.is_none() {
             return Err(RoomserverError::BadRequest(format!(
-                "prev event {prev} is unknown (fetching missing events comes with federation)"
+                "prev event {prev} is unknown here"
+            )));
+        }
+        // An outlier (the state of a room joined over federation) has no state here to
+        // build on: the origin must tell it (`InputRoomEventAtState`).
+        if cache.rows.get(prev).is_some_and(|r| r.state_snapshot_nid.is_none()) {
+            return Err(RoomserverError::BadRequest(format!(
+                "the state at prev event {prev} is unknown here"
             )));
         }
         before_sets.push(cache.state_after(db, prev).await?);

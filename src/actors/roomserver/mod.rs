@@ -17,6 +17,7 @@ mod actor;
 mod create_room;
 pub mod directory;
 pub mod error;
+mod history;
 pub mod input;
 mod input_events;
 pub mod keyring;
@@ -75,6 +76,8 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<InputRemoteInvite, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteInvite, _, _, _>(cfg, addr.clone());
     serve::<PerformRetireRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<InputRoomEventAtState, _, _, _>(cfg, addr.clone());
+    serve::<PerformBackfill, _, _, _>(cfg, addr.clone());
     // Reads for other servers.
     serve::<QueryEventForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryStateForServer, _, _, _>(cfg, addr.clone());
