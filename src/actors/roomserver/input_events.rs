@@ -593,10 +593,18 @@ pub async fn input(
         _ => None,
     };
     let mut appended = Vec::new();
-    // A soft-failed event that this resolution brought into the current state was never
-    // output: it is now, first, so the stream's consumers know the event `adds_state` names.
-    for row in added_rows.iter().filter(|r| r.soft_failed) {
-        events::set_soft_failed(&txn, row.event_nid, false).await?;
+    // A soft-failed event or an outlier (a prev event placed on the state its server told)
+    // that this resolution brought into the current state was never output: it is now,
+    // first, so the stream's consumers know the event `adds_state` names.
+    let others: Vec<i64> = added.iter().copied().filter(|n| *n != nid).collect();
+    let unoutput = events::select_unpositioned(&txn, &others).await?;
+    for row in added_rows
+        .iter()
+        .filter(|r| r.soft_failed || unoutput.contains(&r.event_nid))
+    {
+        if row.soft_failed {
+            events::set_soft_failed(&txn, row.event_nid, false).await?;
+        }
         let output = RoomserverOutput::NewRoomEvent {
             room_id: room_id.to_owned(),
             event_id: row.event_id.clone(),

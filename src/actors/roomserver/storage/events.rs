@@ -171,6 +171,29 @@ pub async fn select_in_history(
     Ok(out)
 }
 
+/// Of some events (numeric IDs), those with no stream position: never output (outliers,
+/// soft-failed events, events stored before positions were kept).
+pub async fn select_unpositioned(
+    db: &impl Conn,
+    nids: &[i64],
+) -> Result<std::collections::HashSet<i64>, StorageError> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in nids.chunks(super::CHUNK) {
+        let sql = format!(
+            "SELECT event_nid FROM roomserver_events WHERE stream_position IS NULL AND event_nid IN {}",
+            placeholders(chunk.len())
+        );
+        let params: Vec<&dyn crate::storage::ToValue> = chunk
+            .iter()
+            .map(|n| n as &dyn crate::storage::ToValue)
+            .collect();
+        for r in db.query(&sql, &params).await? {
+            out.insert(r.i64(0)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Finds an event by ID.
 pub async fn select_by_id(
     db: &impl Conn,
