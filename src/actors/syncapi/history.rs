@@ -297,7 +297,7 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     let state: Vec<Value> = if filter.lazy_load_members {
         members_of(db, &msg.room_id, &all, last, &fmt).await?
     } else {
-        room_events::select_state_in_range(db, &msg.room_id, 0, last + 1)
+        room_events::select_state_in_range(db, &msg.room_id, i64::MIN, last + 1)
             .await?
             .iter()
             .filter(|e| filter.allows(&format::json_of(e)))
