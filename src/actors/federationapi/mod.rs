@@ -7,12 +7,15 @@
 //! Called by routing: the key endpoints (`QueryLocalServerKeys` for
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
 //! check of every signed federation request (`QueryServerKeys`) and `PUT /send/{txnId}`
-//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
+//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent`, or
+//! `InputRoomEventAtState` when a gap is filled from `/state_ids`, and
 //! typing, receipt, to-device and presence EDUs through the syncapi), `/typing`
 //! (`InputTyping`), `/sendToDevice` to other servers' users (`InputSendToDevice`), and the
 //! client API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`,
 //! `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
-//! only it can make; the roomserver checks the events). Reads the roomserver's stream
+//! only it can make; the roomserver checks the events). Called by the roomserver: its
+//! keyring (`QueryServerKeys`) and `PerformBackfill` (`QueryBackfill`: another server's
+//! `/backfill`). Reads the roomserver's stream
 //! (`consumers::roomserver`) and the syncapi's receipts and presence (`consumers::receipts`,
 //! `consumers::presence`), and sends this server's events, typing, receipts, to-device
 //! messages and presence to the other servers (`sender`). It emits no stream.
@@ -198,6 +201,12 @@ mod tests {
             minimum_valid_until_ts: 5,
         });
         round_trip(QueryLocalServerKeys {});
+        round_trip(QueryBackfill {
+            room_id: "!r:a.test".into(),
+            servers: vec!["a.test".into()],
+            event_ids: vec!["$e".into()],
+            limit: 50,
+        });
         round_trip(QueryNotaryKeys {
             servers: BTreeMap::from([(
                 server,

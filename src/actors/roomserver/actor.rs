@@ -528,17 +528,24 @@ impl Handler<InRoomAtState> for RoomActor {
 impl Handler<PerformBackfill> for RoomserverActor {
     type Result = ResponseFuture<Result<Backfilled, RoomserverError>>;
 
-    fn handle(&mut self, msg: PerformBackfill, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: PerformBackfill, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         let room = self.room(&msg.room_id);
+        let me = ctx.address();
         Box::pin(async move {
             let nothing = Backfilled {
                 asked: false,
                 events: 0,
             };
-            let Some((from, servers)) =
-                super::history::backfill_request(&deps, &msg.room_id).await?
-            else {
+            let request = match super::history::backfill_request(&deps, &msg.room_id).await {
+                Err(RoomserverError::NoRoom) => {
+                    drop(room);
+                    me.do_send(ForgetUnknownRoom(msg.room_id));
+                    return Err(RoomserverError::NoRoom);
+                }
+                other => other?,
+            };
+            let Some((from, servers)) = request else {
                 return Ok(nothing);
             };
             let Some(federation) = deps.keyring.federation() else {

@@ -10,6 +10,9 @@
 //! servers come with federation's input; the client room API is next. Rooms shared with
 //! other servers (`remote.rs`): join templates, other servers' joins and leaves, a room
 //! imported from our own `send_join`, invites of our users into rooms not held here.
+//! History not seen happen (`history.rs`): events placed on the state another server told
+//! (`InputRoomEventAtState`) and history backfilled from other servers (`PerformBackfill`,
+//! through the federationapi's `QueryBackfill`).
 //!
 //! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 
@@ -169,6 +172,28 @@ mod serde_tests {
             ts: 12,
             forward: true,
             server_name: "b.test".into(),
+        });
+        round_trip(InputRoomEventAtState {
+            room_id: room.clone(),
+            event: json!({"type": "m.room.message"}),
+            fetched: vec![json!({"d": 4})],
+            prev_states: vec![PrevState {
+                event_id: "$p".into(),
+                state_before: vec!["$s".into()],
+            }],
+        });
+        round_trip(PerformBackfill {
+            room_id: room.clone(),
+            limit: 50,
+        });
+        round_trip(Backfilled {
+            asked: true,
+            events: 3,
+        });
+        round_trip(RoomserverOutput::OldRoomEvent {
+            room_id: room.clone(),
+            event_id: "$o".into(),
+            event: json!({"type": "m.room.message"}),
         });
         round_trip(QueryJoinedServers { room_id: room });
     }
