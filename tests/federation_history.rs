@@ -52,7 +52,9 @@ async fn roomserver(s: &TestServer, message: &str, body: Value) -> Value {
     let secret = common::INTERNAL_SECRET.split_once('=').unwrap().1;
     let mut res = s
         .client
-        .post(format!("http://{internal}/_myelin/internal/roomserver/{message}"))
+        .post(format!(
+            "http://{internal}/_myelin/internal/roomserver/{message}"
+        ))
         .insert_header(("Authorization", format!("Bearer {secret}")))
         .send_json(&body)
         .await
@@ -98,7 +100,9 @@ async fn page(
     from: Option<&str>,
     limit: u32,
 ) -> (Vec<Value>, Option<String>) {
-    let from = from.map(|f| format!("&from={}", enc(f))).unwrap_or_default();
+    let from = from
+        .map(|f| format!("&from={}", enc(f)))
+        .unwrap_or_default();
     let (st, v) = s
         .get(
             &format!(
@@ -194,7 +198,13 @@ async fn a_gap_is_filled_from_the_state_at_it(backend: Backend, topology: Topolo
     let seen = history(&a, &alice, &room, 5).await;
     assert_eq!(seen.last().unwrap()["type"], "m.room.create");
     assert!(
-        !fake.state.gets.lock().unwrap().iter().any(|g| g.contains("/backfill/")),
+        !fake
+            .state
+            .gets
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|g| g.contains("/backfill/")),
         "{:?}",
         fake.state.gets.lock().unwrap()
     );
@@ -245,12 +255,14 @@ async fn a_gap_is_filled_from_the_state_at_it(backend: Backend, topology: Topolo
     {
         let gets = fake.state.gets.lock().unwrap();
         assert!(
-            gets.iter().any(|g| g.contains("/state_ids/")
-                && g.contains(&format!("event_id={}", enc(&lost_id)))),
+            gets.iter()
+                .any(|g| g.contains("/state_ids/")
+                    && g.contains(&format!("event_id={}", enc(&lost_id)))),
             "{gets:?}"
         );
         assert!(
-            gets.iter().any(|g| g.contains(&format!("/event/{}", enc(&lost_id)))),
+            gets.iter()
+                .any(|g| g.contains(&format!("/event/{}", enc(&lost_id)))),
             "{gets:?}"
         );
     }
@@ -333,11 +345,7 @@ async fn a_gap_is_filled_from_the_state_at_it(backend: Backend, topology: Topolo
     for id in [&orphan2_id, &lost2_id, &carol_id] {
         let (st, v) = a
             .get(
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/event/{}",
-                    enc(&room),
-                    enc(id)
-                ),
+                &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(id)),
                 Some(&alice),
             )
             .await;
@@ -397,9 +405,12 @@ async fn joined_rooms_are_backfilled(backend: Backend, topology: Topology) {
     // What a.test has, as alice pages back from bob's join.
     until("a.test has bob's join", || async {
         let (chunk, _) = page(&a, &alice, &room, None, 1).await;
-        chunk
-            .first()
-            .is_some_and(|e| e["type"] == "m.room.member" && e["state_key"].as_str().is_some_and(|k| k.ends_with(":b.test")))
+        chunk.first().is_some_and(|e| {
+            e["type"] == "m.room.member"
+                && e["state_key"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with(":b.test"))
+        })
     })
     .await;
     let on_a = history(&a, &alice, &room, 100).await;
@@ -435,10 +446,7 @@ async fn joined_rooms_are_backfilled(backend: Backend, topology: Topology) {
     assert_eq!(state_of_b().await, state_before);
     let (_, first) = b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob)).await;
     let joined = &first["rooms"]["join"][&room];
-    assert!(
-        joined.to_string().contains("\"m.room.create\""),
-        "{joined}"
-    );
+    assert!(joined.to_string().contains("\"m.room.create\""), "{joined}");
     let (_, later) = b
         .get(
             &format!("/_matrix/client/v3/sync?timeout=0&since={since}"),
@@ -466,12 +474,21 @@ async fn joined_rooms_are_backfilled(backend: Backend, topology: Topology) {
     assert_eq!(bodies(&local), ["local history"]);
     assert_eq!(local.last().unwrap()["type"], "m.room.create");
     assert_eq!(
-        roomserver(&b, "PerformBackfill", json!({"room_id": here, "limit": 100})).await,
+        roomserver(
+            &b,
+            "PerformBackfill",
+            json!({"room_id": here, "limit": 100})
+        )
+        .await,
         json!({"asked": false, "events": 0})
     );
     // alice's a.test joined it over federation: its history before her join is b.test's.
     let theirs = history(&a, &alice, &here, 100).await;
-    assert_eq!(theirs.last().unwrap()["type"], "m.room.create", "{theirs:?}");
+    assert_eq!(
+        theirs.last().unwrap()["type"],
+        "m.room.create",
+        "{theirs:?}"
+    );
     a.stop().await;
     b.stop().await;
 }

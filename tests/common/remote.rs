@@ -58,7 +58,11 @@ impl FakeState {
         if req.method() != actix_web::http::Method::GET {
             return not_found();
         }
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().to_string();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .to_string()
+        };
         if let Some(id) = path.strip_prefix("/_matrix/federation/v1/event/") {
             return match self.events.lock().unwrap().get(&decode(id)) {
                 Some(ev) => HttpResponse::Ok().json(json!({

@@ -84,7 +84,8 @@ async fn check_fetched(
             tracing::info!(room_id, "dropped a fetched event without an ID");
             continue;
         };
-        if out.pdus.contains_key(&id) || events::select_by_id(&deps.db, id.as_str()).await?.is_some()
+        if out.pdus.contains_key(&id)
+            || events::select_by_id(&deps.db, id.as_str()).await?.is_some()
         {
             continue;
         }
@@ -132,7 +133,10 @@ async fn check_fetched(
     for row in events::select_by_ids_in_room(&deps.db, room_nid, &wanted).await? {
         let id = OwnedEventId::try_from(row.event_id.as_str()).map_err(internal)?;
         let json: CanonicalJsonObject = serde_json::from_str(&row.json).map_err(internal)?;
-        all.insert(id.clone(), PduEvent::from_json(id.clone(), &json, row.rejected)?);
+        all.insert(
+            id.clone(),
+            PduEvent::from_json(id.clone(), &json, row.rejected)?,
+        );
         decided.insert(id, !row.rejected);
     }
     // Version 12: the create event authorizes everything without being named.
@@ -143,7 +147,10 @@ async fn check_fetched(
             if let Some(row) = events::select_by_id(&deps.db, id.as_str()).await? {
                 let json: CanonicalJsonObject =
                     serde_json::from_str(&row.json).map_err(internal)?;
-                all.insert(id.clone(), PduEvent::from_json(id.clone(), &json, row.rejected)?);
+                all.insert(
+                    id.clone(),
+                    PduEvent::from_json(id.clone(), &json, row.rejected)?,
+                );
             }
         }
         id
@@ -237,7 +244,9 @@ fn prev_events_of(object: &CanonicalJsonObject) -> Vec<String> {
     list.iter()
         .filter_map(|p| match p {
             ruma::CanonicalJsonValue::String(s) => Some(s.clone()),
-            ruma::CanonicalJsonValue::Array(pair) => pair.first().and_then(|v| v.as_str()).map(str::to_owned),
+            ruma::CanonicalJsonValue::Array(pair) => {
+                pair.first().and_then(|v| v.as_str()).map(str::to_owned)
+            }
             _ => None,
         })
         .collect()
@@ -254,8 +263,8 @@ pub async fn input_at_state(
         .ok_or(RoomserverError::NoRoom)?;
     let version = room.room_version.as_str();
     let (_, rules) = pdu::rules(version)?;
-    let object: CanonicalJsonObject = serde_json::from_value(msg.event.clone())
-        .map_err(|e| bad(format!("not a PDU: {e}")))?;
+    let object: CanonicalJsonObject =
+        serde_json::from_value(msg.event.clone()).map_err(|e| bad(format!("not a PDU: {e}")))?;
     let prevs = prev_events_of(&object);
     if msg.prev_states.len() > MAX_PREV_STATES {
         return Err(bad(format!(
@@ -263,7 +272,11 @@ pub async fn input_at_state(
             msg.prev_states.len()
         )));
     }
-    if let Some(p) = msg.prev_states.iter().find(|p| !prevs.contains(&p.event_id)) {
+    if let Some(p) = msg
+        .prev_states
+        .iter()
+        .find(|p| !prevs.contains(&p.event_id))
+    {
         return Err(bad(format!(
             "{} is not one of the event's prev events",
             p.event_id
@@ -317,7 +330,11 @@ pub async fn input_at_state(
                  origin or did not verify ({}{})",
                 prev.event_id,
                 lacking.join(", "),
-                if rows.len() + 3 < wanted.len() { ", ..." } else { "" }
+                if rows.len() + 3 < wanted.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
             )));
         }
         let mut entries = StateEntries::new();
@@ -460,14 +477,16 @@ pub async fn store_backfill(
     // The backward extremities move back: what was asked for is forgotten when it came (or
     // when nothing new did: the servers have nothing more), and the prev events of what came
     // that are not in the history take their place.
-    for id in from.iter().filter(|id| named.contains(id) || output.is_empty()) {
+    for id in from
+        .iter()
+        .filter(|id| named.contains(id) || output.is_empty())
+    {
         backward_extremities::delete(&txn, room.room_nid, id).await?;
     }
     let mut prevs: Vec<String> = Vec::new();
     for (_, _, id, json) in &output {
         backward_extremities::delete(&txn, room.room_nid, id).await?;
-        let object: CanonicalJsonObject =
-            serde_json::from_value(json.clone()).map_err(internal)?;
+        let object: CanonicalJsonObject = serde_json::from_value(json.clone()).map_err(internal)?;
         prevs.extend(prev_events_of(&object));
     }
     prevs.sort();

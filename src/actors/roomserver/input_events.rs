@@ -314,7 +314,11 @@ pub async fn input(
         }
         // An outlier (the state of a room joined over federation) has no state here to
         // build on: the origin must tell it (`InputRoomEventAtState`).
-        if cache.rows.get(prev).is_some_and(|r| r.state_snapshot_nid.is_none()) {
+        if cache
+            .rows
+            .get(prev)
+            .is_some_and(|r| r.state_snapshot_nid.is_none())
+        {
             return Err(RoomserverError::BadRequest(format!(
                 "the state at prev event {prev} is unknown here"
             )));

@@ -251,7 +251,11 @@ async fn one_pdu(
             if let Err(why) =
                 fetch_missing(deps, origin, room_id, version, &event_id, &pdu, head).await
             {
-                tracing::info!(event_id, why, "asking for the state at the missing prev events");
+                tracing::info!(
+                    event_id,
+                    why,
+                    "asking for the state at the missing prev events"
+                );
                 return fill_gap(deps, origin, room_id, version, event_id, pdu).await;
             }
         }
@@ -568,9 +572,10 @@ async fn gap_state(
                     "Prev event {prev} is unknown here and {origin} did not provide it, nor the                      state at it: {e}"
                 ))
             })?;
-        let (Some(state), Some(auth_chain)) =
-            (id_list(&answer, "pdu_ids"), id_list(&answer, "auth_chain_ids"))
-        else {
+        let (Some(state), Some(auth_chain)) = (
+            id_list(&answer, "pdu_ids"),
+            id_list(&answer, "auth_chain_ids"),
+        ) else {
             return Err(GapError::Refused(format!(
                 "{origin} answered /state_ids for {prev} without pdu_ids and auth_chain_ids"
             )));
@@ -596,11 +601,15 @@ async fn gap_state(
         return Ok((fetched, prev_states));
     }
     let wanted: HashSet<&str> = lacking.iter().map(String::as_str).collect();
-    let whole_state =
-        lacking.len() > GAP_EVENT_FETCHES || (lacking.len() > 10 && lacking.len() * 10 >= desired.len());
+    let whole_state = lacking.len() > GAP_EVENT_FETCHES
+        || (lacking.len() > 10 && lacking.len() * 10 >= desired.len());
     // Events fetched one by one: each must be the one asked for.
     let mut one_by_one: Vec<String> = if whole_state {
-        prevs.iter().filter(|p| wanted.contains(p.as_str())).cloned().collect()
+        prevs
+            .iter()
+            .filter(|p| wanted.contains(p.as_str()))
+            .cloned()
+            .collect()
     } else {
         lacking.clone()
     };
@@ -613,7 +622,12 @@ async fn gap_state(
                     GapError::Refused(format!("{origin} did not provide the state at {prev}: {e}"))
                 })?;
             for key in ["pdus", "auth_chain"] {
-                for ev in answer.get(key).and_then(Value::as_array).into_iter().flatten() {
+                for ev in answer
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if event_id_of(ev, version).is_some_and(|id| wanted.contains(id.as_str())) {
                         fetched.push(ev.clone());
                     }
@@ -626,7 +640,10 @@ async fn gap_state(
     for chunk in one_by_one.chunks(GAP_PARALLEL) {
         let answers = futures_util::future::join_all(chunk.iter().map(|id| async move {
             let path = format!("/_matrix/federation/v1/event/{}", enc(id));
-            (id, gap_get(deps, origin, &path, Some(MISSING_ANSWER_BYTES)).await)
+            (
+                id,
+                gap_get(deps, origin, &path, Some(MISSING_ANSWER_BYTES)).await,
+            )
         }))
         .await;
         for (id, answer) in answers {
@@ -646,7 +663,9 @@ async fn gap_state(
                 Some(ev) if event_id_of(&ev, version).as_deref() == Some(id.as_str()) => {
                     fetched.push(ev)
                 }
-                Some(_) => tracing::info!(event_id = id, %origin, "fetched another event than asked"),
+                Some(_) => {
+                    tracing::info!(event_id = id, %origin, "fetched another event than asked")
+                }
                 None => {}
             }
         }

@@ -74,7 +74,11 @@ pub async fn handle(deps: &Deps, msg: QueryBackfill) -> Result<Vec<Value>, Feder
             }
         };
         let Some(pdus) = answer.get("pdus").and_then(Value::as_array) else {
-            tracing::info!(room_id = msg.room_id, server, "backfill answer without pdus");
+            tracing::info!(
+                room_id = msg.room_id,
+                server,
+                "backfill answer without pdus"
+            );
             last = Some(FederationApiError::Remote {
                 server: server.clone(),
                 status: 0,
@@ -85,9 +89,11 @@ pub async fn handle(deps: &Deps, msg: QueryBackfill) -> Result<Vec<Value>, Feder
         };
         return Ok(pdus
             .iter()
-            .filter(|p| p.get("room_id").and_then(Value::as_str) == Some(msg.room_id.as_str())
+            .filter(|p| {
+                p.get("room_id").and_then(Value::as_str) == Some(msg.room_id.as_str())
                 // Version 12 create events name no room; the roomserver checks them.
-                || p.get("type").and_then(Value::as_str) == Some("m.room.create"))
+                || p.get("type").and_then(Value::as_str) == Some("m.room.create")
+            })
             .take(MAX_LIMIT as usize)
             .cloned()
             .collect());
