@@ -368,8 +368,9 @@ async fn a_gap_is_filled_from_the_state_at_it(backend: Backend, topology: Topolo
 
 /// bob of `b.test` joins a room of `a.test` with 30 messages: paging back on `b.test` fetches
 /// them (and the room's creation) from `a.test` with `/backfill`, in the order `a.test`
-/// has them, once; they never show in bob's `/sync` as new. A room made on `b.test` is never
-/// backfilled.
+/// has them, once; they never show in bob's `/sync` as new, nor change the room's state. A
+/// room made on `b.test` is never backfilled; history bob may not see stays hidden; a server
+/// that cannot be reached leaves the page as it is.
 async fn joined_rooms_are_backfilled(backend: Backend, topology: Topology) {
     let (pa, pb) = (reserve_port(), reserve_port());
     let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))]).await;
@@ -489,8 +490,55 @@ async fn joined_rooms_are_backfilled(backend: Backend, topology: Topology) {
         "m.room.create",
         "{theirs:?}"
     );
-    a.stop().await;
+
+    // History visibility applies to what came: in a room whose history only members see,
+    // bob (who joins later) pages back past his join and reads none of it.
+    let closed = common::create(
+        &a,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}
+        ]}),
+    )
+    .await;
+    say(&a, &alice, &closed, "before bob").await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=a.test", enc(&closed)),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let read = history(&b, &bob, &closed, 100).await;
+    assert!(bodies(&read).is_empty(), "{read:?}");
+    assert_eq!(
+        roomserver(
+            &b,
+            "PerformBackfill",
+            json!({"room_id": closed, "limit": 100})
+        )
+        .await,
+        json!({"asked": false, "events": 0}),
+        "the history was fetched"
+    );
+
+    // A server that cannot be reached leaves the page as it is.
+    let gone = common::create(&b, &bob, json!({"preset": "public_chat"})).await;
+    say(&b, &bob, &gone, "unreachable history").await;
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=b.test", enc(&gone)),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     b.stop().await;
+    let (chunk, _) = page(&a, &alice, &gone, None, 50).await;
+    assert_eq!(chunk[0]["sender"], "@alice:a.test", "{chunk:?}");
+    assert!(bodies(&chunk).is_empty(), "{chunk:?}");
+    a.stop().await;
 }
 
 scenarios!(
