@@ -3,7 +3,8 @@
 //! server on each database. They register, start syncing (`startClient` until the `PREPARED`
 //! sync state), create a room, invite, join, exchange messages, see each other's typing and
 //! read receipts, and bob sees alice's display name change in the room, all through the sdk's
-//! own events.
+//! own events. The same scenario runs across two myelin servers that federate (alice on one,
+//! bob on the other), with each seeing the other's display name on their member event.
 //!
 //! The matrix-js-sdk version pinned in `tests/e2e/js/package-lock.json` is installed with
 //! `npm ci` into `$HOME/.cache/myelin/node-js-sdk` on first use, and again whenever the lock
@@ -147,19 +148,21 @@ fn place_script(dir: &Path) -> PathBuf {
     path
 }
 
-/// Runs the js-sdk script against a fresh server on `backend` and asserts it succeeds.
-async fn js_clients(backend: Backend) {
+/// Runs the js-sdk script with alice on `base` and bob on `bob_base`, and asserts it
+/// succeeds.
+async fn run_script(backend: Backend, what: &str, base: String, bob_base: String) {
     let dir = actix_web::rt::task::spawn_blocking(sdk_dir)
         .await
         .unwrap_or_else(|e| panic!("installing matrix-js-sdk: {e}"));
     let script = place_script(&dir);
-    let s = TestServer::start(backend, Topology::Local, &[]).await;
-    let base = s.base.clone();
-    // The server is served by this thread's runtime: run Node on a blocking thread.
+    // The servers are served by this thread's runtime: run Node on a blocking thread.
     let run_script = script.clone();
     let out = actix_web::rt::task::spawn_blocking(move || {
         let mut cmd = Command::new("node");
-        cmd.arg(&run_script).arg(base).current_dir(&dir);
+        cmd.arg(&run_script)
+            .arg(base)
+            .arg(bob_base)
+            .current_dir(&dir);
         run(cmd, SCRIPT_NAME, SCRIPT_TIMEOUT)
     })
     .await
@@ -167,14 +170,55 @@ async fn js_clients(backend: Backend) {
     let _ = std::fs::remove_file(&script);
     assert!(
         out.success(),
-        "matrix-js-sdk against myelin on {backend:?}: {}",
+        "matrix-js-sdk against {what} on {backend:?}: {}",
         out.describe(SCRIPT_NAME, SCRIPT_TIMEOUT)
     );
     if !out.stderr.trim().is_empty() {
         eprintln!("{backend:?} (stderr):\n{}", out.stderr.trim_end());
     }
     println!("{backend:?}: {}", out.stdout.trim());
+}
+
+/// Runs the js-sdk script against a fresh server on `backend` and asserts it succeeds.
+async fn js_clients(backend: Backend) {
+    let s = TestServer::start(backend, Topology::Local, &[]).await;
+    run_script(backend, "myelin", s.base.clone(), s.base.clone()).await;
     s.stop().await;
+}
+
+/// A federating test server `name` on `port`, reaching `other` at `other_port`.
+async fn federating(
+    backend: Backend,
+    name: &str,
+    port: u16,
+    other: &str,
+    other_port: u16,
+) -> TestServer {
+    let sets = [
+        format!("server.name={name}"),
+        format!("server.listen=127.0.0.1:{port}"),
+        "server.ip_range_denylist=[]".to_owned(),
+        format!("federation.test_destinations={{\"{other}\" = \"http://127.0.0.1:{other_port}\"}}"),
+    ];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    TestServer::start(backend, Topology::Local, &sets).await
+}
+
+/// The same scenario across two myelin servers: alice on a.test, bob on b.test, so the
+/// invite, the join, messages, typing, receipts and display names go over federation.
+async fn js_clients_two_servers(backend: Backend) {
+    let (pa, pb) = (common::reserve_port(), common::reserve_port());
+    let a = federating(backend, "a.test", pa, "b.test", pb).await;
+    let b = federating(backend, "b.test", pb, "a.test", pa).await;
+    run_script(
+        backend,
+        "two myelin servers",
+        a.base.clone(),
+        b.base.clone(),
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
 }
 
 #[actix_web::test]
@@ -185,4 +229,14 @@ async fn js_sqlite_local() {
 #[actix_web::test]
 async fn js_postgres_local() {
     js_clients(Backend::Postgres).await
+}
+
+#[actix_web::test]
+async fn js_two_servers_sqlite_local() {
+    js_clients_two_servers(Backend::Sqlite).await
+}
+
+#[actix_web::test]
+async fn js_two_servers_postgres_local() {
+    js_clients_two_servers(Backend::Postgres).await
 }

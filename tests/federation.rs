@@ -671,7 +671,7 @@ fn said(pdu: &Value) -> String {
 /// The read side of the federation API, as b.test reads a.test: `/event`, `/state`,
 /// `/state_ids`, `/event_auth`, `/backfill`, `/get_missing_events`, with the history
 /// visibility for servers (events b.test may not see come redacted), the "in the room"
-/// check (403 until the room is world-readable; b.test has no joined user), unknown rooms
+/// check (403 until Bob of b.test joins, world-readable or not), unknown rooms
 /// and events (404) and the room's server ACL (403 when it denies b.test).
 async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology) {
     let (pa, pb) = (reserve_port(), reserve_port());
@@ -758,6 +758,39 @@ async fn the_dag_is_served_to_other_servers(backend: Backend, topology: Topology
     )
     .await;
     let m5 = say(&a, &tok, &room, "five").await;
+    // World-readable, and still nobody of b.test joined: 403 for every read, as Synapse
+    // (`assert_host_in_room`) and the spec ("the requesting host is not in the room").
+    for path in [
+        event(&m5),
+        format!("{F}/state/{r}?event_id={}", common::enc(&m5)),
+        format!("{F}/state_ids/{r}?event_id={}", common::enc(&m5)),
+        format!("{F}/event_auth/{r}/{}", common::enc(&m5)),
+        format!("{F}/backfill/{r}?v={}&limit=5", common::enc(&m5)),
+        format!("{F}/timestamp_to_event/{r}?ts=1&dir=f"),
+    ] {
+        let refused = get(path.clone()).await;
+        common::assert_error(&refused, 403, "M_FORBIDDEN");
+        assert!(
+            refused.1["error"].as_str().unwrap().contains("not in room"),
+            "{path}: {}",
+            refused.1
+        );
+    }
+    common::assert_error(
+        &gme(json!({"earliest_events": [], "latest_events": [m5]})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // Bob joins from b.test (after m5: what he may see of m1..m5 is as it was).
+    let (_, bob_tok, _) = b.register("bob", "pw").await;
+    let (st, v) = b
+        .post(
+            &format!("{C}/join/{r}?via=a.test"),
+            Some(&bob_tok),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
 
     // /event: transaction-shaped; the joined-only events redacted, the invited one whole
     // (Bob was invited then), shared and world-readable ones whole.
@@ -1497,7 +1530,8 @@ async fn pair(backend: Backend, topology: Topology) -> (TestServer, TestServer) 
     (a, b)
 }
 
-/// `user`'s membership of a room as `s` holds it (by `token`'s reading of the state).
+/// `user`'s membership of a room as `s` holds it (by `token`'s reading of the state); null
+/// while `s` has no member event of `user` (404: not arrived yet, when polled with `until`).
 async fn membership_on(s: &TestServer, token: &str, room: &str, user: &str) -> Value {
     let (status, body) = s
         .get(
@@ -1509,6 +1543,9 @@ async fn membership_on(s: &TestServer, token: &str, room: &str, user: &str) -> V
             Some(token),
         )
         .await;
+    if status == 404 && body["errcode"] == "M_NOT_FOUND" {
+        return Value::Null;
+    }
     assert_eq!(status, 200, "{body}");
     body["membership"].clone()
 }
@@ -2486,6 +2523,11 @@ scenarios!(
     two_servers_talk_both_ways,
     a_join_through_one_server_reaches_the_others,
     remote_profiles_are_asked_of_their_server,
+    kicks_and_bans_across_servers,
+    receipts_presence_and_typing_between_servers,
+    a_fork_made_on_purpose_is_resolved_alike,
+    a_fork_with_a_demotion_is_resolved_alike,
+    a_signed_request_ends_the_backoff,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -3155,6 +3197,730 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
         matches!(&not_a_txn, Err(FederationError::Refused { status: 400, errcode, .. }) if errcode == "M_BAD_JSON"),
         "{not_a_txn:?}"
     );
+    a.stop().await;
+    fake.handle.stop(true).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Two real servers: kicks and bans across them, receipts, presence and typing, and a fork
+// made on purpose.
+// ---------------------------------------------------------------------------------------
+
+/// An incremental sync as `token` from `since`.
+async fn sync_since(s: &TestServer, token: &str, since: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!("{C}/sync?timeout=0&since={}", enc(since)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The `next_batch` of a sync as `token` now.
+async fn position(s: &TestServer, token: &str) -> String {
+    sync(s, token).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether a sync from `since` shows `room` left with `user`'s member event of `membership`
+/// (sent by `by`) in its timeline.
+async fn sees_left(
+    s: &TestServer,
+    token: &str,
+    since: &str,
+    room: &str,
+    user: &str,
+    membership: &str,
+    by: &str,
+) -> bool {
+    let synced = sync_since(s, token, since).await;
+    synced["rooms"]["leave"][room]["timeline"]["events"]
+        .as_array()
+        .is_some_and(|t| {
+            t.iter().any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == user
+                    && e["content"]["membership"] == membership
+                    && e["sender"] == by
+            })
+        })
+}
+
+/// Joins `room` through a.test as `token` on `s`: the answer.
+async fn join_via_a(s: &TestServer, token: &str, room: &str) -> (u16, Value) {
+    s.post(
+        &format!("{C}/join/{}?via=a.test", enc(room)),
+        Some(token),
+        json!({}),
+    )
+    .await
+}
+
+/// Kicks and bans across servers: a.test's admin kicks b.test's user (who sees the leave in
+/// `/sync` and rejoins), bans him (his server's join is refused: 403 through `make_join`,
+/// asked directly too), unbans him (he rejoins); then b.test's user, given power by a.test's
+/// admin, kicks a user of a.test, who sees it in her `/sync`.
+async fn kicks_and_bans_across_servers(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (carol, carol_tok, _) = a.register("carol", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let r = enc(&room);
+    let (st, v) = a
+        .post(&format!("{C}/join/{r}"), Some(&carol_tok), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    until("b hears of nothing new but holds the room", || async {
+        membership_on(&b, &bob_tok, &room, &carol).await == "join"
+    })
+    .await;
+
+    // The kick: bob sees the leave (sent by alice) in his /sync, and can rejoin.
+    let since = position(&b, &bob_tok).await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/kick"),
+            Some(&alice_tok),
+            json!({"user_id": bob, "reason": "out"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    until("b's bob sees his kick", || {
+        sees_left(&b, &bob_tok, &since, &room, &bob, "leave", &alice)
+    })
+    .await;
+    assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "leave");
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "rejoin after a kick: {v}");
+    until("a sees bob back", || async {
+        membership_on(&a, &alice_tok, &room, &bob).await == "join"
+    })
+    .await;
+    say(&a, &alice_tok, &room, "welcome back").await;
+    until("b's bob sees messages again", || {
+        sees_message(&b, &bob_tok, &room, "welcome back")
+    })
+    .await;
+
+    // The ban: bob sees it, his server's join is refused by a.test's make_join.
+    let since = position(&b, &bob_tok).await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/ban"),
+            Some(&alice_tok),
+            json!({"user_id": bob, "reason": "gone"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    until("b's bob sees his ban", || {
+        sees_left(&b, &bob_tok, &since, &room, &bob, "ban", &alice)
+    })
+    .await;
+    let refused = join_via_a(&b, &bob_tok, &room).await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    let version = {
+        let (st, v) = a
+            .get(
+                &format!("{C}/rooms/{r}/state/m.room.create/"),
+                Some(&alice_tok),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        v["room_version"].as_str().unwrap_or("1").to_owned()
+    };
+    let make_join = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/make_join/{r}/{}?ver={version}", enc(&bob)),
+        None,
+    )
+    .await;
+    common::assert_error(&make_join, 403, "M_FORBIDDEN");
+    assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "ban");
+
+    // The unban: bob may join again.
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/unban"),
+            Some(&alice_tok),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/make_join/{r}/{}?ver={version}", enc(&bob)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "make_join after the unban: {v}");
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "join after the unban: {v}");
+    until("a sees bob joined again", || async {
+        membership_on(&a, &alice_tok, &room, &bob).await == "join"
+    })
+    .await;
+
+    // Alice gives bob power; bob (on b.test) kicks carol (on a.test).
+    let (st, mut levels) = a
+        .get(
+            &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+            Some(&alice_tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{levels}");
+    levels["users"][&bob] = json!(100);
+    set_state(&a, &alice_tok, &room, "m.room.power_levels", levels).await;
+    until("b knows bob's power", || async {
+        let (st, v) = b
+            .get(
+                &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+                Some(&bob_tok),
+            )
+            .await;
+        st == 200 && v["users"][&bob] == 100
+    })
+    .await;
+    let since = position(&a, &carol_tok).await;
+    let (st, v) = b
+        .post(
+            &format!("{C}/rooms/{r}/kick"),
+            Some(&bob_tok),
+            json!({"user_id": carol}),
+        )
+        .await;
+    assert_eq!(st, 200, "bob kicks carol: {v}");
+    until("a's carol sees bob's kick", || {
+        sees_left(&a, &carol_tok, &since, &room, &carol, "leave", &bob)
+    })
+    .await;
+    assert_eq!(membership_on(&a, &alice_tok, &room, &carol).await, "leave");
+    assert_eq!(membership_on(&b, &bob_tok, &room, &carol).await, "leave");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Whether a sync as `token` has, in `room`'s ephemeral events, one of `kind` that `check`
+/// accepts.
+async fn sees_ephemeral(
+    s: &TestServer,
+    token: &str,
+    room: &str,
+    kind: &str,
+    check: impl Fn(&Value) -> bool,
+) -> bool {
+    let synced = sync(s, token).await;
+    synced["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e["type"] == kind && check(&e["content"])))
+}
+
+/// Sets `user` typing (or not) in `room` on `s`.
+async fn typing(s: &TestServer, token: &str, room: &str, user: &str, on: bool) {
+    let (st, v) = s
+        .put(
+            &format!("{C}/rooms/{}/typing/{}", enc(room), enc(user)),
+            Some(token),
+            json!({"typing": on, "timeout": 120000}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+/// Receipts, presence and typing between two real servers, both ways: a read receipt shows
+/// in the other server's user's `/sync` as an `m.receipt` ephemeral event, presence set on
+/// one server shows in `presence.events` for a user of the other sharing a room, typing
+/// starts and stops.
+async fn receipts_presence_and_typing_between_servers(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let r = enc(&room);
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    let from_a = say(&a, &alice_tok, &room, "from a").await;
+    until("b sees a's message", || {
+        sees_message(&b, &bob_tok, &room, "from a")
+    })
+    .await;
+    let from_b = say(&b, &bob_tok, &room, "from b").await;
+    until("a sees b's message", || {
+        sees_message(&a, &alice_tok, &room, "from b")
+    })
+    .await;
+
+    // Read receipts, each on the other's message.
+    for (s, tok, event, reader, other, other_tok) in [
+        (&b, &bob_tok, &from_a, &bob, &a, &alice_tok),
+        (&a, &alice_tok, &from_b, &alice, &b, &bob_tok),
+    ] {
+        let (st, v) = s
+            .post(
+                &format!("{C}/rooms/{r}/receipt/m.read/{}", enc(event)),
+                Some(tok),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        until(&format!("the other server sees {reader}'s receipt"), || {
+            sees_ephemeral(other, other_tok, &room, "m.receipt", |c| {
+                c[event.as_str()]["m.read"][reader.as_str()]["ts"].is_u64()
+            })
+        })
+        .await;
+    }
+
+    // Presence, both ways.
+    for (s, tok, user, msg, other, other_tok) in [
+        (&b, &bob_tok, &bob, "on b", &a, &alice_tok),
+        (&a, &alice_tok, &alice, "on a", &b, &bob_tok),
+    ] {
+        let (st, v) = s
+            .put(
+                &format!("{C}/presence/{}/status", enc(user)),
+                Some(tok),
+                json!({"presence": "online", "status_msg": msg}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        until(&format!("the other server sees {user} online"), || async {
+            let synced = sync(other, other_tok).await;
+            synced["presence"]["events"].as_array().is_some_and(|e| {
+                e.iter().any(|e| {
+                    e["type"] == "m.presence"
+                        && e["sender"] == user.as_str()
+                        && e["content"]["presence"] == "online"
+                        && e["content"]["status_msg"] == msg
+                })
+            })
+        })
+        .await;
+        // The other server answers the presence endpoint with what it heard.
+        let (st, v) = other
+            .get(
+                &format!("{C}/presence/{}/status", enc(user)),
+                Some(other_tok),
+            )
+            .await;
+        assert_eq!((st, &v["presence"]), (200, &json!("online")), "{v}");
+    }
+
+    // Typing, both ways, on and off.
+    for (s, tok, user, other, other_tok) in [
+        (&a, &alice_tok, &alice, &b, &bob_tok),
+        (&b, &bob_tok, &bob, &a, &alice_tok),
+    ] {
+        typing(s, tok, &room, user, true).await;
+        until(&format!("the other server sees {user} typing"), || {
+            sees_ephemeral(other, other_tok, &room, "m.typing", |c| {
+                c["user_ids"] == json!([user])
+            })
+        })
+        .await;
+        typing(s, tok, &room, user, false).await;
+        // Well before the 120 s timeout: the stop itself travelled.
+        until(
+            &format!("the other server sees {user} stop typing"),
+            || async {
+                !sees_ephemeral(other, other_tok, &room, "m.typing", |c| {
+                    c["user_ids"]
+                        .as_array()
+                        .is_some_and(|u| u.contains(&json!(user)))
+                })
+                .await
+            },
+        )
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The room's current state as `token` reads it on `s`: (type, state key) to event ID.
+async fn state_map(s: &TestServer, token: &str, room: &str) -> BTreeMap<(String, String), String> {
+    let (st, v) = s
+        .get(&format!("{C}/rooms/{}/state", enc(room)), Some(token))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["state_key"].as_str().unwrap().to_owned(),
+                ),
+                e["event_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The event IDs of a room's timeline as `token` pages it on `s` (`/messages`, newest
+/// first, up to 200).
+async fn timeline_ids(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (st, v) = s
+        .get(
+            &format!("{C}/rooms/{}/messages?dir=b&limit=200", enc(room)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Two servers with short backoffs (both queues retry within a second once the other is
+/// back) in a public room of a.test, where b.test's bob is an admin too and both hold a
+/// first message.
+struct ForkRoom {
+    a: TestServer,
+    b: TestServer,
+    alice_tok: String,
+    bob: String,
+    bob_tok: String,
+    room: String,
+    /// The power levels content both start from.
+    levels: Value,
+    /// The first message, which both servers hold.
+    before: String,
+}
+
+async fn fork_room(backend: Backend, topology: Topology) -> ForkRoom {
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let retry = [
+        "federation.retry_min_interval=300ms".to_owned(),
+        "federation.retry_max_interval=1s".to_owned(),
+    ];
+    let a = start(
+        backend,
+        topology,
+        "a.test",
+        pa,
+        &[("b.test", url(pb))],
+        &retry,
+    )
+    .await;
+    let b = start(
+        backend,
+        topology,
+        "b.test",
+        pb,
+        &[("a.test", url(pa))],
+        &retry,
+    )
+    .await;
+    let (_, alice_tok, _) = a.register("alice", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, mut levels) = a
+        .get(
+            &format!("{C}/rooms/{}/state/m.room.power_levels/", enc(&room)),
+            Some(&alice_tok),
+        )
+        .await;
+    levels["users"][&bob] = json!(100);
+    set_state(&a, &alice_tok, &room, "m.room.power_levels", levels.clone()).await;
+    let before = say(&a, &alice_tok, &room, "before the fork").await;
+    until("b has the shared start", || {
+        sees_message(&b, &bob_tok, &room, "before the fork")
+    })
+    .await;
+    ForkRoom {
+        a,
+        b,
+        alice_tok,
+        bob,
+        bob_tok,
+        room,
+        levels,
+        before,
+    }
+}
+
+/// Asserts that the event `id` (read by b.test from a.test) follows none of `others`.
+async fn follows_none_of(a: &TestServer, b: &TestServer, id: &str, others: &[&String]) {
+    let (st, v) = signed(
+        a,
+        "b.test",
+        &key_of(b),
+        "GET",
+        &format!("{F}/event/{}", enc(id)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let prevs = &v["pdus"][0]["prev_events"];
+    assert!(
+        prevs.as_array().is_some_and(
+            |p| !p.is_empty() && !p.iter().any(|p| others.iter().any(|id| p == id.as_str()))
+        ),
+        "{id} follows the other branch: {v}"
+    );
+}
+
+/// A fork made on purpose: while b.test is down, a.test's admin changes the topic and the
+/// power levels and says something; then a.test is down while b.test's user (an admin too)
+/// does the same from b.test's view of the room. Both come back: each receives the other's
+/// branch, and both end with the same current state and every event of both branches.
+async fn a_fork_made_on_purpose_is_resolved_alike(backend: Backend, topology: Topology) {
+    let ForkRoom {
+        mut a,
+        mut b,
+        alice_tok,
+        bob: _,
+        bob_tok,
+        room,
+        levels,
+        before,
+    } = fork_room(backend, topology).await;
+
+    // a's branch, while b is down.
+    b.halt().await;
+    let a_topic = set_state(
+        &a,
+        &alice_tok,
+        &room,
+        "m.room.topic",
+        json!({"topic": "a's"}),
+    )
+    .await;
+    let mut a_levels = levels.clone();
+    a_levels["state_default"] = json!(60);
+    let a_pl = set_state(&a, &alice_tok, &room, "m.room.power_levels", a_levels).await;
+    let a_msg = say(&a, &alice_tok, &room, "a alone").await;
+    // b's branch, while a is down.
+    a.halt().await;
+    b.resume().await;
+    let b_topic = set_state(&b, &bob_tok, &room, "m.room.topic", json!({"topic": "b's"})).await;
+    let mut b_levels = levels.clone();
+    b_levels["events"]["m.room.name"] = json!(70);
+    let b_pl = set_state(&b, &bob_tok, &room, "m.room.power_levels", b_levels).await;
+    let b_msg = say(&b, &bob_tok, &room, "b alone").await;
+    a.resume().await;
+
+    let mine = [&a_topic, &a_pl, &a_msg, &b_topic, &b_pl, &b_msg, &before];
+    until("both servers hold both branches", || async {
+        let (ta, tb) = (
+            timeline_ids(&a, &alice_tok, &room).await,
+            timeline_ids(&b, &bob_tok, &room).await,
+        );
+        mine.iter().all(|id| ta.contains(id) && tb.contains(id))
+    })
+    .await;
+    // b's branch was made without a's: its first event follows the shared start only.
+    follows_none_of(&a, &b, &b_topic, &[&a_topic, &a_pl, &a_msg]).await;
+    until("both servers resolve the same current state", || async {
+        state_map(&a, &alice_tok, &room).await == state_map(&b, &bob_tok, &room).await
+    })
+    .await;
+    let state = state_map(&a, &alice_tok, &room).await;
+    let topic = &state[&("m.room.topic".to_owned(), String::new())];
+    assert!(topic == &a_topic || topic == &b_topic, "{state:?}");
+    let pl = &state[&("m.room.power_levels".to_owned(), String::new())];
+    assert!(pl == &a_pl || pl == &b_pl, "{state:?}");
+
+    // The next event joins the branches, and both servers still agree.
+    let after = say(&a, &alice_tok, &room, "after the merge").await;
+    until("b sees the message after the merge", || {
+        sees_message(&b, &bob_tok, &room, "after the merge")
+    })
+    .await;
+    let (_, v) = signed(
+        &a,
+        "b.test",
+        &key_of(&b),
+        "GET",
+        &format!("{F}/event/{}", enc(&after)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["pdus"][0]["prev_events"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    assert_eq!(
+        state_map(&a, &alice_tok, &room).await,
+        state_map(&b, &bob_tok, &room).await
+    );
+    let (ta, tb) = (
+        timeline_ids(&a, &alice_tok, &room).await,
+        timeline_ids(&b, &bob_tok, &room).await,
+    );
+    let (mut sa, mut sb) = (ta.clone(), tb.clone());
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb, "the same events on both servers");
+    sa.dedup();
+    assert_eq!(sa.len(), ta.len(), "each event once: {ta:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A fork where one branch takes the other's power away: while b.test is down, a.test's
+/// admin demotes bob; while a.test is down, bob (still an admin in b.test's view) sets the
+/// topic and the power levels and says something. Once both have both branches they agree
+/// (as Synapse's state resolution v2 has it): alice's power levels stand, bob's state events
+/// are not in the current state (checked against the resolved power levels, they fail),
+/// his message is in both timelines, and b.test now refuses bob's state events.
+async fn a_fork_with_a_demotion_is_resolved_alike(backend: Backend, topology: Topology) {
+    let ForkRoom {
+        mut a,
+        mut b,
+        alice_tok,
+        bob,
+        bob_tok,
+        room,
+        levels,
+        before,
+    } = fork_room(backend, topology).await;
+    b.halt().await;
+    let mut demoted = levels.clone();
+    demoted["users"][&bob] = json!(0);
+    let a_pl = set_state(&a, &alice_tok, &room, "m.room.power_levels", demoted).await;
+    let a_msg = say(&a, &alice_tok, &room, "bob is demoted").await;
+    a.halt().await;
+    b.resume().await;
+    let b_topic = set_state(
+        &b,
+        &bob_tok,
+        &room,
+        "m.room.topic",
+        json!({"topic": "bob's"}),
+    )
+    .await;
+    let mut b_levels = levels.clone();
+    b_levels["events"]["m.room.name"] = json!(70);
+    let b_pl = set_state(&b, &bob_tok, &room, "m.room.power_levels", b_levels).await;
+    let b_msg = say(&b, &bob_tok, &room, "bob alone").await;
+    a.resume().await;
+
+    until("both servers hold both messages", || async {
+        let (ta, tb) = (
+            timeline_ids(&a, &alice_tok, &room).await,
+            timeline_ids(&b, &bob_tok, &room).await,
+        );
+        [&a_pl, &a_msg, &b_msg, &before]
+            .iter()
+            .all(|id| ta.contains(id) && tb.contains(id))
+    })
+    .await;
+    follows_none_of(&a, &b, &b_topic, &[&a_pl, &a_msg]).await;
+    until("both servers resolve the same current state", || async {
+        state_map(&a, &alice_tok, &room).await == state_map(&b, &bob_tok, &room).await
+    })
+    .await;
+    let state = state_map(&b, &bob_tok, &room).await;
+    assert_eq!(
+        state.get(&("m.room.power_levels".to_owned(), String::new())),
+        Some(&a_pl),
+        "{state:?} (bob's power levels {b_pl})"
+    );
+    assert_ne!(
+        state.get(&("m.room.topic".to_owned(), String::new())),
+        Some(&b_topic),
+        "{state:?}"
+    );
+    let refused = b
+        .put(
+            &format!("{C}/rooms/{}/state/m.room.topic/", enc(&room)),
+            Some(&bob_tok),
+            json!({"topic": "again"}),
+        )
+        .await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    // The next event joins the branches, and both servers still agree.
+    say(&a, &alice_tok, &room, "after the merge").await;
+    until("b sees the message after the merge", || {
+        sees_message(&b, &bob_tok, &room, "after the merge")
+    })
+    .await;
+    assert_eq!(
+        state_map(&a, &alice_tok, &room).await,
+        state_map(&b, &bob_tok, &room).await
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Any signed request of a server ends our backoff from it, not only its transactions (as
+/// Synapse marks an origin up on any authenticated request): b.test (the fake) fails, a.test
+/// backs off (the default 10 minutes), b.test comes back and nothing is sent to it until it
+/// asks a.test for a profile; then the queue goes at once. A request whose signature fails
+/// ends nothing.
+async fn a_signed_request_ends_the_backoff(backend: Backend, topology: Topology) {
+    use std::sync::atomic::Ordering;
+    let (pa, pb) = (reserve_port(), reserve_port());
+    let fake = Fake::start("b.test", pb).await;
+    let a = start(backend, topology, "a.test", pa, &[("b.test", url(pb))], &[]).await;
+    let client = fake.client(a.base.clone());
+    let (alice, room) = room_with_remote_member(&a, &fake, &client).await;
+    fake.state.fail.store(true, Ordering::SeqCst);
+    send_messages(&a, &alice, &room, ["while down".to_owned()].into_iter()).await;
+    eventually("a failed attempt", || {
+        !fake.state.attempts.lock().unwrap().is_empty()
+    })
+    .await;
+    fake.state.fail.store(false, Ordering::SeqCst);
+    let attempts = fake.state.attempts.lock().unwrap().len();
+    // An unsigned and a wrongly signed request: still backing off.
+    let path = "/_matrix/federation/v1/query/profile?user_id=%40alice%3Aa.test";
+    assert_eq!(a.get(path, None).await.0, 401);
+    let other = SigningKey::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap();
+    let forged = x_matrix(
+        "b.test",
+        "a.test",
+        &other,
+        fake.key.key_id().as_str(),
+        "GET",
+        path,
+    );
+    let resp = a
+        .client
+        .get(format!("{}{path}", a.base))
+        .insert_header(("Authorization", forged))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fake.state.attempts.lock().unwrap().len(),
+        attempts,
+        "a.test retried before b.test reached it"
+    );
+    assert!(bodies(&fake).is_empty(), "{:?}", bodies(&fake));
+    // A signed profile query (not a transaction): the queue goes now.
+    let profile = client
+        .get(server("a.test"), path)
+        .await
+        .unwrap_or_else(|e| panic!("profile: {e}"));
+    assert_eq!(profile["displayname"], "alice", "{profile}");
+    eventually("the queued message reached b.test", || {
+        bodies(&fake) == ["while down"]
+    })
+    .await;
     a.stop().await;
     fake.handle.stop(true).await;
 }

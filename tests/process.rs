@@ -1,6 +1,7 @@
 //! The `myelin` binary as an operator runs it: the shipped config.toml with environment
 //! overrides, on both databases; acknowledged writes survive `kill -9` (events queued for
-//! another server too); bad config is refused with the key named.
+//! another server too, and a federated room's stream to a server killed and restarted);
+//! bad config is refused with the key named.
 
 mod common;
 
@@ -564,6 +565,159 @@ async fn sqlite_queued_events_survive_kill_9() {
 #[actix_web::test]
 async fn postgres_queued_events_survive_kill_9() {
     queued_events_survive_kill_9(Backend::Postgres).await;
+}
+
+/// Registers `name` on `base`: its (user ID, access token).
+async fn register(base: &str, name: &str) -> (String, String) {
+    let (st, v) = call(
+        base,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        json!({"username": name, "password": "pw", "auth": {"type": "m.login.dummy"}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    (
+        v["user_id"].as_str().unwrap().to_owned(),
+        v["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Two real servers as child processes: a.test sends a stream of messages into a room b.test's
+/// user is in; b.test is killed (`kill -9`) mid-stream and the rest are sent while it is down;
+/// b.test comes back, and its user's `/sync` (resumed with the token from before the stream)
+/// has every message, in order, once.
+///
+/// How a.test finds b.test back: its failed attempts put b.test in backoff (the default
+/// `federation.retry_min_interval`, 10 minutes, as Synapse), and b.test coming back does not
+/// end it by itself; any signed request b.test makes of a.test does (`Queues::reachable`:
+/// an incoming transaction, or routing's `InputServerUp` for any other request), here the
+/// transaction of bob's typing, and a.test's queue is sent at once.
+async fn federation_survives_a_kill_9_of_the_receiver(backend: Backend) {
+    let (da, db) = (TestDb::new(backend).await, TestDb::new(backend).await);
+    let (pa, pb) = (free_port(), free_port());
+    let sets = |me: &str, other: &str, port: u16| {
+        vec![
+            format!("server.name={me}"),
+            "server.ip_range_denylist=[]".to_owned(),
+            format!("federation.test_destinations={{\"{other}\" = \"http://127.0.0.1:{port}\"}}"),
+        ]
+    };
+    let (sets_a, sets_b) = (sets("a.test", "b.test", pb), sets("b.test", "a.test", pa));
+    let a = spawn_with(&da, pa, &sets_a).await;
+    let b = spawn_with(&db, pb, &sets_b).await;
+    let (_, alice) = register(&a.base, "alice").await;
+    let (bob_id, bob) = register(&b.base, "bob").await;
+    let (st, v) = call(
+        &a.base,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&alice),
+        json!({"preset": "public_chat"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let room = v["room_id"].as_str().unwrap().to_owned();
+    let (st, v) = call(
+        &b.base,
+        "POST",
+        &format!("/_matrix/client/v3/join/{}?via=a.test", common::enc(&room)),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, since, _) = sync_once(&b.base, &bob, &room, "")
+        .await
+        .expect("bob's first sync");
+
+    // 30 messages; b.test is killed after the 10th is acknowledged (transactions to it are
+    // then in flight or just done).
+    let mut b = Some(b);
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            drop(b.take());
+        }
+        let (st, v) = call(
+            &a.base,
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/k{i}",
+                common::enc(&room)
+            ),
+            Some(&alice),
+            json!({"msgtype": "m.text", "body": format!("m{i}")}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        sent.push(v["event_id"].as_str().unwrap().to_owned());
+    }
+    let b = spawn_with(&db, pb, &sets_b).await;
+    let seen = || async {
+        sync_once(&b.base, &bob, &room, &since)
+            .await
+            .map(|(ids, _, limited)| {
+                assert!(!limited, "{backend:?}: a limited timeline");
+                ids
+            })
+            .unwrap_or_default()
+    };
+    // a.test is backing off from b.test: nothing more arrives by itself (read with
+    // `/messages`, which unlike `/sync` sets no presence, so b.test sends a.test nothing).
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let (st, v) = call(
+        &b.base,
+        "GET",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1",
+            common::enc(&room)
+        ),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_ne!(
+        v["chunk"][0]["event_id"].as_str(),
+        sent.last().map(String::as_str),
+        "{backend:?}: the last message came without b.test reaching a.test"
+    );
+    // bob types: b.test's transaction to a.test ends a.test's backoff.
+    let (st, v) = call(
+        &b.base,
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/typing/{}",
+            common::enc(&room),
+            common::enc(&bob_id)
+        ),
+        Some(&bob),
+        json!({"typing": true, "timeout": 10000}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let mut got = Vec::new();
+    for _ in 0..150 {
+        got = seen().await;
+        if got.len() >= sent.len() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, sent, "{backend:?}: every message, in order, once");
+    drop(a);
+}
+
+#[actix_web::test]
+async fn sqlite_federation_survives_a_kill_9_of_the_receiver() {
+    federation_survives_a_kill_9_of_the_receiver(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn postgres_federation_survives_a_kill_9_of_the_receiver() {
+    federation_survives_a_kill_9_of_the_receiver(Backend::Postgres).await;
 }
 
 #[test]

@@ -256,12 +256,22 @@ impl TestServer {
 
     /// Stops every node and starts fresh ones on the same database.
     pub async fn restart(&mut self) {
+        self.halt().await;
+        self.resume().await;
+    }
+
+    /// Stops every node, keeping the database: the server is down until [`Self::resume`].
+    pub async fn halt(&mut self) {
         if let Some(n) = self.node.take() {
             n.stop().await;
         }
         if let Some(n) = self.userapi_node.take() {
             n.stop().await;
         }
+    }
+
+    /// Starts fresh nodes on the database of a halted server (same settings, same ports).
+    pub async fn resume(&mut self) {
         let (node, unode) = Self::start_nodes(&self.db, self.topology, &self.extra).await;
         self.base = base_of(&node);
         self.node = Some(node);

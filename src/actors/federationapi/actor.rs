@@ -124,5 +124,6 @@ delegate!(
     InputTransaction => input_transaction,
     InputTyping => input_typing,
     InputSendToDevice => input_send_to_device,
+    InputServerUp => input_server_up,
     QueryBackfill => query_backfill,
 );

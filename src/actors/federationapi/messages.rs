@@ -244,6 +244,18 @@ pub struct QueryBackfill {
     pub limit: u64,
 }
 
+/// Another server made a request whose `X-Matrix` signature verified (any federation
+/// endpoint): it is up. If our queue for it is waiting out a backoff, the backoff is cleared
+/// and the queue is sent at once (Synapse marks the origin up on any signed request:
+/// `reset_retry_timings`, `notify_remote_server_up`). Cheap when there is no backoff (no
+/// database statement); routing sends it without waiting for the answer.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), FederationApiError>")]
+pub struct InputServerUp {
+    /// The origin of the request, as its signature proved.
+    pub server_name: OwnedServerName,
+}
+
 crate::remote_messages!("federationapi":
     QueryBackfill,
     QueryServerKeys,
@@ -257,4 +269,5 @@ crate::remote_messages!("federationapi":
     InputTransaction,
     InputTyping,
     InputSendToDevice,
+    InputServerUp,
 );

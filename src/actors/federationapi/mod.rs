@@ -6,7 +6,8 @@
 //!
 //! Called by routing: the key endpoints (`QueryLocalServerKeys` for
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
-//! check of every signed federation request (`QueryServerKeys`) and `PUT /send/{txnId}`
+//! check of every signed federation request (`QueryServerKeys`, then `InputServerUp`: the
+//! origin is up, so a backoff from it ends) and `PUT /send/{txnId}`
 //! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent`, or
 //! `InputRoomEventAtState` when a gap is filled from `/state_ids`, and
 //! typing, receipt, to-device and presence EDUs through the syncapi), `/typing`
@@ -175,6 +176,7 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
     serve::<InputTyping, _, _, _>(cfg, addr.clone());
     serve::<InputSendToDevice, _, _, _>(cfg, addr.clone());
+    serve::<InputServerUp, _, _, _>(cfg, addr.clone());
     serve::<QueryBackfill, _, _, _>(cfg, addr);
 }
 
@@ -285,6 +287,9 @@ mod tests {
                 "@v:b.test".to_owned(),
                 BTreeMap::from([("*".to_owned(), serde_json::json!({"a": 1}))]),
             )]),
+        });
+        round_trip(InputServerUp {
+            server_name: "b.test".try_into().unwrap(),
         });
         round_trip(ServerKeys {
             keys: BTreeMap::from([(

@@ -18,7 +18,9 @@
 //!   `retry_multiplier` for each further failure up to `retry_max_interval`, times a random
 //!   0.8-1.4 (Synapse's numbers). The backoff is stored, so a restart keeps it.
 //! - A destination that sends us a transaction is reachable again: its backoff is cleared
-//!   and its sender tries at once ([`Queues::reachable`]), so it is caught up.
+//!   and its sender tries at once ([`Queues::reachable`]), so it is caught up. So does any
+//!   other signed request of it (`InputServerUp`, sent by routing once the signature
+//!   verified), when its sender is waiting out a backoff ([`Queues::is_backing_off`]).
 
 use super::storage::{destinations, queue};
 use crate::federation::client::{FederationClient, FederationError};
@@ -94,6 +96,8 @@ struct SenderState {
     pending: bool,
     /// Cuts a backoff wait short.
     kick: Arc<Notify>,
+    /// The sender is waiting out a backoff.
+    backing_off: bool,
 }
 
 impl Queues {
@@ -137,6 +141,7 @@ impl Queues {
                 running: false,
                 pending: false,
                 kick: Arc::new(Notify::new()),
+                backing_off: false,
             });
         state.pending = true;
         if state.running {
@@ -148,6 +153,24 @@ impl Queues {
         self.inner.arbiter.spawn_fn(move || {
             actix_web::rt::spawn(async move { queues.run(destination).await });
         });
+    }
+
+    /// Whether the sender of `destination` is waiting out a backoff now (no database read).
+    pub fn is_backing_off(&self, destination: &str) -> bool {
+        self.inner
+            .senders
+            .lock()
+            .ok()
+            .is_some_and(|s| s.get(destination).is_some_and(|s| s.backing_off))
+    }
+
+    /// Records whether the sender of `destination` is waiting out a backoff.
+    fn set_backing_off(&self, destination: &str, backing_off: bool) {
+        if let Ok(mut s) = self.inner.senders.lock() {
+            if let Some(state) = s.get_mut(destination) {
+                state.backing_off = backing_off;
+            }
+        }
     }
 
     /// `destination` just reached us, so it is up: its backoff is cleared and its sender
@@ -198,10 +221,12 @@ impl Queues {
                 }
                 Ok(Step::WaitUntil(at)) => {
                     let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+                    self.set_backing_off(&destination, true);
                     tokio::select! {
                         _ = actix_web::rt::time::sleep(wait) => {}
                         _ = kick.notified() => {}
                     }
+                    self.set_backing_off(&destination, false);
                 }
                 Err(e) => {
                     tracing::error!(destination, error = %e, "federation sender: storage failure");

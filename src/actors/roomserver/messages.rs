@@ -538,8 +538,8 @@ pub struct PerformRetireRemoteInvite {
 /// known here.
 /// What the roomserver answers other servers (the federation API's reads, `server_reads.rs`).
 /// Each names the asking server (`server_name`, the verified origin of the request) and
-/// checks that it may read the room: one of its users is joined to the room now, or the
-/// room's current history visibility is `world_readable` (`NotAllowed` otherwise). Events
+/// checks that it may read the room: one of its users is joined to the room now, whatever
+/// the history visibility, as Synapse (`NotAllowed` otherwise). Events
 /// the server may not see by the history visibility for servers
 /// (`history_visibility::allows_server`, at the state after each event) are served
 /// redacted, as Synapse does. Unknown room: `NoRoom`; an event not in the room: `NoEvent`.

@@ -3,9 +3,9 @@
 //! servers in a room for `/query/directory`).
 //!
 //! Two checks guard them (Synapse's `assert_host_in_room` and `filter_events_for_server`):
-//! - **May the server read the room at all?** One of its users is joined now, or the room's
-//!   current history visibility is `world_readable` (which the spec lets any server share);
-//!   `NotAllowed` otherwise. The room's server ACL is checked by the caller
+//! - **May the server read the room at all?** One of its users is joined now (whatever the
+//!   history visibility: a `world_readable` room included, as Synapse); `NotAllowed`
+//!   otherwise. The room's server ACL is checked by the caller
 //!   (`federation::acl`), which knows the request.
 //! - **May it see each event?** [`ServerViewer`]: the history visibility for servers
 //!   (`history_visibility::allows_server`) at the state after the event (the state before it
@@ -28,35 +28,25 @@ use serde_json::Value;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 /// Fails with `NotAllowed` unless `server` may read the room: one of its users is joined
-/// now, or the room is `world_readable` now.
+/// now (Synapse's `assert_host_in_room`; the spec's "the requesting host is not in the
+/// room"). A `world_readable` room is no exception: its events are anyone's to read through
+/// a server in the room, not through this one (Synapse serves a server with nobody joined
+/// nothing either; peeking over federation is not in the spec).
 async fn ensure_may_read(
     db: &Db,
     room_nid: i64,
     room_id: &str,
     server: &str,
 ) -> Result<(), RoomserverError> {
-    if !memberships::select_of_server(db, room_nid, "join", server)
+    if memberships::select_of_server(db, room_nid, "join", server)
         .await?
         .is_empty()
     {
-        return Ok(());
+        return Err(RoomserverError::NotAllowed(format!(
+            "Server {server} is not in room {room_id}"
+        )));
     }
-    let setting = input::current_state(
-        db,
-        room_id,
-        &[("m.room.history_visibility".into(), String::new())],
-    )
-    .await?
-    .and_then(|events| events.into_iter().next())
-    .map_or(HistoryVisibility::default(), |e| {
-        HistoryVisibility::from_content(&e.json["content"])
-    });
-    if setting == HistoryVisibility::WorldReadable {
-        return Ok(());
-    }
-    Err(RoomserverError::NotAllowed(format!(
-        "Server {server} is not in room {room_id}"
-    )))
+    Ok(())
 }
 
 /// The room, once `server` may read it.

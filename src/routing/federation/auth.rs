@@ -12,11 +12,14 @@
 //! 4. the signature verifies over the method, the URI as sent (path and query), origin,
 //!    destination and the JSON body.
 //!
+//! A request that passes tells the federationapi its origin is up (`InputServerUp`, not
+//! waited for): our queue for it stops backing off, as Synapse's `Authenticator` does.
+//!
 //! A non-empty body that is not JSON cannot have been signed as the spec says: 400
 //! `M_NOT_JSON`. Endpoints the spec serves without signatures (`/version`, the key
 //! endpoints, `/3pid/onbind`) use `NoAuthentication` and never come here.
 
-use crate::actors::federationapi::messages::QueryServerKeys;
+use crate::actors::federationapi::messages::{InputServerUp, QueryServerKeys};
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{check_declared_length, read_body, AuthInput, AuthRequirement};
 use crate::routing::AppState;
@@ -130,6 +133,20 @@ pub async fn verify(
                 x.origin, x.key
             ))
         })?;
+    // The origin is up: a backoff of our queue for it ends (not waited for; cheap when
+    // there is none).
+    let federationapi = state.federationapi.clone();
+    let origin = x.origin.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = federationapi
+            .send(InputServerUp {
+                server_name: origin.clone(),
+            })
+            .await
+        {
+            tracing::warn!(origin = %origin, error = %e, "could not report a server up");
+        }
+    });
     Ok(x.origin)
 }
 

@@ -2,8 +2,9 @@
 //! `/state_ids`, `/event_auth`, `/backfill`, `/get_missing_events` and
 //! `/timestamp_to_event`. Each checks the
 //! room's server ACL for the origin ([`super::acl::ensure_allowed`]); the roomserver checks
-//! that the origin may read the room (one of its users joined now, or a `world_readable`
-//! room: else 403 `M_FORBIDDEN`) and serves the events it may not see by the history
+//! that the origin may read the room (one of its users joined now, as Synapse's
+//! `assert_host_in_room`, a `world_readable` room included: else 403 `M_FORBIDDEN`;
+//! `/timestamp_to_event` too, where Synapse checks only the ACL) and serves the events it may not see by the history
 //! visibility for servers redacted (`roomserver::server_reads`). Unknown rooms and events
 //! are 404 `M_NOT_FOUND`. `/event`, `/backfill` and `/get_missing_events` also serve the
 //! events of this server's erased accounts redacted (the syncapi knows which), as Synapse.

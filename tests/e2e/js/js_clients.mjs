@@ -1,11 +1,15 @@
 // Two matrix-js-sdk clients against a myelin homeserver, end to end.
 //
-// Usage: node js_clients.mjs HOMESERVER_URL
+// Usage: node js_clients.mjs HOMESERVER_URL [BOB_HOMESERVER_URL]
+//
+// With a second URL, bob is a user of that other homeserver and everything below goes over
+// federation between the two (the invite, the join, messages, typing, receipts, names).
 //
 // Alice and bob register (m.login.dummy, through the sdk's registerRequest), each starts a
 // MatrixClient (startClient, no crypto) and waits for the PREPARED sync state. Alice creates
 // a private room and invites bob; bob sees the invite through the sdk's membership events and
-// joins; they exchange messages (Room.timeline), and each sees the other's typing
+// joins; each sees the other's display name (set before the room existed) on the other's
+// member; they exchange messages (Room.timeline), and each sees the other's typing
 // (RoomMember.typing) and read receipt (Room.receipt); alice changes her display name and bob
 // sees it on her member in the room (RoomMember.name). Runs without end-to-end encryption
 // (no initRustCrypto): myelin has no /keys endpoints yet.
@@ -267,10 +271,10 @@ class Client {
   }
 }
 
-async function run(baseUrl) {
+async function run(baseUrl, bobUrl) {
   const suffix = randomBytes(4).toString("hex");
   const alice = new Client("alice", baseUrl);
-  const bob = new Client("bob", baseUrl);
+  const bob = new Client("bob", bobUrl);
   try {
     return await scenario(alice, bob, suffix);
   } finally {
@@ -285,6 +289,14 @@ async function scenario(alice, bob, suffix) {
 
   await step("alice: startClient until PREPARED", () => alice.start());
   await step("bob: startClient until PREPARED", () => bob.start());
+
+  const names = new Map([
+    [aId, `Alice of ${suffix}`],
+    [bId, `Bob of ${suffix}`],
+  ]);
+  for (const c of [alice, bob]) {
+    await step(`${c.name}: setDisplayName`, () => c.client.setDisplayName(names.get(c.userId)));
+  }
 
   const roomName = `js e2e ${suffix}`;
   const roomId = await step("alice: createRoom", async () => {
@@ -336,6 +348,26 @@ async function scenario(alice, bob, suffix) {
       `bob's join in ${roomId} (RoomMember.membership join)`,
     ),
   );
+
+  // Each member event carries its user's display name, and the other side shows it.
+  for (const [viewer, of] of [
+    [alice, bId],
+    [bob, aId],
+  ]) {
+    await step(`${viewer.name}: sees the other's display name`, () =>
+      until(
+        () => {
+          const m = viewer.room(roomId)?.getMember(of);
+          return m?.name === names.get(of) && m?.events.member?.getContent().displayname === names.get(of);
+        },
+        `${viewer.name}: ${of}'s member named ${JSON.stringify(names.get(of))}`,
+        () => {
+          const m = viewer.room(roomId)?.getMember(of);
+          return `name ${JSON.stringify(m?.name)}, content ${JSON.stringify(m?.events.member?.getContent())}`;
+        },
+      ),
+    );
+  }
 
   const hello = `hello bob (${suffix})`;
   const aliceEvent = await step("alice: send a message, bob sees it", async () => {
@@ -446,11 +478,12 @@ function endpointSummary() {
 }
 
 async function main() {
-  if (process.argv.length !== 3) {
-    console.error("usage: node js_clients.mjs HOMESERVER_URL");
+  if (process.argv.length !== 3 && process.argv.length !== 4) {
+    console.error("usage: node js_clients.mjs HOMESERVER_URL [BOB_HOMESERVER_URL]");
     process.exit(2);
   }
   const baseUrl = process.argv[2];
+  const bobUrl = process.argv[3] ?? baseUrl;
   let timer;
   const overall = new Promise((_, reject) => {
     timer = setTimeout(
@@ -460,10 +493,10 @@ async function main() {
   });
   let code = 0;
   try {
-    const s = await Promise.race([run(baseUrl), overall]);
+    const s = await Promise.race([run(baseUrl, bobUrl), overall]);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     console.log(
-      `matrix-js-sdk ${SDK_VERSION} e2e ok against ${baseUrl} in ${secs} s: ${s.aId} and ${s.bId} in ${s.roomId}; ` +
+      `matrix-js-sdk ${SDK_VERSION} e2e ok against ${baseUrl === bobUrl ? baseUrl : `${baseUrl} and ${bobUrl}`} in ${secs} s: ${s.aId} and ${s.bId} in ${s.roomId}; ` +
         `messages ${s.events.join(", ")} delivered both ways; typing on and off both ways, read receipts ` +
         `(read_markers and receipt) and alice's new display name ${JSON.stringify(s.newName)} seen; ` +
         `${requests.length} requests`,

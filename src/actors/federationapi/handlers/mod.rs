@@ -1,6 +1,7 @@
 //! One file per message of the federationapi.
 
 pub mod input_send_to_device;
+pub mod input_server_up;
 pub mod input_transaction;
 pub mod input_typing;
 pub mod membership;
