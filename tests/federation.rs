@@ -2504,6 +2504,835 @@ async fn membership_requests_are_checked(backend: Backend, topology: Topology) {
     b.stop().await;
 }
 
+// ---------------------------------------------------------------------------------------
+// Knocking over federation, and restricted rooms whose joins a resident server vouches for.
+// ---------------------------------------------------------------------------------------
+
+/// A room of `s` created by `token` whose join rule is `join_rule` (more `createRoom` keys
+/// in `extra`).
+async fn room_with_join_rule(
+    s: &TestServer,
+    token: &str,
+    join_rule: Value,
+    extra: Value,
+) -> String {
+    let mut body = json!({
+        "preset": "private_chat",
+        "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": join_rule}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    common::create(s, token, body).await
+}
+
+async fn knock_on(s: &TestServer, token: &str, room: &str, via: &str) -> (u16, Value) {
+    s.post(
+        &format!("/_matrix/client/v3/knock/{}?via={via}", enc(room)),
+        Some(token),
+        json!({"reason": "let me in"}),
+    )
+    .await
+}
+
+/// Our user knocks on another server's room, sees it under `rooms.knock`, is let in by an
+/// invite from the room's admin and joins.
+async fn remote_knock_accepted(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let room = room_with_join_rule(
+        &a,
+        &alice_token,
+        json!({"join_rule": "knock"}),
+        json!({"name": "Knock first"}),
+    )
+    .await;
+    let (status, body) = knock_on(&b, &bob_token, &room, "a.test").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room);
+
+    // The room's admin sees the knock, with its reason.
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "knock");
+    let (status, member) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(&bob)
+            ),
+            Some(&alice_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["reason"], "let me in", "{member}");
+
+    // B's sync shows the room under `knock`, with the state A sent back, stripped.
+    let since = sync(&b, &bob_token).await;
+    let events = since["rooms"]["knock"][&room]["knock_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{since}"))
+        .clone();
+    let find = |t: &str| events.iter().find(|e| e["type"] == t).cloned();
+    assert_eq!(
+        find("m.room.name").unwrap()["content"]["name"],
+        "Knock first"
+    );
+    assert!(find("m.room.create").is_some(), "{events:?}");
+    assert_eq!(
+        find("m.room.join_rules").unwrap()["content"]["join_rule"],
+        "knock"
+    );
+    let own = events
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob)
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(own["content"]["membership"], "knock");
+    assert!(events.iter().all(|e| e.get("signatures").is_none()));
+    assert!(since["rooms"]["join"].get(&room).is_none(), "{since}");
+
+    // Alice lets bob in: the invite reaches B and replaces the knock.
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice_token),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, synced) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?timeout=0&since={}",
+                since["next_batch"].as_str().unwrap()
+            ),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(synced["rooms"]["invite"][&room].is_object(), "{synced}");
+    let initial = sync(&b, &bob_token).await;
+    assert!(initial["rooms"]["knock"].get(&room).is_none(), "{initial}");
+    assert!(initial["rooms"]["invite"][&room].is_object(), "{initial}");
+
+    // Bob accepts: a join through the inviter's server.
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "join");
+    let synced = sync(&b, &bob_token).await;
+    assert!(synced["rooms"]["join"][&room].is_object(), "{synced}");
+    assert!(synced["rooms"]["knock"].get(&room).is_none(), "{synced}");
+    assert!(synced["rooms"]["invite"].get(&room).is_none(), "{synced}");
+    say(&a, &alice_token, &room, "welcome").await;
+    until("bob sees alice's welcome", || {
+        sees_message(&b, &bob_token, &room, "welcome")
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Knocks the room refuses (its join rule, its version) reach the client as the room's
+/// server answered; a knock is rescinded through the room's server.
+async fn remote_knock_refused_and_rescinded(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let invite_only =
+        room_with_join_rule(&a, &alice_token, json!({"join_rule": "invite"}), json!({})).await;
+    common::assert_error(
+        &knock_on(&b, &bob_token, &invite_only, "a.test").await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let old = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "private_chat", "room_version": "6"}),
+    )
+    .await;
+    let refused = knock_on(&b, &bob_token, &old, "a.test").await;
+    common::assert_error(&refused, 400, "M_INCOMPATIBLE_ROOM_VERSION");
+    let synced = sync(&b, &bob_token).await;
+    assert!(
+        synced["rooms"]["knock"].get(&invite_only).is_none(),
+        "{synced}"
+    );
+    assert!(synced["rooms"]["knock"].get(&old).is_none(), "{synced}");
+
+    let room =
+        room_with_join_rule(&a, &alice_token, json!({"join_rule": "knock"}), json!({})).await;
+    let (status, body) = knock_on(&b, &bob_token, &room, "a.test").await;
+    assert_eq!(status, 200, "{body}");
+    let since = sync(&b, &bob_token).await;
+    assert!(since["rooms"]["knock"][&room].is_object(), "{since}");
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({"reason": "never mind"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "leave");
+    let (status, synced) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?timeout=0&since={}",
+                since["next_batch"].as_str().unwrap()
+            ),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(synced["rooms"]["leave"][&room].is_object(), "{synced}");
+    assert!(synced["rooms"]["knock"].get(&room).is_none(), "{synced}");
+    let initial = sync(&b, &bob_token).await;
+    assert!(initial["rooms"]["knock"].get(&room).is_none(), "{initial}");
+    // Nothing is left to rescind.
+    common::assert_error(
+        &b.post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    // Bob may knock again, and is seen knocking again.
+    let (status, body) = knock_on(&b, &bob_token, &room, "a.test").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "knock");
+    let synced = sync(&b, &bob_token).await;
+    assert!(synced["rooms"]["knock"][&room].is_object(), "{synced}");
+    // With the room's server gone, rescinding still clears the knock here.
+    a.stop().await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let synced = sync(&b, &bob_token).await;
+    assert!(synced["rooms"]["knock"].get(&room).is_none(), "{synced}");
+    b.stop().await;
+}
+
+/// `make_knock` and `send_knock` as another server calls them, each malformed request
+/// refused with the spec's error.
+async fn knock_requests_are_checked(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let room = room_with_join_rule(
+        &a,
+        &alice_token,
+        json!({"join_rule": "knock"}),
+        json!({"room_version": "10"}),
+    )
+    .await;
+    let other_room = room_with_join_rule(
+        &a,
+        &alice_token,
+        json!({"join_rule": "knock"}),
+        json!({"room_version": "10"}),
+    )
+    .await;
+    let public = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let old = common::create(
+        &a,
+        &alice_token,
+        json!({"preset": "private_chat", "room_version": "6"}),
+    )
+    .await;
+    let b_key = key_of(&b);
+    let client = client_of(
+        key_of(&b),
+        "b.test",
+        &[("a.test", a.base.clone())],
+        "",
+        true,
+    );
+    let make_knock = |room: &str, user: &str, ver: &str| {
+        format!(
+            "/_matrix/federation/v1/make_knock/{}/{}{ver}",
+            enc(room),
+            enc(user)
+        )
+    };
+    let get = |path: String| {
+        let client = client.clone();
+        async move { call_as_b(&client, http::Method::GET, &path, None).await }
+    };
+    common::assert_error(
+        &get(make_knock(&room, "@carol:c.test", "?ver=10")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &get(make_knock(&room, "@bob:b.test", "")).await,
+        400,
+        "M_MISSING_PARAM",
+    );
+    common::assert_error(
+        &get(make_knock("!nowhere:a.test", "@bob:b.test", "?ver=10")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let unoffered = get(make_knock(&room, "@bob:b.test", "?ver=9&ver=11")).await;
+    common::assert_error(&unoffered, 400, "M_INCOMPATIBLE_ROOM_VERSION");
+    assert_eq!(unoffered.1["room_version"], "10", "{}", unoffered.1);
+    let no_knocking = get(make_knock(&old, "@bob:b.test", "?ver=6&ver=10")).await;
+    common::assert_error(&no_knocking, 400, "M_INCOMPATIBLE_ROOM_VERSION");
+    assert_eq!(no_knocking.1["room_version"], "6", "{}", no_knocking.1);
+    common::assert_error(
+        &get(make_knock(&public, "@bob:b.test", "?ver=10&ver=11&ver=12")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, made) = get(make_knock(&room, "@bob:b.test", "?ver=10&ver=11")).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["room_version"], "10");
+    assert_eq!(made["event"]["content"]["membership"], "knock");
+    assert_eq!(made["event"]["state_key"], "@bob:b.test");
+
+    let send_knock = |room: &str, id: &str| {
+        format!(
+            "/_matrix/federation/v1/send_knock/{}/{}",
+            enc(room),
+            enc(id)
+        )
+    };
+    let put = |path: String, body: Value| {
+        let client = client.clone();
+        async move { call_as_b(&client, http::Method::PUT, &path, Some(&body)).await }
+    };
+    let good = signed_join(&made, "b.test", &b_key, json!({"membership": "knock"}));
+    let good_json = serde_json::to_value(&good.json).unwrap();
+    let other = SigningKey::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap();
+    let forged = signed_join(&made, "b.test", &other, json!({"membership": "knock"}));
+    let join = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    let mut carols = made.clone();
+    carols["event"]["sender"] = json!("@carol:c.test");
+    carols["event"]["state_key"] = json!("@carol:c.test");
+    let carol = signed_join(&carols, "c.test", &other, json!({"membership": "knock"}));
+    let cases = [
+        (
+            "another room",
+            send_knock(&other_room, good.event_id.as_str()),
+            good_json.clone(),
+        ),
+        (
+            "another event ID",
+            send_knock(&room, "$nope"),
+            good_json.clone(),
+        ),
+        (
+            "bad signature",
+            send_knock(&room, forged.event_id.as_str()),
+            serde_json::to_value(&forged.json).unwrap(),
+        ),
+        (
+            "not a knock",
+            send_knock(&room, join.event_id.as_str()),
+            serde_json::to_value(&join.json).unwrap(),
+        ),
+        (
+            "another server's user",
+            send_knock(&room, carol.event_id.as_str()),
+            serde_json::to_value(&carol.json).unwrap(),
+        ),
+    ];
+    for (case, path, body) in cases {
+        let got = put(path, body).await;
+        assert_eq!(got.0, 400, "{case}: {}", got.1);
+        assert_eq!(got.1["errcode"], "M_INVALID_PARAM", "{case}: {}", got.1);
+    }
+    common::assert_error(
+        &put(
+            send_knock("!nowhere:a.test", good.event_id.as_str()),
+            good_json.clone(),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let (status, body) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc("@bob:b.test")
+            ),
+            Some(&alice_token),
+        )
+        .await;
+    assert_eq!(status, 404, "nothing stored: {body}");
+    // A knock on a room whose join rule is not knock (built on a join template, as
+    // make_knock gives none): refused by the auth rules.
+    let (status, made_public) = get(format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=12&ver=11&ver=10",
+        enc(&public),
+        enc("@dave:b.test")
+    ))
+    .await;
+    assert_eq!(status, 200, "{made_public}");
+    let misplaced = signed_join(
+        &made_public,
+        "b.test",
+        &b_key,
+        json!({"membership": "knock"}),
+    );
+    common::assert_error(
+        &put(
+            send_knock(&public, misplaced.event_id.as_str()),
+            serde_json::to_value(&misplaced.json).unwrap(),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // The good one: accepted, answered with the room's state as full PDUs.
+    let (status, answer) = put(send_knock(&room, good.event_id.as_str()), good_json).await;
+    assert_eq!(status, 200, "{answer}");
+    let state = answer["knock_room_state"].as_array().unwrap();
+    let create = state
+        .iter()
+        .find(|e| e["type"] == "m.room.create")
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(create["signatures"]["a.test"].is_object(), "{answer}");
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.join_rules"),
+        "{answer}"
+    );
+    assert_eq!(
+        membership_on(&a, &alice_token, &room, "@bob:b.test").await,
+        "knock"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The state event IDs of a room as `s` serves them to `token`, sorted.
+async fn state_ids(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/state", enc(room)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ids: Vec<String> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A restricted room (version 10) of A, open to the members of another room of A: a user of
+/// B who is in that room joins through A (which vouches and signs), one who is not is
+/// refused, and A's own users join the same way without federation.
+async fn restricted_rooms_are_joined_through_a_resident_server(
+    backend: Backend,
+    topology: Topology,
+) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (dave, dave_token, _) = a.register("dave", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let (_, carol_token, _) = b.register("carol", "password").await;
+    let space = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let restricted = json!({
+        "join_rule": "restricted",
+        "allow": [{"type": "m.room_membership", "room_id": space}],
+    });
+    let room = room_with_join_rule(
+        &a,
+        &alice_token,
+        restricted.clone(),
+        json!({"room_version": "10"}),
+    )
+    .await;
+    let (status, body) = join_via_a(&b, &bob_token, &space).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Carol is in no allowed room: refused, over federation and locally alike.
+    common::assert_error(
+        &join_via_a(&b, &carol_token, &room).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &join_via_a(&a, &dave_token, &room).await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // Bob is in the space: A vouches (alice, the one who may invite) and signs the join.
+    let (status, body) = join_via_a(&b, &bob_token, &room).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(membership_on(&a, &alice_token, &room, &bob).await, "join");
+    let (status, member) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(&bob)
+            ),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(
+        member["join_authorised_via_users_server"], alice,
+        "{member}"
+    );
+    // B keeps the event as A returned it, with A's signature besides its own.
+    let (status, full) = b
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
+            Some(&bob_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{full}");
+    let join_id = full
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob)
+        .unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let as_a = client_of(
+        key_of(&a),
+        "a.test",
+        &[("b.test", b.base.clone())],
+        "",
+        true,
+    );
+    let raw = as_a
+        .request(
+            http::Method::GET,
+            server("b.test"),
+            &format!("/_matrix/federation/v1/event/{}", enc(&join_id)),
+            None,
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+    let served: Value = serde_json::from_slice(&raw.body).unwrap();
+    assert_eq!(raw.status, 200, "{served}");
+    let signatures = &served["pdus"][0]["signatures"];
+    assert!(signatures["a.test"].is_object(), "{served}");
+    assert!(signatures["b.test"].is_object(), "{served}");
+    // Both servers hold the same state.
+    assert_eq!(
+        state_ids(&a, &alice_token, &room).await,
+        state_ids(&b, &bob_token, &room).await
+    );
+    say(&b, &bob_token, &room, "in through the space").await;
+    until("alice sees bob's message", || {
+        sees_message(&a, &alice_token, &room, "in through the space")
+    })
+    .await;
+
+    // Dave joins the space, then the room: alice vouches for him too, locally.
+    let (status, body) = join_via_a(&a, &dave_token, &space).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = join_via_a(&a, &dave_token, &room).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, member) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(&dave)
+            ),
+            Some(&alice_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["membership"], "join");
+    assert_eq!(
+        member["join_authorised_via_users_server"], alice,
+        "{member}"
+    );
+    until("B sees dave joined", || {
+        let (b, bob_token, room) = (&b, &bob_token, &room);
+        let dave = dave.clone();
+        async move { joined_members(b, bob_token, room).await.contains(&dave) }
+    })
+    .await;
+    assert_eq!(
+        state_ids(&a, &alice_token, &room).await,
+        state_ids(&b, &bob_token, &room).await
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A restricted room where none of A's members may invite any more, but B's may: A's own
+/// user who is in the allowed room joins through B, which vouches for the join.
+async fn restricted_join_vouched_for_by_another_server(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_token, _) = a.register("alice", "password").await;
+    let (_, erin_token, _) = a.register("erin", "password").await;
+    let (dave, dave_token, _) = a.register("dave", "password").await;
+    let (bob, bob_token, _) = b.register("bob", "password").await;
+    let space = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let room = room_with_join_rule(
+        &a,
+        &alice_token,
+        json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}),
+        json!({"room_version": "10", "power_level_content_override": {
+            "invite": 50, "users": {alice.as_str(): 100, bob.as_str(): 100}}}),
+    )
+    .await;
+    for (s, token) in [(&a, &erin_token), (&b, &bob_token)] {
+        for r in [&space, &room] {
+            let (status, body) = join_via_a(s, token, r).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    // Alice leaves: erin (who may not invite) is A's only member.
+    let (status, body) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            Some(&alice_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = join_via_a(&a, &dave_token, &space).await;
+    assert_eq!(status, 200, "{body}");
+    until("B sees dave in the space", || {
+        let (b, bob_token, space, dave) = (&b, &bob_token, &space, dave.clone());
+        async move { joined_members(b, bob_token, space).await.contains(&dave) }
+    })
+    .await;
+    let (status, body) = join_via_a(&a, &dave_token, &room).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, member) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(&dave)
+            ),
+            Some(&erin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["membership"], "join");
+    assert_eq!(member["join_authorised_via_users_server"], bob, "{member}");
+    assert_eq!(membership_on(&b, &bob_token, &room, &dave).await, "join");
+    assert_eq!(
+        state_ids(&a, &erin_token, &room).await,
+        state_ids(&b, &bob_token, &room).await
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `make_join` and `send_join` of restricted rooms as another server calls them.
+async fn restricted_join_requests_are_checked(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_token, _) = a.register("alice", "password").await;
+    let (_, bob_token, _) = b.register("bob", "password").await;
+    let space = common::create(&a, &alice_token, json!({"preset": "public_chat"})).await;
+    let allow = |room: &str| json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": room}]});
+    let room = room_with_join_rule(
+        &a,
+        &alice_token,
+        allow(&space),
+        json!({"room_version": "10"}),
+    )
+    .await;
+    // Open to the members of a room A is not in: A cannot tell.
+    let elsewhere = room_with_join_rule(
+        &a,
+        &alice_token,
+        allow("!elsewhere:c.test"),
+        json!({"room_version": "10"}),
+    )
+    .await;
+    // Nobody of A may invite.
+    let closed = room_with_join_rule(
+        &a,
+        &alice_token,
+        allow(&space),
+        json!({"room_version": "10", "power_level_content_override": {"invite": 101}}),
+    )
+    .await;
+    let (status, body) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=a.test", enc(&space)),
+            Some(&bob_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b_key = key_of(&b);
+    let client = client_of(
+        key_of(&b),
+        "b.test",
+        &[("a.test", a.base.clone())],
+        "",
+        true,
+    );
+    let make_join = |room: &str, user: &str| {
+        format!(
+            "/_matrix/federation/v1/make_join/{}/{}?ver=10",
+            enc(room),
+            enc(user)
+        )
+    };
+    let get = |path: String| {
+        let client = client.clone();
+        async move { call_as_b(&client, http::Method::GET, &path, None).await }
+    };
+    common::assert_error(
+        &get(make_join(&room, "@carol:b.test")).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // The room's version is answered first.
+    let unoffered = get(format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=11",
+        enc(&room),
+        enc("@carol:b.test")
+    ))
+    .await;
+    common::assert_error(&unoffered, 400, "M_INCOMPATIBLE_ROOM_VERSION");
+    common::assert_error(
+        &get(make_join(&elsewhere, "@bob:b.test")).await,
+        400,
+        "M_UNABLE_TO_AUTHORISE_JOIN",
+    );
+    common::assert_error(
+        &get(make_join(&closed, "@bob:b.test")).await,
+        400,
+        "M_UNABLE_TO_GRANT_JOIN",
+    );
+    // A's own user, in the space, in the same two rooms: nobody here can vouch, and no
+    // other server is in them to ask.
+    let (_, dave_token, _) = a.register("dave", "password").await;
+    let (status, body) = join_via_a(&a, &dave_token, &space).await;
+    assert_eq!(status, 200, "{body}");
+    common::assert_error(
+        &join_via_a(&a, &dave_token, &elsewhere).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    common::assert_error(
+        &join_via_a(&a, &dave_token, &closed).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, made) = get(make_join(&room, "@bob:b.test")).await;
+    assert_eq!(status, 200, "{made}");
+    let via = made["event"]["content"]["join_authorised_via_users_server"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    assert!(via.starts_with("@alice:"), "{made}");
+
+    let send_join = |room: &str, id: &str| {
+        format!("/_matrix/federation/v2/send_join/{}/{}", enc(room), enc(id))
+    };
+    let put = |path: String, body: Value| {
+        let client = client.clone();
+        async move { call_as_b(&client, http::Method::PUT, &path, Some(&body)).await }
+    };
+    // A voucher of another server: not A's to sign.
+    let foreign = signed_join(
+        &made,
+        "b.test",
+        &b_key,
+        json!({"membership": "join", "join_authorised_via_users_server": "@bob:b.test"}),
+    );
+    common::assert_error(
+        &put(
+            send_join(&room, foreign.event_id.as_str()),
+            serde_json::to_value(&foreign.json).unwrap(),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    // Carol (in no allowed room) names alice anyway: refused.
+    let mut carols = made.clone();
+    carols["event"]["sender"] = json!("@carol:b.test");
+    carols["event"]["state_key"] = json!("@carol:b.test");
+    let carol = signed_join(
+        &carols,
+        "b.test",
+        &b_key,
+        json!({"membership": "join", "join_authorised_via_users_server": via}),
+    );
+    common::assert_error(
+        &put(
+            send_join(&room, carol.event_id.as_str()),
+            serde_json::to_value(&carol.json).unwrap(),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // Without the voucher: the auth rules refuse it.
+    let bare = signed_join(&made, "b.test", &b_key, json!({"membership": "join"}));
+    common::assert_error(
+        &put(
+            send_join(&room, bare.event_id.as_str()),
+            serde_json::to_value(&bare.json).unwrap(),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // Bob's, as the template says: accepted, and answered signed by A.
+    let good = signed_join(
+        &made,
+        "b.test",
+        &b_key,
+        json!({"membership": "join", "join_authorised_via_users_server": via}),
+    );
+    let (status, answer) = put(
+        send_join(&room, good.event_id.as_str()),
+        serde_json::to_value(&good.json).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["event"]["signatures"]["a.test"].is_object(),
+        "{answer}"
+    );
+    assert!(
+        answer["event"]["signatures"]["b.test"].is_object(),
+        "{answer}"
+    );
+    assert_eq!(
+        membership_on(&a, &alice_token, &room, "@bob:b.test").await,
+        "join"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 scenarios!(
     published_keys_are_self_signed,
     keys_are_fetched_directly_and_served_as_notary,
@@ -2523,11 +3352,18 @@ scenarios!(
     two_servers_talk_both_ways,
     a_join_through_one_server_reaches_the_others,
     remote_profiles_are_asked_of_their_server,
+    remote_knock_accepted,
+    remote_knock_refused_and_rescinded,
+    knock_requests_are_checked,
+    restricted_rooms_are_joined_through_a_resident_server,
+    restricted_join_requests_are_checked,
+    restricted_join_vouched_for_by_another_server,
     kicks_and_bans_across_servers,
     receipts_presence_and_typing_between_servers,
     a_fork_made_on_purpose_is_resolved_alike,
     a_fork_with_a_demotion_is_resolved_alike,
     a_signed_request_ends_the_backoff,
+    a_fork_with_a_kick_is_resolved_alike,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -3923,4 +4759,115 @@ async fn a_signed_request_ends_the_backoff(backend: Backend, topology: Topology)
     .await;
     a.stop().await;
     fake.handle.stop(true).await;
+}
+
+/// A fork where one branch kicks the other branch's sender: while b.test is down, a.test's
+/// admin kicks bob (a moderator); while a.test is down, bob (still in the room in b.test's
+/// view) talks and sets the topic. Once both have both branches they agree (the current
+/// state as a.test's alice and b.test's dave, who stays, read it): bob is out on both, his
+/// topic is not the room's, his messages are not relayed to a.test's users (they fail
+/// against a.test's current state: soft-failed, as the spec says), and b.test refuses him
+/// further events.
+async fn a_fork_with_a_kick_is_resolved_alike(backend: Backend, topology: Topology) {
+    let ForkRoom {
+        mut a,
+        mut b,
+        alice_tok,
+        bob,
+        bob_tok,
+        room,
+        mut levels,
+        before,
+    } = fork_room(backend, topology).await;
+    let r = enc(&room);
+    let (_, dave_tok, _) = b.register("dave", "pw").await;
+    let (st, v) = join_via_a(&b, &dave_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    levels["users"][&bob] = json!(50);
+    set_state(&a, &alice_tok, &room, "m.room.power_levels", levels).await;
+    until("b knows bob is a moderator", || async {
+        let (st, v) = b
+            .get(
+                &format!("{C}/rooms/{r}/state/m.room.power_levels/"),
+                Some(&bob_tok),
+            )
+            .await;
+        st == 200 && v["users"][&bob] == 50
+    })
+    .await;
+    b.halt().await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{r}/kick"),
+            Some(&alice_tok),
+            json!({"user_id": bob}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let a_msg = say(&a, &alice_tok, &room, "bob is out").await;
+    a.halt().await;
+    b.resume().await;
+    let b_msg = say(&b, &bob_tok, &room, "bob still talks").await;
+    let b_topic = set_state(
+        &b,
+        &bob_tok,
+        &room,
+        "m.room.topic",
+        json!({"topic": "bob's"}),
+    )
+    .await;
+    a.resume().await;
+
+    until("b hears of the kick", || async {
+        membership_on(&b, &dave_tok, &room, &bob).await == "leave"
+    })
+    .await;
+    until("both servers resolve the same current state", || async {
+        state_map(&a, &alice_tok, &room).await == state_map(&b, &dave_tok, &room).await
+    })
+    .await;
+    let state = state_map(&a, &alice_tok, &room).await;
+    assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "leave");
+    assert_ne!(
+        state.get(&("m.room.topic".to_owned(), String::new())),
+        Some(&b_topic),
+        "{state:?}"
+    );
+    let refused = b
+        .put(
+            &format!("{C}/rooms/{r}/send/m.room.message/after-kick"),
+            Some(&bob_tok),
+            json!({"msgtype": "m.text", "body": "let me in"}),
+        )
+        .await;
+    common::assert_error(&refused, 403, "M_FORBIDDEN");
+    // The room goes on, and both still agree.
+    let after = say(&a, &alice_tok, &room, "after the merge").await;
+    until("dave sees the message after the merge", || {
+        sees_message(&b, &dave_tok, &room, "after the merge")
+    })
+    .await;
+    // a.test's timeline (its syncapi takes the roomserver's stream in order: once the last
+    // message is in, all before it were taken): alice's branch, not bob's events after his
+    // kick.
+    until("a's timeline has the message after the merge", || async {
+        timeline_ids(&a, &alice_tok, &room).await.contains(&after)
+    })
+    .await;
+    let ta = timeline_ids(&a, &alice_tok, &room).await;
+    assert!(ta.contains(&a_msg) && ta.contains(&before), "{ta:?}");
+    assert!(
+        !ta.contains(&b_msg) && !ta.contains(&b_topic),
+        "bob's events after his kick relayed to a.test's users: {ta:?}"
+    );
+    assert!(
+        !sees_message(&a, &alice_tok, &room, "bob still talks").await,
+        "in a.test's /sync"
+    );
+    assert_eq!(
+        state_map(&a, &alice_tok, &room).await,
+        state_map(&b, &dave_tok, &room).await
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -16,6 +16,10 @@
 //! (`invite` v2 to Synapse) and joins it (Synapse's `make_join`/`send_join` to myelin), and
 //! Synapse's invites of a myelin user (`invite` v2 from Synapse) show in its `/sync`, one
 //! accepted (a join through Synapse) and one rejected (`make_leave`/`send_leave` to Synapse).
+//! Knocks and restricted rooms: a myelin user knocks on a Synapse room (`make_knock`/
+//! `send_knock` to Synapse), is let in by an invite and joins, rescinds another knock, and
+//! joins Synapse's restricted room as a member of its allowed room (Synapse vouches and
+//! signs); a Synapse user joins myelin's restricted room the same way (myelin vouches).
 //! The test fails, never skips, when Synapse, Python or openssl cannot be had.
 
 mod common;
@@ -511,6 +515,201 @@ async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
     assert_eq!(body["membership"], "leave", "Synapse's view: {body}");
 }
 
+/// Knocks and restricted joins between myelin and Synapse: myelin's user knocks on Synapse's
+/// room (let in by an invite, then joined; another knock rescinded), joins Synapse's
+/// restricted room as a member of its allowed room (Synapse vouches and signs), and Synapse's
+/// user joins myelin's restricted room the same way (myelin vouches and signs).
+async fn knocks_and_restricted_joins_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
+    let erin = format!("erin{round}");
+    let (erin_id, erin_token, _) = s.register(&erin, "secret-pass-1").await;
+    let frank = format!("frank{round}");
+    let frank_token = peer.register(&frank).await;
+    let frank_id = format!("@{frank}:{}", peer.name);
+    let synapse_room = |body: Value| {
+        let token = frank_token.clone();
+        async move {
+            let (status, made) = peer
+                .call(
+                    "POST",
+                    "/_matrix/client/v3/createRoom",
+                    Some(&token),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(status, 200, "{made}");
+            made["room_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let member_on_synapse = |room: String| {
+        let token = frank_token.clone();
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&erin_id)
+        );
+        async move { peer.call("GET", &path, Some(&token), None).await.1["membership"].clone() }
+    };
+    let via = enc(&peer.name);
+    let knock_rule =
+        json!([{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]);
+
+    // A knock on Synapse's room: seen by Synapse, shown under `knock`, answered by an invite.
+    let knock_room = synapse_room(json!({"preset": "private_chat", "room_version": "10",
+        "name": "Knock at Synapse", "initial_state": knock_rule}))
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/knock/{}?via={via}", enc(&knock_room)),
+            Some(&erin_token),
+            json!({"reason": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 200, "myelin knocking on Synapse's room: {body}");
+    assert_eq!(member_on_synapse(knock_room.clone()).await, "knock");
+    let (_, synced) = s
+        .get("/_matrix/client/v3/sync?timeout=0", Some(&erin_token))
+        .await;
+    let events = &synced["rooms"]["knock"][&knock_room]["knock_state"]["events"];
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["content"]["name"] == "Knock at Synapse")),
+        "{synced}"
+    );
+    let (status, body) = peer
+        .call(
+            "POST",
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&knock_room)),
+            Some(&frank_token),
+            Some(json!({"user_id": erin_id})),
+        )
+        .await;
+    assert_eq!(status, 200, "Synapse letting the knocker in: {body}");
+    let mut invited = false;
+    for _ in 0..300 {
+        let (_, synced) = s
+            .get("/_matrix/client/v3/sync?timeout=0", Some(&erin_token))
+            .await;
+        if synced["rooms"]["invite"][&knock_room].is_object() {
+            invited = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        invited,
+        "myelin never showed Synapse's invite after the knock"
+    );
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&knock_room)),
+            Some(&erin_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "joining after the knock: {body}");
+    assert_eq!(member_on_synapse(knock_room.clone()).await, "join");
+
+    // A knock rescinded.
+    let other = synapse_room(json!({"preset": "private_chat", "room_version": "10",
+        "initial_state": knock_rule}))
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/knock/{}?via={via}", enc(&other)),
+            Some(&erin_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&other)),
+            Some(&erin_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "rescinding a knock on Synapse's room: {body}");
+    assert_eq!(member_on_synapse(other.clone()).await, "leave");
+
+    // Synapse's restricted room, open to the members of its space.
+    let space = synapse_room(json!({"preset": "public_chat"})).await;
+    let restricted = |allowed: &str| {
+        json!([{"type": "m.room.join_rules", "state_key": "",
+                "content": {"join_rule": "restricted",
+                            "allow": [{"type": "m.room_membership", "room_id": allowed}]}}])
+    };
+    let room = synapse_room(json!({"preset": "private_chat", "room_version": "10",
+        "initial_state": restricted(&space)}))
+    .await;
+    let join = |room: &str, via: &str| {
+        let path = format!("/_matrix/client/v3/join/{}?via={via}", enc(room));
+        let token = erin_token.clone();
+        async move { s.post(&path, Some(&token), json!({})).await }
+    };
+    let refused = join(&room, &via).await;
+    assert_eq!(refused.0, 403, "not yet in Synapse's space: {}", refused.1);
+    let (status, body) = join(&space, &via).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = join(&room, &via).await;
+    assert_eq!(
+        status, 200,
+        "myelin joining Synapse's restricted room: {body}"
+    );
+    assert_eq!(member_on_synapse(room.clone()).await, "join");
+
+    // myelin's restricted room, open to the members of its space: Synapse's user joins it.
+    let my_space = common::create(s, &erin_token, json!({"preset": "public_chat"})).await;
+    let mine = common::create(
+        s,
+        &erin_token,
+        json!({"preset": "private_chat", "room_version": "10", "initial_state": restricted(&my_space)}),
+    )
+    .await;
+    let synapse_join = |room: String| {
+        let token = frank_token.clone();
+        let path = format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(name)
+        );
+        async move {
+            peer.call("POST", &path, Some(&token), Some(json!({})))
+                .await
+        }
+    };
+    let refused = synapse_join(mine.clone()).await;
+    assert_eq!(
+        refused.0, 403,
+        "Synapse's user not yet in myelin's space: {}",
+        refused.1
+    );
+    let (status, body) = synapse_join(my_space.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = synapse_join(mine.clone()).await;
+    assert_eq!(
+        status, 200,
+        "Synapse joining myelin's restricted room: {body}"
+    );
+    let (status, member) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(&mine),
+                enc(&frank_id)
+            ),
+            Some(&erin_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["membership"], "join", "{member}");
+    assert_eq!(
+        member["join_authorised_via_users_server"],
+        erin_id.as_str(),
+        "{member}"
+    );
+}
+
 #[actix_web::test]
 async fn myelin_and_synapse_federate() {
     let started = Instant::now();
@@ -560,6 +759,7 @@ async fn myelin_and_synapse_federate() {
             keys_cross_over_tls(&peer, &s, &name).await;
             signed_requests_cross(&peer, &s, &name, round).await;
             rooms_cross(&peer, &s, &name, round).await;
+            knocks_and_restricted_joins_cross(&peer, &s, &name, round).await;
             println!("{what}: federates with Synapse ({:.1?})", t.elapsed());
             s.stop().await;
         }

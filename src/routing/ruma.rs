@@ -471,6 +471,12 @@ fn parse_error(e: FromHttpRequestError) -> MatrixError {
                 MatrixError::bad_json(format!("Invalid request body: {e}"))
             }
         }
+        // A required parameter left out is M_MISSING_PARAM (as Synapse answers it).
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e))
+            if e.to_string().starts_with("missing field") =>
+        {
+            MatrixError::new("M_MISSING_PARAM", format!("Missing query parameter: {e}"))
+        }
         FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
             MatrixError::invalid_param(format!("Invalid query parameters: {e}"))
         }

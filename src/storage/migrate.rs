@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/028_federationapi_queues.sql"),
     ),
     (
+        29,
+        "029_roomserver_remote_knocks",
+        include_str!("../../sql/029_roomserver_remote_knocks.sql"),
+    ),
+    (
         30,
         "030_roomserver_backfill",
         include_str!("../../sql/030_roomserver_backfill.sql"),

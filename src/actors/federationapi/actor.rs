@@ -118,6 +118,7 @@ delegate!(
     QueryNotaryKeys => query_notary_keys,
     PerformJoin => perform_join,
     PerformLeave => perform_leave,
+    PerformKnock => perform_knock,
     PerformInvite => perform_invite,
     QueryRemoteAlias => query_remote_alias,
     QueryRemoteProfile => query_remote_profile,

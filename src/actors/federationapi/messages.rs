@@ -114,6 +114,35 @@ pub struct PerformLeave {
     pub content: Value,
 }
 
+/// Knocks on a room of another server: `make_knock` (offering the room versions we support
+/// that have knocking, 7 and up) to each of `servers` in turn until one answers, the
+/// template filled in (our user's `content`, `membership: knock`) and signed, then
+/// `send_knock` to that server. `Remote` with the last server's refusal when none can be used.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<KnockedRoom, FederationApiError>")]
+pub struct PerformKnock {
+    pub room_id: String,
+    /// Our user who knocks.
+    pub user_id: String,
+    /// Servers to ask, in order (our own name is skipped).
+    pub servers: Vec<String>,
+    /// Content keys besides `membership` (`reason`, display name, avatar): a JSON object.
+    pub content: Value,
+}
+
+/// What [`PerformKnock`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnockedRoom {
+    /// The server that took the knock.
+    pub server: String,
+    pub room_version: String,
+    /// Our knock as we signed and sent it.
+    pub knock_event: Value,
+    /// The room's state events the server sent back (`knock_room_state`), as it sent them
+    /// (only JSON objects with a string `type` are kept).
+    pub knock_room_state: Vec<Value>,
+}
+
 /// Invites another server's user: `template` (the roomserver's
 /// `QueryMembershipTemplate` of the invite, sent by our user) is signed and sent to the
 /// invitee's server (`PUT /_matrix/federation/v2/invite`). Returns the event as that server
@@ -263,6 +292,7 @@ crate::remote_messages!("federationapi":
     QueryNotaryKeys,
     PerformJoin,
     PerformLeave,
+    PerformKnock,
     PerformInvite,
     QueryRemoteAlias,
     QueryRemoteProfile,

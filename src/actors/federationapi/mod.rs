@@ -13,7 +13,7 @@
 //! typing, receipt, to-device and presence EDUs through the syncapi), `/typing`
 //! (`InputTyping`), `/sendToDevice` to other servers' users (`InputSendToDevice`), and the
 //! client API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`,
-//! `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
+//! `PerformKnock`, `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
 //! only it can make; the roomserver checks the events). Called by the roomserver: its
 //! keyring (`QueryServerKeys`) and `PerformBackfill` (`QueryBackfill`: another server's
 //! `/backfill`). Reads the roomserver's stream
@@ -170,6 +170,7 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<QueryNotaryKeys, _, _, _>(cfg, addr.clone());
     serve::<PerformJoin, _, _, _>(cfg, addr.clone());
     serve::<PerformLeave, _, _, _>(cfg, addr.clone());
+    serve::<PerformKnock, _, _, _>(cfg, addr.clone());
     serve::<PerformInvite, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteProfile, _, _, _>(cfg, addr.clone());
@@ -236,6 +237,18 @@ mod tests {
             user_id: "@u:b.test".into(),
             servers: vec!["a.test".into()],
             content: serde_json::json!({}),
+        });
+        round_trip(PerformKnock {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            servers: vec!["a.test".into()],
+            content: serde_json::json!({"reason": "let me in"}),
+        });
+        round_trip(KnockedRoom {
+            server: "a.test".into(),
+            room_version: "10".into(),
+            knock_event: serde_json::json!({"type": "m.room.member"}),
+            knock_room_state: vec![serde_json::json!({"type": "m.room.create"})],
         });
         round_trip(PerformInvite {
             room_version: "12".into(),

@@ -358,6 +358,50 @@ directory_handler!(QueryMaySendState, bool, |db, m| {
 directory_handler!(QueryRemoteInvite, Option<RemoteInvite>, |db, m| {
     super::remote::remote_invite(&db, &m.room_id, &m.user_id).await
 });
+directory_handler!(QueryRemoteKnock, Option<RemoteKnock>, |db, m| {
+    super::remote::remote_knock(&db, &m.room_id, &m.user_id).await
+});
+
+impl Handler<QueryJoinAuthorisation> for RoomserverActor {
+    type Result = ResponseFuture<Result<JoinAuthorisation, RoomserverError>>;
+
+    fn handle(&mut self, msg: QueryJoinAuthorisation, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(self.exec.run(move || async move {
+            super::restricted::join_authorisation(
+                &deps.db,
+                &deps.server_name,
+                &msg.room_id,
+                &msg.user_id,
+            )
+            .await
+        }))
+    }
+}
+
+impl Handler<InputRemoteKnock> for RoomserverActor {
+    type Result = ResponseFuture<Result<(), RoomserverError>>;
+
+    fn handle(&mut self, msg: InputRemoteKnock, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            self.exec
+                .run(move || async move { super::remote::store_remote_knock(&deps, msg).await }),
+        )
+    }
+}
+
+impl Handler<PerformRetireRemoteKnock> for RoomserverActor {
+    type Result = ResponseFuture<Result<(), RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformRetireRemoteKnock, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            self.exec
+                .run(move || async move { super::remote::retire_remote_knock(&deps, msg).await }),
+        )
+    }
+}
 
 impl Handler<QueryMembershipTemplate> for RoomserverActor {
     type Result = ResponseFuture<Result<MembershipTemplate, RoomserverError>>;
@@ -416,25 +460,22 @@ impl Handler<PerformRemoteMembership> for RoomserverActor {
         let room = self.room(&msg.room_id);
         let me = ctx.address();
         Box::pin(async move {
-            if let Err(e) = super::remote::check_remote_membership(&deps, &msg).await {
-                if matches!(e, RoomserverError::NoRoom) {
-                    drop(room);
-                    me.do_send(ForgetUnknownRoom(msg.room_id));
+            let event = match super::remote::check_remote_membership(&deps, &msg).await {
+                Ok(event) => event,
+                Err(e) => {
+                    if matches!(e, RoomserverError::NoRoom) {
+                        drop(room);
+                        me.do_send(ForgetUnknownRoom(msg.room_id));
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
+            };
             let servers = super::server_reads::joined_servers(&deps.db, &msg.room_id)
                 .await?
                 .unwrap_or_default();
             // The joining (or leaving) server cannot send its event to the room's other
             // servers: this server does, on its behalf.
-            input_accepted(
-                room,
-                msg.room_id.clone(),
-                msg.event.clone(),
-                Some(msg.origin.clone()),
-            )
-            .await?;
+            input_accepted(room, msg.room_id.clone(), event, Some(msg.origin.clone())).await?;
             super::remote::membership_answer(&deps, &msg, servers).await
         })
     }

@@ -430,12 +430,15 @@ pub struct MembershipTemplate {
     pub event: serde_json::Value,
 }
 
-/// Another server's `send_join` or `send_leave` (v2): its user's signed membership event for
-/// one of our rooms. Checked first (`BadRequest`: the event ID is not the event's, another
-/// room, not an `m.room.member` event of `membership`, a sender other than its state key or
-/// not of `origin`), then input as [`InputRoomEvent`] (signatures verified there); an event
-/// the auth rules refuse (rejected or soft-failed) is `NotAllowed`. For a join, the answer
-/// holds the state before the event and the auth chain of that state and the event.
+/// Another server's `send_join`, `send_leave` (v2) or `send_knock`: its user's signed
+/// membership event for one of our rooms. Checked first (`BadRequest`: the event ID is not
+/// the event's, another room, not an `m.room.member` event of `membership`, a sender other
+/// than its state key or not of `origin`; for a join naming one of our users in
+/// `join_authorised_via_users_server`: `BadRequest` when it names another server's user,
+/// `NotAllowed` when the user satisfies none of the room's allow rules, else our signature is
+/// added), then input as [`InputRoomEvent`] (signatures verified there); an event the auth
+/// rules refuse (rejected or soft-failed) is `NotAllowed`. For a join, the answer holds the
+/// state before the event and the auth chain of that state and the event.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<MembershipAnswer, RoomserverError>")]
 pub struct PerformRemoteMembership {
@@ -443,7 +446,7 @@ pub struct PerformRemoteMembership {
     pub event_id: String,
     /// The server that sent the request (checked with its signature by routing).
     pub origin: String,
-    /// `join` or `leave`.
+    /// `join`, `leave` or `knock`.
     pub membership: String,
     /// The event in federation format.
     pub event: serde_json::Value,
@@ -532,6 +535,86 @@ pub struct PerformRetireRemoteInvite {
     pub room_id: String,
     pub user_id: String,
     pub leave_event: Option<serde_json::Value>,
+}
+
+/// Our user's knock on a room this server does not hold, as the room's server accepted it
+/// (`send_knock`). Checked (`BadRequest`: the event ID is not the event's, another room, not
+/// an `m.room.member` knock by its state key, a sender not of this server, not signed by
+/// us), kept (replacing an earlier knock) with the room's state events in
+/// `unsigned.knock_room_state`, and output so the user sees the room under `rooms.knock`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct InputRemoteKnock {
+    pub room_id: String,
+    pub room_version: String,
+    /// The knock event in federation format, signed by us.
+    pub event: serde_json::Value,
+    /// The state events the room's server sent back (`knock_room_state`).
+    pub knock_room_state: Vec<serde_json::Value>,
+    /// The servers to leave through later (the one that took the knock first).
+    pub servers: Vec<String>,
+}
+
+/// The remote knock of a user on a room not held here; `None` when there is none.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Option<RemoteKnock>, RoomserverError>")]
+pub struct QueryRemoteKnock {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// What [`QueryRemoteKnock`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteKnock {
+    pub event_id: String,
+    pub room_version: String,
+    /// The knock event (federation format, with `unsigned.knock_room_state`).
+    pub event: serde_json::Value,
+    /// The servers to leave through.
+    pub servers: Vec<String>,
+}
+
+/// Ends a remote knock (rescinded by the user), as [`PerformRetireRemoteInvite`] ends an
+/// invite: removes it and outputs `leave_event` (the leave the room's server accepted), or
+/// when that failed (`None`) a leave made here on top of the knock. `NoRoom` when there is
+/// no such knock.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), RoomserverError>")]
+pub struct PerformRetireRemoteKnock {
+    pub room_id: String,
+    pub user_id: String,
+    pub leave_event: Option<serde_json::Value>,
+}
+
+/// Whether a join of `user_id` into a room held here needs a user who vouches for it
+/// (`join_authorised_via_users_server`, room versions 8+ with a `restricted` or
+/// `knock_restricted` join rule), and who. The allow rules (`m.room_membership`) are
+/// judged by the user's membership of the allowed rooms this server is in. `NoRoom` for a
+/// room not known here.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<JoinAuthorisation, RoomserverError>")]
+pub struct QueryJoinAuthorisation {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// What [`QueryJoinAuthorisation`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum JoinAuthorisation {
+    /// The join rule is not restricted (in this room version), or the user is invited or
+    /// joined already: the join needs nobody to vouch for it.
+    NotNeeded,
+    /// The user is joined to an allowed room; `via`, a user of this server joined to the
+    /// room with the power to invite (the highest such), vouches for the join.
+    Authorised { via: String },
+    /// The user is in none of the allowed rooms, and this server is in all of them.
+    NotAllowed,
+    /// The user is in none of the allowed rooms this server is in, and this server is not in
+    /// some other allowed room (another server may be able to tell).
+    CannotCheck,
+    /// The user is allowed, but no user of this server in the room may invite.
+    NoLocalInviter,
 }
 
 /// The servers with joined members in a room's current state, sorted; `None` for a room not
@@ -770,6 +853,10 @@ crate::remote_messages!("roomserver":
     InputRemoteInvite,
     QueryRemoteInvite,
     PerformRetireRemoteInvite,
+    InputRemoteKnock,
+    QueryRemoteKnock,
+    PerformRetireRemoteKnock,
+    QueryJoinAuthorisation,
     InputRoomEventAtState,
     PerformBackfill,
 );
@@ -847,5 +934,42 @@ mod tests {
         round_trip(QueryJoinedServers {
             room_id: "!r:a.test".into(),
         });
+        round_trip(InputRemoteKnock {
+            room_id: "!r:a.test".into(),
+            room_version: "10".into(),
+            event: json!({}),
+            knock_room_state: vec![json!({"type": "m.room.create"})],
+            servers: vec!["a.test".into()],
+        });
+        round_trip(QueryRemoteKnock {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+        });
+        round_trip(RemoteKnock {
+            event_id: "$e".into(),
+            room_version: "10".into(),
+            event: json!({}),
+            servers: vec!["a.test".into()],
+        });
+        round_trip(PerformRetireRemoteKnock {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+            leave_event: None,
+        });
+        round_trip(QueryJoinAuthorisation {
+            room_id: "!r:a.test".into(),
+            user_id: "@u:b.test".into(),
+        });
+        for answer in [
+            JoinAuthorisation::NotNeeded,
+            JoinAuthorisation::Authorised {
+                via: "@a:a.test".into(),
+            },
+            JoinAuthorisation::NotAllowed,
+            JoinAuthorisation::CannotCheck,
+            JoinAuthorisation::NoLocalInviter,
+        ] {
+            round_trip(answer);
+        }
     }
 }

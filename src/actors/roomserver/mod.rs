@@ -9,7 +9,9 @@
 //! of shared blocks; see `README.md`). State resolution of forks and events from other
 //! servers come with federation's input; the client room API is next. Rooms shared with
 //! other servers (`remote.rs`): join templates, other servers' joins and leaves, a room
-//! imported from our own `send_join`, invites of our users into rooms not held here.
+//! imported from our own `send_join`, invites of our users into rooms not held here, their
+//! knocks on rooms not held here; who vouches for joins of restricted rooms
+//! (`restricted.rs`).
 //! History not seen happen (`history.rs`): events placed on the state another server told
 //! (`InputRoomEventAtState`) and history backfilled from other servers (`PerformBackfill`,
 //! through the federationapi's `QueryBackfill`).
@@ -27,6 +29,7 @@ pub mod keyring;
 pub mod membership;
 pub mod messages;
 pub mod remote;
+mod restricted;
 pub mod retention;
 mod room_head;
 mod server_reads;
@@ -79,6 +82,10 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<InputRemoteInvite, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteInvite, _, _, _>(cfg, addr.clone());
     serve::<PerformRetireRemoteInvite, _, _, _>(cfg, addr.clone());
+    serve::<InputRemoteKnock, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemoteKnock, _, _, _>(cfg, addr.clone());
+    serve::<PerformRetireRemoteKnock, _, _, _>(cfg, addr.clone());
+    serve::<QueryJoinAuthorisation, _, _, _>(cfg, addr.clone());
     serve::<InputRoomEventAtState, _, _, _>(cfg, addr.clone());
     serve::<PerformBackfill, _, _, _>(cfg, addr.clone());
     // Reads for other servers.

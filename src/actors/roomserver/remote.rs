@@ -8,7 +8,9 @@ use super::error::RoomserverError;
 use super::input::{self, Deps};
 use super::messages::*;
 use super::state::{self, StateEntries};
-use super::storage::{event_types, events, memberships, remote_invites, rooms, state_keys};
+use super::storage::{
+    event_types, events, memberships, remote_invites, remote_knocks, rooms, state_keys,
+};
 use crate::bus;
 use crate::pdu::{self, PduBuilder, PduEvent, Verified};
 use crate::storage::Conn;
@@ -170,11 +172,14 @@ pub async fn membership_template(
     })
 }
 
-/// The checks of [`PerformRemoteMembership`] before the event is input (no writes).
+/// The checks of [`PerformRemoteMembership`] before the event is input (no writes); the
+/// event to input: as given, or for the join of a restricted room that one of our users
+/// vouches for (`join_authorised_via_users_server`), with our signature added once the
+/// user is found to satisfy the room's allow rules.
 pub async fn check_remote_membership(
     deps: &Deps,
     msg: &PerformRemoteMembership,
-) -> Result<(), RoomserverError> {
+) -> Result<Value, RoomserverError> {
     let room = rooms::select(&deps.db, &msg.room_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
@@ -209,7 +214,55 @@ pub async fn check_remote_membership(
     if membership_of(&ev).as_deref() != Some(msg.membership.as_str()) {
         return Err(bad(format!("the membership is not {}", msg.membership)));
     }
-    Ok(())
+    let content: Value = serde_json::from_str(ev.content.get()).unwrap_or_default();
+    let Some(via) = content
+        .get("join_authorised_via_users_server")
+        .filter(|_| msg.membership == "join")
+    else {
+        return Ok(msg.event.clone());
+    };
+    let (_, rules) = pdu::rules(&room.room_version)?;
+    if !rules.authorization.restricted_join_rule {
+        return Ok(msg.event.clone());
+    }
+    let via = via
+        .as_str()
+        .and_then(|v| OwnedUserId::try_from(v).ok())
+        .ok_or_else(|| bad("join_authorised_via_users_server is not a user ID"))?;
+    if via.server_name() != deps.server_name {
+        return Err(bad(format!(
+            "join_authorised_via_users_server names {via}, not a user of this server"
+        )));
+    }
+    let judged = super::restricted::join_authorisation(
+        &deps.db,
+        &deps.server_name,
+        &msg.room_id,
+        ev.sender.as_str(),
+    )
+    .await?;
+    match judged {
+        JoinAuthorisation::NotNeeded | JoinAuthorisation::Authorised { .. } => {}
+        JoinAuthorisation::NotAllowed
+        | JoinAuthorisation::CannotCheck
+        | JoinAuthorisation::NoLocalInviter => {
+            return Err(RoomserverError::NotAllowed(format!(
+                "{} may not join: they are in none of the rooms the join rules allow",
+                ev.sender
+            )));
+        }
+    }
+    // The auth rules check that `via` is joined and may invite when the event is input;
+    // the signature of its server (ours) is what they need besides.
+    let mut signed = json;
+    ruma::signatures::sign_event(
+        deps.server_name.as_str(),
+        deps.key.key_pair(),
+        &mut signed,
+        &rules.redaction,
+    )
+    .map_err(internal)?;
+    serde_json::to_value(&signed).map_err(internal)
 }
 
 /// The answer of [`PerformRemoteMembership`] once the event is stored and accepted.
@@ -579,6 +632,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
     }
     memberships::upsert(&txn, room_nid, join.sender.as_str(), "join", join_nid).await?;
     remote_invites::delete(&txn, room_id.as_str(), join.sender.as_str()).await?;
+    remote_knocks::delete(&txn, room_id.as_str(), join.sender.as_str()).await?;
     // What came before our join is history this server has not seen: `PerformBackfill`
     // asks for it from the join's prev events on.
     for prev in &join.prev_events {
@@ -723,6 +777,9 @@ pub async fn store_remote_invite(
     event["unsigned"] = json!({"invite_room_state": msg.invite_room_state});
     let invitee = event["state_key"].as_str().unwrap_or_default().to_owned();
     let txn = deps.db.begin().await?;
+    // The invite answers the user's knock, if they knocked: it replaces it.
+    let knock = remote_knocks::select(&txn, &msg.room_id, &invitee).await?;
+    remote_knocks::delete(&txn, &msg.room_id, &invitee).await?;
     remote_invites::upsert(
         &txn,
         &msg.room_id,
@@ -739,7 +796,7 @@ pub async fn store_remote_invite(
         event_id: event_id.to_string(),
         event,
         adds_state: vec![event_id.to_string()],
-        removes_state: Vec::new(),
+        removes_state: knock.into_iter().map(|k| k.event_id).collect(),
         redacts: None,
         redacted_by: None,
         transaction: None,
@@ -775,10 +832,59 @@ pub async fn retire_remote_invite(
     let row = remote_invites::select(&deps.db, &msg.room_id, &msg.user_id)
         .await?
         .ok_or(RoomserverError::NoRoom)?;
-    let version = row.room_version.as_str();
-    let mut invite: CanonicalJsonObject = serde_json::from_str(&row.json).map_err(internal)?;
-    invite.remove("unsigned");
-    let leave = match msg.leave_event {
+    let ended = Ended {
+        room_id: &msg.room_id,
+        user_id: &msg.user_id,
+        event_id: &row.event_id,
+        room_version: &row.room_version,
+        json: &row.json,
+        knock: false,
+    };
+    retire(deps, ended, msg.leave_event).await
+}
+
+/// [`PerformRetireRemoteKnock`].
+pub async fn retire_remote_knock(
+    deps: &Deps,
+    msg: PerformRetireRemoteKnock,
+) -> Result<(), RoomserverError> {
+    let row = remote_knocks::select(&deps.db, &msg.room_id, &msg.user_id)
+        .await?
+        .ok_or(RoomserverError::NoRoom)?;
+    let ended = Ended {
+        room_id: &msg.room_id,
+        user_id: &msg.user_id,
+        event_id: &row.event_id,
+        room_version: &row.room_version,
+        json: &row.json,
+        knock: true,
+    };
+    retire(deps, ended, msg.leave_event).await
+}
+
+/// A remote invite or knock being ended by a leave.
+struct Ended<'a> {
+    room_id: &'a str,
+    user_id: &'a str,
+    event_id: &'a str,
+    room_version: &'a str,
+    json: &'a str,
+    /// A knock (`roomserver_remote_knocks`), else an invite.
+    knock: bool,
+}
+
+/// Removes a remote invite or knock and outputs the leave that replaces it for the
+/// syncapi: `leave_event` as the room's server accepted it, or one made here on top of the
+/// invite or knock, known to nobody else.
+async fn retire(
+    deps: &Deps,
+    ended: Ended<'_>,
+    leave_event: Option<Value>,
+) -> Result<(), RoomserverError> {
+    let version = ended.room_version;
+    let mut membership: CanonicalJsonObject = serde_json::from_str(ended.json).map_err(internal)?;
+    membership.remove("unsigned");
+    let leave = match leave_event {
         Some(leave) => {
             let object: CanonicalJsonObject =
                 serde_json::from_value(leave).map_err(|e| bad(format!("not a PDU: {e}")))?;
@@ -786,29 +892,32 @@ pub async fn retire_remote_invite(
             (id, object)
         }
         None => {
-            // Known to nobody else: it only ends the invite here.
+            // Known to nobody else: it only ends the invite or knock here.
             let (version_id, rules) = pdu::rules(version)?;
-            let invite_id = OwnedEventId::try_from(row.event_id.as_str()).map_err(internal)?;
+            let ended_id = OwnedEventId::try_from(ended.event_id).map_err(internal)?;
             let mut hashes = HashMap::new();
             if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
-                hashes.insert(invite_id.clone(), pdu::reference_hash_of(&invite, version)?);
+                hashes.insert(
+                    ended_id.clone(),
+                    pdu::reference_hash_of(&membership, version)?,
+                );
             }
-            let depth = invite
+            let depth = membership
                 .get("depth")
                 .and_then(|d| d.as_integer())
                 .map_or(0, i64::from);
             let built = PduBuilder {
                 room_version: version_id,
                 room_id: Some(
-                    OwnedRoomId::try_from(msg.room_id.as_str()).map_err(|e| bad(e.to_string()))?,
+                    OwnedRoomId::try_from(ended.room_id).map_err(|e| bad(e.to_string()))?,
                 ),
-                sender: input::local_sender(deps, &msg.user_id)?,
+                sender: input::local_sender(deps, ended.user_id)?,
                 event_type: TimelineEventType::RoomMember,
-                state_key: Some(msg.user_id.clone()),
+                state_key: Some(ended.user_id.to_owned()),
                 content: json!({"membership": "leave"}),
                 redacts: None,
-                prev_events: vec![invite_id.clone()],
-                auth_events: vec![invite_id],
+                prev_events: vec![ended_id.clone()],
+                auth_events: vec![ended_id],
                 reference_hashes: hashes,
                 depth: UInt::try_from(depth + 1).map_err(|e| bad(e.to_string()))?,
                 origin_server_ts: input::now(),
@@ -818,13 +927,73 @@ pub async fn retire_remote_invite(
         }
     };
     let txn = deps.db.begin().await?;
-    remote_invites::delete(&txn, &msg.room_id, &msg.user_id).await?;
+    if ended.knock {
+        remote_knocks::delete(&txn, ended.room_id, ended.user_id).await?;
+    } else {
+        remote_invites::delete(&txn, ended.room_id, ended.user_id).await?;
+    }
     let output = RoomserverOutput::NewRoomEvent {
-        room_id: msg.room_id.clone(),
+        room_id: ended.room_id.to_owned(),
         event_id: leave.0.to_string(),
         event: serde_json::to_value(&leave.1).map_err(internal)?,
         adds_state: vec![leave.0.to_string()],
-        removes_state: vec![row.event_id.clone()],
+        removes_state: vec![ended.event_id.to_owned()],
+        redacts: None,
+        redacted_by: None,
+        transaction: None,
+        send_on_behalf_of: None,
+    };
+    let out = bus::append(&txn, input::STREAM, ended.room_id, &output).await?;
+    deps.bus.commit(txn, &[out]).await?;
+    Ok(())
+}
+
+/// [`InputRemoteKnock`]: the checks, the remote knock row (replacing an earlier knock) and
+/// its output, in one transaction.
+pub async fn store_remote_knock(deps: &Deps, msg: InputRemoteKnock) -> Result<(), RoomserverError> {
+    let version = msg.room_version.as_str();
+    let mut object: CanonicalJsonObject =
+        serde_json::from_value(msg.event).map_err(|e| bad(format!("not a PDU: {e}")))?;
+    object.remove("unsigned");
+    let event_id = pdu::event_id_of(&object, version).map_err(|e| bad(e.to_string()))?;
+    let ev =
+        PduEvent::from_json(event_id.clone(), &object, false).map_err(|e| bad(e.to_string()))?;
+    if ev.room_id.as_ref().map(|r| r.as_str()) != Some(msg.room_id.as_str())
+        || ev.kind != TimelineEventType::RoomMember
+        || membership_of(&ev).as_deref() != Some("knock")
+        || ev.state_key.as_deref() != Some(ev.sender.as_str())
+        || ev.sender.server_name() != deps.server_name
+    {
+        return Err(bad(
+            "the event is not a knock of one of our users on this room",
+        ));
+    }
+    if verify_pdu(deps, &object, version).await? != Verified::All {
+        return Err(bad("the knock's content hash is wrong"));
+    }
+    let user = ev.sender.to_string();
+    let mut event = serde_json::to_value(&object).map_err(internal)?;
+    event["unsigned"] = json!({"knock_room_state": msg.knock_room_state});
+    let txn = deps.db.begin().await?;
+    let earlier = remote_knocks::select(&txn, &msg.room_id, &user).await?;
+    remote_knocks::upsert(
+        &txn,
+        &msg.room_id,
+        &user,
+        &remote_knocks::RemoteKnockRow {
+            event_id: event_id.to_string(),
+            room_version: msg.room_version.clone(),
+            json: event.to_string(),
+            servers: serde_json::to_string(&msg.servers).map_err(internal)?,
+        },
+    )
+    .await?;
+    let output = RoomserverOutput::NewRoomEvent {
+        room_id: msg.room_id.clone(),
+        event_id: event_id.to_string(),
+        event,
+        adds_state: vec![event_id.to_string()],
+        removes_state: earlier.into_iter().map(|k| k.event_id).collect(),
         redacts: None,
         redacted_by: None,
         transaction: None,
@@ -832,7 +1001,25 @@ pub async fn retire_remote_invite(
     };
     let out = bus::append(&txn, input::STREAM, &msg.room_id, &output).await?;
     deps.bus.commit(txn, &[out]).await?;
+    tracing::info!(room_id = %msg.room_id, event_id = %event_id, "knocked on a room on another server");
     Ok(())
+}
+
+/// [`QueryRemoteKnock`].
+pub async fn remote_knock(
+    db: &impl Conn,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<RemoteKnock>, RoomserverError> {
+    let Some(row) = remote_knocks::select(db, room_id, user_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(RemoteKnock {
+        event_id: row.event_id,
+        room_version: row.room_version,
+        event: serde_json::from_str(&row.json).map_err(internal)?,
+        servers: serde_json::from_str(&row.servers).map_err(internal)?,
+    }))
 }
 
 #[cfg(test)]
@@ -1148,6 +1335,97 @@ mod tests {
                 json!([good.join_id]),
                 "{backend}"
             );
+        }
+    }
+
+    #[actix_web::test]
+    async fn remote_knocks_are_kept_and_retired() {
+        for backend in BACKENDS {
+            let t = test_db(backend).await;
+            let dir = tempfile::tempdir().unwrap();
+            let key = Arc::new(SigningKey::load_or_generate(dir.path()).unwrap());
+            let rs = Handle::Local(super::super::start(
+                Deps {
+                    db: t.db.clone(),
+                    bus: Bus::new(),
+                    key: key.clone(),
+                    server_name: "test.local".try_into().unwrap(),
+                    default_room_version: "12".into(),
+                    keyring: Default::default(),
+                },
+                &crate::actors::executors::Executors::start(2),
+            ));
+            let prev = "$prev".to_owned();
+            let (knock_id, knock) = build(
+                &key,
+                "bob",
+                "m.room.member",
+                "@bob:test.local",
+                json!({"membership": "knock"}),
+                &[&prev],
+                &[&prev],
+                4,
+            );
+            let (_, join) = build(
+                &key,
+                "bob",
+                "m.room.member",
+                "@bob:test.local",
+                json!({"membership": "join"}),
+                &[&prev],
+                &[&prev],
+                4,
+            );
+            let input = |event: Value| InputRemoteKnock {
+                room_id: ROOM.into(),
+                room_version: "11".into(),
+                event,
+                knock_room_state: vec![json!({"type": "m.room.name", "content": {"name": "N"}})],
+                servers: vec!["a.test".into()],
+            };
+            let refused = rs.send(input(join)).await;
+            assert!(
+                matches!(refused, Err(RoomserverError::BadRequest(_))),
+                "{refused:?}"
+            );
+            let mut tampered = knock.clone();
+            tampered["content"]["reason"] = json!("changed after signing");
+            let refused = rs.send(input(tampered)).await;
+            assert!(
+                matches!(refused, Err(RoomserverError::BadRequest(_))),
+                "{refused:?}"
+            );
+            rs.send(input(knock)).await.unwrap();
+            let kept = rs
+                .send(QueryRemoteKnock {
+                    room_id: ROOM.into(),
+                    user_id: "@bob:test.local".into(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept.event_id, knock_id);
+            assert_eq!(kept.servers, vec!["a.test".to_owned()]);
+            assert_eq!(
+                kept.event["unsigned"]["knock_room_state"][0]["type"], "m.room.name",
+                "{backend}"
+            );
+            let retire = || PerformRetireRemoteKnock {
+                room_id: ROOM.into(),
+                user_id: "@bob:test.local".into(),
+                leave_event: None,
+            };
+            rs.send(retire()).await.unwrap();
+            let gone = rs
+                .send(QueryRemoteKnock {
+                    room_id: ROOM.into(),
+                    user_id: "@bob:test.local".into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(gone, None, "{backend}");
+            let again = rs.send(retire()).await;
+            assert!(matches!(again, Err(RoomserverError::NoRoom)), "{again:?}");
         }
     }
 }

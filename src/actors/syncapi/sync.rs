@@ -306,18 +306,9 @@ async fn build(
                 // An invite from another server into a room not held here carries the
                 // stripped state its server sent (`unsigned.invite_room_state`), plus the
                 // invite itself.
-                let remote = event.as_ref().and_then(|e| {
-                    let j: Value = serde_json::from_str(&e.json).ok()?;
-                    let strip = |e: &Value| json!({"type": e["type"], "state_key": e["state_key"], "content": e["content"], "sender": e["sender"]});
-                    let given = j["unsigned"]["invite_room_state"].as_array()?;
-                    let mut list: Vec<Value> = given
-                        .iter()
-                        .filter(|e| e["type"] != "m.room.member" || e["state_key"] != user)
-                        .map(strip)
-                        .collect();
-                    list.push(strip(&j));
-                    Some(list)
-                });
+                let remote = event
+                    .as_ref()
+                    .and_then(|e| given_stripped_state(&e.json, "invite_room_state", user));
                 let events = match remote {
                     Some(events) => events,
                     None => s.stripped_state(&m.room_id, user).await?,
@@ -328,7 +319,15 @@ async fn build(
                 );
             }
             "knock" if newly || initial => {
-                let events = s.stripped_state(&m.room_id, user).await?;
+                // A knock on a room not held here carries the state the room's server
+                // sent back (`unsigned.knock_room_state`), plus the knock itself.
+                let remote = room_events::select_by_id(db, &m.event_id)
+                    .await?
+                    .and_then(|e| given_stripped_state(&e.json, "knock_room_state", user));
+                let events = match remote {
+                    Some(events) => events,
+                    None => s.stripped_state(&m.room_id, user).await?,
+                };
                 knock.insert(
                     m.room_id.clone(),
                     json!({"knock_state": {"events": events}}),
@@ -1373,4 +1372,20 @@ async fn state_before(
         );
     }
     Ok(out)
+}
+
+/// The stripped state another server sent with a membership of ours in a room not held
+/// here (`unsigned.<field>` of the event, `event_json`), without the user's own member
+/// event, plus the event itself, stripped; `None` when the event carries none.
+fn given_stripped_state(event_json: &str, field: &str, user: &str) -> Option<Vec<Value>> {
+    let j: Value = serde_json::from_str(event_json).ok()?;
+    let strip = |e: &Value| json!({"type": e["type"], "state_key": e["state_key"], "content": e["content"], "sender": e["sender"]});
+    let given = j["unsigned"][field].as_array()?;
+    let mut list: Vec<Value> = given
+        .iter()
+        .filter(|e| e["type"] != "m.room.member" || e["state_key"] != user)
+        .map(strip)
+        .collect();
+    list.push(strip(&j));
+    Some(list)
 }

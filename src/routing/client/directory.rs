@@ -29,11 +29,6 @@ fn ensure_local(state: &AppState, alias: &RoomAliasId) -> Result<(), MatrixError
     }
 }
 
-/// The room an alias points at (this server's, or another's asked over federation).
-pub async fn resolve(state: &AppState, alias: &RoomAliasId) -> Result<OwnedRoomId, MatrixError> {
-    Ok(resolve_with_servers(state, alias).await?.0)
-}
-
 /// The room an alias points at, with servers to join it through: ours for our aliases, the
 /// alias's server's answer (`QueryRemoteAlias`, `/query/directory`) for another server's.
 pub async fn resolve_with_servers(

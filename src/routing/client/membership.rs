@@ -5,11 +5,14 @@ use super::rooms::{
     add_profile, client_event, current_state, current_state_if_known, ensure_can_read,
     readable_state, send, send_event,
 };
-use crate::actors::federationapi::messages::{PerformInvite, PerformJoin, PerformLeave};
+use crate::actors::federationapi::messages::{
+    PerformInvite, PerformJoin, PerformKnock, PerformLeave,
+};
 use crate::actors::roomserver::messages::{
-    InputJoinedRoom, InputOutcome, InputRoomEvent, PerformForget, PerformRetireRemoteInvite,
+    InputJoinedRoom, InputOutcome, InputRemoteKnock, InputRoomEvent, JoinAuthorisation,
+    PerformForget, PerformRetireRemoteInvite, PerformRetireRemoteKnock, QueryJoinAuthorisation,
     QueryJoinedRooms, QueryJoinedServers, QueryMembershipTemplate, QueryRemoteInvite,
-    QueryStateAtPosition,
+    QueryRemoteKnock, QueryStateAtPosition,
 };
 use crate::actors::roomserver::RoomserverError;
 use crate::identity::InviteDetails;
@@ -172,7 +175,41 @@ async fn join(
         );
         servers.retain(|s| s != ours);
     }
-    if in_room || (known.is_some() && servers.is_empty()) {
+    let mut extra = extra;
+    if in_room {
+        // A restricted room (versions 8+): one of our users vouches for the join when the
+        // user is in an allowed room; when none can, a server that can is asked instead.
+        let authorisation = state
+            .roomserver
+            .send(QueryJoinAuthorisation {
+                room_id: room_id.to_owned(),
+                user_id: sender.user_id.to_string(),
+            })
+            .await?;
+        match authorisation {
+            JoinAuthorisation::NotNeeded => {
+                return join_here(state, sender, room_id, reason, extra).await
+            }
+            JoinAuthorisation::Authorised { via } => {
+                extra.insert("join_authorised_via_users_server".to_owned(), json!(via));
+                return join_here(state, sender, room_id, reason, extra).await;
+            }
+            JoinAuthorisation::NotAllowed => {
+                return Err(MatrixError::forbidden(
+                    "You are not in any of the rooms this room's join rules allow",
+                ))
+            }
+            JoinAuthorisation::CannotCheck | JoinAuthorisation::NoLocalInviter => {
+                servers.extend(known.clone().unwrap_or_default());
+                servers.retain(|s| s != ours);
+                if servers.is_empty() {
+                    return Err(MatrixError::forbidden(
+                        "Nobody in this room can let you in: its join rules allow members of other rooms, and no user here who may invite can vouch for you",
+                    ));
+                }
+            }
+        }
+    } else if known.is_some() && servers.is_empty() {
         return join_here(state, sender, room_id, reason, extra).await;
     }
     if servers.is_empty() {
@@ -337,11 +374,16 @@ pub async fn leave_room(
     {
         Ok(()) => {}
         // A room not held here (or held but no longer followed, where the stale state
-        // refuses the leave): the remote invite, if there is one, is what to reject.
+        // refuses the leave): the remote invite, if there is one, is what to reject, else
+        // the remote knock is what to rescind.
         Err(e) => {
-            reject_remote_invite(&state, room_id, &me, req.body.reason)
-                .await?
-                .ok_or(e)?;
+            let reason = req.body.reason;
+            match reject_remote_invite(&state, room_id, &me, reason.clone()).await? {
+                Some(()) => {}
+                None => rescind_remote_knock(&state, room_id, &me, reason)
+                    .await?
+                    .ok_or(e)?,
+            }
         }
     }
     Ok(RumaResponse(leave_room::v3::Response::new()))
@@ -405,6 +447,56 @@ async fn reject_remote_invite(
     Ok(Some(()))
 }
 
+/// Rescinds the user's knock on a room not held here, through the servers that took it
+/// (`make_leave`/`send_leave`); cleared here anyway when none can be reached. `None` when
+/// there is no such knock.
+async fn rescind_remote_knock(
+    state: &AppState,
+    room_id: &str,
+    user_id: &str,
+    reason: Option<String>,
+) -> Result<Option<()>, MatrixError> {
+    let Some(knock) = state
+        .roomserver
+        .send(QueryRemoteKnock {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+        })
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut content = json!({});
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    let leave_event = match state
+        .federationapi
+        .send(PerformLeave {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+            servers: knock.servers,
+            content,
+        })
+        .await
+    {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::warn!(room_id, error = %e, "rescinding a knock through the room's server failed; clearing it here");
+            None
+        }
+    };
+    state
+        .roomserver
+        .send(PerformRetireRemoteKnock {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+            leave_event,
+        })
+        .await?;
+    Ok(Some(()))
+}
+
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
 ///
 /// By user ID, or by third-party identifier (`id_server`, `id_access_token`, `medium`,
@@ -447,14 +539,14 @@ pub async fn invite_user(
     Ok(RumaResponse(invite_user::v3::Response::new()))
 }
 
-/// The state events an invitee of another server is sent with the invite
-/// (`invite_room_state`, full PDUs as the spec asks since v1.16): the room's create event,
-/// join rules, name, avatar, canonical alias, encryption, type-defining events and the
-/// inviter's membership.
-async fn invite_room_state(
+/// The state events a user of another server sees of a room before joining it (an
+/// invite's `invite_room_state`, a knock's `knock_room_state`; full PDUs as the spec asks
+/// since v1.16): the room's create event, join rules, name, avatar, canonical alias,
+/// encryption and topic, and `member`'s membership (the inviter's) when given.
+pub(crate) async fn stripped_room_state(
     state: &AppState,
     room_id: &str,
-    inviter: &str,
+    member: Option<&str>,
 ) -> Result<Vec<Value>, MatrixError> {
     let keys = [
         "m.room.create",
@@ -469,7 +561,9 @@ async fn invite_room_state(
         .iter()
         .map(|t| ((*t).to_owned(), String::new()))
         .collect();
-    wanted.push(("m.room.member".to_owned(), inviter.to_owned()));
+    if let Some(member) = member {
+        wanted.push(("m.room.member".to_owned(), member.to_owned()));
+    }
     Ok(current_state(state, room_id, wanted)
         .await?
         .into_iter()
@@ -505,7 +599,8 @@ pub async fn invite_remote(
             supported_versions: None,
         })
         .await?;
-    let invite_room_state = invite_room_state(state, room_id, sender.user_id.as_str()).await?;
+    let invite_room_state =
+        stripped_room_state(state, room_id, Some(sender.user_id.as_str())).await?;
     let signed = state
         .federationapi
         .send(PerformInvite {
@@ -864,27 +959,89 @@ pub async fn forget_room(
 }
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+///
+/// In a room this server is in, the knock is sent here. Otherwise it goes through another
+/// server (`via`/`server_name`, an alias's servers, the servers the room had when we last
+/// held it, the room ID's server before v12): `make_knock`/`send_knock`
+/// (`PerformKnock`), then kept here (`InputRemoteKnock`) so that `/sync` shows the room
+/// under `rooms.knock` with the state the room's server sent back.
 pub async fn knock_room(
     state: web::Data<AppState>,
     req: Ruma<knock_room::v3::Request>,
 ) -> RumaResult<knock_room::v3::Response> {
     let target = req.body.room_id_or_alias.as_str();
+    let mut via: Vec<String> = req.body.via.iter().map(|s| s.to_string()).collect();
     let room_id: OwnedRoomId = match <&ruma::RoomAliasId>::try_from(target) {
-        Ok(alias) => super::directory::resolve(&state, alias).await?,
+        Ok(alias) => {
+            let (room_id, servers) = super::directory::resolve_with_servers(&state, alias).await?;
+            via.extend(servers);
+            room_id
+        }
         Err(_) => OwnedRoomId::try_from(target)
             .map_err(|_| MatrixError::invalid_param("Not a room ID or alias"))?,
     };
     let me = req.sender.user_id.to_string();
-    set_membership_with(
-        &state,
-        &req.sender,
-        room_id.as_str(),
-        &me,
-        "knock",
-        req.body.reason,
-        Map::new(),
-        "Unknown room: knocking on rooms of other servers is not supported yet",
-    )
-    .await?;
+    let ours = state.server_name();
+    let known = state
+        .roomserver
+        .send(QueryJoinedServers {
+            room_id: room_id.to_string(),
+        })
+        .await?;
+    let in_room = known
+        .as_ref()
+        .is_some_and(|servers| servers.iter().any(|s| s == ours));
+    let mut servers = via;
+    if !in_room {
+        servers.extend(known.clone().unwrap_or_default());
+        servers.extend(room_id.server_name().map(|s| s.to_string()));
+        servers.retain(|s| s != ours);
+    }
+    if in_room || servers.is_empty() {
+        set_membership_with(
+            &state,
+            &req.sender,
+            room_id.as_str(),
+            &me,
+            "knock",
+            req.body.reason,
+            Map::new(),
+            "Unknown room, and no server to knock through",
+        )
+        .await?;
+        return Ok(RumaResponse(knock_room::v3::Response::new(room_id)));
+    }
+    if req.sender.is_guest {
+        return Err(MatrixError::forbidden(
+            "Guests cannot knock on rooms on other servers",
+        ));
+    }
+    let mut content = json!({});
+    if let Some(reason) = req.body.reason {
+        content["reason"] = json!(reason);
+    }
+    add_profile(&state, &req.sender, &mut content).await?;
+    let knocked = state
+        .federationapi
+        .send(PerformKnock {
+            room_id: room_id.to_string(),
+            user_id: me.clone(),
+            servers: servers.clone(),
+            content,
+        })
+        .await?;
+    // Leaving goes through the server that took the knock first, then the others.
+    let mut leave_through = vec![knocked.server.clone()];
+    leave_through.extend(servers.into_iter().filter(|s| *s != knocked.server));
+    state
+        .roomserver
+        .send(InputRemoteKnock {
+            room_id: room_id.to_string(),
+            room_version: knocked.room_version,
+            event: knocked.knock_event,
+            knock_room_state: knocked.knock_room_state,
+            servers: leave_through,
+        })
+        .await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }

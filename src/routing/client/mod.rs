@@ -8,7 +8,7 @@ mod discovery;
 mod filter;
 mod history;
 mod legacy;
-mod membership;
+pub(crate) mod membership;
 mod openid;
 mod profile;
 mod push_rules;

@@ -6,8 +6,8 @@
 //! - `keys`: `/_matrix/key/v2/server` and the notary's `/_matrix/key/v2/query` (unsigned).
 //! - `version`: `/_matrix/federation/v1/version` (unsigned).
 //! - `query`: `/_matrix/federation/v1/query/profile` (signed).
-//! - `membership`: `make_join`, `send_join` v2, `make_leave`, `send_leave` v2 and `invite`
-//!   v2 (signed).
+//! - `membership`: `make_join`, `send_join` v2, `make_leave`, `send_leave` v2, `make_knock`,
+//!   `send_knock` and `invite` v2 (signed).
 //! - `send`: `PUT /_matrix/federation/v1/send/{txnId}`, incoming transactions (signed).
 //! - `thirdparty`: the identity server's `/3pid/onbind` (unsigned, as the spec says).
 //! - `acl`: the server ACL check of every endpoint that names a room.
@@ -65,6 +65,8 @@ pub fn add_routes(r: &mut Router) {
     r.add::<f::membership::create_join_event::v2::Request, _, _>(membership::send_join);
     r.add::<f::membership::prepare_leave_event::v1::Request, _, _>(membership::make_leave);
     r.add::<f::membership::create_leave_event::v2::Request, _, _>(membership::send_leave);
+    r.add::<f::membership::prepare_knock_event::v1::Request, _, _>(membership::make_knock);
+    r.add::<f::membership::create_knock_event::v1::Request, _, _>(membership::send_knock);
     r.add::<f::membership::create_invite::v2::Request, _, _>(membership::invite);
     r.add::<f::query::get_room_information::v1::Request, _, _>(directory::get_room_information);
     r.add::<f::directory::get_public_rooms::v1::Request, _, _>(directory::get_public_rooms);

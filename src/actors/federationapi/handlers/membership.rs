@@ -1,5 +1,6 @@
 //! What the membership handlers share: filling in and signing another server's membership
-//! template (`make_join`, `make_leave`; our own invite templates too), and path encoding.
+//! template (`make_join`, `make_leave`, `make_knock`; our own invite templates too), and
+//! path encoding.
 
 use crate::actors::federationapi::actor::Deps;
 use crate::actors::federationapi::FederationApiError;
@@ -102,6 +103,13 @@ pub fn fill_template(
         _ => Default::default(),
     };
     content.insert("membership".to_owned(), membership.into());
+    // A restricted room's resident server names the user who vouches for a join; the
+    // field must stay as given (the resident server signs the event for it).
+    if membership == "join" {
+        if let Some(via) = template["content"]["join_authorised_via_users_server"].as_str() {
+            content.insert("join_authorised_via_users_server".to_owned(), via.into());
+        }
+    }
     let bad = |e: &dyn std::fmt::Display| bad_answer(server, e.to_string());
     PduBuilder {
         room_version: RoomVersionId::try_from(room_version).map_err(|e| bad(&e))?,
@@ -130,10 +138,10 @@ pub struct Exchanged {
     pub answer: Value,
 }
 
-/// One `make_{membership}` / `send_{membership}` v2 exchange with `server` for `user_id`
-/// in `room_id` (`query`: the make call's query string, e.g. the room versions offered):
-/// the template asked for, its room version checked against the ones this server supports,
-/// filled and signed ([`fill_template`]), and sent.
+/// One `make_{membership}` / `send_{membership}` exchange with `server` for `user_id` in
+/// `room_id` (`query`: the make call's query string, e.g. the room versions offered): the
+/// template asked for, its room version checked against the ones this server supports,
+/// filled and signed ([`fill_template`]), and sent (`send_knock` is v1, the others v2).
 pub async fn make_and_send(
     deps: &Deps,
     server: &ruma::ServerName,
@@ -165,8 +173,9 @@ pub async fn make_and_send(
         membership,
         content,
     )?;
+    let send_version = if membership == "knock" { "v1" } else { "v2" };
     let path = format!(
-        "/_matrix/federation/v2/send_{membership}/{}/{}",
+        "/_matrix/federation/{send_version}/send_{membership}/{}/{}",
         enc(room_id),
         enc(pdu.event_id.as_str())
     );

@@ -7,6 +7,7 @@ pub mod input_typing;
 pub mod membership;
 pub mod perform_invite;
 pub mod perform_join;
+pub mod perform_knock;
 pub mod perform_leave;
 pub mod query_backfill;
 pub mod query_local_server_keys;

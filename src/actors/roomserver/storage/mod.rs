@@ -7,6 +7,7 @@ pub mod memberships;
 pub mod pending_redactions;
 pub mod published_rooms;
 pub mod remote_invites;
+pub mod remote_knocks;
 pub mod reports;
 pub mod room_aliases;
 pub mod rooms;
