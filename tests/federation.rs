@@ -4113,7 +4113,7 @@ async fn kicks_and_bans_across_servers(backend: Backend, topology: Topology) {
     assert_eq!(st, 200, "{v}");
     let (st, v) = join_via_a(&b, &bob_tok, &room).await;
     assert_eq!(st, 200, "{v}");
-    until("b hears of nothing new but holds the room", || async {
+    until("b holds carol's join", || async {
         membership_on(&b, &bob_tok, &room, &carol).await == "join"
     })
     .await;
@@ -4133,6 +4133,7 @@ async fn kicks_and_bans_across_servers(backend: Backend, topology: Topology) {
     })
     .await;
     assert_eq!(membership_on(&a, &alice_tok, &room, &bob).await, "leave");
+    let since = position(&b, &bob_tok).await;
     let (st, v) = join_via_a(&b, &bob_tok, &room).await;
     assert_eq!(st, 200, "rejoin after a kick: {v}");
     until("a sees bob back", || async {
@@ -4144,6 +4145,39 @@ async fn kicks_and_bans_across_servers(backend: Backend, topology: Topology) {
         sees_message(&b, &bob_tok, &room, "welcome back")
     })
     .await;
+    // Incrementally too: the room is back in `join`, with his join and the message in its
+    // timeline and alice's member in its state or timeline.
+    let synced = sync_since(&b, &bob_tok, &since).await;
+    let joined = &synced["rooms"]["join"][&room];
+    let mut events: Vec<&Value> = joined["timeline"]["events"]
+        .as_array()
+        .map(|t| t.iter().collect())
+        .unwrap_or_default();
+    events.extend(joined["state"]["events"].as_array().into_iter().flatten());
+    for (what, found) in [
+        (
+            "bob's join",
+            events.iter().any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == bob.as_str()
+                    && e["content"]["membership"] == "join"
+            }),
+        ),
+        (
+            "alice's member",
+            events
+                .iter()
+                .any(|e| e["type"] == "m.room.member" && e["state_key"] == alice.as_str()),
+        ),
+        (
+            "the message",
+            events
+                .iter()
+                .any(|e| e["content"]["body"] == "welcome back"),
+        ),
+    ] {
+        assert!(found, "{what} not in the incremental sync: {synced}");
+    }
 
     // The ban: bob sees it, his server's join is refused by a.test's make_join.
     let since = position(&b, &bob_tok).await;
@@ -4298,22 +4332,31 @@ async fn receipts_presence_and_typing_between_servers(backend: Backend, topology
     })
     .await;
 
-    // Read receipts, each on the other's message.
-    for (s, tok, event, reader, other, other_tok) in [
-        (&b, &bob_tok, &from_a, &bob, &a, &alice_tok),
-        (&a, &alice_tok, &from_b, &alice, &b, &bob_tok),
+    // Read receipts, each on the other's message (bob's for the main thread).
+    for (s, tok, event, reader, other, other_tok, body) in [
+        (
+            &b,
+            &bob_tok,
+            &from_a,
+            &bob,
+            &a,
+            &alice_tok,
+            json!({"thread_id": "main"}),
+        ),
+        (&a, &alice_tok, &from_b, &alice, &b, &bob_tok, json!({})),
     ] {
         let (st, v) = s
             .post(
                 &format!("{C}/rooms/{r}/receipt/m.read/{}", enc(event)),
                 Some(tok),
-                json!({}),
+                body.clone(),
             )
             .await;
         assert_eq!(st, 200, "{v}");
         until(&format!("the other server sees {reader}'s receipt"), || {
             sees_ephemeral(other, other_tok, &room, "m.receipt", |c| {
-                c[event.as_str()]["m.read"][reader.as_str()]["ts"].is_u64()
+                let receipt = &c[event.as_str()]["m.read"][reader.as_str()];
+                receipt["ts"].is_u64() && receipt["thread_id"] == body["thread_id"]
             })
         })
         .await;
