@@ -315,7 +315,9 @@ async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
     assert_eq!(status, 200, "{body}");
     let chunk = body["chunk"].as_array().cloned().unwrap_or_default();
     assert!(
-        chunk.iter().any(|e| e["content"]["body"] == before.as_str()),
+        chunk
+            .iter()
+            .any(|e| e["content"]["body"] == before.as_str()),
         "history before the join, backfilled from Synapse: {body}"
     );
     assert_eq!(
