@@ -184,8 +184,9 @@ async fn room_with_remote_member(
 
 /// A PDU of bob's whose prev event `/get_missing_events` does not give is placed on the state
 /// `/state_ids` tells (its events fetched with `/event`): accepted, and the room's state is
-/// what the remote has. A `/state_ids` answer naming an event that does not verify gets the
-/// PDU refused, and nothing of it is stored.
+/// what the remote has. A `/state_ids` answer naming an event that does not verify, or one of
+/// another room, gets the PDU refused, and nothing of it is stored; more than 5 missing prev
+/// events are refused without asking.
 async fn a_gap_is_filled_from_the_state_at_it(backend: Backend, topology: Topology) {
     let (pa, pb) = (reserve_port(), reserve_port());
     let fake = Fake::start("b.test", pb).await;
@@ -362,6 +363,103 @@ async fn a_gap_is_filled_from_the_state_at_it(backend: Backend, topology: Topolo
         )
         .await;
     assert_eq!(member["displayname"], "Bobby", "{member}");
+
+    // A state naming an event of another room (served as asked): dropped, the PDU refused.
+    let (_, last3, depth3, state3) = room_tip(&a.client, &a.base, &alice, &room).await;
+    let (elsewhere_id, elsewhere) = remote_event(
+        &fake,
+        &version,
+        "!elsewhere:b.test",
+        carol,
+        "m.room.topic",
+        Some(""),
+        json!({"topic": "another room"}),
+        &last3,
+        depth3 + 1,
+        Vec::new(),
+    );
+    let (lost3_id, lost3) = remote_event(
+        &fake,
+        &version,
+        &room,
+        bob,
+        "m.room.member",
+        Some(bob),
+        json!({"membership": "join", "displayname": "Bob Three"}),
+        &last3,
+        depth3 + 1,
+        auth_of(&version, &state3, bob, true),
+    );
+    let (orphan3_id, orphan3) = remote_event(
+        &fake,
+        &version,
+        &room,
+        bob,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "after another room's event"}),
+        &lost3_id,
+        depth3 + 2,
+        auth_of(&version, &state3, bob, false),
+    );
+    let mut named: Vec<String> = state3.values().cloned().collect();
+    named.push(elsewhere_id.clone());
+    fake.state.state_ids.lock().unwrap().insert(
+        lost3_id.clone(),
+        json!({"pdu_ids": named, "auth_chain_ids": []}),
+    );
+    {
+        let mut served = fake.state.events.lock().unwrap();
+        served.insert(lost3_id.clone(), lost3);
+        served.insert(elsewhere_id.clone(), elsewhere);
+    }
+    let answer = put_txn(&client, "gap-3", "b.test", vec![orphan3])
+        .await
+        .unwrap();
+    let why = answer["pdus"][&orphan3_id]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("accepted: {answer}"));
+    assert!(why.contains(&elsewhere_id), "{why}");
+
+    // More missing prev events than the state is asked for: refused before any request.
+    let unknown: Vec<String> = (0..6).map(|i| format!("$missing{i}")).collect();
+    let (too_many_id, too_many) = {
+        let pdu = myelin::pdu::PduBuilder {
+            room_version: version.as_str().try_into().unwrap(),
+            room_id: Some(room.as_str().try_into().unwrap()),
+            sender: bob.try_into().unwrap(),
+            event_type: "m.room.message".into(),
+            state_key: None,
+            content: json!({"msgtype": "m.text", "body": "six gaps"}),
+            redacts: None,
+            prev_events: unknown
+                .iter()
+                .map(|p| p.as_str().try_into().unwrap())
+                .collect(),
+            auth_events: auth_of(&version, &state3, bob, false)
+                .iter()
+                .map(|a| a.as_str().try_into().unwrap())
+                .collect(),
+            reference_hashes: Default::default(),
+            depth: ruma::UInt::new(depth3 + 2).unwrap(),
+            origin_server_ts: ruma::MilliSecondsSinceUnixEpoch::now(),
+        }
+        .build(&fake.key, common::remote::server("b.test"))
+        .unwrap();
+        (
+            pdu.event_id.to_string(),
+            serde_json::to_value(&pdu.json).unwrap(),
+        )
+    };
+    let asked_before = fake.state.gets.lock().unwrap().len();
+    let answer = put_txn(&client, "gap-4", "b.test", vec![too_many])
+        .await
+        .unwrap();
+    let why = answer["pdus"][&too_many_id]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("accepted: {answer}"));
+    assert!(why.contains("6 prev events"), "{why}");
+    assert_eq!(fake.state.gets.lock().unwrap().len(), asked_before);
     a.stop().await;
     fake.handle.stop(true).await;
 }
