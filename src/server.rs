@@ -237,7 +237,13 @@ impl Node {
         // a local one runs beside them (the config checks this).
         let (syncapi, syncapi_local) = match config.syncapi_placement() {
             Placement::Local => {
-                let addr = syncapi::start(local_db()?, bus.clone(), &local_exec()).await?;
+                let addr = syncapi::start(
+                    local_db()?,
+                    bus.clone(),
+                    &local_exec(),
+                    Some(roomserver.clone()),
+                )
+                .await?;
                 (Handle::Local(addr.clone()), Some(addr))
             }
             Placement::Remote(url) => (

@@ -277,6 +277,19 @@ async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
         .await;
     assert_eq!(status, 200, "{body}");
     let room = body["room_id"].as_str().unwrap().to_owned();
+    let before = format!("before carol {round}");
+    let (status, body) = peer
+        .call(
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/b{round}",
+                enc(&room)
+            ),
+            Some(&dave_token),
+            Some(json!({"msgtype": "m.text", "body": before})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let (status, body) = s
         .post(
             &format!(
@@ -289,6 +302,29 @@ async fn rooms_cross(peer: &Peer, s: &TestServer, name: &str, round: usize) {
         )
         .await;
     assert_eq!(status, 200, "myelin joining Synapse's room: {body}");
+    // Paging back past the join backfills the history from Synapse (`/backfill`).
+    let (status, body) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
+                enc(&room)
+            ),
+            Some(&carol_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let chunk = body["chunk"].as_array().cloned().unwrap_or_default();
+    assert!(
+        chunk
+            .iter()
+            .any(|e| e["content"]["body"] == before.as_str()),
+        "history before the join, backfilled from Synapse: {body}"
+    );
+    assert_eq!(
+        chunk.last().map(|e| e["type"].clone()),
+        Some(json!("m.room.create")),
+        "{body}"
+    );
     let members = |body: &Value| {
         let mut m: Vec<String> = body["joined"]
             .as_object()

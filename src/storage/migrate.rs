@@ -151,6 +151,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/029_roomserver_remote_knocks.sql"),
     ),
     (
+        30,
+        "030_roomserver_backfill",
+        include_str!("../../sql/030_roomserver_backfill.sql"),
+    ),
+    (
         33,
         "033_federationapi_queue_catch_up",
         include_str!("../../sql/033_federationapi_queue_catch_up.sql"),

@@ -1,6 +1,7 @@
 //! A fake remote homeserver for federation tests: it publishes a signing key, records the
 //! transactions it receives (and can be told to fail or refuse them), serves
-//! `/get_missing_events`; and helpers to build events as its users and push them to a real
+//! `/get_missing_events`, `/event` and `/state_ids` from what a test sets (and records every
+//! other `GET`); and helpers to build events as its users and push them to a real
 //! server's `/send`.
 
 use myelin::federation::client::{ClientSettings, FederationClient, FederationError};
@@ -34,6 +35,57 @@ pub struct FakeState {
     pub missing: std::sync::Mutex<Vec<Value>>,
     /// The `/get_missing_events` request bodies received.
     pub missing_requests: std::sync::Mutex<Vec<Value>>,
+    /// The events `/event/{eventId}` serves, by ID (others: 404).
+    pub events: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    /// The `/state_ids/{roomId}?event_id=` answers, by event ID (others: 404).
+    pub state_ids: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    /// The path and query of every `GET` under `/_matrix/federation` received (`/event`,
+    /// `/state_ids`, `/backfill`, ...), in order.
+    pub gets: std::sync::Mutex<Vec<String>>,
+}
+
+impl FakeState {
+    /// A `GET` the other routes do not take: `/event/{eventId}` and `/state_ids` from what
+    /// the test set, everything else 404; recorded in `gets`.
+    fn answer_get(&self, req: &actix_web::HttpRequest) -> actix_web::HttpResponse {
+        use actix_web::HttpResponse;
+        let path = req.path().to_owned();
+        let query = req.query_string().to_owned();
+        self.gets.lock().unwrap().push(format!("{path}?{query}"));
+        let not_found = || {
+            HttpResponse::NotFound().json(json!({"errcode": "M_NOT_FOUND", "error": "not here"}))
+        };
+        if req.method() != actix_web::http::Method::GET {
+            return not_found();
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .to_string()
+        };
+        if let Some(id) = path.strip_prefix("/_matrix/federation/v1/event/") {
+            return match self.events.lock().unwrap().get(&decode(id)) {
+                Some(ev) => HttpResponse::Ok().json(json!({
+                    "origin": "b.test",
+                    "origin_server_ts": myelin::storage::now_ms(),
+                    "pdus": [ev],
+                })),
+                None => not_found(),
+            };
+        }
+        if path.starts_with("/_matrix/federation/v1/state_ids/") {
+            let event_id = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("event_id="))
+                .map(decode)
+                .unwrap_or_default();
+            return match self.state_ids.lock().unwrap().get(&event_id) {
+                Some(answer) => HttpResponse::Ok().json(answer),
+                None => not_found(),
+            };
+        }
+        not_found()
+    }
 }
 
 /// A fake homeserver on loopback: publishes its key, records transactions.
@@ -53,7 +105,7 @@ impl Fake {
         let state = Arc::new(FakeState::default());
         let (k, st) = (key.clone(), state.clone());
         let server = HttpServer::new(move || {
-            let (k, st1, st2) = (k.clone(), st.clone(), st.clone());
+            let (k, st1, st2, st3) = (k.clone(), st.clone(), st.clone(), st.clone());
             App::new()
                 .route(
                     "/_matrix/key/v2/server",
@@ -100,6 +152,10 @@ impl Fake {
                         }
                     }),
                 )
+                .default_service(web::to(move |req: actix_web::HttpRequest| {
+                    let st = st3.clone();
+                    async move { st.answer_get(&req) }
+                }))
         })
         .workers(1)
         .disable_signals()

@@ -126,4 +126,5 @@ delegate!(
     InputTyping => input_typing,
     InputSendToDevice => input_send_to_device,
     InputServerUp => input_server_up,
+    QueryBackfill => query_backfill,
 );

@@ -256,6 +256,23 @@ pub struct InputSendToDevice {
     pub messages: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
+/// History of a room from another server (`GET /_matrix/federation/v1/backfill/{roomId}`,
+/// for the roomserver's `PerformBackfill`): `servers` are asked in turn (at most 5; one
+/// that fails, times out or answers what is not a `/backfill` answer is passed over) for
+/// up to `limit` events (capped at 100) before `event_ids`; the first that answers gives the
+/// events. Only the answer's PDUs of `room_id` are returned, unchecked (the roomserver checks
+/// them). `Remote` (the last server's failure) when none answered; `BadRequest` without servers.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Vec<Value>, FederationApiError>")]
+pub struct QueryBackfill {
+    pub room_id: String,
+    /// The servers to ask, in order (not this one).
+    pub servers: Vec<String>,
+    /// The events to backfill from (the `v` parameters).
+    pub event_ids: Vec<String>,
+    pub limit: u64,
+}
+
 /// Another server made a request whose `X-Matrix` signature verified (any federation
 /// endpoint): it is up. If our queue for it is waiting out a backoff, the backoff is cleared
 /// and the queue is sent at once (Synapse marks the origin up on any signed request:
@@ -269,6 +286,7 @@ pub struct InputServerUp {
 }
 
 crate::remote_messages!("federationapi":
+    QueryBackfill,
     QueryServerKeys,
     QueryLocalServerKeys,
     QueryNotaryKeys,

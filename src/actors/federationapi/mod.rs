@@ -8,12 +8,15 @@
 //! `/_matrix/key/v2/server`, `QueryNotaryKeys` for `/_matrix/key/v2/query`), the `X-Matrix`
 //! check of every signed federation request (`QueryServerKeys`, then `InputServerUp`: the
 //! origin is up, so a backoff from it ends) and `PUT /send/{txnId}`
-//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent` and
+//! (`InputTransaction`, which inputs PDUs through the roomserver's `InputRoomEvent`, or
+//! `InputRoomEventAtState` when a gap is filled from `/state_ids`, and
 //! typing, receipt, to-device and presence EDUs through the syncapi), `/typing`
 //! (`InputTyping`), `/sendToDevice` to other servers' users (`InputSendToDevice`), and the
 //! client API's calls to other servers for remote rooms (`PerformJoin`, `PerformLeave`,
 //! `PerformKnock`, `PerformInvite`, `QueryRemoteAlias`: the requests and the checks of what comes back that
-//! only it can make; the roomserver checks the events). Reads the roomserver's stream
+//! only it can make; the roomserver checks the events). Called by the roomserver: its
+//! keyring (`QueryServerKeys`) and `PerformBackfill` (`QueryBackfill`: another server's
+//! `/backfill`). Reads the roomserver's stream
 //! (`consumers::roomserver`) and the syncapi's receipts and presence (`consumers::receipts`,
 //! `consumers::presence`), and sends this server's events, typing, receipts, to-device
 //! messages and presence to the other servers (`sender`). It emits no stream.
@@ -174,7 +177,8 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
     serve::<InputTyping, _, _, _>(cfg, addr.clone());
     serve::<InputSendToDevice, _, _, _>(cfg, addr.clone());
-    serve::<InputServerUp, _, _, _>(cfg, addr);
+    serve::<InputServerUp, _, _, _>(cfg, addr.clone());
+    serve::<QueryBackfill, _, _, _>(cfg, addr);
 }
 
 #[cfg(test)]
@@ -200,6 +204,12 @@ mod tests {
             minimum_valid_until_ts: 5,
         });
         round_trip(QueryLocalServerKeys {});
+        round_trip(QueryBackfill {
+            room_id: "!r:a.test".into(),
+            servers: vec!["a.test".into()],
+            event_ids: vec!["$e".into()],
+            limit: 50,
+        });
         round_trip(QueryNotaryKeys {
             servers: BTreeMap::from([(
                 server,

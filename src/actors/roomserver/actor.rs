@@ -529,6 +529,123 @@ impl Handler<InputJoinedRoom> for RoomserverActor {
     }
 }
 
+impl Handler<InputRoomEventAtState> for RoomserverActor {
+    type Result = ResponseFuture<Result<InputOutcome, RoomserverError>>;
+
+    fn handle(&mut self, msg: InputRoomEventAtState, _: &mut Context<Self>) -> Self::Result {
+        let room = self.room(&msg.room_id);
+        Box::pin(async move {
+            room.addr
+                .send(InRoomAtState(msg))
+                .await
+                .map_err(|e| RoomserverError::internal(e))?
+        })
+    }
+}
+
+/// An event placed on the state another server told, into its room's actor (internal).
+#[derive(Message)]
+#[rtype(result = "Result<InputOutcome, RoomserverError>")]
+struct InRoomAtState(InputRoomEventAtState);
+
+impl Handler<InRoomAtState> for RoomActor {
+    type Result = AtomicResponse<Self, Result<InputOutcome, RoomserverError>>;
+
+    fn handle(&mut self, msg: InRoomAtState, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        self.cache.borrow_mut().clear();
+        let cache = self.cache.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let result = super::history::input_at_state(&deps, msg.0).await;
+                cache.borrow_mut().clear();
+                result
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<PerformBackfill> for RoomserverActor {
+    type Result = ResponseFuture<Result<Backfilled, RoomserverError>>;
+
+    fn handle(&mut self, msg: PerformBackfill, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let room = self.room(&msg.room_id);
+        let me = ctx.address();
+        Box::pin(async move {
+            let nothing = Backfilled {
+                asked: false,
+                events: 0,
+            };
+            let request = match super::history::backfill_request(&deps, &msg.room_id).await {
+                Err(RoomserverError::NoRoom) => {
+                    drop(room);
+                    me.do_send(ForgetUnknownRoom(msg.room_id));
+                    return Err(RoomserverError::NoRoom);
+                }
+                other => other?,
+            };
+            let Some((from, servers)) = request else {
+                return Ok(nothing);
+            };
+            let Some(federation) = deps.keyring.federation() else {
+                return Ok(nothing);
+            };
+            // Asked outside the room's actor: its input goes on meanwhile.
+            let asked = federation
+                .send(crate::actors::federationapi::messages::QueryBackfill {
+                    room_id: msg.room_id.clone(),
+                    servers,
+                    event_ids: from.clone(),
+                    limit: msg.limit.min(MAX_BACKFILL),
+                })
+                .await;
+            let answer = match asked {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::info!(room_id = msg.room_id, error = %e, "no server gave history");
+                    return Ok(Backfilled {
+                        asked: true,
+                        events: 0,
+                    });
+                }
+            };
+            room.addr
+                .send(InRoomBackfill {
+                    room_id: msg.room_id,
+                    from,
+                    answer,
+                })
+                .await
+                .map_err(|e| RoomserverError::internal(e))?
+        })
+    }
+}
+
+/// What another server's `/backfill` answered, into the room's actor (internal).
+#[derive(Message)]
+#[rtype(result = "Result<Backfilled, RoomserverError>")]
+struct InRoomBackfill {
+    room_id: String,
+    from: Vec<String>,
+    answer: Vec<serde_json::Value>,
+}
+
+impl Handler<InRoomBackfill> for RoomActor {
+    type Result = AtomicResponse<Self, Result<Backfilled, RoomserverError>>;
+
+    fn handle(&mut self, msg: InRoomBackfill, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                super::history::store_backfill(&deps, &msg.room_id, msg.from, msg.answer).await
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
 /// A room joined through another server, into its (new) room actor (internal).
 #[derive(Message)]
 #[rtype(result = "Result<SentEvent, RoomserverError>")]

@@ -309,7 +309,18 @@ pub async fn input(
     for prev in &ev.prev_events {
         if cache.load(db, prev).await?.is_none() {
             return Err(RoomserverError::BadRequest(format!(
-                "prev event {prev} is unknown (fetching missing events comes with federation)"
+                "prev event {prev} is unknown here"
+            )));
+        }
+        // An outlier (the state of a room joined over federation) has no state here to
+        // build on: the origin must tell it (`InputRoomEventAtState`).
+        if cache
+            .rows
+            .get(prev)
+            .is_some_and(|r| r.state_snapshot_nid.is_none())
+        {
+            return Err(RoomserverError::BadRequest(format!(
+                "the state at prev event {prev} is unknown here"
             )));
         }
         before_sets.push(cache.state_after(db, prev).await?);
@@ -586,10 +597,18 @@ pub async fn input(
         _ => None,
     };
     let mut appended = Vec::new();
-    // A soft-failed event that this resolution brought into the current state was never
-    // output: it is now, first, so the stream's consumers know the event `adds_state` names.
-    for row in added_rows.iter().filter(|r| r.soft_failed) {
-        events::set_soft_failed(&txn, row.event_nid, false).await?;
+    // A soft-failed event or an outlier (a prev event placed on the state its server told)
+    // that this resolution brought into the current state was never output: it is now,
+    // first, so the stream's consumers know the event `adds_state` names.
+    let others: Vec<i64> = added.iter().copied().filter(|n| *n != nid).collect();
+    let unoutput = events::select_unpositioned(&txn, &others).await?;
+    for row in added_rows
+        .iter()
+        .filter(|r| r.soft_failed || unoutput.contains(&r.event_nid))
+    {
+        if row.soft_failed {
+            events::set_soft_failed(&txn, row.event_nid, false).await?;
+        }
         let output = RoomserverOutput::NewRoomEvent {
             room_id: room_id.to_owned(),
             event_id: row.event_id.clone(),

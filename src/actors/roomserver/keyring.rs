@@ -25,6 +25,11 @@ impl Keyring {
         let _ = self.0.set(federationapi);
     }
 
+    /// The federationapi, once attached (`None` on a node without federation).
+    pub fn federation(&self) -> Option<&FederationApiHandle> {
+        self.0.get()
+    }
+
     /// The keys to verify `pdu` with: for each server whose signature the room version
     /// requires (the sender's; the event ID's in versions 1 and 2; the authorising server of a
     /// restricted join), the keys named in its signatures that were valid when the event was

@@ -298,6 +298,67 @@ pub struct InputRoomEvent {
     pub send_on_behalf_of: Option<String>,
 }
 
+/// An event from elsewhere whose prev events are not all held here with their state (the
+/// origin could not fill the gap with `/get_missing_events`), placed on the state the origin
+/// told (`/state_ids`), as Synapse's `_resolve_state_at_missing_prevs` does. First each of
+/// `fetched` is checked on its own (its format for the room's version, its signatures and
+/// content hash: one that fails, or names another room, is dropped), authorized against its
+/// auth events (held here or among `fetched`; rejected when they fail) and stored as an
+/// outlier. Then each prev event of `prev_states` (which must be held here now) gets the
+/// state before it, `state_before` (every event named must be held here now: `BadRequest`
+/// otherwise; rejected ones are left out), and the state after it. Then the event is input
+/// as [`InputRoomEvent`] (its state before is the resolution of the states after its prev
+/// events), and its prev events that are not part of the room's history here become
+/// backward extremities (where `PerformBackfill` asks for history).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<InputOutcome, RoomserverError>")]
+pub struct InputRoomEventAtState {
+    pub room_id: String,
+    /// The event in federation format.
+    pub event: serde_json::Value,
+    /// The events fetched to place it: the prev events without state here, and the events
+    /// of their state and its auth chains that were not held here (federation format).
+    pub fetched: Vec<serde_json::Value>,
+    /// The prev events of `event` whose state this message tells.
+    pub prev_states: Vec<PrevState>,
+}
+
+/// The room's state before one prev event, as another server told it (`/state_ids`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrevState {
+    pub event_id: String,
+    /// The IDs of the state events (not including the event itself).
+    pub state_before: Vec<String>,
+}
+
+/// History before what this server holds of a room, fetched from the room's other servers
+/// (`/backfill` through the federationapi's `QueryBackfill`) when a client pages back past
+/// it (the syncapi's `/messages`). The room's backward extremities (prev events it holds no
+/// history of: those of its join over federation, or of an event placed with
+/// `InputRoomEventAtState`) are asked for; when there are none, nothing is fetched. The
+/// events are checked as `InputRoomEventAtState`'s `fetched` (a content hash mismatch
+/// keeps the event redacted, as servers serve events a server may not see) and stored as
+/// backfilled outliers: they change no state, no extremity, and are output as
+/// `OldRoomEvent`, newest first, so the syncapi places them before what it has. Other
+/// servers' failures are logged; the answer then says nothing was added. `NoRoom` for an
+/// unknown room.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Backfilled, RoomserverError>")]
+pub struct PerformBackfill {
+    pub room_id: String,
+    /// How many events to ask for (capped at [`MAX_BACKFILL`]).
+    pub limit: u64,
+}
+
+/// What [`PerformBackfill`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfilled {
+    /// Whether other servers were asked (the room had backward extremities).
+    pub asked: bool,
+    /// How many events were added to the room's history (and output as `OldRoomEvent`).
+    pub events: u64,
+}
+
 /// What the federationapi needs before it inputs an event from another server: the room's
 /// version (which decides the event format and ID), its forward extremities and depth (the
 /// `earliest_events` and `min_depth` of `/get_missing_events`), and which of some events
@@ -307,7 +368,9 @@ pub struct InputRoomEvent {
 pub struct QueryRoomHead {
     pub room_id: String,
     /// Events to look up; those not stored in this room come back in
-    /// [`RoomHead::unknown_events`]. May be empty.
+    /// [`RoomHead::unknown_events`], those stored as outliers (without the state before
+    /// them, so no event can be placed on them) in [`RoomHead::stateless_events`]. May be
+    /// empty.
     pub event_ids: Vec<String>,
 }
 
@@ -322,6 +385,9 @@ pub struct RoomHead {
     pub max_depth: i64,
     /// Of the events asked about, those not stored in this room (in the order asked).
     pub unknown_events: Vec<String>,
+    /// Of the events asked about, those stored as outliers, without the state before them.
+    #[serde(default)]
+    pub stateless_events: Vec<String>,
 }
 
 /// What became of an input event.
@@ -741,6 +807,17 @@ pub enum RoomserverOutput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         send_on_behalf_of: Option<String>,
     },
+    /// An event of the room's history from before what this server held, fetched with
+    /// `/backfill` (`PerformBackfill`): not new, and no change to the room's state; readers
+    /// of the history place it before every event they have of the room (the events of one
+    /// backfill are output newest first). It may already have been output as a state event
+    /// of the room this server joined; it moves then.
+    OldRoomEvent {
+        room_id: String,
+        event_id: String,
+        /// The event in federation format (redacted when the server that served it did).
+        event: serde_json::Value,
+    },
     /// A user forgot a room they had left (`PerformForget`): reads of the room as a former
     /// member stop for them until their membership changes again. Keyed by the room ID, so
     /// it is ordered with the room's member events.
@@ -780,6 +857,8 @@ crate::remote_messages!("roomserver":
     QueryRemoteKnock,
     PerformRetireRemoteKnock,
     QueryJoinAuthorisation,
+    InputRoomEventAtState,
+    PerformBackfill,
 );
 
 #[cfg(test)]

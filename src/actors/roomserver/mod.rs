@@ -12,6 +12,9 @@
 //! imported from our own `send_join`, invites of our users into rooms not held here, their
 //! knocks on rooms not held here; who vouches for joins of restricted rooms
 //! (`restricted.rs`).
+//! History not seen happen (`history.rs`): events placed on the state another server told
+//! (`InputRoomEventAtState`) and history backfilled from other servers (`PerformBackfill`,
+//! through the federationapi's `QueryBackfill`).
 //!
 //! Callers: routing (to come). Emits `RoomserverOutput` on the `roomserver` stream.
 
@@ -19,6 +22,7 @@ mod actor;
 mod create_room;
 pub mod directory;
 pub mod error;
+mod history;
 pub mod input;
 mod input_events;
 pub mod keyring;
@@ -82,6 +86,8 @@ pub fn serve_remote(cfg: &mut actix_web::web::ServiceConfig, addr: Addr<Roomserv
     serve::<QueryRemoteKnock, _, _, _>(cfg, addr.clone());
     serve::<PerformRetireRemoteKnock, _, _, _>(cfg, addr.clone());
     serve::<QueryJoinAuthorisation, _, _, _>(cfg, addr.clone());
+    serve::<InputRoomEventAtState, _, _, _>(cfg, addr.clone());
+    serve::<PerformBackfill, _, _, _>(cfg, addr.clone());
     // Reads for other servers.
     serve::<QueryEventForServer, _, _, _>(cfg, addr.clone());
     serve::<QueryStateForServer, _, _, _>(cfg, addr.clone());
@@ -173,6 +179,28 @@ mod serde_tests {
             ts: 12,
             forward: true,
             server_name: "b.test".into(),
+        });
+        round_trip(InputRoomEventAtState {
+            room_id: room.clone(),
+            event: json!({"type": "m.room.message"}),
+            fetched: vec![json!({"d": 4})],
+            prev_states: vec![PrevState {
+                event_id: "$p".into(),
+                state_before: vec!["$s".into()],
+            }],
+        });
+        round_trip(PerformBackfill {
+            room_id: room.clone(),
+            limit: 50,
+        });
+        round_trip(Backfilled {
+            asked: true,
+            events: 3,
+        });
+        round_trip(RoomserverOutput::OldRoomEvent {
+            room_id: room.clone(),
+            event_id: "$o".into(),
+            event: json!({"type": "m.room.message"}),
         });
         round_trip(QueryJoinedServers { room_id: room });
     }

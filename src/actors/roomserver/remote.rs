@@ -33,7 +33,7 @@ fn bad(why: impl Into<String>) -> RoomserverError {
 /// The signature check of an event from elsewhere: the PDU format of `version`, the
 /// signatures the room version requires (with the keys the input path uses), then the
 /// content hash (`Verified::Signatures` when only that is wrong).
-async fn verify_pdu(
+pub(super) async fn verify_pdu(
     deps: &Deps,
     json: &CanonicalJsonObject,
     version: &str,
@@ -337,7 +337,7 @@ pub async fn membership_answer(
 }
 
 /// The room ID a version 12+ create event makes (`!` + its reference hash).
-fn room_id_of_create(create_id: &EventId) -> Result<OwnedRoomId, RoomserverError> {
+pub(super) fn room_id_of_create(create_id: &EventId) -> Result<OwnedRoomId, RoomserverError> {
     ruma::RoomId::new_v2(create_id.localpart()).map_err(|e| bad(e.to_string()))
 }
 
@@ -633,6 +633,11 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
     memberships::upsert(&txn, room_nid, join.sender.as_str(), "join", join_nid).await?;
     remote_invites::delete(&txn, room_id.as_str(), join.sender.as_str()).await?;
     remote_knocks::delete(&txn, room_id.as_str(), join.sender.as_str()).await?;
+    // What came before our join is history this server has not seen: `PerformBackfill`
+    // asks for it from the join's prev events on.
+    for prev in &join.prev_events {
+        super::storage::backward_extremities::insert(&txn, room_nid, prev.as_str()).await?;
+    }
     // The syncapi has never seen the new state events: each is output before the join
     // (no `adds_state` of their own), and the join adds them all to the room's state.
     let mut appended = Vec::new();
@@ -678,7 +683,7 @@ pub async fn import_room(deps: &Deps, msg: InputJoinedRoom) -> Result<SentEvent,
 
 /// The auth rules for an event against its own auth events (all in `pdus`) and the room's
 /// create event (`create_id`, the one of the returned state).
-fn authorized(
+pub(super) fn authorized(
     rules: &RoomVersionRules,
     ev: &PduEvent,
     pdus: &HashMap<OwnedEventId, PduEvent>,

@@ -1,6 +1,6 @@
 //! `QueryRoomHead`: what the federationapi reads before it inputs an event from another
 //! server (the room's version, forward extremities and depth, and which prev events are not
-//! stored here). Reads only; three statements at most.
+//! stored here, or only as outliers without the state before them). Reads only.
 
 use super::error::RoomserverError;
 use super::messages::RoomHead;
@@ -23,12 +23,17 @@ pub async fn room_head(
         .map(|r| r.event_id)
         .collect();
     let mut unknown_events = Vec::new();
+    let mut stateless_events = Vec::new();
     for id in event_ids {
         let here = events::select_by_id(db, id)
             .await?
-            .is_some_and(|r| r.room_nid == room.room_nid);
-        if !here && !unknown_events.contains(id) {
-            unknown_events.push(id.clone());
+            .filter(|r| r.room_nid == room.room_nid);
+        match here {
+            None if !unknown_events.contains(id) => unknown_events.push(id.clone()),
+            Some(r) if r.state_snapshot_nid.is_none() && !stateless_events.contains(id) => {
+                stateless_events.push(id.clone())
+            }
+            _ => {}
         }
     }
     Ok(Some(RoomHead {
@@ -36,6 +41,7 @@ pub async fn room_head(
         forward_extremities,
         max_depth: room.max_depth,
         unknown_events,
+        stateless_events,
     }))
 }
 
@@ -57,6 +63,7 @@ mod tests {
             forward_extremities: vec!["$x".into()],
             max_depth: 4,
             unknown_events: vec!["$e".into()],
+            stateless_events: vec!["$f".into()],
         };
         let back: RoomHead = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
         assert_eq!(h, back);

@@ -33,6 +33,9 @@ pub struct Deps {
     pub presence_writes: Arc<Mutex<HashMap<String, (String, i64)>>>,
     /// Erased users (see `visibility::ErasedUsers`).
     pub erased: super::visibility::ErasedUsers,
+    /// The roomserver, asked for history from other servers when `/messages` reaches the
+    /// start of what this server holds of a room (`PerformBackfill`); `None`: never asked.
+    pub roomserver: Option<crate::actors::roomserver::RoomserverHandle>,
 }
 
 impl Deps {

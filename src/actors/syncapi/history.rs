@@ -4,6 +4,11 @@
 //! Tokens are sync tokens (`s<position>_...`); only the room-event position matters here. A
 //! token at position `p` sits just after the event at `p`: backwards pagination from it
 //! starts with that event, forwards pagination with the next one.
+//!
+//! A backwards `/messages` page that reaches the start of what this server holds of a room
+//! asks the roomserver for older history from other servers (`PerformBackfill`, which does
+//! nothing when none lacks: a room created here, or history fetched before); what comes is
+//! stored at negative positions, below everything else, and the page is read again.
 
 use super::actor::Deps;
 use super::filter::EventFilter;
@@ -150,14 +155,21 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
     let fmt = reader_format(&msg.user_id, &msg.device_id, &acc, &ignored);
     let (start, events, end) = if msg.backwards {
         let from = from.map_or(now.pdu, |t| t.pdu).min(acc.upto);
-        let lo = to.map_or(0, |t| t.pdu);
-        let page = scan.run(db, lo, from, limit, true).await?;
+        let lo = to.map_or(i64::MIN, |t| t.pdu);
+        let mut page = scan.run(db, lo, from, limit, true).await?;
+        // The start of what this server holds: older history may be on other servers.
+        if to.is_none() && !page.more && (page.events.len() as i64) < limit {
+            let rescan = backfill(deps, &msg.room_id, limit).await;
+            if rescan {
+                page = scan.run(db, lo, from, limit, true).await?;
+            }
+        }
         // As Synapse: `end` comes with every page that has events or may have more; only an
         // empty page at the end of what the user may see has none.
         let end = (page.more || !page.events.is_empty()).then(|| at(now, page.resume));
         (at(now, from), page.events, end)
     } else {
-        let from = from.map_or(0, |t| t.pdu);
+        let from = from.map_or(i64::MIN, |t| t.pdu);
         let hi = to.map_or(now.pdu, |t| t.pdu).min(now.pdu).min(acc.upto);
         let page = scan.run(db, from, hi, limit, false).await?;
         let end = (page.more || !page.events.is_empty()).then(|| at(now, page.resume));
@@ -179,6 +191,35 @@ pub async fn query_messages(deps: &Deps, msg: QueryMessages) -> Result<Value, Sy
         out["end"] = json!(end);
     }
     Ok(out)
+}
+
+/// The fewest events a backfill asks other servers for.
+const BACKFILL_MIN: u64 = 50;
+
+/// Asks the roomserver for the room's history before what this server holds
+/// (`PerformBackfill`: from other servers, only when it lacks some) and waits for what came
+/// to be applied here. Whether anything came; a failure is logged, the page stays as it is.
+async fn backfill(deps: &Deps, room_id: &str, limit: i64) -> bool {
+    let Some(roomserver) = &deps.roomserver else {
+        return false;
+    };
+    let asked = roomserver
+        .send(crate::actors::roomserver::messages::PerformBackfill {
+            room_id: room_id.to_owned(),
+            limit: u64::try_from(limit).unwrap_or(0).max(BACKFILL_MIN),
+        })
+        .await;
+    match asked {
+        Ok(done) if done.events > 0 => {
+            deps.catch_up().await;
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(room_id, error = %e, "backfill failed");
+            false
+        }
+    }
 }
 
 /// The event a request names, if the user may see it.
@@ -234,7 +275,7 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;
     let before = scan
-        .run(db, 0, event.position - 1, before_limit, true)
+        .run(db, i64::MIN, event.position - 1, before_limit, true)
         .await?
         .events;
     let hi = now.pdu.min(acc.upto);
@@ -256,7 +297,7 @@ pub async fn query_context(deps: &Deps, msg: QueryContext) -> Result<Value, Sync
     let state: Vec<Value> = if filter.lazy_load_members {
         members_of(db, &msg.room_id, &all, last, &fmt).await?
     } else {
-        room_events::select_state_in_range(db, &msg.room_id, 0, last + 1)
+        room_events::select_state_in_range(db, &msg.room_id, i64::MIN, last + 1)
             .await?
             .iter()
             .filter(|e| filter.allows(&format::json_of(e)))

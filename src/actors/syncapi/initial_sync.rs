@@ -177,7 +177,10 @@ async fn state_at(
     room_id: &str,
     position: i64,
 ) -> Result<Vec<RoomEvent>, SyncApiError> {
-    Ok(room_events::select_state_in_range(db, room_id, 0, position.saturating_add(1)).await?)
+    Ok(
+        room_events::select_state_in_range(db, room_id, i64::MIN, position.saturating_add(1))
+            .await?,
+    )
 }
 
 /// The user's membership as of `upto`: the current one, or (when the consumer applied a

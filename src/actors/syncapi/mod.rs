@@ -59,7 +59,12 @@ pub const PRESENCE_STREAM: &str = "syncapi.presence";
 
 /// Starts the syncapi on `exec`'s arbiters: the actor on one of them, the requests' handlers
 /// on whichever is next, the notifier on a thread of its own and the consumers on another.
-pub async fn start(db: Db, bus: Bus, exec: &Executors) -> Result<Addr<SyncApiActor>, StorageError> {
+pub async fn start(
+    db: Db,
+    bus: Bus,
+    exec: &Executors,
+    roomserver: Option<crate::actors::roomserver::RoomserverHandle>,
+) -> Result<Addr<SyncApiActor>, StorageError> {
     use consumers::{roomserver::RoomserverConsumer, userapi::UserApiConsumer};
     let positions = StreamPositions {
         pdu: offset_of(&db, RoomserverConsumer::NAME).await?,
@@ -105,6 +110,7 @@ pub async fn start(db: Db, bus: Bus, exec: &Executors) -> Result<Addr<SyncApiAct
         to_device_acked: Default::default(),
         presence_writes: Default::default(),
         erased,
+        roomserver,
     };
     let handlers = exec.clone();
     Ok(SyncApiActor::start_in_arbiter(&exec.next(), move |_| {

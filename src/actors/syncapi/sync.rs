@@ -1068,8 +1068,15 @@ impl Sync<'_> {
                     .first()
                     .is_none_or(|e| e.event_type != "m.room.create"));
         let first = events.first().map_or(m.position + 1, |e| e.position);
+        // The state reaches back past the timeline's start to history backfilled from other
+        // servers (below position 0) when the whole room is read.
+        let state_lo = if whole || self.since.is_none() {
+            i64::MIN
+        } else {
+            lo
+        };
         let mut state = if self.since.is_none() || limited {
-            room_events::select_state_in_range(db, &m.room_id, lo, first).await?
+            room_events::select_state_in_range(db, &m.room_id, state_lo, first).await?
         } else {
             Vec::new()
         };
@@ -1077,7 +1084,8 @@ impl Sync<'_> {
             // State changes up to the leave that the timeline filter left out.
             let shown: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
             let at_leave =
-                room_events::select_state_in_range(db, &m.room_id, lo, m.position + 1).await?;
+                room_events::select_state_in_range(db, &m.room_id, state_lo, m.position + 1)
+                    .await?;
             state = with_unshown_current(state, &at_leave, first, &shown);
         }
         let gapped = self.since.is_some() && !whole && limited;

@@ -1,7 +1,8 @@
 //! Sync tokens: one position per stream, written `s<pdu>_<account data>_<receipts>_
 //! <to-device>_<presence>_<typing>`. The first is the roomserver stream's position (so a
 //! token works as `/members?at=`); missing trailing parts read as 0, so `s<pdu>` alone is a
-//! token too. Every part but typing is durable; typing positions start at the clock's
+//! token too. The first may be negative: history backfilled from other servers is stored
+//! at negative positions, before everything else. Every part but typing is durable; typing positions start at the clock's
 //! milliseconds when the node starts, so they only grow across restarts.
 
 use serde::{Deserialize, Serialize};
@@ -65,7 +66,9 @@ impl StreamPositions {
                 return None;
             }
             let n: i64 = part.parse().ok()?;
-            if n < 0 {
+            // Room events backfilled from other servers sit at negative positions, before
+            // everything this server saw happen (`/messages` tokens among them).
+            if n < 0 && i > 0 {
                 return None;
             }
             parts[i] = n;
@@ -109,7 +112,8 @@ mod tests {
         let short = StreamPositions::parse("s42").unwrap();
         assert_eq!(short.pdu, 42);
         assert_eq!(short.typing, 0);
-        for bad in ["", "42", "s", "sx_1", "s1_2_3_4_5_6_7", "s-1", "t1"] {
+        assert_eq!(StreamPositions::parse("s-12_3").unwrap().pdu, -12);
+        for bad in ["", "42", "s", "sx_1", "s1_2_3_4_5_6_7", "s1_-1", "t1"] {
             assert_eq!(StreamPositions::parse(bad), None, "{bad}");
         }
     }

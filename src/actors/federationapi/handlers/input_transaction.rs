@@ -14,8 +14,12 @@
 //! - Missing prev events are asked of the origin with `POST /get_missing_events/{roomId}`
 //!   (`earliest_events` = our forward extremities, `latest_events` = the PDU, then the
 //!   oldest events fetched so far; at most 10 events a round, 5 rounds, no deeper than 100
-//!   below the room's depth) and input oldest first. If a gap remains the PDU gets an error
-//!   (filling it from `/state_ids` is not built).
+//!   below the room's depth) and input oldest first. If a gap remains, the state at each
+//!   missing prev event (at most 5) is asked of the origin (`/state_ids`, then `/event` for
+//!   the events not held here, or `/state` when many lack; 60 s a request, at most 20,000
+//!   IDs) and the roomserver places the PDU on it (`InputRoomEventAtState`: every fetched
+//!   event checked, stored as an outlier; the state before the PDU is the resolution of the
+//!   states after its prev events); the PDU gets an error when that state cannot be had.
 //! - EDUs, after the PDUs: `m.typing`, `m.receipt` (`m.read`) and `m.direct_to_device` go
 //!   to the syncapi (`PerformTyping` for 60 s, as Synapse's federation timeout;
 //!   `PerformReceipt`, at most 100 receipts an EDU; `PerformSendToDevice` for our users'
@@ -30,7 +34,9 @@ use super::super::actor::Deps;
 use super::super::messages::{InputTransaction, PduResult, TransactionResponse};
 use super::super::storage::received_transactions;
 use super::super::FederationApiError;
-use crate::actors::roomserver::messages::{InputOutcome, InputRoomEvent, QueryRoomHead, RoomHead};
+use crate::actors::roomserver::messages::{
+    InputOutcome, InputRoomEvent, InputRoomEventAtState, PrevState, QueryRoomHead, RoomHead,
+};
 use crate::actors::roomserver::RoomserverError;
 use crate::actors::syncapi::messages::{
     PerformPresence, PerformReceipt, PerformSendToDevice, PerformTyping,
@@ -227,12 +233,18 @@ async fn one_pdu(
         })
         .await;
     match head {
-        Ok(Some(head)) if head.unknown_events.is_empty() => {}
-        Ok(Some(head)) => {
-            if let Err(e) =
+        Ok(Some(head)) if head.unknown_events.is_empty() && head.stateless_events.is_empty() => {}
+        Ok(Some(mut head)) => {
+            head.unknown_events.append(&mut head.stateless_events);
+            if let Err(why) =
                 fetch_missing(deps, origin, room_id, version, &event_id, &pdu, head).await
             {
-                return error(event_id, e);
+                tracing::info!(
+                    event_id,
+                    why,
+                    "asking for the state at the missing prev events"
+                );
+                return fill_gap(deps, origin, room_id, version, event_id, pdu).await;
             }
         }
         Ok(None) => {
@@ -362,7 +374,10 @@ async fn fetch_missing(
             })
             .await
         {
-            Ok(Some(h)) => h.unknown_events,
+            Ok(Some(mut h)) => {
+                h.unknown_events.append(&mut h.stateless_events);
+                h.unknown_events
+            }
             Ok(None) => return Err(format!("Room {room_id} is not known to this server")),
             Err(e) => return Err(format!("Internal error; try again ({e})")),
         };
@@ -403,6 +418,247 @@ async fn fetch_missing(
         }
     }
     Ok(())
+}
+
+/// The most prev events of one PDU whose state is asked for (`/state_ids`).
+const GAP_PREVS: usize = 5;
+/// The most event IDs (state and auth chain) taken from one `/state_ids` answer.
+const GAP_STATE_IDS: usize = 20_000;
+/// The most events fetched one by one (`/event`) for one PDU; when more are lacking (or a
+/// tenth of the state or more), the whole state is fetched at once (`/state`), as Synapse.
+const GAP_EVENT_FETCHES: usize = 100;
+/// `/event` requests in flight at once.
+const GAP_PARALLEL: usize = 10;
+/// How long one request for the state may take.
+const GAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The largest `/state_ids` or `/state` answer read.
+const GAP_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the state at a PDU's missing prev events could not be had.
+enum GapError {
+    /// The origin's fault (or a bound reached): the PDU's error.
+    Refused(String),
+    /// Ours (a component unreachable): the transaction's answer is not kept.
+    Internal(RoomserverError),
+}
+
+/// A PDU whose prev events `/get_missing_events` could not give: the state before each
+/// missing prev event is asked of the origin (`/state_ids`), the events of it (and of its
+/// auth chain, and the prev event itself) that are not held here are fetched (`/event`,
+/// or `/state` when many lack), and the roomserver places the PDU on that state
+/// (`InputRoomEventAtState`: it checks every fetched event and stores them as outliers).
+/// As Synapse's `_get_state_ids_after_missing_prev_event`. Events fetched by
+/// `/get_missing_events` that did not close the gap are not input.
+async fn fill_gap(
+    deps: &Deps,
+    origin: &ServerName,
+    room_id: &str,
+    version: &str,
+    event_id: String,
+    pdu: Value,
+) -> Outcome {
+    let (fetched, prev_states) = match gap_state(deps, origin, room_id, version, &pdu).await {
+        Ok(found) => found,
+        Err(GapError::Refused(why)) => return error(event_id, why),
+        Err(GapError::Internal(e)) => return internal(event_id, e),
+    };
+    let outcome = deps
+        .roomserver
+        .send(InputRoomEventAtState {
+            room_id: room_id.to_owned(),
+            event: pdu,
+            fetched,
+            prev_states,
+        })
+        .await;
+    match outcome {
+        Ok(InputOutcome::Accepted { .. }) | Ok(InputOutcome::SoftFailed { .. }) => {
+            (event_id, PduResult::default(), false)
+        }
+        Ok(InputOutcome::Rejected { reason, .. }) => {
+            error(event_id, format!("Refused by the auth rules: {reason}"))
+        }
+        Err(e) => internal(event_id, e),
+    }
+}
+
+/// A signed GET of the origin within [`GAP_TIMEOUT`].
+async fn gap_get(
+    deps: &Deps,
+    origin: &ServerName,
+    path: &str,
+    limit: Option<usize>,
+) -> Result<Value, String> {
+    let call = deps
+        .client
+        .json(http::Method::GET, origin, path, None, true, limit);
+    match tokio::time::timeout(GAP_TIMEOUT, call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{origin} did not answer {path} in time")),
+    }
+}
+
+/// The strings of a JSON array field; `None` when it is not one.
+fn id_list(v: &Value, key: &str) -> Option<Vec<String>> {
+    v.get(key)?
+        .as_array()?
+        .iter()
+        .map(|id| id.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The state before each missing prev event of `pdu` and the events to fetch for it.
+async fn gap_state(
+    deps: &Deps,
+    origin: &ServerName,
+    room_id: &str,
+    version: &str,
+    pdu: &Value,
+) -> Result<(Vec<Value>, Vec<PrevState>), GapError> {
+    let head = |event_ids: Vec<String>| async {
+        match deps
+            .roomserver
+            .send(QueryRoomHead {
+                room_id: room_id.to_owned(),
+                event_ids,
+            })
+            .await
+        {
+            Ok(Some(h)) => Ok(h),
+            Ok(None) => Err(GapError::Refused(format!(
+                "Room {room_id} is not known to this server"
+            ))),
+            Err(e) => Err(GapError::Internal(e)),
+        }
+    };
+    let mut missing_prevs = head(prev_events(pdu)).await?;
+    let mut prevs = missing_prevs.unknown_events.clone();
+    prevs.append(&mut missing_prevs.stateless_events);
+    if prevs.len() > GAP_PREVS {
+        return Err(GapError::Refused(format!(
+            "{} prev events are unknown here; the state of at most {GAP_PREVS} is asked for",
+            prevs.len()
+        )));
+    }
+    let room = percent_encoding::utf8_percent_encode(room_id, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let enc = |id: &str| {
+        percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut prev_states = Vec::new();
+    let mut desired: Vec<String> = Vec::new();
+    for prev in &prevs {
+        let path = format!(
+            "/_matrix/federation/v1/state_ids/{room}?event_id={}",
+            enc(prev)
+        );
+        let answer = gap_get(deps, origin, &path, Some(GAP_ANSWER_BYTES))
+            .await
+            .map_err(|e| {
+                GapError::Refused(format!(
+                    "Prev event {prev} is unknown here and {origin} did not provide it, nor the                      state at it: {e}"
+                ))
+            })?;
+        let (Some(state), Some(auth_chain)) = (
+            id_list(&answer, "pdu_ids"),
+            id_list(&answer, "auth_chain_ids"),
+        ) else {
+            return Err(GapError::Refused(format!(
+                "{origin} answered /state_ids for {prev} without pdu_ids and auth_chain_ids"
+            )));
+        };
+        if desired.len() + state.len() + auth_chain.len() > GAP_STATE_IDS {
+            return Err(GapError::Refused(format!(
+                "the state at the missing prev events has more than {GAP_STATE_IDS} events"
+            )));
+        }
+        desired.extend(state.iter().cloned());
+        desired.extend(auth_chain);
+        desired.push(prev.clone());
+        prev_states.push(PrevState {
+            event_id: prev.clone(),
+            state_before: state,
+        });
+    }
+    desired.sort();
+    desired.dedup();
+    let lacking = head(desired.clone()).await?.unknown_events;
+    let mut fetched: Vec<Value> = Vec::new();
+    if lacking.is_empty() {
+        return Ok((fetched, prev_states));
+    }
+    let wanted: HashSet<&str> = lacking.iter().map(String::as_str).collect();
+    let whole_state = lacking.len() > GAP_EVENT_FETCHES
+        || (lacking.len() > 10 && lacking.len() * 10 >= desired.len());
+    // Events fetched one by one: each must be the one asked for.
+    let mut one_by_one: Vec<String> = if whole_state {
+        prevs
+            .iter()
+            .filter(|p| wanted.contains(p.as_str()))
+            .cloned()
+            .collect()
+    } else {
+        lacking.clone()
+    };
+    if whole_state {
+        for prev in &prevs {
+            let path = format!("/_matrix/federation/v1/state/{room}?event_id={}", enc(prev));
+            let answer = gap_get(deps, origin, &path, Some(GAP_ANSWER_BYTES))
+                .await
+                .map_err(|e| {
+                    GapError::Refused(format!("{origin} did not provide the state at {prev}: {e}"))
+                })?;
+            for key in ["pdus", "auth_chain"] {
+                for ev in answer
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if event_id_of(ev, version).is_some_and(|id| wanted.contains(id.as_str())) {
+                        fetched.push(ev.clone());
+                    }
+                }
+            }
+        }
+    }
+    one_by_one.sort();
+    one_by_one.dedup();
+    for chunk in one_by_one.chunks(GAP_PARALLEL) {
+        let answers = futures_util::future::join_all(chunk.iter().map(|id| async move {
+            let path = format!("/_matrix/federation/v1/event/{}", enc(id));
+            (
+                id,
+                gap_get(deps, origin, &path, Some(MISSING_ANSWER_BYTES)).await,
+            )
+        }))
+        .await;
+        for (id, answer) in answers {
+            let ev = match answer {
+                Ok(answer) => answer
+                    .get("pdus")
+                    .and_then(Value::as_array)
+                    .and_then(|p| p.first())
+                    .cloned(),
+                Err(e) => {
+                    tracing::info!(event_id = id, %origin, error = e, "event not fetched");
+                    None
+                }
+            };
+            // The roomserver refuses the PDU when a state event lacks; others may.
+            match ev {
+                Some(ev) if event_id_of(&ev, version).as_deref() == Some(id.as_str()) => {
+                    fetched.push(ev)
+                }
+                Some(_) => {
+                    tracing::info!(event_id = id, %origin, "fetched another event than asked")
+                }
+                None => {}
+            }
+        }
+    }
+    Ok((fetched, prev_states))
 }
 
 /// How long a typing notification from another server lasts without a refresh (Synapse's

@@ -9,6 +9,7 @@ pub mod perform_invite;
 pub mod perform_join;
 pub mod perform_knock;
 pub mod perform_leave;
+pub mod query_backfill;
 pub mod query_local_server_keys;
 pub mod query_notary_keys;
 pub mod query_remote_alias;

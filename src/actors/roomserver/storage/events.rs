@@ -48,6 +48,9 @@ const SELECT_AFTER: &str =
     "SELECT state_after_snapshot_nid FROM roomserver_events WHERE event_id = $1";
 const SET_SNAPSHOT: &str =
     "UPDATE roomserver_events SET state_snapshot_nid = $2 WHERE event_nid = $1";
+const SET_BACKFILLED: &str = "UPDATE roomserver_events SET backfilled = 1 WHERE event_nid = $1";
+const SELECT_PLACES: &str = "SELECT event_id, outlier, backfilled FROM roomserver_events
+    WHERE room_nid = $1 AND event_id IN {ids}";
 
 /// An event row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,51 @@ pub async fn insert_outlier(db: &impl Conn, e: &NewEvent<'_>) -> Result<Option<i
     .await?
     .map(|r| r.i64(0))
     .transpose()
+}
+
+/// Marks an event as backfilled history (see `sql/030_roomserver_backfill.sql`).
+pub async fn set_backfilled(db: &impl Conn, event_nid: i64) -> Result<(), StorageError> {
+    db.execute(SET_BACKFILLED, &[&event_nid]).await?;
+    Ok(())
+}
+
+/// Of `event_ids`, those stored in the room as part of its history: input in order
+/// (not outliers) or backfilled. Unknown IDs and other outliers are left out.
+pub async fn select_in_history(
+    db: &impl Conn,
+    room_nid: i64,
+    event_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    let mut out = std::collections::HashSet::new();
+    for r in crate::storage::query_chunked(db, SELECT_PLACES, &[&room_nid], event_ids).await? {
+        if !r.bool(1)? || r.bool(2)? {
+            out.insert(r.string(0)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Of some events (numeric IDs), those with no stream position: never output (outliers,
+/// soft-failed events, events stored before positions were kept).
+pub async fn select_unpositioned(
+    db: &impl Conn,
+    nids: &[i64],
+) -> Result<std::collections::HashSet<i64>, StorageError> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in nids.chunks(super::CHUNK) {
+        let sql = format!(
+            "SELECT event_nid FROM roomserver_events WHERE stream_position IS NULL AND event_nid IN {}",
+            placeholders(chunk.len())
+        );
+        let params: Vec<&dyn crate::storage::ToValue> = chunk
+            .iter()
+            .map(|n| n as &dyn crate::storage::ToValue)
+            .collect();
+        for r in db.query(&sql, &params).await? {
+            out.insert(r.i64(0)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Finds an event by ID.

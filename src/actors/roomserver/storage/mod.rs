@@ -1,5 +1,6 @@
 //! The roomserver's tables, one file each. Nobody else reads them.
 
+pub mod backward_extremities;
 pub mod event_types;
 pub mod events;
 pub mod memberships;

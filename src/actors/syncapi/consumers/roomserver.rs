@@ -1,7 +1,8 @@
 //! Reads the roomserver's stream into the syncapi's tables: each accepted event at its stream
 //! position (with its client transaction, what it replaced, its relation), redactions (also
 //! one that came before its target: the target's output names it), the
-//! current-state changes it reports, and rooms users forgot (a mark on their member row). Applied exactly once with the consumer's offset (see
+//! current-state changes it reports, history backfilled from other servers (below every
+//! other position: see [`old_event`]), and rooms users forgot (a mark on their member row). Applied exactly once with the consumer's offset (see
 //! `bus::run_consumer`); after each committed batch the notifier wakes who it concerns.
 
 use super::super::format::relation_of;
@@ -86,6 +87,63 @@ async fn redact(
     Ok(())
 }
 
+/// An event of the room's history from before what this server held (`OldRoomEvent`):
+/// stored below every position there is (the outputs of one backfill come newest first,
+/// so the history reads in order), with its relation; no state changes and nobody is woken.
+/// An event stored already at a position above 0 (a state event of the room as it was
+/// joined) moves down there; one stored below 0 stays.
+async fn old_event(
+    txn: &Txn,
+    room_id: String,
+    event_id: String,
+    event: Value,
+) -> Result<(), ConsumerError> {
+    let position = room_events::min_position(txn).await? - 1;
+    if let Some(held) = room_events::select_by_id(txn, &event_id).await? {
+        if held.position > 0 {
+            room_events::move_to(txn, &event_id, position).await?;
+            relations::set_position(txn, &event_id, position).await?;
+        }
+        return Ok(());
+    }
+    let state_key = text(&event, "state_key");
+    room_events::insert(
+        txn,
+        &room_events::RoomEvent {
+            position,
+            room_id: room_id.clone(),
+            event_id: event_id.clone(),
+            event_type: text(&event, "type").unwrap_or_default(),
+            sender: text(&event, "sender").unwrap_or_default(),
+            state_key: state_key.clone(),
+            json: event.to_string(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if let (Some((target, rel_type)), None) = (relation_of(&event), &state_key) {
+        let same_room = room_events::select_by_id(txn, &target)
+            .await?
+            .is_some_and(|t| t.room_id == room_id);
+        if same_room {
+            relations::insert(
+                txn,
+                &relations::Relation {
+                    event_id,
+                    room_id,
+                    relates_to: target,
+                    rel_type,
+                    event_type: text(&event, "type").unwrap_or_default(),
+                    sender: text(&event, "sender").unwrap_or_default(),
+                    position,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 impl Consumer for RoomserverConsumer {
     type Output = RoomserverOutput;
     const STREAM: &'static str = crate::actors::roomserver::input::STREAM;
@@ -131,6 +189,11 @@ impl Consumer for RoomserverConsumer {
                 current_state::forget(txn, &room_id, &user_id).await?;
                 return Ok(());
             }
+            RoomserverOutput::OldRoomEvent {
+                room_id,
+                event_id,
+                event,
+            } => return old_event(txn, room_id, event_id, event).await,
         };
         let event_type = text(&event, "type").unwrap_or_default();
         let sender = text(&event, "sender").unwrap_or_default();

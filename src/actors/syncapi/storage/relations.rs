@@ -7,6 +7,7 @@ const INSERT: &str = "INSERT INTO syncapi_relations
     (event_id, room_id, relates_to, rel_type, event_type, sender, position)
     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING";
 const DELETE: &str = "DELETE FROM syncapi_relations WHERE event_id = $1";
+const SET_POSITION: &str = "UPDATE syncapi_relations SET position = $2 WHERE event_id = $1";
 const COLUMNS: &str = "event_id, room_id, relates_to, rel_type, event_type, sender, position";
 
 /// One relation: `event_id` relates to `relates_to` with `rel_type`.
@@ -48,6 +49,16 @@ pub async fn insert(db: &impl Conn, r: &Relation) -> Result<(), StorageError> {
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Moves an event's relation with the event (see `room_events::move_to`).
+pub async fn set_position(
+    db: &impl Conn,
+    event_id: &str,
+    position: i64,
+) -> Result<(), StorageError> {
+    db.execute(SET_POSITION, &[&event_id, &position]).await?;
     Ok(())
 }
 

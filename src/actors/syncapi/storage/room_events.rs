@@ -11,6 +11,8 @@ const INSERT: &str = "INSERT INTO syncapi_room_events
 const REDACT: &str =
     "UPDATE syncapi_room_events SET json = $2, redacted_because = $3 WHERE event_id = $1";
 const MAX_POSITION: &str = "SELECT MAX(position) FROM syncapi_room_events";
+const MIN_POSITION: &str = "SELECT MIN(position) FROM syncapi_room_events";
+const MOVE: &str = "UPDATE syncapi_room_events SET position = $2 WHERE event_id = $1";
 const ROOM_VERSION: &str = "SELECT json FROM syncapi_room_events
     WHERE room_id = $1 AND event_type = 'm.room.create' ORDER BY position LIMIT 1";
 
@@ -175,6 +177,25 @@ pub async fn max_position(db: &impl Conn) -> Result<i64, StorageError> {
         .transpose()?
         .flatten()
         .unwrap_or(0))
+}
+
+/// The oldest position stored (0 when none is below it): backfilled events go below.
+pub async fn min_position(db: &impl Conn) -> Result<i64, StorageError> {
+    Ok(db
+        .query_opt(MIN_POSITION, &[])
+        .await?
+        .map(|r| r.opt_i64(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0)
+        .min(0))
+}
+
+/// Moves an event to another position (a state event of a joined room that backfill
+/// placed in the room's history).
+pub async fn move_to(db: &impl Conn, event_id: &str, position: i64) -> Result<(), StorageError> {
+    db.execute(MOVE, &[&event_id, &position]).await?;
+    Ok(())
 }
 
 /// The rooms with events in `(after, upto]`.
