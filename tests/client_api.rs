@@ -168,7 +168,7 @@ async fn registration(b: Backend, t: Topology) {
     assert_error(
         &s.get(&format!("{C}/register/available"), None).await,
         400,
-        "M_INVALID_PARAM",
+        "M_MISSING_PARAM",
     );
     let (st, v) = s
         .get(&format!("{C}/register/available?username=bob"), None)

@@ -3361,6 +3361,7 @@ scenarios!(
     restricted_join_vouched_for_by_another_server,
     kicks_and_bans_across_servers,
     receipts_presence_and_typing_between_servers,
+    presence_is_told_when_servers_come_to_share_a_room,
     a_fork_made_on_purpose_is_resolved_alike,
     a_fork_with_a_demotion_is_resolved_alike,
     a_signed_request_ends_the_backoff,
@@ -4447,6 +4448,67 @@ async fn typing(s: &TestServer, token: &str, room: &str, user: &str, on: bool) {
 /// in the other server's user's `/sync` as an `m.receipt` ephemeral event, presence set on
 /// one server shows in `presence.events` for a user of the other sharing a room, typing
 /// starts and stops.
+/// Presence set before two servers share a room reaches the other server when they come
+/// to: a joining user's presence goes to the room's servers, and the joining server gets the
+/// presence of the room's users (as Synapse sends it on join). Offline users are not told.
+async fn presence_is_told_when_servers_come_to_share_a_room(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (alice, alice_tok, _) = a.register("alice", "pw").await;
+    let (carol, _, _) = a.register("carol", "pw").await;
+    let (bob, bob_tok, _) = b.register("bob", "pw").await;
+    let room = common::create(&a, &alice_tok, json!({"preset": "public_chat"})).await;
+    let (st, v) = a
+        .post(
+            &format!("{C}/rooms/{}/invite", enc(&room)),
+            Some(&alice_tok),
+            json!({"user_id": carol}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // Set while nobody of the other server shares a room with them.
+    for (s, tok, user, msg) in [
+        (&a, &alice_tok, &alice, "alice before"),
+        (&b, &bob_tok, &bob, "bob before"),
+    ] {
+        let (st, v) = s
+            .put(
+                &format!("{C}/presence/{}/status", enc(user)),
+                Some(tok),
+                json!({"presence": "unavailable", "status_msg": msg}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, v) = join_via_a(&b, &bob_tok, &room).await;
+    assert_eq!(st, 200, "{v}");
+    for (other, other_tok, user, msg) in [
+        (&b, &bob_tok, &alice, "alice before"),
+        (&a, &alice_tok, &bob, "bob before"),
+    ] {
+        until(
+            &format!("{user}'s presence reached the other server"),
+            || async {
+                let (st, v) = other
+                    .get(
+                        &format!("{C}/presence/{}/status", enc(user)),
+                        Some(other_tok),
+                    )
+                    .await;
+                st == 200 && v["presence"] == "unavailable" && v["status_msg"] == msg
+            },
+        )
+        .await;
+    }
+    // carol never set a presence (offline): b.test heard nothing of her.
+    let (st, v) = b
+        .get(
+            &format!("{C}/presence/{}/status", enc(&carol)),
+            Some(&bob_tok),
+        )
+        .await;
+    assert!(st != 200 || v["presence"] == "offline", "{st} {v}");
+}
+
 async fn receipts_presence_and_typing_between_servers(backend: Backend, topology: Topology) {
     let (a, b) = pair(backend, topology).await;
     let (alice, alice_tok, _) = a.register("alice", "pw").await;

@@ -49,19 +49,36 @@ pub struct Deps {
     pub default_room_version: String,
     /// One lock per origin whose transaction is being processed: one at a time per origin.
     pub origins: Arc<Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>>,
+    /// One lock per server whose keys are being fetched: a query that comes meanwhile waits
+    /// for that fetch and reads what it stored, rather than finding nothing.
+    pub key_fetches: Arc<Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// The lock of `server` in `locks`, made on first use; unused ones are dropped as the map
+/// grows.
+fn lock_of(
+    locks: &Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
+    server: &OwnedServerName,
+) -> Arc<tokio::sync::Mutex<()>> {
+    let Ok(mut map) = locks.lock() else {
+        return Arc::new(tokio::sync::Mutex::new(()));
+    };
+    if map.len() > 1000 {
+        map.retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
+    map.entry(server.clone()).or_default().clone()
 }
 
 impl Deps {
     /// The lock that serializes `origin`'s transactions. Unused locks are dropped as the
     /// map grows.
     pub fn origin_lock(&self, origin: &OwnedServerName) -> Arc<tokio::sync::Mutex<()>> {
-        let Ok(mut map) = self.origins.lock() else {
-            return Arc::new(tokio::sync::Mutex::new(()));
-        };
-        if map.len() > 1000 {
-            map.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        map.entry(origin.clone()).or_default().clone()
+        lock_of(&self.origins, origin)
+    }
+
+    /// The lock held while `server`'s keys are fetched.
+    pub fn key_fetch_lock(&self, server: &OwnedServerName) -> Arc<tokio::sync::Mutex<()>> {
+        lock_of(&self.key_fetches, server)
     }
 
     /// Whether `server`'s keys may be fetched now; if so, records the fetch.

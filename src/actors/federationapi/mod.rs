@@ -99,6 +99,7 @@ pub async fn start(
         consumers::roomserver::RoomserverConsumer::new(
             config.server_name.to_string(),
             roomserver.clone(),
+            syncapi.clone(),
             queues.clone(),
         ),
     );
@@ -135,6 +136,7 @@ pub async fn start(
         queues,
         default_room_version: config.default_room_version,
         origins: Default::default(),
+        key_fetches: Default::default(),
     };
     let handlers = exec.clone();
     Ok(FederationApiActor::start_in_arbiter(

@@ -23,13 +23,17 @@ use super::super::sender::Queues;
 use super::super::storage::joined_members;
 use crate::actors::roomserver::messages::{QueryEvent, RoomserverOutput};
 use crate::actors::roomserver::RoomserverHandle;
+use crate::actors::syncapi::messages::QueryPresence;
+use crate::actors::syncapi::SyncApiHandle;
 use crate::bus::{Consumer, ConsumerError};
 use crate::storage::{Conn, Db, Txn};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Past this many rooms in memory, the consumer forgets them all and loads again on use.
 const MAX_ROOMS_IN_MEMORY: usize = 20_000;
+/// A server new to a room gets the presence of at most this many of our users in it.
+const MAX_PRESENCE_ON_JOIN: usize = 1000;
 /// Past this many state events seen before entering the state, the consumer forgets them
 /// (and reads them with `QueryEvent` when they do).
 const MAX_SEEN: usize = 100_000;
@@ -83,6 +87,8 @@ pub struct RoomserverConsumer {
     /// This server's name: events of its users are sent, and it is never a destination.
     server_name: String,
     roomserver: RoomserverHandle,
+    /// For our users' presence, sent to servers they come to share a room with.
+    syncapi: SyncApiHandle,
     queues: Queues,
     /// Per stream position in the batch being applied, the destinations it queued for
     /// (a rolled-back batch applied again writes the same entries).
@@ -96,10 +102,16 @@ pub struct RoomserverConsumer {
 }
 
 impl RoomserverConsumer {
-    pub fn new(server_name: String, roomserver: RoomserverHandle, queues: Queues) -> Self {
+    pub fn new(
+        server_name: String,
+        roomserver: RoomserverHandle,
+        syncapi: SyncApiHandle,
+        queues: Queues,
+    ) -> Self {
         RoomserverConsumer {
             server_name,
             roomserver,
+            syncapi,
             queues,
             touched: BTreeMap::new(),
             rooms: HashMap::new(),
@@ -149,21 +161,22 @@ impl RoomserverConsumer {
     }
 
     /// A member event's effect on the joined members: the user joined, or not any more.
+    /// The user when they were not joined before and are now.
     async fn apply_member(
         &mut self,
         txn: &Txn,
         room_id: &str,
         event_id: &str,
         event: &Value,
-    ) -> Result<(), ConsumerError> {
+    ) -> Result<Option<String>, ConsumerError> {
         if event.get("type").and_then(Value::as_str) != Some("m.room.member") {
-            return Ok(());
+            return Ok(None);
         }
         let Some(user_id) = event.get("state_key").and_then(Value::as_str) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(server) = server_of(user_id) else {
-            return Ok(());
+            return Ok(None);
         };
         let membership = event
             .get("content")
@@ -171,14 +184,98 @@ impl RoomserverConsumer {
             .and_then(Value::as_str);
         if membership == Some("join") {
             joined_members::upsert(txn, room_id, user_id, server, event_id).await?;
-            self.members(txn, room_id)
-                .await?
-                .join(user_id, server, event_id);
+            let members = self.members(txn, room_id).await?;
+            let new = !members.users.contains_key(user_id);
+            members.join(user_id, server, event_id);
+            Ok(new.then(|| user_id.to_owned()))
         } else {
             joined_members::delete(txn, room_id, user_id).await?;
             self.members(txn, room_id).await?.leave(user_id);
+            Ok(None)
         }
-        Ok(())
+    }
+
+    /// Presence when someone joins, as Synapse sends it: a user of ours who joins gets their
+    /// presence sent to the room's other servers, and a server new to the room gets the
+    /// presence of our users in it (at most [`MAX_PRESENCE_ON_JOIN`]). Offline users are
+    /// left out: that is what other servers assume anyway.
+    async fn presence_on_join(
+        &mut self,
+        txn: &Txn,
+        room_id: &str,
+        before: &BTreeSet<String>,
+        joined: &[String],
+    ) -> Result<BTreeSet<String>, ConsumerError> {
+        let ours: Vec<&String> = joined
+            .iter()
+            .filter(|u| server_of(u) == Some(self.server_name.as_str()))
+            .collect();
+        let new_servers: BTreeSet<String> = joined
+            .iter()
+            .filter_map(|u| server_of(u))
+            .filter(|s| *s != self.server_name && !before.contains(*s))
+            .map(str::to_owned)
+            .collect();
+        if ours.is_empty() && new_servers.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let me = self.server_name.clone();
+        let members = self.members(txn, room_id).await?;
+        let mut everyone = members.servers();
+        everyone.remove(&me);
+        // (user, servers to tell)
+        let mut plan: Vec<(String, BTreeSet<String>)> = Vec::new();
+        for user in &ours {
+            if !everyone.is_empty() {
+                plan.push(((*user).clone(), everyone.clone()));
+            }
+        }
+        if !new_servers.is_empty() {
+            let locals = members
+                .users
+                .iter()
+                .filter(|(_, (server, _))| *server == me)
+                .map(|(user, _)| user.clone())
+                .filter(|u| !ours.contains(&u))
+                .take(MAX_PRESENCE_ON_JOIN)
+                .collect::<Vec<_>>();
+            for user in locals {
+                plan.push((user, new_servers.clone()));
+            }
+        }
+        let mut touched = BTreeSet::new();
+        for (user, targets) in plan {
+            let presence = self
+                .syncapi
+                .send(QueryPresence {
+                    user_id: user.clone(),
+                    viewer: user.clone(),
+                })
+                .await
+                .map_err(|e| {
+                    ConsumerError::Apply(format!("reading the presence of {user}: {e}"))
+                })?;
+            let state = presence.get("presence").and_then(Value::as_str);
+            if matches!(state, None | Some("offline")) {
+                continue;
+            }
+            let mut update = json!({
+                "user_id": user,
+                "presence": state,
+                "last_active_ago": presence.get("last_active_ago").cloned().unwrap_or(json!(0)),
+                "currently_active": presence.get("currently_active").cloned().unwrap_or(json!(false)),
+            });
+            if let Some(msg) = presence.get("status_msg").and_then(Value::as_str) {
+                update["status_msg"] = json!(msg);
+            }
+            let edu = json!({"edu_type": "m.presence", "content": {"push": [update]}});
+            let key = format!("m.presence|{user}");
+            self.queues
+                .enqueue(txn, &targets, false, &edu.to_string(), Some(key.as_str()))
+                .await?;
+            touched.extend(targets);
+        }
+        Ok(touched)
     }
 
     /// The servers an event goes to, given the servers joined before it; empty for an event
@@ -286,14 +383,15 @@ impl Consumer for RoomserverConsumer {
                 joined_members::delete_by_event(txn, &room_id, id).await?;
             }
         }
+        let mut joined = Vec::new();
         for id in &adds_state {
             if *id == event_id {
-                self.apply_member(txn, &room_id, id, &event).await?;
+                joined.extend(self.apply_member(txn, &room_id, id, &event).await?);
                 continue;
             }
             if let Some(seen) = self.seen.remove(id) {
                 if let Some(event) = seen {
-                    self.apply_member(txn, &room_id, id, &event).await?;
+                    joined.extend(self.apply_member(txn, &room_id, id, &event).await?);
                 }
                 continue;
             }
@@ -305,25 +403,31 @@ impl Consumer for RoomserverConsumer {
                 .await
                 .map_err(|e| ConsumerError::Apply(format!("reading state event {id}: {e}")))?;
             if let Some(stored) = stored {
-                self.apply_member(txn, &room_id, id, &stored.json).await?;
+                joined.extend(self.apply_member(txn, &room_id, id, &stored.json).await?);
             }
         }
-        let targets = self.destinations(before, &event, send_on_behalf_of.as_deref());
-        if targets.is_empty() {
-            return Ok(());
-        }
+        let targets = self.destinations(before.clone(), &event, send_on_behalf_of.as_deref());
         let json = serde_json::to_string(&event)
             .map_err(|e| ConsumerError::Apply(format!("event {event_id}: {e}")))?;
-        self.queues
-            .enqueue(
-                txn,
-                &targets,
-                true,
-                &json,
-                Some(format!("pdu|{room_id}").as_str()),
-            )
+        if !targets.is_empty() {
+            self.queues
+                .enqueue(
+                    txn,
+                    &targets,
+                    true,
+                    &json,
+                    Some(format!("pdu|{room_id}").as_str()),
+                )
+                .await?;
+        }
+        // After the join itself, so the new server knows the user when their presence comes.
+        let mut touched = self
+            .presence_on_join(txn, &room_id, &before, &joined)
             .await?;
-        self.touched.insert(position, targets);
+        touched.extend(targets);
+        if !touched.is_empty() {
+            self.touched.insert(position, touched);
+        }
         Ok(())
     }
 

@@ -95,6 +95,15 @@ pub async fn ensure(
     min: i64,
 ) -> Result<Vec<StoredKey>, FederationApiError> {
     let mut stored = server_keys::select_for_server(&deps.db, server.as_str()).await?;
+    if satisfied(&stored, key_ids, min) {
+        return Ok(stored);
+    }
+    // One fetch per server at a time: a query arriving during a fetch (a join verifying the
+    // room's events while the server's first transaction comes in) waits for it and reads
+    // what it stored; without this it found nothing, the refetch being rate-limited.
+    let lock = deps.key_fetch_lock(server);
+    let _fetching = lock.lock().await;
+    stored = server_keys::select_for_server(&deps.db, server.as_str()).await?;
     if satisfied(&stored, key_ids, min) || !deps.may_fetch(server) {
         return Ok(stored);
     }
