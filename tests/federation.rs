@@ -3362,6 +3362,7 @@ scenarios!(
     kicks_and_bans_across_servers,
     receipts_presence_and_typing_between_servers,
     presence_is_told_when_servers_come_to_share_a_room,
+    another_servers_public_rooms_are_listed,
     a_fork_made_on_purpose_is_resolved_alike,
     a_fork_with_a_demotion_is_resolved_alike,
     a_signed_request_ends_the_backoff,
@@ -4472,6 +4473,100 @@ async fn typing(s: &TestServer, token: &str, room: &str, user: &str, on: bool) {
 /// in the other server's user's `/sync` as an `m.receipt` ephemeral event, presence set on
 /// one server shows in `presence.events` for a user of the other sharing a room, typing
 /// starts and stops.
+/// `/publicRooms?server=` lists another server's directory for a signed-in user (GET, and
+/// POST with a search), asked of that server over federation; without a token it is 401,
+/// and an unreachable server is 502.
+async fn another_servers_public_rooms_are_listed(backend: Backend, topology: Topology) {
+    let (a, b) = pair(backend, topology).await;
+    let (_, alice_tok, _) = a.register("alice", "pw").await;
+    let (_, bob_tok, _) = b.register("bob", "pw").await;
+    for name in ["Cats", "Dogs", "Birds"] {
+        let room = common::create(
+            &a,
+            &alice_tok,
+            json!({"preset": "public_chat", "visibility": "public", "name": name}),
+        )
+        .await;
+        assert!(room.starts_with('!'));
+    }
+    // Not listed: b.test's own rooms are not in a.test's answer.
+    common::create(
+        &b,
+        &bob_tok,
+        json!({"preset": "public_chat", "visibility": "public", "name": "Fish"}),
+    )
+    .await;
+    let names = |v: &Value| -> Vec<String> {
+        let mut n: Vec<String> = v["chunk"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        n.sort();
+        n
+    };
+    let (st, v) = b
+        .get(&format!("{C}/publicRooms?server=a.test"), Some(&bob_tok))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(names(&v), ["Birds", "Cats", "Dogs"], "{v}");
+    assert_eq!(v["total_room_count_estimate"], 3, "{v}");
+    // Paged through a.test's tokens.
+    let (st, first) = b
+        .get(
+            &format!("{C}/publicRooms?server=a.test&limit=2"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{first}");
+    assert_eq!(first["chunk"].as_array().map(Vec::len), Some(2), "{first}");
+    let next = first["next_batch"].as_str().expect("next_batch").to_owned();
+    let (st, second) = b
+        .get(
+            &format!("{C}/publicRooms?server=a.test&limit=2&since={}", enc(&next)),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(st, 200, "{second}");
+    let mut all = names(&first);
+    all.extend(names(&second));
+    all.sort();
+    assert_eq!(all, ["Birds", "Cats", "Dogs"]);
+    // A search goes as POST.
+    let (st, v) = b
+        .post(
+            &format!("{C}/publicRooms?server=a.test"),
+            Some(&bob_tok),
+            json!({"filter": {"generic_search_term": "dog"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(names(&v), ["Dogs"], "{v}");
+    // Our own name is our own directory.
+    let (st, v) = b.get(&format!("{C}/publicRooms?server=b.test"), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(names(&v), ["Fish"], "{v}");
+    // Another server's list needs a signed-in user; a bad token is refused as usual.
+    let (st, v) = b.get(&format!("{C}/publicRooms?server=a.test"), None).await;
+    assert_eq!((st, &v["errcode"]), (401, &json!("M_MISSING_TOKEN")), "{v}");
+    let (st, v) = b
+        .get(&format!("{C}/publicRooms?server=a.test"), Some("nonsense"))
+        .await;
+    assert_eq!((st, &v["errcode"]), (401, &json!("M_UNKNOWN_TOKEN")), "{v}");
+    // A server that cannot be reached (loopback port 9, nothing listens).
+    let (st, v) = b
+        .get(
+            &format!("{C}/publicRooms?server=127.0.0.1:9"),
+            Some(&bob_tok),
+        )
+        .await;
+    assert_eq!(st, 502, "{v}");
+    assert!(v["error"].is_string(), "{v}");
+}
+
 /// Presence set before two servers share a room reaches the other server when they come
 /// to: a joining user's presence goes to the room's servers, and the joining server gets the
 /// presence of the room's users (as Synapse sends it on join). Offline users are not told.

@@ -1074,11 +1074,12 @@ async fn aliases_and_directory(b: Backend, t: Topology) {
     let mut expect = vec![room.as_str(), third.as_str()];
     expect.sort();
     assert_eq!(found, expect);
+    // Another server's directory is asked for signed-in users only.
     assert_error(
         &s.get(&format!("{C}/publicRooms?server=elsewhere.org"), None)
             .await,
-        400,
-        "M_INVALID_PARAM",
+        401,
+        "M_MISSING_TOKEN",
     );
     assert_error(
         &s.get(&format!("{C}/publicRooms?since=garbage"), None).await,

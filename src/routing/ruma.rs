@@ -208,6 +208,27 @@ async fn lookup(
     }
 }
 
+/// Whether a request without an access-token requirement carries a valid access token
+/// anyway (an endpoint that serves everyone but does more for users); an invalid token is
+/// the usual error.
+pub async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &ClientInfo,
+) -> Result<bool, MatrixError> {
+    let Some(token) = access_token(req) else {
+        return Ok(false);
+    };
+    let input = AuthInput {
+        token: Some(token),
+        client,
+        request: req,
+        body: &[],
+    };
+    <AccessToken as AuthRequirement>::authenticate(state, input).await?;
+    Ok(true)
+}
+
 /// The access token of a request: `Authorization: Bearer`, else the `access_token` query
 /// parameter (deprecated, still used by some clients).
 pub fn access_token(req: &HttpRequest) -> Option<String> {

@@ -139,6 +139,7 @@ delegate!(
     PerformInvite => perform_invite,
     QueryRemoteAlias => query_remote_alias,
     QueryRemoteProfile => query_remote_profile,
+    QueryRemotePublicRooms => query_remote_public_rooms,
     InputTransaction => input_transaction,
     InputTyping => input_typing,
     InputSendToDevice => input_send_to_device,

@@ -175,6 +175,23 @@ pub struct QueryRemoteProfile {
     pub field: Option<String>,
 }
 
+/// Another server's public room directory, for a client's `/publicRooms?server=`: asked
+/// with `GET /_matrix/federation/v1/publicRooms`, or `POST` when there is a filter or a
+/// third-party network. Answers the page as that server gave it, keeping only its known
+/// fields (`chunk` of objects with a `room_id`, `next_batch`, `prev_batch`,
+/// `total_room_count_estimate`); its refusals come back as `Remote`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<serde_json::Value, FederationApiError>")]
+pub struct QueryRemotePublicRooms {
+    pub server: ruma::OwnedServerName,
+    pub limit: Option<u64>,
+    pub since: Option<String>,
+    /// The client's `filter` (`generic_search_term`, `room_types`), if any.
+    pub filter: Option<serde_json::Value>,
+    pub include_all_networks: bool,
+    pub third_party_instance_id: Option<String>,
+}
+
 /// What [`QueryRemoteProfile`] answers (fields the other server left out, or gave as other
 /// than strings, are `None`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,6 +313,7 @@ crate::remote_messages!("federationapi":
     PerformInvite,
     QueryRemoteAlias,
     QueryRemoteProfile,
+    QueryRemotePublicRooms,
     InputTransaction,
     InputTyping,
     InputSendToDevice,

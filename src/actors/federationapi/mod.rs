@@ -176,6 +176,7 @@ pub fn serve_remote(cfg: &mut web::ServiceConfig, addr: Addr<FederationApiActor>
     serve::<PerformInvite, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteAlias, _, _, _>(cfg, addr.clone());
     serve::<QueryRemoteProfile, _, _, _>(cfg, addr.clone());
+    serve::<QueryRemotePublicRooms, _, _, _>(cfg, addr.clone());
     serve::<InputTransaction, _, _, _>(cfg, addr.clone());
     serve::<InputTyping, _, _, _>(cfg, addr.clone());
     serve::<InputSendToDevice, _, _, _>(cfg, addr.clone());
@@ -260,6 +261,14 @@ mod tests {
         round_trip(QueryRemoteProfile {
             user_id: "@u:b.test".try_into().unwrap(),
             field: Some("displayname".into()),
+        });
+        round_trip(QueryRemotePublicRooms {
+            server: "b.test".try_into().unwrap(),
+            limit: Some(5),
+            since: Some("t".into()),
+            filter: Some(serde_json::json!({"generic_search_term": "x"})),
+            include_all_networks: true,
+            third_party_instance_id: None,
         });
         round_trip(RemoteProfile {
             displayname: Some("U".into()),

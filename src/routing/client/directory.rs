@@ -1,7 +1,7 @@
-//! Room aliases and the public room directory of this server.
+//! Room aliases and the public room directories of this server and (through the federationapi) of others.
 
 use super::rooms::ensure_can_read;
-use crate::actors::federationapi::messages::QueryRemoteAlias;
+use crate::actors::federationapi::messages::{QueryRemoteAlias, QueryRemotePublicRooms};
 use crate::actors::roomserver::messages::{
     PerformPublishRoom, PerformRemoveRoomAlias, PerformSetRoomAlias, PublicRoomsPage,
     QueryAliasesForRoom, QueryPublicRooms, QueryPublishedRoom, QueryRoomIdForAlias,
@@ -9,7 +9,7 @@ use crate::actors::roomserver::messages::{
 use crate::routing::error::MatrixError;
 use crate::routing::ruma::{Authed, Ruma, RumaResponse, RumaResult};
 use crate::routing::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
@@ -221,16 +221,6 @@ pub async fn set_room_visibility(
     Ok(RumaResponse(set_room_visibility::v3::Response::new()))
 }
 
-/// Refuses other servers' directories until federation.
-fn ensure_our_directory(state: &AppState, server: Option<&ServerName>) -> Result<(), MatrixError> {
-    match server {
-        Some(s) if s.as_str() != state.server_name() => Err(MatrixError::invalid_param(
-            "Listing the rooms of other servers is not supported yet",
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn page_json(page: PublicRoomsPage) -> Value {
     let chunk: Vec<Value> = page
         .chunk
@@ -299,13 +289,57 @@ pub(crate) async fn public_rooms(
     Ok(HttpResponse::Ok().json(page_json(page)))
 }
 
+/// Another server's directory, asked through the federationapi for a signed-in user (as
+/// Synapse, which lists its own rooms to anyone but proxies only for its users).
+async fn remote_public_rooms(
+    state: &AppState,
+    signed_in: bool,
+    msg: QueryRemotePublicRooms,
+) -> Result<HttpResponse, MatrixError> {
+    if !signed_in {
+        return Err(MatrixError::new(
+            "M_MISSING_TOKEN",
+            "Listing another server's rooms needs an access token",
+        ));
+    }
+    let page = state.federationapi.send(msg).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The server a `/publicRooms` request names, when it is not this one.
+fn other_server<'a>(state: &AppState, server: Option<&'a ServerName>) -> Option<&'a ServerName> {
+    server.filter(|s| s.as_str() != state.server_name())
+}
+
+/// `room_network` as the federation API says it: (`include_all_networks`,
+/// `third_party_instance_id`).
+fn network(n: &ruma::directory::RoomNetwork) -> (bool, Option<String>) {
+    match n {
+        ruma::directory::RoomNetwork::All => (true, None),
+        ruma::directory::RoomNetwork::ThirdParty(id) => (false, Some(id.clone())),
+        _ => (false, None),
+    }
+}
+
 /// # `GET /_matrix/client/v3/publicRooms`
 pub async fn get_public_rooms(
     state: web::Data<AppState>,
+    http: HttpRequest,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let b = req.body;
-    ensure_our_directory(&state, b.server.as_deref())?;
+    if let Some(server) = other_server(&state, b.server.as_deref()) {
+        let msg = QueryRemotePublicRooms {
+            server: server.to_owned(),
+            limit: b.limit.map(u64::from),
+            since: b.since,
+            filter: None,
+            include_all_networks: false,
+            third_party_instance_id: None,
+        };
+        let signed_in = crate::routing::ruma::signed_in(&state, &http, &req.client).await?;
+        return remote_public_rooms(&state, signed_in, msg).await;
+    }
     public_rooms(&state, b.limit, b.since, None, &[]).await
 }
 
@@ -315,7 +349,31 @@ pub async fn get_public_rooms_filtered(
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<HttpResponse, MatrixError> {
     let b = req.body;
-    ensure_our_directory(&state, b.server.as_deref())?;
+    if let Some(server) = other_server(&state, b.server.as_deref()) {
+        let mut filter = serde_json::Map::new();
+        if let Some(term) = &b.filter.generic_search_term {
+            filter.insert("generic_search_term".into(), json!(term));
+        }
+        if !b.filter.room_types.is_empty() {
+            let types: Vec<Value> = b
+                .filter
+                .room_types
+                .iter()
+                .map(|t| json!(t.as_str()))
+                .collect();
+            filter.insert("room_types".into(), json!(types));
+        }
+        let (include_all_networks, third_party_instance_id) = network(&b.room_network);
+        let msg = QueryRemotePublicRooms {
+            server: server.to_owned(),
+            limit: b.limit.map(u64::from),
+            since: b.since,
+            filter: (!filter.is_empty()).then_some(Value::Object(filter)),
+            include_all_networks,
+            third_party_instance_id,
+        };
+        return remote_public_rooms(&state, true, msg).await;
+    }
     public_rooms(
         &state,
         b.limit,

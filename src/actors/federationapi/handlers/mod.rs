@@ -14,4 +14,5 @@ pub mod query_local_server_keys;
 pub mod query_notary_keys;
 pub mod query_remote_alias;
 pub mod query_remote_profile;
+pub mod query_remote_public_rooms;
 pub mod query_server_keys;
