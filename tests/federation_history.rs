@@ -636,6 +636,13 @@ async fn joined_rooms_are_backfilled(backend: Backend, topology: Topology) {
     let (chunk, _) = page(&a, &alice, &gone, None, 50).await;
     assert_eq!(chunk[0]["sender"], "@alice:a.test", "{chunk:?}");
     assert!(bodies(&chunk).is_empty(), "{chunk:?}");
+    // No server answered: the room is not asked for again at once (the next pages would
+    // each wait for the same dead servers), though the history is still missing.
+    assert_eq!(
+        roomserver(&a, "PerformBackfill", json!({"room_id": gone, "limit": 50})).await,
+        json!({"asked": false, "events": 0}),
+        "asked again during the backoff"
+    );
     a.stop().await;
 }
 

@@ -21,7 +21,17 @@ pub struct RoomserverActor {
     rooms: HashMap<String, RoomEntry>,
     /// Where room actors start (by room ID) and queries run.
     exec: Executors,
+    /// Rooms whose last backfill found no server to answer: not asked again before then,
+    /// with the wait that got them there (see [`BACKFILL_RETRY_MIN`]).
+    backfill_backoff: Arc<std::sync::Mutex<HashMap<String, (Instant, Duration)>>>,
 }
+
+/// After a backfill no server answered, a room's `/messages` pages do not ask again for this
+/// long; each further failure doubles it, up to [`BACKFILL_RETRY_MAX`]. A page that reaches
+/// the bottom meanwhile is answered with what is held.
+const BACKFILL_RETRY_MIN: Duration = Duration::from_secs(30);
+/// See [`BACKFILL_RETRY_MIN`].
+const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(60 * 60);
 
 /// A running room actor, when it was last given work, and how much it still has: a room is
 /// dropped only when idle AND drained, so there is never a second writer for a room.
@@ -49,6 +59,7 @@ impl RoomserverActor {
             deps,
             rooms: HashMap::new(),
             exec,
+            backfill_backoff: Default::default(),
         }
     }
 
@@ -571,13 +582,21 @@ impl Handler<PerformBackfill> for RoomserverActor {
 
     fn handle(&mut self, msg: PerformBackfill, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
+        let nothing = Backfilled {
+            asked: false,
+            events: 0,
+        };
+        let backoff = self.backfill_backoff.clone();
+        let waiting = backoff
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&msg.room_id).copied());
+        if waiting.is_some_and(|(until, _)| Instant::now() < until) {
+            return Box::pin(async move { Ok(nothing) });
+        }
         let room = self.room(&msg.room_id);
         let me = ctx.address();
         Box::pin(async move {
-            let nothing = Backfilled {
-                asked: false,
-                events: 0,
-            };
             let request = match super::history::backfill_request(&deps, &msg.room_id).await {
                 Err(RoomserverError::NoRoom) => {
                     drop(room);
@@ -604,13 +623,25 @@ impl Handler<PerformBackfill> for RoomserverActor {
             let answer = match asked {
                 Ok(answer) => answer,
                 Err(e) => {
-                    tracing::info!(room_id = msg.room_id, error = %e, "no server gave history");
+                    let wait = waiting
+                        .map_or(BACKFILL_RETRY_MIN, |(_, w)| (w * 2).min(BACKFILL_RETRY_MAX));
+                    tracing::info!(room_id = msg.room_id, error = %e, retry_in_s = wait.as_secs(), "no server gave history");
+                    if let Ok(mut b) = backoff.lock() {
+                        if b.len() > 10_000 {
+                            let now = Instant::now();
+                            b.retain(|_, (until, _)| *until > now);
+                        }
+                        b.insert(msg.room_id.clone(), (Instant::now() + wait, wait));
+                    }
                     return Ok(Backfilled {
                         asked: true,
                         events: 0,
                     });
                 }
             };
+            if let Ok(mut b) = backoff.lock() {
+                b.remove(&msg.room_id);
+            }
             room.addr
                 .send(InRoomBackfill {
                     room_id: msg.room_id,
