@@ -4193,6 +4193,34 @@ async fn incoming_transactions_are_checked(backend: Backend, topology: Topology)
         matches!(&not_a_txn, Err(FederationError::Refused { status: 400, errcode, .. }) if errcode == "M_BAD_JSON"),
         "{not_a_txn:?}"
     );
+    // Oversize: refused before the body is read or its signature checked; garbage without a
+    // signature: refused as unsigned, nothing stored.
+    let mut resp = a
+        .client
+        .put(format!("{}/_matrix/federation/v1/send/big", a.base))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(vec![b' '; 10 * 1024 * 1024 + 1])
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (resp.status().as_u16(), &v["errcode"]),
+        (413, &json!("M_TOO_LARGE")),
+        "{v}"
+    );
+    let mut resp = a
+        .client
+        .put(format!("{}/_matrix/federation/v1/send/garbage", a.base))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body("{not json")
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (resp.status().as_u16(), &v["errcode"]),
+        (401, &json!("M_UNAUTHORIZED")),
+        "{v}"
+    );
     a.stop().await;
     fake.handle.stop(true).await;
 }
