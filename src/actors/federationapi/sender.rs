@@ -222,6 +222,21 @@ impl Queues {
         }
     }
 
+    /// A consumer's batch up to `position` committed: wakes the destinations its outputs
+    /// queued for (`touched`: per stream position, the destinations), and forgets them.
+    pub fn wake_applied(
+        &self,
+        touched: &mut std::collections::BTreeMap<i64, std::collections::BTreeSet<String>>,
+        position: i64,
+    ) {
+        let later = touched.split_off(&(position + 1));
+        let done = std::mem::replace(touched, later);
+        let woken: std::collections::BTreeSet<String> = done.into_values().flatten().collect();
+        for destination in woken {
+            self.wake(&destination);
+        }
+    }
+
     /// `destination` just reached us, so it is up: its backoff is cleared and its sender
     /// tries again at once.
     pub async fn reachable(&self, destination: &str) -> Result<(), StorageError> {

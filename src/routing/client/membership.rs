@@ -389,6 +389,36 @@ pub async fn leave_room(
     Ok(RumaResponse(leave_room::v3::Response::new()))
 }
 
+/// The leave of a room not held here (a rejected invite, a rescinded knock), made with
+/// `make_leave`/`send_leave` through `servers`; `None` when none of them could take it (the
+/// invite or knock is then cleared here anyway; `what` names it in the log).
+async fn leave_through(
+    state: &AppState,
+    room_id: &str,
+    user_id: &str,
+    servers: Vec<String>,
+    reason: Option<String>,
+    what: &str,
+) -> Option<serde_json::Value> {
+    let mut content = json!({});
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    let leave = PerformLeave {
+        room_id: room_id.to_owned(),
+        user_id: user_id.to_owned(),
+        servers,
+        content,
+    };
+    match state.federationapi.send(leave).await {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::warn!(room_id, error = %e, "leaving {what} through the room's servers failed; clearing it here");
+            None
+        }
+    }
+}
+
 /// Rejects the user's invite into a room not held here; `None` when there is none.
 async fn reject_remote_invite(
     state: &AppState,
@@ -416,26 +446,7 @@ async fn reject_remote_invite(
             .ok()
             .and_then(|r| r.server_name().map(|s| s.to_string())),
     );
-    let mut content = json!({});
-    if let Some(reason) = reason {
-        content["reason"] = json!(reason);
-    }
-    let leave_event = match state
-        .federationapi
-        .send(PerformLeave {
-            room_id: room_id.to_owned(),
-            user_id: user_id.to_owned(),
-            servers,
-            content,
-        })
-        .await
-    {
-        Ok(event) => Some(event),
-        Err(e) => {
-            tracing::warn!(room_id, error = %e, "rejecting an invite through its server failed; clearing it here");
-            None
-        }
-    };
+    let leave_event = leave_through(state, room_id, user_id, servers, reason, "an invite").await;
     state
         .roomserver
         .send(PerformRetireRemoteInvite {
@@ -466,26 +477,8 @@ async fn rescind_remote_knock(
     else {
         return Ok(None);
     };
-    let mut content = json!({});
-    if let Some(reason) = reason {
-        content["reason"] = json!(reason);
-    }
-    let leave_event = match state
-        .federationapi
-        .send(PerformLeave {
-            room_id: room_id.to_owned(),
-            user_id: user_id.to_owned(),
-            servers: knock.servers,
-            content,
-        })
-        .await
-    {
-        Ok(event) => Some(event),
-        Err(e) => {
-            tracing::warn!(room_id, error = %e, "rescinding a knock through the room's server failed; clearing it here");
-            None
-        }
-    };
+    let leave_event =
+        leave_through(state, room_id, user_id, knock.servers, reason, "a knock").await;
     state
         .roomserver
         .send(PerformRetireRemoteKnock {

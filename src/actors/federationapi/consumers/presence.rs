@@ -10,6 +10,23 @@ use crate::storage::{Conn, Db, Txn};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// An `m.presence` EDU (JSON text) with one user's presence, from `presence`'s
+/// `presence`, `last_active_ago`, `currently_active` and `status_msg` (left out when not a
+/// string), and the queue's collapse key for that user.
+pub fn presence_edu(user_id: &str, presence: &Value) -> (String, String) {
+    let mut update = json!({
+        "user_id": user_id,
+        "presence": presence.get("presence"),
+        "last_active_ago": presence.get("last_active_ago").cloned().unwrap_or(json!(0)),
+        "currently_active": presence.get("currently_active").cloned().unwrap_or(json!(false)),
+    });
+    if let Some(msg) = presence.get("status_msg").and_then(Value::as_str) {
+        update["status_msg"] = json!(msg);
+    }
+    let edu = json!({"edu_type": "m.presence", "content": {"push": [update]}});
+    (edu.to_string(), format!("m.presence|{user_id}"))
+}
+
 /// The federationapi's consumer of the `syncapi.presence` stream.
 pub struct PresenceConsumer {
     server_name: String,
@@ -79,35 +96,21 @@ impl Consumer for PresenceConsumer {
         }
         let text = |k: &str| change.get(k).and_then(Value::as_str).unwrap_or_default();
         let (user_id, presence) = (text("user_id"), text("presence"));
-        let mut update = json!({
-            "user_id": user_id,
+        let update = json!({
             "presence": presence,
             "last_active_ago": 0,
             "currently_active": presence == "online",
+            "status_msg": change.get("status_msg"),
         });
-        if let Some(msg) = change.get("status_msg").and_then(Value::as_str) {
-            update["status_msg"] = json!(msg);
-        }
-        let edu = json!({"edu_type": "m.presence", "content": {"push": [update]}});
+        let (edu, key) = presence_edu(user_id, &update);
         self.queues
-            .enqueue(
-                txn,
-                &targets,
-                false,
-                &edu.to_string(),
-                Some(format!("m.presence|{user_id}").as_str()),
-            )
+            .enqueue(txn, &targets, false, &edu, Some(key.as_str()))
             .await?;
         self.touched.insert(position, targets);
         Ok(())
     }
 
     fn applied(&mut self, position: i64) {
-        let later = self.touched.split_off(&(position + 1));
-        let done = std::mem::replace(&mut self.touched, later);
-        let woken: BTreeSet<String> = done.into_values().flatten().collect();
-        for destination in woken {
-            self.queues.wake(&destination);
-        }
+        self.queues.wake_applied(&mut self.touched, position);
     }
 }

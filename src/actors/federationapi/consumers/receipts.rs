@@ -119,11 +119,6 @@ impl Consumer for ReceiptsConsumer {
     }
 
     fn applied(&mut self, position: i64) {
-        let later = self.touched.split_off(&(position + 1));
-        let done = std::mem::replace(&mut self.touched, later);
-        let woken: BTreeSet<String> = done.into_values().flatten().collect();
-        for destination in woken {
-            self.queues.wake(&destination);
-        }
+        self.queues.wake_applied(&mut self.touched, position);
     }
 }

@@ -27,7 +27,7 @@ use crate::actors::syncapi::messages::QueryPresence;
 use crate::actors::syncapi::SyncApiHandle;
 use crate::bus::{Consumer, ConsumerError};
 use crate::storage::{Conn, Db, Txn};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Past this many rooms in memory, the consumer forgets them all and loads again on use.
@@ -259,19 +259,9 @@ impl RoomserverConsumer {
             if matches!(state, None | Some("offline")) {
                 continue;
             }
-            let mut update = json!({
-                "user_id": user,
-                "presence": state,
-                "last_active_ago": presence.get("last_active_ago").cloned().unwrap_or(json!(0)),
-                "currently_active": presence.get("currently_active").cloned().unwrap_or(json!(false)),
-            });
-            if let Some(msg) = presence.get("status_msg").and_then(Value::as_str) {
-                update["status_msg"] = json!(msg);
-            }
-            let edu = json!({"edu_type": "m.presence", "content": {"push": [update]}});
-            let key = format!("m.presence|{user}");
+            let (edu, key) = super::presence::presence_edu(&user, &presence);
             self.queues
-                .enqueue(txn, &targets, false, &edu.to_string(), Some(key.as_str()))
+                .enqueue(txn, &targets, false, &edu, Some(key.as_str()))
                 .await?;
             touched.extend(targets);
         }
@@ -432,12 +422,7 @@ impl Consumer for RoomserverConsumer {
     }
 
     fn applied(&mut self, position: i64) {
-        let later = self.touched.split_off(&(position + 1));
-        let done = std::mem::replace(&mut self.touched, later);
-        let woken: BTreeSet<String> = done.into_values().flatten().collect();
-        for destination in woken {
-            self.queues.wake(&destination);
-        }
+        self.queues.wake_applied(&mut self.touched, position);
     }
 
     fn rolled_back(&mut self) {
